@@ -1,1 +1,828 @@
-//! placeholder
+//! depin-chain: the ledger on disk. It executes `depin-protocol` on redb-backed state, commits
+//! to the whole state with a Jellyfish Merkle tree (incremental: only touched paths are
+//! rehashed), keeps blocks, transactions and receipts, holds the bounded mempool, and exposes
+//! the narrow consensus seam ([`ConsensusApp`]: propose / verify / finalize) that a consensus
+//! engine drives.
+//!
+//! It must not contain protocol rules (those live in depin-protocol) nor networking or HTTP
+//! (depin-node). Every finalized block is applied in exactly one redb write transaction, so a
+//! crash at any moment leaves the database at the previous or the next block, never between.
+
+mod app;
+pub mod mempool;
+pub mod store;
+
+pub use app::{ChainApp, ConsensusApp, SoloProducer};
+pub use mempool::{Dropped, Mempool, MempoolError, MempoolLimits};
+
+use borsh::{BorshDeserialize, BorshSerialize};
+use depin_protocol::state::{
+    Account, EpochRewards, OraclePrice, Provider, RewardEntry, Stake, Supply, ValidatorSet,
+};
+use depin_protocol::{
+    Block, BlockContext, BlockError, BlockHeader, Finality, Overlay, Protocol, Receipt,
+    SignedTransaction, StateKey, TxError,
+};
+use depin_types::{Address, Hash};
+use jmt::JellyfishMerkleTree;
+use redb::{Database, ReadableDatabase};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+use store::{
+    BLOCK_INDEX, BLOCKS, Blake3Hasher, FINALITY, JMT_NODES, META, NodeSnapshot, RECEIPTS,
+    REWARDS_INDEX, STATE, StateSnapshot, TX_INDEX,
+};
+
+/// Everything that can go wrong in the chain. Storage faults are the node's; the rest say
+/// what was wrong with a block.
+#[derive(Debug, thiserror::Error)]
+pub enum ChainError {
+    #[error("storage: {0}")]
+    Storage(String),
+    #[error("state commitment: {0}")]
+    Commitment(String),
+    #[error("the database belongs to chain {stored:?}, not {configured:?}")]
+    GenesisMismatch { stored: String, configured: String },
+    #[error("genesis state could not be built: {0}")]
+    Genesis(TxError),
+    #[error("block {height} does not extend the head {head_height} ({head_hash})")]
+    NotExtendingHead {
+        height: u64,
+        head_height: u64,
+        head_hash: Hash,
+    },
+    #[error("a different block is already final at height {height}")]
+    ConflictingBlock { height: u64 },
+    #[error("unknown parent block {0}")]
+    UnknownParent(Hash),
+    #[error("invalid block: {0}")]
+    InvalidBlock(String),
+    #[error("state root mismatch: block says {claimed}, execution gives {computed}")]
+    StateRootMismatch { claimed: Hash, computed: Hash },
+    #[error("bad finality certificate for block {0}")]
+    BadFinality(Hash),
+    #[error(transparent)]
+    Block(#[from] BlockError),
+}
+
+macro_rules! storage_err {
+    ($($t:ty),*) => {$(
+        impl From<$t> for ChainError {
+            fn from(e: $t) -> Self { ChainError::Storage(e.to_string()) }
+        }
+    )*};
+}
+storage_err!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    std::io::Error
+);
+
+impl From<depin_protocol::StoreError> for ChainError {
+    fn from(e: depin_protocol::StoreError) -> Self {
+        ChainError::Storage(e.0)
+    }
+}
+
+/// The last finalized block.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize)]
+pub struct Head {
+    pub height: u64,
+    pub hash: Hash,
+    pub state_root: Hash,
+    pub timestamp_ms: u64,
+}
+
+/// Where a transaction ended up.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+struct TxLocation {
+    height: u64,
+    index: u32,
+}
+
+/// A block executed against its parent state, ready to be committed if it is finalized.
+#[derive(Debug)]
+pub struct ExecutedBlock {
+    pub block: Block,
+    pub hash: Hash,
+    state_writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    node_batch: jmt::storage::NodeBatch,
+    pub receipts: Vec<Receipt>,
+    pub epoch_rewards: Option<EpochRewards>,
+}
+
+/// Counters the node exports as metrics.
+#[derive(Debug, Default)]
+pub struct ChainMetrics {
+    pub blocks_committed: AtomicU64,
+    pub txs_committed: AtomicU64,
+    pub last_commit_micros: AtomicU64,
+    pub last_execute_micros: AtomicU64,
+}
+
+/// The ledger: database, protocol, head, and blocks executed but not yet final.
+pub struct Chain {
+    db: Database,
+    protocol: Protocol,
+    head: RwLock<Head>,
+    executed: Mutex<HashMap<Hash, Arc<ExecutedBlock>>>,
+    // Serialises finalize so that two callers cannot both apply the next height.
+    commit_lock: Mutex<()>,
+    pub metrics: ChainMetrics,
+}
+
+impl std::fmt::Debug for Chain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Chain({:?})", self.head())
+    }
+}
+
+/// The verifying threads used for signature batches.
+fn verify_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 8)
+}
+
+/// Verifies all signatures, split across threads in batches. Returns the first bad index.
+pub fn verify_signatures_parallel(txs: &[SignedTransaction]) -> Result<(), usize> {
+    let threads = verify_threads();
+    if txs.len() < 64 || threads == 1 {
+        return Protocol::verify_signatures(txs);
+    }
+    let chunk = txs.len().div_ceil(threads);
+    let results: Vec<Result<(), usize>> = std::thread::scope(|s| {
+        let handles: Vec<_> = txs
+            .chunks(chunk)
+            .enumerate()
+            .map(|(i, part)| {
+                s.spawn(move || Protocol::verify_signatures(part).map_err(|j| i * chunk + j))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or(Err(0)))
+            .collect()
+    });
+    results.into_iter().collect::<Result<Vec<()>, usize>>()?;
+    Ok(())
+}
+
+impl Chain {
+    /// Opens (or creates) the chain database in `dir`. A new database gets the genesis state
+    /// as block 0; an existing one must belong to the same genesis.
+    pub fn open(dir: &Path, protocol: Protocol) -> Result<Chain, ChainError> {
+        std::fs::create_dir_all(dir)?;
+        let db = Database::create(dir.join("chain.redb"))?;
+        let genesis_toml = protocol.genesis().to_toml();
+        let existing = {
+            let read = db.begin_read()?;
+            match read.open_table(META) {
+                Ok(t) => t.get("head")?.map(|v| v.value().to_vec()).map(|head| {
+                    let stored = t
+                        .get("genesis")
+                        .ok()
+                        .flatten()
+                        .map(|g| g.value().to_vec())
+                        .unwrap_or_default();
+                    (head, stored)
+                }),
+                Err(redb::TableError::TableDoesNotExist(_)) => None,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let head = match existing {
+            Some((head, stored_genesis)) => {
+                if stored_genesis != genesis_toml.as_bytes() {
+                    let stored = depin_protocol::Genesis::from_toml(&String::from_utf8_lossy(
+                        &stored_genesis,
+                    ))
+                    .map(|g| g.chain_id)
+                    .unwrap_or_else(|_| "<unreadable>".into());
+                    return Err(ChainError::GenesisMismatch {
+                        stored,
+                        configured: protocol.genesis().chain_id.clone(),
+                    });
+                }
+                borsh::from_slice(&head).map_err(|e| ChainError::Storage(e.to_string()))?
+            }
+            None => Self::write_genesis(&db, &protocol, &genesis_toml)?,
+        };
+        Ok(Chain {
+            db,
+            protocol,
+            head: RwLock::new(head),
+            executed: Mutex::new(HashMap::new()),
+            commit_lock: Mutex::new(()),
+            metrics: ChainMetrics::default(),
+        })
+    }
+
+    fn write_genesis(db: &Database, protocol: &Protocol, toml: &str) -> Result<Head, ChainError> {
+        let empty: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+        let mut overlay = Overlay::new(&empty);
+        protocol
+            .init_genesis(&mut overlay)
+            .map_err(ChainError::Genesis)?;
+        let writes = overlay.into_writes();
+        let write = db.begin_write()?;
+        {
+            // Tables must exist before a read transaction can open them.
+            write.open_table(STATE)?;
+            write.open_table(JMT_NODES)?;
+            write.open_table(BLOCKS)?;
+            write.open_table(FINALITY)?;
+            write.open_table(BLOCK_INDEX)?;
+            write.open_table(TX_INDEX)?;
+            write.open_table(RECEIPTS)?;
+            write.open_table(REWARDS_INDEX)?;
+        }
+        write.commit()?;
+        let (root, batch) = {
+            let read = db.begin_read()?;
+            let nodes = NodeSnapshot {
+                table: read.open_table(JMT_NODES)?,
+            };
+            compute_root(&nodes, &writes, 0)?
+        };
+        let g = protocol.genesis();
+        let header = BlockHeader {
+            chain_id: g.chain_id.clone(),
+            height: 0,
+            parent: Hash::ZERO,
+            timestamp_ms: g.genesis_time_ms,
+            proposer: Address::default(),
+            tx_root: Block::compute_tx_root(&[]),
+            tx_count: 0,
+            state_root: root,
+        };
+        let block = Block {
+            header,
+            txs: Vec::new(),
+        };
+        let executed = ExecutedBlock {
+            hash: block.hash(),
+            block,
+            state_writes: writes,
+            node_batch: batch,
+            receipts: Vec::new(),
+            epoch_rewards: None,
+        };
+        let head = commit_block(db, &executed, &Finality::Genesis, Some(toml))?;
+        Ok(head)
+    }
+
+    pub fn protocol(&self) -> &Protocol {
+        &self.protocol
+    }
+
+    pub fn head(&self) -> Head {
+        match self.head.read() {
+            Ok(h) => h.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn state_snapshot(&self) -> Result<StateSnapshot, ChainError> {
+        let read = self.db.begin_read()?;
+        Ok(StateSnapshot {
+            table: read.open_table(STATE)?,
+        })
+    }
+
+    /// Executes `txs` on the head state and returns a block with its state root. Transactions
+    /// that fail are left out and returned with their error.
+    pub fn propose(
+        &self,
+        parent: Hash,
+        timestamp_ms: u64,
+        proposer: Address,
+        txs: Vec<SignedTransaction>,
+    ) -> Result<(Arc<ExecutedBlock>, Vec<(Hash, TxError)>), ChainError> {
+        let started = Instant::now();
+        let head = self.head();
+        if parent != head.hash {
+            return Err(ChainError::UnknownParent(parent));
+        }
+        let mut rejected = Vec::new();
+        let mut candidates = txs;
+        if let Err(bad) = verify_signatures_parallel(&candidates) {
+            // Rare (the mempool checks signatures); sort the good from the bad one by one.
+            let _ = bad;
+            let mut good = Vec::with_capacity(candidates.len());
+            for tx in candidates {
+                match tx.verify_signature() {
+                    Ok(()) => good.push(tx),
+                    Err(_) => rejected.push((tx.hash(), TxError::BadSignature)),
+                }
+            }
+            candidates = good;
+        }
+        let snapshot = self.state_snapshot()?;
+        let mut overlay = Overlay::new(&snapshot);
+        let ctx = BlockContext {
+            height: head.height + 1,
+            timestamp_ms: timestamp_ms.max(head.timestamp_ms),
+            proposer,
+        };
+        let mut included = Vec::with_capacity(candidates.len());
+        let mut receipts = Vec::with_capacity(candidates.len());
+        for tx in candidates {
+            match self
+                .protocol
+                .apply_tx(&mut overlay, &ctx, &tx, included.len() as u32)
+            {
+                Ok(r) => {
+                    receipts.push(r);
+                    included.push(tx);
+                }
+                Err(TxError::Store(e)) => return Err(e.into()),
+                Err(e) => rejected.push((tx.hash(), e)),
+            }
+        }
+        let epoch_rewards = self
+            .protocol
+            .end_block(&mut overlay, &ctx)
+            .map_err(|e| ChainError::InvalidBlock(format!("epoch processing: {e}")))?;
+        let writes = overlay.into_writes();
+        let (state_root, node_batch) = self.root_after(&writes, ctx.height)?;
+        let header = BlockHeader {
+            chain_id: self.protocol.genesis().chain_id.clone(),
+            height: ctx.height,
+            parent,
+            timestamp_ms: ctx.timestamp_ms,
+            proposer,
+            tx_root: Block::compute_tx_root(&included),
+            tx_count: included.len() as u32,
+            state_root,
+        };
+        let block = Block {
+            header,
+            txs: included,
+        };
+        let executed = Arc::new(ExecutedBlock {
+            hash: block.hash(),
+            block,
+            state_writes: writes,
+            node_batch,
+            receipts,
+            epoch_rewards,
+        });
+        self.remember_executed(&executed);
+        self.metrics
+            .last_execute_micros
+            .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        Ok((executed, rejected))
+    }
+
+    fn root_after(
+        &self,
+        writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+        version: u64,
+    ) -> Result<(Hash, jmt::storage::NodeBatch), ChainError> {
+        let read = self.db.begin_read()?;
+        let nodes = NodeSnapshot {
+            table: read.open_table(JMT_NODES)?,
+        };
+        compute_root(&nodes, writes, version)
+    }
+
+    fn remember_executed(&self, executed: &Arc<ExecutedBlock>) {
+        if let Ok(mut map) = self.executed.lock() {
+            // Only blocks above the head can still be finalized; keep the map small.
+            let head_height = self.head().height;
+            map.retain(|_, b| b.block.header.height > head_height);
+            map.insert(executed.hash, executed.clone());
+        }
+    }
+
+    /// Re-executes a block proposed by someone else on the head state and checks every
+    /// header field, the signatures and the state root.
+    pub fn verify(&self, block: &Block) -> Result<Arc<ExecutedBlock>, ChainError> {
+        let hash = block.hash();
+        if let Some(done) = self.executed.lock().ok().and_then(|m| m.get(&hash).cloned()) {
+            return Ok(done);
+        }
+        let started = Instant::now();
+        let head = self.head();
+        let h = &block.header;
+        if h.parent != head.hash || h.height != head.height + 1 {
+            return Err(ChainError::NotExtendingHead {
+                height: h.height,
+                head_height: head.height,
+                head_hash: head.hash,
+            });
+        }
+        if h.chain_id != self.protocol.genesis().chain_id {
+            return Err(ChainError::InvalidBlock("wrong chain id".into()));
+        }
+        if h.timestamp_ms < head.timestamp_ms {
+            return Err(ChainError::InvalidBlock(
+                "timestamp earlier than parent".into(),
+            ));
+        }
+        if h.tx_count as usize != block.txs.len() || h.tx_root != Block::compute_tx_root(&block.txs)
+        {
+            return Err(ChainError::InvalidBlock(
+                "transaction root or count mismatch".into(),
+            ));
+        }
+        if let Err(i) = verify_signatures_parallel(&block.txs) {
+            return Err(ChainError::InvalidBlock(format!(
+                "transaction {i} has a bad signature"
+            )));
+        }
+        let snapshot = self.state_snapshot()?;
+        let mut overlay = Overlay::new(&snapshot);
+        let ctx = BlockContext {
+            height: h.height,
+            timestamp_ms: h.timestamp_ms,
+            proposer: h.proposer,
+        };
+        let outcome = self
+            .protocol
+            .execute_block(&mut overlay, &ctx, &block.txs)?;
+        let writes = overlay.into_writes();
+        let (computed, node_batch) = self.root_after(&writes, h.height)?;
+        if computed != h.state_root {
+            return Err(ChainError::StateRootMismatch {
+                claimed: h.state_root,
+                computed,
+            });
+        }
+        let executed = Arc::new(ExecutedBlock {
+            block: block.clone(),
+            hash,
+            state_writes: writes,
+            node_batch,
+            receipts: outcome.receipts,
+            epoch_rewards: outcome.epoch_rewards,
+        });
+        self.remember_executed(&executed);
+        self.metrics
+            .last_execute_micros
+            .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        Ok(executed)
+    }
+
+    /// Commits a finalized block. Idempotent: finalizing the block already at its height
+    /// again is a no-op returning `false` (consensus engines redeliver after a restart).
+    pub fn finalize(&self, block: &Block, finality: &Finality) -> Result<bool, ChainError> {
+        let _guard = self.commit_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let hash = block.hash();
+        let head = self.head();
+        let height = block.header.height;
+        if height <= head.height {
+            return match self.block_hash_at(height)? {
+                Some(h) if h == hash => Ok(false),
+                _ => Err(ChainError::ConflictingBlock { height }),
+            };
+        }
+        let validators = self.validators()?;
+        if !finality.verify(&hash, &validators) {
+            return Err(ChainError::BadFinality(hash));
+        }
+        let executed = self.verify(block)?;
+        let started = Instant::now();
+        let new_head = commit_block(&self.db, &executed, finality, None)?;
+        self.metrics
+            .last_commit_micros
+            .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        self.metrics.blocks_committed.fetch_add(1, Ordering::Relaxed);
+        self.metrics
+            .txs_committed
+            .fetch_add(block.txs.len() as u64, Ordering::Relaxed);
+        match self.head.write() {
+            Ok(mut h) => *h = new_head,
+            Err(p) => *p.into_inner() = new_head,
+        }
+        if let Ok(mut map) = self.executed.lock() {
+            map.retain(|_, b| b.block.header.height > height);
+        }
+        Ok(true)
+    }
+
+    // ---- queries -------------------------------------------------------------------------
+
+    fn get_state<T: BorshDeserialize>(&self, key: &StateKey) -> Result<Option<T>, ChainError> {
+        let snapshot = self.state_snapshot()?;
+        let overlay = Overlay::new(&snapshot);
+        Ok(overlay.get(key)?)
+    }
+
+    pub fn account(&self, address: &Address) -> Result<Option<Account>, ChainError> {
+        self.get_state(&StateKey::Account(*address))
+    }
+
+    pub fn stake(&self, address: &Address) -> Result<Option<Stake>, ChainError> {
+        self.get_state(&StateKey::Stake(*address))
+    }
+
+    pub fn provider(&self, address: &Address) -> Result<Option<Provider>, ChainError> {
+        self.get_state(&StateKey::Provider(*address))
+    }
+
+    /// Registered providers in address order, starting after `after`, at most `limit`.
+    pub fn providers(
+        &self,
+        after: Option<Address>,
+        limit: usize,
+    ) -> Result<Vec<Provider>, ChainError> {
+        let set: Vec<Address> = self.get_state(&StateKey::ProviderSet)?.unwrap_or_default();
+        let mut out = Vec::new();
+        for a in set.iter().filter(|a| after.is_none_or(|x| **a > x)) {
+            if out.len() >= limit {
+                break;
+            }
+            if let Some(p) = self.provider(a)? {
+                out.push(p);
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn provider_count(&self) -> Result<usize, ChainError> {
+        let set: Vec<Address> = self.get_state(&StateKey::ProviderSet)?.unwrap_or_default();
+        Ok(set.len())
+    }
+
+    pub fn supply(&self) -> Result<Supply, ChainError> {
+        Ok(self.get_state(&StateKey::Supply)?.unwrap_or_default())
+    }
+
+    pub fn oracle_price(&self) -> Result<Option<OraclePrice>, ChainError> {
+        self.get_state(&StateKey::OraclePrice)
+    }
+
+    pub fn validators(&self) -> Result<Vec<Address>, ChainError> {
+        let set: ValidatorSet = self.get_state(&StateKey::Validators)?.unwrap_or_default();
+        Ok(set.validators)
+    }
+
+    pub fn epoch_rewards(&self, epoch: u64) -> Result<Option<EpochRewards>, ChainError> {
+        self.get_state(&StateKey::EpochRewards(epoch))
+    }
+
+    /// Reward entries of one account, newest epoch first, at most `limit` epochs.
+    pub fn account_rewards(
+        &self,
+        address: &Address,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<RewardEntry>)>, ChainError> {
+        let read = self.db.begin_read()?;
+        let table = read.open_table(REWARDS_INDEX)?;
+        let start = rewards_key(address, 0);
+        let end = rewards_key(address, u64::MAX);
+        let mut out = Vec::new();
+        for item in table.range(start.as_slice()..=end.as_slice())?.rev() {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = item?;
+            let key = k.value();
+            let mut epoch_bytes = [0u8; 8];
+            epoch_bytes.copy_from_slice(&key[32..40]);
+            let entries: Vec<RewardEntry> =
+                borsh::from_slice(v.value()).map_err(|e| ChainError::Storage(e.to_string()))?;
+            out.push((u64::from_be_bytes(epoch_bytes), entries));
+        }
+        Ok(out)
+    }
+
+    pub fn block_hash_at(&self, height: u64) -> Result<Option<Hash>, ChainError> {
+        Ok(self.block_by_height(height)?.map(|b| b.hash()))
+    }
+
+    pub fn block_by_height(&self, height: u64) -> Result<Option<Block>, ChainError> {
+        let read = self.db.begin_read()?;
+        let table = read.open_table(BLOCKS)?;
+        match table.get(height)? {
+            None => Ok(None),
+            Some(v) => Ok(Some(
+                borsh::from_slice(v.value()).map_err(|e| ChainError::Storage(e.to_string()))?,
+            )),
+        }
+    }
+
+    /// The raw encoded block and its finality certificate, for followers.
+    pub fn block_bytes_with_finality(
+        &self,
+        height: u64,
+    ) -> Result<Option<(Vec<u8>, Vec<u8>)>, ChainError> {
+        let read = self.db.begin_read()?;
+        let blocks = read.open_table(BLOCKS)?;
+        let finality = read.open_table(FINALITY)?;
+        let (Some(b), Some(f)) = (blocks.get(height)?, finality.get(height)?) else {
+            return Ok(None);
+        };
+        Ok(Some((b.value().to_vec(), f.value().to_vec())))
+    }
+
+    pub fn block_by_hash(&self, hash: &Hash) -> Result<Option<Block>, ChainError> {
+        let height = {
+            let read = self.db.begin_read()?;
+            let table = read.open_table(BLOCK_INDEX)?;
+            table.get(hash.as_bytes().as_slice())?.map(|v| v.value())
+        };
+        match height {
+            Some(h) => self.block_by_height(h),
+            None => Ok(None),
+        }
+    }
+
+    pub fn finality(&self, height: u64) -> Result<Option<Finality>, ChainError> {
+        let read = self.db.begin_read()?;
+        let table = read.open_table(FINALITY)?;
+        match table.get(height)? {
+            None => Ok(None),
+            Some(v) => Ok(Some(
+                borsh::from_slice(v.value()).map_err(|e| ChainError::Storage(e.to_string()))?,
+            )),
+        }
+    }
+
+    /// A committed transaction with its receipt.
+    pub fn transaction(
+        &self,
+        hash: &Hash,
+    ) -> Result<Option<(SignedTransaction, Receipt)>, ChainError> {
+        let (location, receipt) = {
+            let read = self.db.begin_read()?;
+            let index = read.open_table(TX_INDEX)?;
+            let receipts = read.open_table(RECEIPTS)?;
+            let Some(loc) = index.get(hash.as_bytes().as_slice())? else {
+                return Ok(None);
+            };
+            let location: TxLocation =
+                borsh::from_slice(loc.value()).map_err(|e| ChainError::Storage(e.to_string()))?;
+            let receipt: Receipt = match receipts.get(hash.as_bytes().as_slice())? {
+                Some(r) => {
+                    borsh::from_slice(r.value()).map_err(|e| ChainError::Storage(e.to_string()))?
+                }
+                None => return Ok(None),
+            };
+            (location, receipt)
+        };
+        let Some(block) = self.block_by_height(location.height)? else {
+            return Ok(None);
+        };
+        Ok(block
+            .txs
+            .get(location.index as usize)
+            .cloned()
+            .map(|tx| (tx, receipt)))
+    }
+
+    /// Checks a transaction against the head state as the next block would, without changing
+    /// anything. A nonce ahead of the account nonce is accepted here (the mempool queues it);
+    /// then only the checks that do not depend on earlier transactions run.
+    pub fn check_tx(&self, tx: &SignedTransaction) -> Result<u64, TxError> {
+        self.protocol.check_stateless(tx)?;
+        tx.verify_signature().map_err(|_| TxError::BadSignature)?;
+        let snapshot = self
+            .state_snapshot()
+            .map_err(|e| TxError::Store(depin_protocol::StoreError(e.to_string())))?;
+        let mut overlay = Overlay::new(&snapshot);
+        let account: Account = overlay
+            .get(&StateKey::Account(tx.tx.sender))?
+            .ok_or_else(|| TxError::UnknownAccount(tx.tx.sender.to_string()))?;
+        if tx.tx.nonce < account.nonce {
+            return Err(TxError::NonceReplayed {
+                expected: account.nonce,
+                got: tx.tx.nonce,
+            });
+        }
+        if tx.tx.nonce > account.nonce {
+            if account.balance < tx.tx.fee {
+                return Err(TxError::InsufficientBalance {
+                    needed: tx.tx.fee,
+                    available: account.balance,
+                });
+            }
+            return Ok(account.nonce);
+        }
+        let head = self.head();
+        let ctx = BlockContext {
+            height: head.height + 1,
+            timestamp_ms: head.timestamp_ms,
+            proposer: Address::default(),
+        };
+        self.protocol.apply_tx(&mut overlay, &ctx, tx, 0)?;
+        Ok(account.nonce)
+    }
+
+    /// The next nonce of an account in the committed state (0 when it does not exist).
+    pub fn nonce_of(&self, address: &Address) -> u64 {
+        self.account(address)
+            .ok()
+            .flatten()
+            .map(|a| a.nonce)
+            .unwrap_or(0)
+    }
+}
+
+fn rewards_key(address: &Address, epoch: u64) -> Vec<u8> {
+    let mut k = address.as_bytes().to_vec();
+    k.extend_from_slice(&epoch.to_be_bytes());
+    k
+}
+
+fn compute_root(
+    nodes: &NodeSnapshot,
+    writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    version: u64,
+) -> Result<(Hash, jmt::storage::NodeBatch), ChainError> {
+    let tree = JellyfishMerkleTree::<_, Blake3Hasher>::new(nodes);
+    let value_set = writes
+        .iter()
+        .map(|(k, v)| (store::key_hash(k), v.clone()));
+    let (root, batch) = tree
+        .put_value_set(value_set, version)
+        .map_err(|e| ChainError::Commitment(e.to_string()))?;
+    Ok((Hash(root.0), batch.node_batch))
+}
+
+/// Writes everything a block changes in one redb transaction and returns the new head.
+fn commit_block(
+    db: &Database,
+    executed: &ExecutedBlock,
+    finality: &Finality,
+    genesis_toml: Option<&str>,
+) -> Result<Head, ChainError> {
+    let block = &executed.block;
+    let height = block.header.height;
+    let head = Head {
+        height,
+        hash: executed.hash,
+        state_root: block.header.state_root,
+        timestamp_ms: block.header.timestamp_ms,
+    };
+    let write = db.begin_write()?;
+    {
+        let mut state = write.open_table(STATE)?;
+        for (k, v) in &executed.state_writes {
+            match v {
+                Some(v) => {
+                    state.insert(k.as_slice(), v.as_slice())?;
+                }
+                None => {
+                    state.remove(k.as_slice())?;
+                }
+            }
+        }
+        let mut nodes = write.open_table(JMT_NODES)?;
+        for (key, node) in executed.node_batch.nodes() {
+            let k = borsh::to_vec(key)?;
+            let v = borsh::to_vec(node)?;
+            nodes.insert(k.as_slice(), v.as_slice())?;
+        }
+        let mut blocks = write.open_table(BLOCKS)?;
+        blocks.insert(height, depin_types::encode(block).as_slice())?;
+        let mut fin = write.open_table(FINALITY)?;
+        fin.insert(height, depin_types::encode(finality).as_slice())?;
+        let mut index = write.open_table(BLOCK_INDEX)?;
+        index.insert(executed.hash.as_bytes().as_slice(), height)?;
+        let mut tx_index = write.open_table(TX_INDEX)?;
+        let mut receipts = write.open_table(RECEIPTS)?;
+        for receipt in &executed.receipts {
+            let key = receipt.tx_hash.as_bytes().as_slice();
+            let loc = TxLocation {
+                height,
+                index: receipt.index,
+            };
+            tx_index.insert(key, depin_types::encode(&loc).as_slice())?;
+            receipts.insert(key, depin_types::encode(receipt).as_slice())?;
+        }
+        if let Some(rewards) = &executed.epoch_rewards {
+            let mut by_account: BTreeMap<Address, Vec<RewardEntry>> = BTreeMap::new();
+            for entry in &rewards.rewards {
+                by_account
+                    .entry(entry.account)
+                    .or_default()
+                    .push(entry.clone());
+            }
+            let mut idx = write.open_table(REWARDS_INDEX)?;
+            for (account, entries) in by_account {
+                let key = rewards_key(&account, rewards.epoch);
+                idx.insert(key.as_slice(), depin_types::encode(&entries).as_slice())?;
+            }
+        }
+        let mut meta = write.open_table(META)?;
+        meta.insert("head", depin_types::encode(&head).as_slice())?;
+        if let Some(toml) = genesis_toml {
+            meta.insert("genesis", toml.as_bytes())?;
+        }
+    }
+    write.commit()?;
+    Ok(head)
+}
+
+#[cfg(test)]
+mod tests;

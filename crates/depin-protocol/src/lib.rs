@@ -1,1 +1,804 @@
-//! placeholder
+//! depin-protocol: the consensus-critical rules of depin — transactions, state transitions,
+//! epoch emission and rewards, slashing hooks, genesis parameters, and the seam through which
+//! services add their own transactions and proof checks.
+//!
+//! Everything here is pure and deterministic: no tokio, no disk, no clock, no OS randomness.
+//! State is read through [`state::StateRead`] and written to an [`state::Overlay`]; the chain
+//! decides where bytes live and how they are committed to.
+
+pub mod block;
+pub mod error;
+pub mod params;
+pub mod service;
+pub mod state;
+pub mod tx;
+
+pub use block::{Block, BlockHeader, Event, Finality, Receipt};
+pub use error::TxError;
+pub use params::{Genesis, GenesisError};
+pub use service::{BlockContext, ServiceContext, ServiceModule};
+pub use state::{Overlay, StateKey, StateRead, StoreError};
+pub use tx::{Action, SignedTransaction, Transaction};
+
+use depin_types::{Address, Amount, ServiceKind};
+use params::BPS_DENOMINATOR;
+use service::{burn, mint_to};
+use state::{
+    Account, BucketOutcome, EpochRewards, EpochWork, OraclePrice, Provider, RewardEntry,
+    RewardKind, Stake, Supply, Unbonding, ValidatorSet,
+};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tx::{GeoLocation, MAX_SERVICE_OFFERS, ServiceOffer};
+
+/// Why a block is not acceptable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BlockError {
+    #[error("transaction {index} ({tx_hash}) is invalid: {error}")]
+    InvalidTx {
+        index: usize,
+        tx_hash: depin_types::Hash,
+        error: TxError,
+    },
+    #[error("block has {count} transactions, limit {limit}")]
+    TooManyTxs { count: usize, limit: u32 },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What executing a block produced, besides the state writes in the overlay.
+#[derive(Debug, Clone, Default)]
+pub struct BlockOutcome {
+    pub receipts: Vec<Receipt>,
+    pub epoch_rewards: Option<EpochRewards>,
+}
+
+/// The protocol: genesis parameters plus the registered service modules.
+#[derive(Clone)]
+pub struct Protocol {
+    genesis: Genesis,
+    services: BTreeMap<ServiceKind, Arc<dyn ServiceModule>>,
+}
+
+impl std::fmt::Debug for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Protocol")
+            .field("chain_id", &self.genesis.chain_id)
+            .field("services", &self.services.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Protocol {
+    pub fn new(genesis: Genesis) -> Result<Protocol, GenesisError> {
+        genesis.validate()?;
+        Ok(Protocol {
+            genesis,
+            services: BTreeMap::new(),
+        })
+    }
+
+    /// Plugs a service's transaction handling and proof checks into the ledger.
+    pub fn register_service(&mut self, module: Arc<dyn ServiceModule>) {
+        self.services.insert(module.service(), module);
+    }
+
+    pub fn genesis(&self) -> &Genesis {
+        &self.genesis
+    }
+
+    pub fn enabled_services(&self) -> Vec<ServiceKind> {
+        self.services.keys().copied().collect()
+    }
+
+    /// Writes the state of height 0.
+    pub fn init_genesis(&self, state: &mut Overlay<'_>) -> Result<(), TxError> {
+        let g = &self.genesis;
+        let mut total = Amount::ZERO;
+        for b in &g.balances {
+            let account = Account {
+                balance: b.amount,
+                ..Account::default()
+            };
+            state.put(&StateKey::Account(b.address), &account);
+            total = total.checked_add(b.amount).ok_or(TxError::AmountOverflow)?;
+        }
+        let mut validators = Vec::new();
+        for v in &g.validators {
+            let key = StateKey::Account(v.address);
+            if state.get::<Account>(&key)?.is_none() {
+                state.put(&key, &Account::default());
+            }
+            state.put(
+                &StateKey::Stake(v.address),
+                &Stake {
+                    bonded: v.stake,
+                    ..Stake::default()
+                },
+            );
+            total = total.checked_add(v.stake).ok_or(TxError::AmountOverflow)?;
+            validators.push(v.address);
+        }
+        state.put(&StateKey::Validators, &ValidatorSet { validators });
+        state.put(
+            &StateKey::Supply,
+            &Supply {
+                total,
+                initial: total,
+                ..Supply::default()
+            },
+        );
+        state.put(
+            &StateKey::OraclePrice,
+            &OraclePrice {
+                price_usd_micro: g.data_credits.initial_token_price_usd_micro,
+                updated_height: 0,
+            },
+        );
+        state.put(&StateKey::ProviderSet, &Vec::<Address>::new());
+        Ok(())
+    }
+
+    /// The smallest fee accepted for a transaction of `size_bytes`.
+    pub fn min_fee(&self, size_bytes: usize) -> Amount {
+        let per_byte = self.genesis.fees.fee_per_byte.0;
+        Amount(
+            self.genesis
+                .fees
+                .base_fee
+                .0
+                .saturating_add(per_byte.saturating_mul(size_bytes as u128)),
+        )
+    }
+
+    /// Decodes transaction bytes as received from a client or peer.
+    pub fn decode_tx(&self, bytes: &[u8]) -> Result<SignedTransaction, TxError> {
+        SignedTransaction::from_bytes(bytes, self.genesis.chain.max_tx_bytes as usize).map_err(
+            |e| match e {
+                tx::TxDecodeError::TooLarge {
+                    size_bytes,
+                    max_bytes,
+                } => TxError::TooLarge {
+                    size_bytes,
+                    max_bytes,
+                },
+                tx::TxDecodeError::Malformed(m) => TxError::Malformed(m),
+            },
+        )
+    }
+
+    /// Checks that need no state: size, chain id, minimum fee. The signature is checked
+    /// separately so that blocks can verify signatures in batches.
+    pub fn check_stateless(&self, tx: &SignedTransaction) -> Result<(), TxError> {
+        let size_bytes = tx.size_bytes();
+        let max_bytes = self.genesis.chain.max_tx_bytes as usize;
+        if size_bytes > max_bytes {
+            return Err(TxError::TooLarge {
+                size_bytes,
+                max_bytes,
+            });
+        }
+        if tx.tx.chain_id != self.genesis.chain_id {
+            return Err(TxError::WrongChain {
+                expected: self.genesis.chain_id.clone(),
+                got: tx.tx.chain_id.chars().take(64).collect(),
+            });
+        }
+        let minimum = self.min_fee(size_bytes);
+        if tx.tx.fee < minimum {
+            return Err(TxError::FeeTooLow {
+                offered: tx.tx.fee,
+                minimum,
+            });
+        }
+        Ok(())
+    }
+
+    /// Verifies every signature of `txs`, in one batch when all are good. On a failure returns
+    /// the index of the first bad one.
+    pub fn verify_signatures(txs: &[SignedTransaction]) -> Result<(), usize> {
+        let messages: Vec<Vec<u8>> = txs.iter().map(|t| t.tx.signing_bytes()).collect();
+        let items: Vec<_> = txs
+            .iter()
+            .zip(&messages)
+            .map(|(t, m)| (&t.tx.sender, m.as_slice(), &t.signature))
+            .collect();
+        if depin_types::verify_batch(&items).is_ok() {
+            return Ok(());
+        }
+        for (i, (address, message, signature)) in items.iter().enumerate() {
+            if depin_types::verify(address, message, signature).is_err() {
+                return Err(i);
+            }
+        }
+        // The batch failed but each one passed: batch and single rules disagree on some edge
+        // (e.g. a non-canonical encoding). Reject conservatively.
+        Err(0)
+    }
+
+    /// Applies one transaction whose signature has already been verified. On error nothing
+    /// it wrote remains in `state`.
+    pub fn apply_tx(
+        &self,
+        state: &mut Overlay<'_>,
+        block: &BlockContext,
+        tx: &SignedTransaction,
+        index: u32,
+    ) -> Result<Receipt, TxError> {
+        self.check_stateless(tx)?;
+        state.begin();
+        match self.apply_tx_inner(state, block, tx, index) {
+            Ok(receipt) => {
+                state.commit();
+                Ok(receipt)
+            }
+            Err(e) => {
+                state.rollback();
+                Err(e)
+            }
+        }
+    }
+
+    fn apply_tx_inner(
+        &self,
+        state: &mut Overlay<'_>,
+        block: &BlockContext,
+        signed: &SignedTransaction,
+        index: u32,
+    ) -> Result<Receipt, TxError> {
+        let tx = &signed.tx;
+        let sender_key = StateKey::Account(tx.sender);
+        let mut sender: Account = state
+            .get(&sender_key)?
+            .ok_or_else(|| TxError::UnknownAccount(tx.sender.to_string()))?;
+        if tx.nonce < sender.nonce {
+            return Err(TxError::NonceReplayed {
+                expected: sender.nonce,
+                got: tx.nonce,
+            });
+        }
+        if tx.nonce > sender.nonce {
+            return Err(TxError::NonceGap {
+                expected: sender.nonce,
+                got: tx.nonce,
+            });
+        }
+        if sender.balance < tx.fee {
+            return Err(TxError::InsufficientBalance {
+                needed: tx.fee,
+                available: sender.balance,
+            });
+        }
+        sender.balance = sender.balance.saturating_sub(tx.fee);
+        sender.nonce = sender.nonce.checked_add(1).ok_or(TxError::AmountOverflow)?;
+        state.put(&sender_key, &sender);
+        let mut events = Vec::new();
+        if !tx.fee.is_zero() {
+            credit(state, block.proposer, tx.fee)?;
+            events.push(Event::FeePaid {
+                to: block.proposer,
+                amount: tx.fee,
+            });
+        }
+        events.extend(self.apply_action(state, block, tx.sender, tx.fee, &tx.action)?);
+        Ok(Receipt {
+            tx_hash: signed.hash(),
+            height: block.height,
+            index,
+            sender: tx.sender,
+            kind: tx.action.kind().to_string(),
+            fee: tx.fee,
+            events,
+        })
+    }
+
+    fn apply_action(
+        &self,
+        state: &mut Overlay<'_>,
+        block: &BlockContext,
+        sender: Address,
+        fee: Amount,
+        action: &Action,
+    ) -> Result<Vec<Event>, TxError> {
+        let g = &self.genesis;
+        match action {
+            Action::Transfer { to, amount } => {
+                if amount.is_zero() {
+                    return Err(TxError::ZeroAmount);
+                }
+                // The fee was taken already; a total above u128 is still an overflow, not a
+                // shortfall, so say so.
+                amount.checked_add(fee).ok_or(TxError::AmountOverflow)?;
+                debit(state, sender, *amount, fee)?;
+                credit(state, *to, *amount)?;
+                Ok(vec![Event::Transfer {
+                    from: sender,
+                    to: *to,
+                    amount: *amount,
+                }])
+            }
+            Action::Bond { amount } => {
+                if amount.is_zero() {
+                    return Err(TxError::ZeroAmount);
+                }
+                debit(state, sender, *amount, fee)?;
+                let key = StateKey::Stake(sender);
+                let mut stake: Stake = state.get(&key)?.unwrap_or_default();
+                stake.bonded = stake
+                    .bonded
+                    .checked_add(*amount)
+                    .ok_or(TxError::AmountOverflow)?;
+                state.put(&key, &stake);
+                Ok(vec![Event::Bonded { amount: *amount }])
+            }
+            Action::Unbond { amount } => {
+                if amount.is_zero() {
+                    return Err(TxError::ZeroAmount);
+                }
+                let key = StateKey::Stake(sender);
+                let mut stake: Stake = state.get(&key)?.unwrap_or_default();
+                let remaining =
+                    stake
+                        .bonded
+                        .checked_sub(*amount)
+                        .ok_or(TxError::InsufficientStake {
+                            requested: *amount,
+                            bonded: stake.bonded,
+                        })?;
+                let required = self.required_stake(state, &sender)?;
+                if remaining < required {
+                    return Err(TxError::StakeBelowMinimum {
+                        required,
+                        bonded: remaining,
+                    });
+                }
+                if stake.unbonding.len() >= usize::from(g.staking.max_unbonding_entries) {
+                    return Err(TxError::TooManyUnbonding {
+                        limit: g.staking.max_unbonding_entries,
+                    });
+                }
+                let release_height = block.height.saturating_add(g.staking.unbonding_blocks);
+                stake.bonded = remaining;
+                stake.unbonding.push(Unbonding {
+                    amount: *amount,
+                    release_height,
+                });
+                state.put(&key, &stake);
+                Ok(vec![Event::Unbonding {
+                    amount: *amount,
+                    release_height,
+                }])
+            }
+            Action::Withdraw => {
+                let key = StateKey::Stake(sender);
+                let mut stake: Stake = state.get(&key)?.unwrap_or_default();
+                let (matured, pending): (Vec<_>, Vec<_>) = stake
+                    .unbonding
+                    .into_iter()
+                    .partition(|u| u.release_height <= block.height);
+                stake.unbonding = pending;
+                let amount = matured
+                    .iter()
+                    .try_fold(Amount::ZERO, |acc, u| acc.checked_add(u.amount))
+                    .ok_or(TxError::AmountOverflow)?;
+                if amount.is_zero() {
+                    return Err(TxError::NothingToWithdraw);
+                }
+                state.put(&key, &stake);
+                credit(state, sender, amount)?;
+                Ok(vec![Event::Withdrawn { amount }])
+            }
+            Action::RegisterProvider { services, location } => {
+                let key = StateKey::Provider(sender);
+                if state.get::<Provider>(&key)?.is_some() {
+                    return Err(TxError::ProviderExists);
+                }
+                self.check_offers(services, location)?;
+                self.check_stake_covers(state, &sender, services)?;
+                let provider = Provider {
+                    address: sender,
+                    services: services.clone(),
+                    location: *location,
+                    registered_height: block.height,
+                    updated_height: block.height,
+                    reputation_alpha: 0,
+                    reputation_beta: 0,
+                    failures: Vec::new(),
+                };
+                state.put(&key, &provider);
+                let mut set: Vec<Address> = state.get(&StateKey::ProviderSet)?.unwrap_or_default();
+                if let Err(pos) = set.binary_search(&sender) {
+                    set.insert(pos, sender);
+                }
+                state.put(&StateKey::ProviderSet, &set);
+                Ok(vec![Event::ProviderRegistered])
+            }
+            Action::UpdateProvider { services, location } => {
+                let key = StateKey::Provider(sender);
+                let mut provider: Provider = state.get(&key)?.ok_or(TxError::NotAProvider)?;
+                self.check_offers(services, location)?;
+                self.check_stake_covers(state, &sender, services)?;
+                provider.services = services.clone();
+                provider.location = *location;
+                provider.updated_height = block.height;
+                state.put(&key, &provider);
+                Ok(vec![Event::ProviderUpdated])
+            }
+            Action::DeregisterProvider => {
+                let key = StateKey::Provider(sender);
+                if state.get::<Provider>(&key)?.is_none() {
+                    return Err(TxError::NotAProvider);
+                }
+                state.delete(&key);
+                let mut set: Vec<Address> = state.get(&StateKey::ProviderSet)?.unwrap_or_default();
+                set.retain(|a| *a != sender);
+                state.put(&StateKey::ProviderSet, &set);
+                Ok(vec![Event::ProviderDeregistered])
+            }
+            Action::BuyDataCredits { amount } => {
+                if amount.is_zero() {
+                    return Err(TxError::ZeroAmount);
+                }
+                let price: OraclePrice = state
+                    .get(&StateKey::OraclePrice)?
+                    .ok_or_else(|| StoreError("oracle price missing".into()))?;
+                let scale = 10u128.pow(u32::from(g.token.decimals));
+                let usd_micro = amount
+                    .mul_div(u128::from(price.price_usd_micro), scale)
+                    .ok_or(TxError::AmountOverflow)?;
+                let data_credits = usd_micro.0 / u128::from(g.data_credits.dc_price_usd_micro);
+                if data_credits == 0 {
+                    return Err(TxError::AmountTooSmall);
+                }
+                debit(state, sender, *amount, fee)?;
+                burn(state, *amount)?;
+                let key = StateKey::Account(sender);
+                let mut account: Account = state.get(&key)?.unwrap_or_default();
+                account.data_credits = account
+                    .data_credits
+                    .checked_add(data_credits)
+                    .ok_or(TxError::AmountOverflow)?;
+                state.put(&key, &account);
+                let mut supply: Supply = state.get(&StateKey::Supply)?.unwrap_or_default();
+                supply.data_credits_outstanding = supply
+                    .data_credits_outstanding
+                    .checked_add(data_credits)
+                    .ok_or(TxError::AmountOverflow)?;
+                state.put(&StateKey::Supply, &supply);
+                Ok(vec![Event::DataCreditsMinted {
+                    tokens_burned: *amount,
+                    data_credits,
+                    price_usd_micro: price.price_usd_micro,
+                }])
+            }
+            Action::SetOraclePrice { price_usd_micro } => {
+                if sender != g.data_credits.oracle_authority {
+                    return Err(TxError::Unauthorized);
+                }
+                if *price_usd_micro == 0 {
+                    return Err(TxError::InvalidPrice);
+                }
+                state.put(
+                    &StateKey::OraclePrice,
+                    &OraclePrice {
+                        price_usd_micro: *price_usd_micro,
+                        updated_height: block.height,
+                    },
+                );
+                Ok(vec![Event::OraclePriceSet {
+                    price_usd_micro: *price_usd_micro,
+                }])
+            }
+            Action::Service { service, payload } => {
+                let module = self
+                    .services
+                    .get(service)
+                    .ok_or(TxError::ServiceNotEnabled(*service))?;
+                if payload.len() > module.max_payload_bytes() {
+                    return Err(TxError::TooLarge {
+                        size_bytes: payload.len(),
+                        max_bytes: module.max_payload_bytes(),
+                    });
+                }
+                let mut ctx = ServiceContext {
+                    state,
+                    genesis: g,
+                    block,
+                    service: *service,
+                };
+                module.apply(&mut ctx, sender, payload)
+            }
+        }
+    }
+
+    fn check_offers(
+        &self,
+        services: &[ServiceOffer],
+        location: &Option<GeoLocation>,
+    ) -> Result<(), TxError> {
+        if services.is_empty() || services.len() > MAX_SERVICE_OFFERS {
+            return Err(TxError::InvalidServices(format!(
+                "offer between 1 and {MAX_SERVICE_OFFERS} services"
+            )));
+        }
+        for (i, offer) in services.iter().enumerate() {
+            if services[..i].iter().any(|o| o.service == offer.service) {
+                return Err(TxError::InvalidServices(format!(
+                    "{} listed twice",
+                    offer.service
+                )));
+            }
+            if offer.capacity == 0 {
+                return Err(TxError::InvalidServices(format!(
+                    "{} capacity must be positive",
+                    offer.service
+                )));
+            }
+        }
+        if let Some(loc) = location
+            && !loc.is_valid()
+        {
+            return Err(TxError::InvalidLocation);
+        }
+        Ok(())
+    }
+
+    fn check_stake_covers(
+        &self,
+        state: &Overlay<'_>,
+        sender: &Address,
+        services: &[ServiceOffer],
+    ) -> Result<(), TxError> {
+        let mut required = self.validator_stake_required(state, sender)?;
+        for offer in services {
+            required = required
+                .checked_add(self.genesis.staking.min_stake(offer.service))
+                .ok_or(TxError::AmountOverflow)?;
+        }
+        let stake: Stake = state.get(&StateKey::Stake(*sender))?.unwrap_or_default();
+        if stake.bonded < required {
+            return Err(TxError::StakeBelowMinimum {
+                required,
+                bonded: stake.bonded,
+            });
+        }
+        Ok(())
+    }
+
+    fn validator_stake_required(
+        &self,
+        state: &Overlay<'_>,
+        who: &Address,
+    ) -> Result<Amount, TxError> {
+        let set: ValidatorSet = state.get(&StateKey::Validators)?.unwrap_or_default();
+        Ok(if set.validators.contains(who) {
+            self.genesis.staking.min_stake_validator
+        } else {
+            Amount::ZERO
+        })
+    }
+
+    /// Stake an account must keep bonded: the sum of the minimums of the services it offers,
+    /// plus the validator minimum if it validates.
+    pub fn required_stake(&self, state: &Overlay<'_>, who: &Address) -> Result<Amount, TxError> {
+        let mut required = self.validator_stake_required(state, who)?;
+        if let Some(p) = state.get::<Provider>(&StateKey::Provider(*who))? {
+            for offer in &p.services {
+                required = required
+                    .checked_add(self.genesis.staking.min_stake(offer.service))
+                    .ok_or(TxError::AmountOverflow)?;
+            }
+        }
+        Ok(required)
+    }
+
+    /// Emission for `epoch`: the initial amount halved once per completed halving interval.
+    pub fn epoch_emission(&self, epoch: u64) -> Amount {
+        let halvings = epoch / self.genesis.emission.halving_interval_epochs;
+        if halvings >= 128 {
+            return Amount::ZERO;
+        }
+        Amount(self.genesis.emission.initial_epoch_emission.0 >> halvings)
+    }
+
+    /// Runs after the block's transactions. At an epoch boundary: service epoch hooks, then
+    /// emission and rewards for the epoch that just ended.
+    pub fn end_block(
+        &self,
+        state: &mut Overlay<'_>,
+        block: &BlockContext,
+    ) -> Result<Option<EpochRewards>, TxError> {
+        let epoch_blocks = self.genesis.chain.epoch_blocks;
+        if block.height == 0 || block.height % epoch_blocks != 0 {
+            return Ok(None);
+        }
+        let epoch = block.epoch(epoch_blocks);
+        for module in self.services.values() {
+            let mut ctx = ServiceContext {
+                state,
+                genesis: &self.genesis,
+                block,
+                service: module.service(),
+            };
+            module.end_epoch(&mut ctx, epoch)?;
+        }
+        let rewards = self.distribute_epoch_rewards(state, block.height, epoch)?;
+        state.put(&StateKey::EpochRewards(epoch), &rewards);
+        Ok(Some(rewards))
+    }
+
+    fn distribute_epoch_rewards(
+        &self,
+        state: &mut Overlay<'_>,
+        height: u64,
+        epoch: u64,
+    ) -> Result<EpochRewards, TxError> {
+        let emission = self.epoch_emission(epoch);
+        let split = &self.genesis.reward_split;
+        let mut buckets = Vec::new();
+        let mut rewards = Vec::new();
+
+        // Validators, weighted by bonded stake.
+        let set: ValidatorSet = state.get(&StateKey::Validators)?.unwrap_or_default();
+        let mut weights = Vec::new();
+        for v in &set.validators {
+            let stake: Stake = state.get(&StateKey::Stake(*v))?.unwrap_or_default();
+            weights.push((*v, stake.bonded.0));
+        }
+        let allocation = emission
+            .mul_div(u128::from(split.validators_bps), BPS_DENOMINATOR)
+            .ok_or(TxError::AmountOverflow)?;
+        buckets.push(split_bucket(
+            RewardKind::Validator,
+            allocation,
+            &weights,
+            &mut rewards,
+        )?);
+
+        // Services, weighted by verified work units of the epoch.
+        let work: EpochWork = state.get(&StateKey::EpochWork(epoch))?.unwrap_or_default();
+        for service in ServiceKind::ALL {
+            let allocation = emission
+                .mul_div(u128::from(split.service_bps(service)), BPS_DENOMINATOR)
+                .ok_or(TxError::AmountOverflow)?;
+            let weights: Vec<(Address, u128)> = work
+                .units
+                .get(&service)
+                .map(|m| m.iter().map(|(a, u)| (*a, u128::from(*u))).collect())
+                .unwrap_or_default();
+            buckets.push(split_bucket(
+                RewardKind::Service(service),
+                allocation,
+                &weights,
+                &mut rewards,
+            )?);
+        }
+
+        let mut minted = Amount::ZERO;
+        for entry in &rewards {
+            mint_to(state, entry.account, entry.amount)?;
+            minted = minted
+                .checked_add(entry.amount)
+                .ok_or(TxError::AmountOverflow)?;
+        }
+        let unallocated = emission.saturating_sub(minted);
+        Ok(EpochRewards {
+            epoch,
+            height,
+            emission,
+            minted,
+            unallocated,
+            buckets,
+            rewards,
+        })
+    }
+
+    /// Executes a block's transactions and end-of-block logic on `state`. Signatures must
+    /// already be verified (see [`Protocol::verify_signatures`]). Any invalid transaction makes
+    /// the whole block invalid: producers drop failing transactions before proposing.
+    pub fn execute_block(
+        &self,
+        state: &mut Overlay<'_>,
+        block: &BlockContext,
+        txs: &[SignedTransaction],
+    ) -> Result<BlockOutcome, BlockError> {
+        if txs.len() > self.genesis.chain.max_block_txs as usize {
+            return Err(BlockError::TooManyTxs {
+                count: txs.len(),
+                limit: self.genesis.chain.max_block_txs,
+            });
+        }
+        let mut receipts = Vec::with_capacity(txs.len());
+        for (index, tx) in txs.iter().enumerate() {
+            match self.apply_tx(state, block, tx, index as u32) {
+                Ok(r) => receipts.push(r),
+                Err(TxError::Store(e)) => return Err(BlockError::Store(e)),
+                Err(error) => {
+                    return Err(BlockError::InvalidTx {
+                        index,
+                        tx_hash: tx.hash(),
+                        error,
+                    });
+                }
+            }
+        }
+        let epoch_rewards = self.end_block(state, block).map_err(|e| match e {
+            TxError::Store(s) => BlockError::Store(s),
+            other => BlockError::Store(StoreError(format!("epoch processing failed: {other}"))),
+        })?;
+        Ok(BlockOutcome {
+            receipts,
+            epoch_rewards,
+        })
+    }
+}
+
+/// Splits `allocation` pro rata to `weights` (rounding down); whatever is not paid out —
+/// everything when the total weight is zero — is unallocated and never minted.
+fn split_bucket(
+    kind: RewardKind,
+    allocation: Amount,
+    weights: &[(Address, u128)],
+    rewards: &mut Vec<RewardEntry>,
+) -> Result<BucketOutcome, TxError> {
+    let total: u128 = weights
+        .iter()
+        .try_fold(0u128, |acc, (_, w)| acc.checked_add(*w))
+        .ok_or(TxError::AmountOverflow)?;
+    let mut minted = Amount::ZERO;
+    if total > 0 {
+        for (account, weight) in weights {
+            let amount = allocation
+                .mul_div(*weight, total)
+                .ok_or(TxError::AmountOverflow)?;
+            if amount.is_zero() {
+                continue;
+            }
+            minted = minted.checked_add(amount).ok_or(TxError::AmountOverflow)?;
+            rewards.push(RewardEntry {
+                account: *account,
+                kind,
+                amount,
+            });
+        }
+    }
+    Ok(BucketOutcome {
+        kind,
+        allocation,
+        minted,
+        unallocated: allocation.saturating_sub(minted),
+        work_units: total,
+    })
+}
+
+/// Takes `amount` out of `who`'s balance (the fee was already taken: `fee` only improves the
+/// error message).
+fn debit(state: &mut Overlay<'_>, who: Address, amount: Amount, fee: Amount) -> Result<(), TxError> {
+    let key = StateKey::Account(who);
+    let mut account: Account = state
+        .get(&key)?
+        .ok_or_else(|| TxError::UnknownAccount(who.to_string()))?;
+    account.balance = account
+        .balance
+        .checked_sub(amount)
+        .ok_or(TxError::InsufficientBalance {
+            needed: amount.checked_add(fee).unwrap_or(Amount(u128::MAX)),
+            available: account.balance.checked_add(fee).unwrap_or(account.balance),
+        })?;
+    state.put(&key, &account);
+    Ok(())
+}
+
+fn credit(state: &mut Overlay<'_>, who: Address, amount: Amount) -> Result<(), TxError> {
+    let key = StateKey::Account(who);
+    let mut account: Account = state.get(&key)?.unwrap_or_default();
+    account.balance = account
+        .balance
+        .checked_add(amount)
+        .ok_or(TxError::AmountOverflow)?;
+    state.put(&key, &account);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

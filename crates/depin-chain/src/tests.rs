@@ -1,0 +1,171 @@
+use super::*;
+use depin_protocol::{Action, Genesis, Transaction};
+use depin_types::{Amount, Keypair};
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+    validator: Keypair,
+    user: Keypair,
+    genesis: Genesis,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().to_path_buf();
+    let validator = Keypair::from_seed(b"validator");
+    let user = Keypair::from_seed(b"user");
+    let genesis = Genesis::devnet(
+        "depin-chain-test",
+        1_000,
+        &[validator.address()],
+        validator.address(),
+        &[(user.address(), Amount(1_000_000_000))],
+    );
+    Fixture {
+        _dir: dir,
+        path,
+        validator,
+        user,
+        genesis,
+    }
+}
+
+impl Fixture {
+    fn open(&self) -> Arc<ChainApp> {
+        let protocol = Protocol::new(self.genesis.clone()).expect("protocol");
+        let chain = Arc::new(Chain::open(&self.path, protocol).expect("open"));
+        Arc::new(ChainApp::new(chain, Mempool::new(MempoolLimits::default())))
+    }
+
+    fn transfer(&self, nonce: u64, amount: u128) -> SignedTransaction {
+        Transaction {
+            chain_id: self.genesis.chain_id.clone(),
+            sender: self.user.address(),
+            nonce,
+            fee: Amount(10_000),
+            action: Action::Transfer {
+                to: self.validator.address(),
+                amount: Amount(amount),
+            },
+        }
+        .sign(&self.user)
+    }
+}
+
+#[test]
+fn blocks_commit_and_survive_reopen() {
+    let f = fixture();
+    let app = f.open();
+    let genesis_root = app.chain.head().state_root;
+    let producer = SoloProducer::new(app.clone(), f.validator.clone());
+    let tx = f.transfer(0, 500);
+    let hash = app.submit_bytes(&tx.to_bytes()).expect("submit");
+    let block = producer.produce(2_000).expect("produce");
+    assert_eq!(block.txs.len(), 1);
+    assert_ne!(block.header.state_root, genesis_root);
+    let (found, receipt) = app.chain.transaction(&hash).expect("read").expect("found");
+    assert_eq!(found, tx);
+    assert_eq!(receipt.height, 1);
+    // Replays are refused at submission and the state does not move.
+    let err = app.submit_bytes(&tx.to_bytes()).expect_err("replay");
+    assert_eq!(err.code(), "already_known");
+    let head = app.chain.head();
+    drop(producer);
+    drop(app);
+    let reopened = f.open();
+    assert_eq!(reopened.chain.head(), head);
+    let account = reopened.chain.account(&f.user.address()).expect("read").expect("exists");
+    assert_eq!(account.nonce, 1);
+    // The same block finalized again is a no-op.
+    let finality = reopened.chain.finality(1).expect("read").expect("cert");
+    assert_eq!(reopened.finalize(&block, &finality).expect("idempotent"), false);
+}
+
+#[test]
+fn state_root_is_incremental_and_deterministic() {
+    let (f1, f2) = (fixture(), fixture());
+    let (a1, a2) = (f1.open(), f2.open());
+    let p1 = SoloProducer::new(a1.clone(), f1.validator.clone());
+    for n in 0..3 {
+        a1.submit_bytes(&f1.transfer(n, 7).to_bytes()).expect("submit");
+        let block = p1.produce(2_000 + n).expect("produce");
+        // A second node re-executes the block and reaches the same root.
+        let finality = a1.chain.finality(block.header.height).expect("r").expect("cert");
+        assert!(a2.finalize(&block, &finality).expect("follow"));
+        assert_eq!(a1.chain.head(), a2.chain.head());
+    }
+}
+
+#[test]
+fn rejects_tampered_blocks_and_certificates() {
+    let (f1, f2) = (fixture(), fixture());
+    let (a1, a2) = (f1.open(), f2.open());
+    let p1 = SoloProducer::new(a1.clone(), f1.validator.clone());
+    a1.submit_bytes(&f1.transfer(0, 7).to_bytes()).expect("submit");
+    let block = p1.produce(2_000).expect("produce");
+    let good = a1.chain.finality(1).expect("r").expect("cert");
+    let before = a2.chain.head();
+
+    let mut wrong_root = block.clone();
+    wrong_root.header.state_root = Hash::of(b"lie");
+    let cert = Finality::solo(&f1.validator, &wrong_root.hash());
+    assert!(matches!(
+        a2.finalize(&wrong_root, &cert),
+        Err(ChainError::StateRootMismatch { .. })
+    ));
+    let stranger = Finality::solo(&Keypair::from_seed(b"stranger"), &block.hash());
+    assert!(matches!(
+        a2.finalize(&block, &stranger),
+        Err(ChainError::BadFinality(_))
+    ));
+    let mut extra_tx = block.clone();
+    extra_tx.txs.push(f1.transfer(1, 7));
+    let cert = Finality::solo(&f1.validator, &extra_tx.hash());
+    assert!(matches!(
+        a2.finalize(&extra_tx, &cert),
+        Err(ChainError::InvalidBlock(_))
+    ));
+    assert_eq!(a2.chain.head(), before);
+    assert!(a2.finalize(&block, &good).expect("good block"));
+}
+
+#[test]
+fn failing_transactions_are_dropped_with_reason() {
+    let f = fixture();
+    let app = f.open();
+    let producer = SoloProducer::new(app.clone(), f.validator.clone());
+    // Nonce 1 queued behind nonce 0, which asks for more than the balance.
+    let too_much = f.transfer(0, 10_000_000_000);
+    assert_eq!(
+        app.submit_bytes(&too_much.to_bytes()).expect_err("balance").code(),
+        "insufficient_balance"
+    );
+    let before = app.chain.head().state_root;
+    let block = producer.produce(2_000).expect("produce");
+    assert!(block.txs.is_empty());
+    // An empty block still changes nothing but the height.
+    assert_eq!(app.chain.account(&f.user.address()).expect("r").expect("a").nonce, 0);
+    assert_eq!(block.header.state_root, before);
+}
+
+#[test]
+fn epoch_rewards_are_indexed_per_account() {
+    let f = fixture();
+    let app = f.open();
+    let producer = SoloProducer::new(app.clone(), f.validator.clone());
+    let epoch_blocks = f.genesis.chain.epoch_blocks;
+    for h in 1..=epoch_blocks {
+        producer.produce(1_000 + h).expect("produce");
+    }
+    let rewards = app.chain.epoch_rewards(0).expect("r").expect("epoch 0");
+    assert!(!rewards.minted.is_zero());
+    let mine = app
+        .chain
+        .account_rewards(&f.validator.address(), 10)
+        .expect("index");
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0].0, 0);
+    let supply = app.chain.supply().expect("supply");
+    assert_eq!(supply.minted, rewards.minted);
+}

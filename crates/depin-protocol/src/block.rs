@@ -1,0 +1,169 @@
+//! Blocks, receipts and events: what the chain stores and what the API shows.
+
+use crate::tx::SignedTransaction;
+use borsh::{BorshDeserialize, BorshSerialize};
+use depin_types::{Address, Amount, CodecError, Hash, Keypair, ServiceKind, Signature};
+use serde::Serialize;
+
+/// The header every node agrees on. `state_root` commits to the whole state after executing
+/// this block, so two nodes compare state by comparing one hash.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize)]
+pub struct BlockHeader {
+    pub chain_id: String,
+    pub height: u64,
+    pub parent: Hash,
+    pub timestamp_ms: u64,
+    pub proposer: Address,
+    pub tx_root: Hash,
+    pub tx_count: u32,
+    pub state_root: Hash,
+}
+
+impl BlockHeader {
+    pub fn hash(&self) -> Hash {
+        Hash::tagged("depin block header", &[&depin_types::encode(self)])
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize)]
+pub struct Block {
+    pub header: BlockHeader,
+    pub txs: Vec<SignedTransaction>,
+}
+
+impl Block {
+    pub fn hash(&self) -> Hash {
+        self.header.hash()
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        depin_types::encode(self)
+    }
+
+    pub fn from_bytes(bytes: &[u8], max_bytes: usize) -> Result<Block, CodecError> {
+        depin_types::decode_bounded(bytes, max_bytes)
+    }
+
+    /// Commitment to the ordered transaction list.
+    pub fn compute_tx_root(txs: &[SignedTransaction]) -> Hash {
+        let mut hasher = blake3::Hasher::new_derive_key("depin tx root");
+        for tx in txs {
+            hasher.update(tx.hash().as_bytes());
+        }
+        Hash(*hasher.finalize().as_bytes())
+    }
+}
+
+/// Proof that a block is final. With one validator it is that validator's signature over the
+/// block hash; the consensus issue adds a quorum certificate variant.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize)]
+pub enum Finality {
+    Genesis,
+    SoloSignature {
+        validator: Address,
+        signature: Signature,
+    },
+}
+
+impl Finality {
+    const DOMAIN: &'static [u8] = b"depin/finalize/v1";
+
+    pub fn solo(key: &Keypair, block_hash: &Hash) -> Finality {
+        let mut msg = Self::DOMAIN.to_vec();
+        msg.extend_from_slice(block_hash.as_bytes());
+        Finality::SoloSignature {
+            validator: key.address(),
+            signature: key.sign(&msg),
+        }
+    }
+
+    /// Checks the certificate against the validator set that finalized `block_hash`.
+    pub fn verify(&self, block_hash: &Hash, validators: &[Address]) -> bool {
+        match self {
+            Finality::Genesis => false,
+            Finality::SoloSignature {
+                validator,
+                signature,
+            } => {
+                // A solo signature is a quorum only when the set has exactly one member.
+                if validators != [*validator] {
+                    return false;
+                }
+                let mut msg = Self::DOMAIN.to_vec();
+                msg.extend_from_slice(block_hash.as_bytes());
+                depin_types::verify(validator, &msg, signature).is_ok()
+            }
+        }
+    }
+}
+
+/// Something a transaction or an epoch boundary did, for receipts and explorers.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    FeePaid {
+        to: Address,
+        amount: Amount,
+    },
+    Transfer {
+        from: Address,
+        to: Address,
+        amount: Amount,
+    },
+    Bonded {
+        amount: Amount,
+    },
+    Unbonding {
+        amount: Amount,
+        release_height: u64,
+    },
+    Withdrawn {
+        amount: Amount,
+    },
+    ProviderRegistered,
+    ProviderUpdated,
+    ProviderDeregistered,
+    DataCreditsMinted {
+        tokens_burned: Amount,
+        data_credits: u128,
+        price_usd_micro: u64,
+    },
+    OraclePriceSet {
+        price_usd_micro: u64,
+    },
+    WorkRecorded {
+        service: ServiceKind,
+        provider: Address,
+        units: u64,
+    },
+    Slashed {
+        provider: Address,
+        service: ServiceKind,
+        amount: Amount,
+        reason: String,
+    },
+    ServicePaid {
+        service: ServiceKind,
+        consumer: Address,
+        provider: Address,
+        data_credits: u128,
+        tokens_minted: Amount,
+    },
+    Service {
+        service: ServiceKind,
+        name: String,
+    },
+}
+
+/// The outcome of one included transaction. Only successful transactions are included, so a
+/// receipt always describes effects that happened.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize)]
+pub struct Receipt {
+    pub tx_hash: Hash,
+    pub height: u64,
+    pub index: u32,
+    pub sender: Address,
+    pub kind: String,
+    pub fee: Amount,
+    pub events: Vec<Event>,
+}

@@ -1,0 +1,247 @@
+//! The seam through which a service (storage, compute, coverage, video) plugs into the ledger:
+//! it registers a [`ServiceModule`] that decodes and applies its own transactions and checks its
+//! own proofs, purely, and uses a [`ServiceContext`] to record verified work, pay providers in
+//! Data Credits and slash them. The core ledger never looks inside a service payload.
+
+use crate::block::Event;
+use crate::error::TxError;
+use crate::params::{BPS_DENOMINATOR, Genesis};
+use crate::state::{
+    Account, EpochWork, MAX_PROOF_FAILURES_KEPT, OraclePrice, Overlay, ProofFailure, Provider,
+    Stake, StateKey, StoreError, Supply,
+};
+use depin_types::{Address, Amount, ServiceKind};
+
+/// Where in the chain a transaction or epoch hook is executing.
+#[derive(Debug, Clone)]
+pub struct BlockContext {
+    pub height: u64,
+    pub timestamp_ms: u64,
+    pub proposer: Address,
+}
+
+impl BlockContext {
+    /// The epoch a block at this height belongs to (blocks 1..=epoch_blocks are epoch 0).
+    pub fn epoch(&self, epoch_blocks: u64) -> u64 {
+        self.height.saturating_sub(1) / epoch_blocks.max(1)
+    }
+}
+
+/// A service's consensus rules. Implementations are pure: no I/O, no clock, no randomness
+/// beyond what the context provides.
+pub trait ServiceModule: Send + Sync {
+    fn service(&self) -> ServiceKind;
+
+    /// Largest payload this service accepts; checked before `apply` sees the bytes.
+    fn max_payload_bytes(&self) -> usize;
+
+    /// Decodes and applies one service transaction from `sender`.
+    fn apply(
+        &self,
+        ctx: &mut ServiceContext<'_, '_>,
+        sender: Address,
+        payload: &[u8],
+    ) -> Result<Vec<Event>, TxError>;
+
+    /// Runs at each epoch boundary before rewards are computed: expire deals, slash missing
+    /// proofs, and so on.
+    fn end_epoch(&self, _ctx: &mut ServiceContext<'_, '_>, _epoch: u64) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// What a service may do to the ledger.
+pub struct ServiceContext<'s, 'a> {
+    pub state: &'s mut Overlay<'a>,
+    pub genesis: &'s Genesis,
+    pub block: &'s BlockContext,
+    pub service: ServiceKind,
+}
+
+impl std::fmt::Debug for ServiceContext<'_, '_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ServiceContext({}, h={})", self.service, self.block.height)
+    }
+}
+
+impl ServiceContext<'_, '_> {
+    pub fn get_record(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.state
+            .get_raw(&StateKey::Service(self.service, key.to_vec()).to_bytes())
+    }
+
+    pub fn put_record(&mut self, key: &[u8], value: Option<Vec<u8>>) {
+        self.state
+            .put_raw(StateKey::Service(self.service, key.to_vec()).to_bytes(), value);
+    }
+
+    pub fn provider(&self, address: &Address) -> Result<Option<Provider>, StoreError> {
+        self.state.get(&StateKey::Provider(*address))
+    }
+
+    /// Credits verified work to `provider` in the current epoch; it earns a share of this
+    /// service's emission in proportion. Also raises the provider's reputation.
+    pub fn record_work(&mut self, provider: Address, units: u64) -> Result<Event, TxError> {
+        let epoch = self.block.epoch(self.genesis.chain.epoch_blocks);
+        let key = StateKey::EpochWork(epoch);
+        let mut work: EpochWork = self.state.get(&key)?.unwrap_or_default();
+        let slot = work
+            .units
+            .entry(self.service)
+            .or_default()
+            .entry(provider)
+            .or_insert(0);
+        *slot = slot.checked_add(units).ok_or(TxError::AmountOverflow)?;
+        self.state.put(&key, &work);
+        if let Some(mut p) = self.provider(&provider)? {
+            p.reputation_alpha = p.reputation_alpha.saturating_add(1);
+            self.state.put(&StateKey::Provider(provider), &p);
+        }
+        Ok(Event::WorkRecorded {
+            service: self.service,
+            provider,
+            units,
+        })
+    }
+
+    /// Slashes `fraction_bps` of the provider's bonded stake (burned), lowers its reputation
+    /// and records the reason where the operator can see it.
+    pub fn slash(
+        &mut self,
+        provider: Address,
+        fraction_bps: u16,
+        reason: &str,
+    ) -> Result<Event, TxError> {
+        let stake_key = StateKey::Stake(provider);
+        let mut stake: Stake = self.state.get(&stake_key)?.unwrap_or_default();
+        let amount = stake
+            .bonded
+            .mul_div(u128::from(fraction_bps), BPS_DENOMINATOR)
+            .ok_or(TxError::AmountOverflow)?;
+        stake.bonded = stake.bonded.saturating_sub(amount);
+        stake.slashed = stake
+            .slashed
+            .checked_add(amount)
+            .ok_or(TxError::AmountOverflow)?;
+        self.state.put(&stake_key, &stake);
+        burn(self.state, amount)?;
+        if let Some(mut p) = self.provider(&provider)? {
+            p.reputation_beta = p.reputation_beta.saturating_add(1);
+            p.failures.push(ProofFailure {
+                height: self.block.height,
+                service: self.service,
+                reason: reason.chars().take(200).collect(),
+                slashed: amount,
+            });
+            if p.failures.len() > MAX_PROOF_FAILURES_KEPT {
+                p.failures.remove(0);
+            }
+            self.state.put(&StateKey::Provider(provider), &p);
+        }
+        Ok(Event::Slashed {
+            provider,
+            service: self.service,
+            amount,
+            reason: reason.chars().take(200).collect(),
+        })
+    }
+
+    /// Burns `data_credits` from the consumer and mints the provider tokens of the same USD
+    /// value at the current oracle price (burn-and-mint equilibrium).
+    pub fn pay_with_data_credits(
+        &mut self,
+        consumer: Address,
+        provider: Address,
+        data_credits: u128,
+    ) -> Result<Event, TxError> {
+        let consumer_key = StateKey::Account(consumer);
+        let mut account: Account = self
+            .state
+            .get(&consumer_key)?
+            .ok_or_else(|| TxError::UnknownAccount(consumer.to_string()))?;
+        if account.data_credits < data_credits {
+            return Err(TxError::InsufficientDataCredits {
+                needed: data_credits,
+                available: account.data_credits,
+            });
+        }
+        account.data_credits -= data_credits;
+        self.state.put(&consumer_key, &account);
+        let mut supply: Supply = self.state.get(&StateKey::Supply)?.unwrap_or_default();
+        supply.data_credits_outstanding = supply
+            .data_credits_outstanding
+            .saturating_sub(data_credits);
+        self.state.put(&StateKey::Supply, &supply);
+        let price: OraclePrice = self
+            .state
+            .get(&StateKey::OraclePrice)?
+            .ok_or_else(|| StoreError("oracle price missing".into()))?;
+        let tokens = data_credits_to_tokens(self.genesis, data_credits, price.price_usd_micro)?;
+        mint_to(self.state, provider, tokens)?;
+        Ok(Event::ServicePaid {
+            service: self.service,
+            consumer,
+            provider,
+            data_credits,
+            tokens_minted: tokens,
+        })
+    }
+}
+
+/// Tokens (base units) worth `data_credits` at `price_usd_micro` per whole token.
+pub fn data_credits_to_tokens(
+    genesis: &Genesis,
+    data_credits: u128,
+    price_usd_micro: u64,
+) -> Result<Amount, TxError> {
+    let usd_micro = data_credits
+        .checked_mul(u128::from(genesis.data_credits.dc_price_usd_micro))
+        .ok_or(TxError::AmountOverflow)?;
+    let scale = 10u128.pow(u32::from(genesis.token.decimals));
+    Amount(usd_micro)
+        .mul_div(scale, u128::from(price_usd_micro.max(1)))
+        .ok_or(TxError::AmountOverflow)
+}
+
+/// Adds newly minted tokens to an account and to the supply.
+pub(crate) fn mint_to(state: &mut Overlay<'_>, to: Address, amount: Amount) -> Result<(), TxError> {
+    if amount.is_zero() {
+        return Ok(());
+    }
+    let key = StateKey::Account(to);
+    let mut account: Account = state.get(&key)?.unwrap_or_default();
+    account.balance = account
+        .balance
+        .checked_add(amount)
+        .ok_or(TxError::AmountOverflow)?;
+    state.put(&key, &account);
+    let mut supply: Supply = state.get(&StateKey::Supply)?.unwrap_or_default();
+    supply.total = supply
+        .total
+        .checked_add(amount)
+        .ok_or(TxError::AmountOverflow)?;
+    supply.minted = supply
+        .minted
+        .checked_add(amount)
+        .ok_or(TxError::AmountOverflow)?;
+    state.put(&StateKey::Supply, &supply);
+    Ok(())
+}
+
+/// Removes tokens that have already been taken out of an account or stake from the supply.
+pub(crate) fn burn(state: &mut Overlay<'_>, amount: Amount) -> Result<(), TxError> {
+    if amount.is_zero() {
+        return Ok(());
+    }
+    let mut supply: Supply = state.get(&StateKey::Supply)?.unwrap_or_default();
+    supply.total = supply
+        .total
+        .checked_sub(amount)
+        .ok_or(TxError::AmountOverflow)?;
+    supply.burned = supply
+        .burned
+        .checked_add(amount)
+        .ok_or(TxError::AmountOverflow)?;
+    state.put(&StateKey::Supply, &supply);
+    Ok(())
+}

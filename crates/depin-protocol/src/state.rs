@@ -1,0 +1,287 @@
+//! The ledger state as a key-value map: the keys, the records, and the write overlay that a
+//! block executes on. The protocol only reads through [`StateRead`]; where the bytes live
+//! (redb, memory) and how they are committed to (the JMT) is the chain's business.
+
+use borsh::{BorshDeserialize, BorshSerialize};
+use depin_types::{Address, Amount, ServiceKind};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+use crate::tx::{GeoLocation, ServiceOffer};
+
+/// Reads committed state. Implemented by the chain's store and by in-memory maps in tests.
+pub trait StateRead {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+}
+
+/// The storage under the state failed (disk error, corrupt record). Not the transaction's fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("state store: {0}")]
+pub struct StoreError(pub String);
+
+impl StateRead for BTreeMap<Vec<u8>, Vec<u8>> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(BTreeMap::get(self, key).cloned())
+    }
+}
+
+/// Every key of the state. The first byte of the encoding is the variant index, so records of
+/// one kind sort together and can be listed by prefix.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub enum StateKey {
+    Account(Address),
+    Stake(Address),
+    Provider(Address),
+    /// The sorted list of registered providers.
+    ProviderSet,
+    Validators,
+    Supply,
+    OraclePrice,
+    /// Verified work units per service and provider in one epoch.
+    EpochWork(u64),
+    EpochRewards(u64),
+    /// Opaque records of a service module: (service, module-defined key).
+    Service(ServiceKind, Vec<u8>),
+}
+
+impl StateKey {
+    pub fn to_bytes(&self) -> Vec<u8> {
+        depin_types::encode(self)
+    }
+
+    /// The one-byte prefix shared by every key of a kind, e.g. all providers.
+    pub fn prefix_provider() -> Vec<u8> {
+        vec![2]
+    }
+}
+
+/// A spendable account.
+#[derive(Debug, Clone, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize)]
+pub struct Account {
+    pub balance: Amount,
+    /// Transactions this account has sent; the next one must carry this value.
+    pub nonce: u64,
+    /// Data Credits: non-transferable, spent on services.
+    pub data_credits: u128,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize)]
+pub struct Unbonding {
+    pub amount: Amount,
+    pub release_height: u64,
+}
+
+/// Bonded and unbonding stake of one account.
+#[derive(Debug, Clone, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize)]
+pub struct Stake {
+    pub bonded: Amount,
+    pub unbonding: Vec<Unbonding>,
+    /// Total ever slashed from this account.
+    pub slashed: Amount,
+}
+
+impl Stake {
+    pub fn unbonding_total(&self) -> Option<Amount> {
+        self.unbonding
+            .iter()
+            .try_fold(Amount::ZERO, |acc, u| acc.checked_add(u.amount))
+    }
+}
+
+/// A recorded failed proof, visible to the operator.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize)]
+pub struct ProofFailure {
+    pub height: u64,
+    pub service: ServiceKind,
+    pub reason: String,
+    pub slashed: Amount,
+}
+
+/// Most proof failures kept per provider record (oldest dropped first).
+pub const MAX_PROOF_FAILURES_KEPT: usize = 32;
+
+/// A registered provider.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize)]
+pub struct Provider {
+    pub address: Address,
+    pub services: Vec<ServiceOffer>,
+    pub location: Option<GeoLocation>,
+    pub registered_height: u64,
+    pub updated_height: u64,
+    /// Storj-style beta reputation: alpha grows with good proofs, beta with failures;
+    /// the score is alpha / (alpha + beta), in parts per million.
+    pub reputation_alpha: u64,
+    pub reputation_beta: u64,
+    pub failures: Vec<ProofFailure>,
+}
+
+impl Provider {
+    pub fn reputation_ppm(&self) -> u64 {
+        let total = self.reputation_alpha.saturating_add(self.reputation_beta);
+        if total == 0 {
+            return 1_000_000;
+        }
+        ((u128::from(self.reputation_alpha) * 1_000_000) / u128::from(total)) as u64
+    }
+
+    pub fn offers(&self, service: ServiceKind) -> bool {
+        self.services.iter().any(|s| s.service == service)
+    }
+}
+
+/// Token supply accounting. `total == initial + minted - burned` always.
+#[derive(Debug, Clone, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize)]
+pub struct Supply {
+    pub total: Amount,
+    pub initial: Amount,
+    pub minted: Amount,
+    pub burned: Amount,
+    /// Data Credits in existence (minted by burning tokens, destroyed when spent).
+    pub data_credits_outstanding: u128,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize)]
+pub struct OraclePrice {
+    pub price_usd_micro: u64,
+    pub updated_height: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize)]
+pub struct ValidatorSet {
+    pub validators: Vec<Address>,
+}
+
+/// Verified work units of one epoch, by service then provider.
+#[derive(Debug, Clone, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize)]
+pub struct EpochWork {
+    pub units: BTreeMap<ServiceKind, BTreeMap<Address, u64>>,
+}
+
+/// Why a reward was paid.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, BorshSerialize, BorshDeserialize, Serialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum RewardKind {
+    Validator,
+    Service(ServiceKind),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize)]
+pub struct RewardEntry {
+    pub account: Address,
+    pub kind: RewardKind,
+    pub amount: Amount,
+}
+
+/// One epoch's share of emission for one bucket (validators or a service).
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize)]
+pub struct BucketOutcome {
+    pub kind: RewardKind,
+    pub allocation: Amount,
+    pub minted: Amount,
+    /// Not minted: no verified work (or no stake) in the epoch, or rounding dust.
+    pub unallocated: Amount,
+    pub work_units: u128,
+}
+
+/// What an epoch boundary minted and to whom.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize)]
+pub struct EpochRewards {
+    pub epoch: u64,
+    pub height: u64,
+    pub emission: Amount,
+    pub minted: Amount,
+    pub unallocated: Amount,
+    pub buckets: Vec<BucketOutcome>,
+    pub rewards: Vec<RewardEntry>,
+}
+
+/// Pending writes over a read-only base. Executing a block never touches the base; the chain
+/// commits [`Overlay::into_writes`] atomically once the block is final. A transaction runs in
+/// its own layer (`begin` / `commit` / `rollback`) so a failing one leaves no trace.
+pub struct Overlay<'a> {
+    base: &'a dyn StateRead,
+    writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    layer: Option<BTreeMap<Vec<u8>, Option<Vec<u8>>>>,
+}
+
+impl std::fmt::Debug for Overlay<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Overlay({} writes)", self.writes.len())
+    }
+}
+
+impl<'a> Overlay<'a> {
+    pub fn new(base: &'a dyn StateRead) -> Overlay<'a> {
+        Overlay {
+            base,
+            writes: BTreeMap::new(),
+            layer: None,
+        }
+    }
+
+    pub fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(v) = self.layer.as_ref().and_then(|l| l.get(key)) {
+            return Ok(v.clone());
+        }
+        match self.writes.get(key) {
+            Some(v) => Ok(v.clone()),
+            None => self.base.get(key),
+        }
+    }
+
+    pub fn put_raw(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
+        match self.layer.as_mut() {
+            Some(layer) => layer.insert(key, value),
+            None => self.writes.insert(key, value),
+        };
+    }
+
+    pub fn get<T: BorshDeserialize>(&self, key: &StateKey) -> Result<Option<T>, StoreError> {
+        match self.get_raw(&key.to_bytes())? {
+            None => Ok(None),
+            Some(bytes) => borsh::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| StoreError(format!("corrupt record {key:?}: {e}"))),
+        }
+    }
+
+    pub fn put<T: BorshSerialize>(&mut self, key: &StateKey, value: &T) {
+        self.put_raw(key.to_bytes(), Some(depin_types::encode(value)));
+    }
+
+    pub fn delete(&mut self, key: &StateKey) {
+        self.put_raw(key.to_bytes(), None);
+    }
+
+    /// Starts a transaction layer; writes go there until `commit` or `rollback`.
+    pub fn begin(&mut self) {
+        self.layer = Some(BTreeMap::new());
+    }
+
+    pub fn commit(&mut self) {
+        if let Some(layer) = self.layer.take() {
+            self.writes.extend(layer);
+        }
+    }
+
+    pub fn rollback(&mut self) {
+        self.layer = None;
+    }
+
+    pub fn writes(&self) -> &BTreeMap<Vec<u8>, Option<Vec<u8>>> {
+        &self.writes
+    }
+
+    pub fn into_writes(mut self) -> BTreeMap<Vec<u8>, Option<Vec<u8>>> {
+        self.commit();
+        self.writes
+    }
+}
+
+impl StateRead for Overlay<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get_raw(key)
+    }
+}
