@@ -11,8 +11,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 /// What a consensus engine may ask of the application.
 pub trait ConsensusApp: Send + Sync {
     /// Builds a block on `parent` from pending transactions.
-    fn propose(&self, parent: Hash, timestamp_ms: u64, proposer: Address)
-    -> Result<Block, ChainError>;
+    fn propose(
+        &self,
+        parent: Hash,
+        timestamp_ms: u64,
+        proposer: Address,
+    ) -> Result<Block, ChainError>;
     /// Re-executes a proposed block and checks its state root.
     fn verify(&self, block: &Block) -> Result<(), ChainError>;
     /// Applies a finalized block exactly once; `Ok(false)` when it was already applied.
@@ -106,11 +110,11 @@ impl ConsensusApp for ChainApp {
         proposer: Address,
     ) -> Result<Block, ChainError> {
         let g = &self.chain.protocol().genesis().chain;
-        let txs = self.mempool().select(
-            g.max_block_txs as usize,
-            g.max_block_bytes as usize,
-            |a| self.chain.nonce_of(a),
-        );
+        let txs =
+            self.mempool()
+                .select(g.max_block_txs as usize, g.max_block_bytes as usize, |a| {
+                    self.chain.nonce_of(a)
+                });
         let (executed, rejected) = self.chain.propose(parent, timestamp_ms, proposer, txs)?;
         let mut pool = self.mempool();
         for (hash, error) in rejected {

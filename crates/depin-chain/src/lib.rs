@@ -12,7 +12,7 @@ mod app;
 pub mod mempool;
 pub mod store;
 
-pub use app::{ChainApp, ConsensusApp, SoloProducer};
+pub use app::{ChainApp, ConsensusApp, SoloProducer, SubmitError};
 pub use mempool::{Dropped, Mempool, MempoolError, MempoolLimits};
 
 use borsh::{BorshDeserialize, BorshSerialize};
@@ -407,7 +407,12 @@ impl Chain {
     /// header field, the signatures and the state root.
     pub fn verify(&self, block: &Block) -> Result<Arc<ExecutedBlock>, ChainError> {
         let hash = block.hash();
-        if let Some(done) = self.executed.lock().ok().and_then(|m| m.get(&hash).cloned()) {
+        if let Some(done) = self
+            .executed
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&hash).cloned())
+        {
             return Ok(done);
         }
         let started = Instant::now();
@@ -495,7 +500,9 @@ impl Chain {
         self.metrics
             .last_commit_micros
             .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-        self.metrics.blocks_committed.fetch_add(1, Ordering::Relaxed);
+        self.metrics
+            .blocks_committed
+            .fetch_add(1, Ordering::Relaxed);
         self.metrics
             .txs_committed
             .fetch_add(block.txs.len() as u64, Ordering::Relaxed);
@@ -740,9 +747,7 @@ fn compute_root(
     version: u64,
 ) -> Result<(Hash, jmt::storage::NodeBatch), ChainError> {
     let tree = JellyfishMerkleTree::<_, Blake3Hasher>::new(nodes);
-    let value_set = writes
-        .iter()
-        .map(|(k, v)| (store::key_hash(k), v.clone()));
+    let value_set = writes.iter().map(|(k, v)| (store::key_hash(k), v.clone()));
     let (root, batch) = tree
         .put_value_set(value_set, version)
         .map_err(|e| ChainError::Commitment(e.to_string()))?;

@@ -326,7 +326,10 @@ mod tests {
         let (t1, h1) = tx(&a, 1);
         pool.insert(t1, h1, 0).expect("second");
         let (t2, h2) = tx(&a, 2);
-        assert!(matches!(pool.insert(t2, h2, 0), Err(MempoolError::Full { .. })));
+        assert!(matches!(
+            pool.insert(t2, h2, 0),
+            Err(MempoolError::Full { .. })
+        ));
         let (t99, h99) = tx(&a, 99);
         assert!(matches!(
             pool.insert(t99, h99, 0),

@@ -75,11 +75,18 @@ fn blocks_commit_and_survive_reopen() {
     drop(app);
     let reopened = f.open();
     assert_eq!(reopened.chain.head(), head);
-    let account = reopened.chain.account(&f.user.address()).expect("read").expect("exists");
+    let account = reopened
+        .chain
+        .account(&f.user.address())
+        .expect("read")
+        .expect("exists");
     assert_eq!(account.nonce, 1);
     // The same block finalized again is a no-op.
     let finality = reopened.chain.finality(1).expect("read").expect("cert");
-    assert_eq!(reopened.finalize(&block, &finality).expect("idempotent"), false);
+    assert_eq!(
+        reopened.finalize(&block, &finality).expect("idempotent"),
+        false
+    );
 }
 
 #[test]
@@ -88,10 +95,15 @@ fn state_root_is_incremental_and_deterministic() {
     let (a1, a2) = (f1.open(), f2.open());
     let p1 = SoloProducer::new(a1.clone(), f1.validator.clone());
     for n in 0..3 {
-        a1.submit_bytes(&f1.transfer(n, 7).to_bytes()).expect("submit");
+        a1.submit_bytes(&f1.transfer(n, 7).to_bytes())
+            .expect("submit");
         let block = p1.produce(2_000 + n).expect("produce");
         // A second node re-executes the block and reaches the same root.
-        let finality = a1.chain.finality(block.header.height).expect("r").expect("cert");
+        let finality = a1
+            .chain
+            .finality(block.header.height)
+            .expect("r")
+            .expect("cert");
         assert!(a2.finalize(&block, &finality).expect("follow"));
         assert_eq!(a1.chain.head(), a2.chain.head());
     }
@@ -102,7 +114,8 @@ fn rejects_tampered_blocks_and_certificates() {
     let (f1, f2) = (fixture(), fixture());
     let (a1, a2) = (f1.open(), f2.open());
     let p1 = SoloProducer::new(a1.clone(), f1.validator.clone());
-    a1.submit_bytes(&f1.transfer(0, 7).to_bytes()).expect("submit");
+    a1.submit_bytes(&f1.transfer(0, 7).to_bytes())
+        .expect("submit");
     let block = p1.produce(2_000).expect("produce");
     let good = a1.chain.finality(1).expect("r").expect("cert");
     let before = a2.chain.head();
@@ -138,14 +151,23 @@ fn failing_transactions_are_dropped_with_reason() {
     // Nonce 1 queued behind nonce 0, which asks for more than the balance.
     let too_much = f.transfer(0, 10_000_000_000);
     assert_eq!(
-        app.submit_bytes(&too_much.to_bytes()).expect_err("balance").code(),
+        app.submit_bytes(&too_much.to_bytes())
+            .expect_err("balance")
+            .code(),
         "insufficient_balance"
     );
     let before = app.chain.head().state_root;
     let block = producer.produce(2_000).expect("produce");
     assert!(block.txs.is_empty());
     // An empty block still changes nothing but the height.
-    assert_eq!(app.chain.account(&f.user.address()).expect("r").expect("a").nonce, 0);
+    assert_eq!(
+        app.chain
+            .account(&f.user.address())
+            .expect("r")
+            .expect("a")
+            .nonce,
+        0
+    );
     assert_eq!(block.header.state_root, before);
 }
 

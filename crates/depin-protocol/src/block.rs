@@ -3,11 +3,11 @@
 use crate::tx::SignedTransaction;
 use borsh::{BorshDeserialize, BorshSerialize};
 use depin_types::{Address, Amount, CodecError, Hash, Keypair, ServiceKind, Signature};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The header every node agrees on. `state_root` commits to the whole state after executing
 /// this block, so two nodes compare state by comparing one hash.
-#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 pub struct BlockHeader {
     pub chain_id: String,
     pub height: u64,
@@ -98,7 +98,7 @@ impl Finality {
 }
 
 /// Something a transaction or an epoch boundary did, for receipts and explorers.
-#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     FeePaid {

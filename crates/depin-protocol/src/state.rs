@@ -4,7 +4,7 @@
 
 use borsh::{BorshDeserialize, BorshSerialize};
 use depin_types::{Address, Amount, ServiceKind};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use crate::tx::{GeoLocation, ServiceOffer};
@@ -159,7 +159,17 @@ pub struct EpochWork {
 
 /// Why a reward was paid.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, BorshSerialize, BorshDeserialize, Serialize,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    BorshSerialize,
+    BorshDeserialize,
+    Serialize,
+    Deserialize,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum RewardKind {
@@ -167,7 +177,7 @@ pub enum RewardKind {
     Service(ServiceKind),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 pub struct RewardEntry {
     pub account: Address,
     pub kind: RewardKind,
@@ -175,7 +185,7 @@ pub struct RewardEntry {
 }
 
 /// One epoch's share of emission for one bucket (validators or a service).
-#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 pub struct BucketOutcome {
     pub kind: RewardKind,
     pub allocation: Amount,
@@ -186,7 +196,7 @@ pub struct BucketOutcome {
 }
 
 /// What an epoch boundary minted and to whom.
-#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 pub struct EpochRewards {
     pub epoch: u64,
     pub height: u64,

@@ -1,0 +1,298 @@
+//! The JSON bodies of the HTTP API, shared by the server and the CLI client so the two cannot
+//! drift apart. Amounts are strings of base units; addresses are `depin1...`; hashes are hex.
+
+use depin_protocol::block::{BlockHeader, Event, Finality};
+use depin_protocol::state::{EpochRewards, ProofFailure, RewardEntry, Stake, Unbonding};
+use depin_protocol::tx::{Action, GeoLocation, ServiceOffer};
+use depin_types::{Address, Amount, Hash};
+use serde::{Deserialize, Serialize};
+
+/// `{"error": {"code": "...", "message": "..."}}`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenInfo {
+    pub symbol: String,
+    pub decimals: u8,
+}
+
+/// GET /v1/status
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusResponse {
+    pub chain_id: String,
+    pub role: String,
+    pub node_address: Address,
+    pub height: u64,
+    pub head_hash: Hash,
+    pub state_root: Hash,
+    pub timestamp_ms: u64,
+    pub epoch: u64,
+    pub epoch_blocks: u64,
+    pub block_interval_ms: u64,
+    pub mempool_txs: usize,
+    pub mempool_bytes: usize,
+    pub validators: Vec<Address>,
+    pub token: TokenInfo,
+    /// For followers: the node they follow.
+    pub upstream: Option<String>,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UnbondingView {
+    pub amount: Amount,
+    pub release_height: u64,
+}
+
+impl From<&Unbonding> for UnbondingView {
+    fn from(u: &Unbonding) -> Self {
+        UnbondingView {
+            amount: u.amount,
+            release_height: u.release_height,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StakeView {
+    pub bonded: Amount,
+    pub unbonding: Vec<UnbondingView>,
+    pub slashed: Amount,
+}
+
+impl From<&Stake> for StakeView {
+    fn from(s: &Stake) -> Self {
+        StakeView {
+            bonded: s.bonded,
+            unbonding: s.unbonding.iter().map(UnbondingView::from).collect(),
+            slashed: s.slashed,
+        }
+    }
+}
+
+/// GET /v1/accounts/{address}
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccountResponse {
+    pub address: Address,
+    pub balance: Amount,
+    pub nonce: u64,
+    /// Data Credits as a string (u128).
+    pub data_credits: String,
+    pub stake: StakeView,
+    pub is_provider: bool,
+    pub is_validator: bool,
+}
+
+/// One transaction inside a block or a lookup.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TxView {
+    pub hash: Hash,
+    pub sender: Address,
+    pub nonce: u64,
+    pub fee: Amount,
+    pub kind: String,
+    /// The action as JSON (tagged by `type`).
+    pub action: serde_json::Value,
+}
+
+impl TxView {
+    pub fn from_tx(tx: &depin_protocol::SignedTransaction) -> TxView {
+        TxView {
+            hash: tx.hash(),
+            sender: tx.tx.sender,
+            nonce: tx.tx.nonce,
+            fee: tx.tx.fee,
+            kind: tx.tx.action.kind().to_string(),
+            action: action_json(&tx.tx.action),
+        }
+    }
+}
+
+pub fn action_json(action: &Action) -> serde_json::Value {
+    serde_json::to_value(action).unwrap_or(serde_json::Value::Null)
+}
+
+/// GET /v1/blocks/{height or hash}
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BlockResponse {
+    pub hash: Hash,
+    pub header: serde_json::Value,
+    pub txs: Vec<TxView>,
+    pub finality: serde_json::Value,
+}
+
+impl BlockResponse {
+    pub fn new(hash: Hash, header: &BlockHeader, txs: Vec<TxView>, finality: &Finality) -> Self {
+        BlockResponse {
+            hash,
+            header: serde_json::to_value(header).unwrap_or_default(),
+            txs,
+            finality: serde_json::to_value(finality).unwrap_or_default(),
+        }
+    }
+}
+
+/// GET /v1/blocks/{height}/raw: canonical bytes for followers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RawBlockResponse {
+    pub height: u64,
+    /// Hex of the borsh-encoded block.
+    pub block: String,
+    /// Hex of the borsh-encoded finality certificate.
+    pub finality: String,
+}
+
+/// POST /v1/txs
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SubmitTxRequest {
+    /// Hex of the borsh-encoded signed transaction.
+    pub tx: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SubmitTxResponse {
+    pub hash: Hash,
+    pub status: String,
+}
+
+/// GET /v1/txs/{hash}
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TxStatusResponse {
+    pub hash: Hash,
+    /// `committed`, `pending` or `dropped`.
+    pub status: String,
+    pub height: Option<u64>,
+    pub index: Option<u32>,
+    pub tx: Option<TxView>,
+    pub events: Option<Vec<Event>>,
+    pub error: Option<ErrorDetail>,
+}
+
+/// A provider as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProviderView {
+    pub address: Address,
+    pub services: Vec<ServiceOfferView>,
+    pub location: Option<LocationView>,
+    pub registered_height: u64,
+    pub updated_height: u64,
+    pub reputation_ppm: u64,
+    pub bonded: Amount,
+    pub failures: Vec<ProofFailureView>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServiceOfferView {
+    pub service: String,
+    pub capacity: u64,
+    pub price_dc_per_unit: u64,
+}
+
+impl From<&ServiceOffer> for ServiceOfferView {
+    fn from(o: &ServiceOffer) -> Self {
+        ServiceOfferView {
+            service: o.service.to_string(),
+            capacity: o.capacity,
+            price_dc_per_unit: o.price_dc_per_unit,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LocationView {
+    pub lat: f64,
+    pub lon: f64,
+}
+
+impl From<&GeoLocation> for LocationView {
+    fn from(g: &GeoLocation) -> Self {
+        LocationView {
+            lat: f64::from(g.lat_e7) / 1e7,
+            lon: f64::from(g.lon_e7) / 1e7,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProofFailureView {
+    pub height: u64,
+    pub service: String,
+    pub reason: String,
+    pub slashed: Amount,
+}
+
+impl From<&ProofFailure> for ProofFailureView {
+    fn from(p: &ProofFailure) -> Self {
+        ProofFailureView {
+            height: p.height,
+            service: p.service.to_string(),
+            reason: p.reason.clone(),
+            slashed: p.slashed,
+        }
+    }
+}
+
+/// GET /v1/providers
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProvidersResponse {
+    pub providers: Vec<ProviderView>,
+    pub total: usize,
+}
+
+/// GET /v1/rewards/{epoch}: the epoch record as the protocol wrote it.
+pub type EpochRewardsResponse = EpochRewards;
+
+/// GET /v1/accounts/{address}/rewards
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccountRewardsResponse {
+    pub address: Address,
+    pub epochs: Vec<AccountEpochRewards>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccountEpochRewards {
+    pub epoch: u64,
+    pub total: Amount,
+    pub entries: Vec<RewardEntryView>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RewardEntryView {
+    pub kind: String,
+    pub amount: Amount,
+}
+
+impl From<&RewardEntry> for RewardEntryView {
+    fn from(e: &RewardEntry) -> Self {
+        let kind = match e.kind {
+            depin_protocol::state::RewardKind::Validator => "validator".to_string(),
+            depin_protocol::state::RewardKind::Service(s) => s.to_string(),
+        };
+        RewardEntryView {
+            kind,
+            amount: e.amount,
+        }
+    }
+}
+
+/// GET /v1/supply
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SupplyResponse {
+    pub total: Amount,
+    pub initial: Amount,
+    pub minted: Amount,
+    pub burned: Amount,
+    pub data_credits_outstanding: String,
+    pub token_price_usd_micro: u64,
+    pub price_updated_height: u64,
+    pub dc_price_usd_micro: u64,
+}

@@ -1,0 +1,198 @@
+//! Node configuration (TOML file plus `DEPIN_*` environment overrides) and key files.
+
+use depin_types::{KeyFile, Keypair};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Default API port.
+pub const DEFAULT_API_PORT: u16 = 7300;
+/// Default p2p port (used once the p2p network lands).
+pub const DEFAULT_P2P_PORT: u16 = 7301;
+
+/// Which part a node plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Produces and finalizes blocks.
+    Validator,
+    /// Offers services; follows the chain.
+    Provider,
+    /// Follows the chain and serves the API.
+    Full,
+}
+
+impl Role {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Role::Validator => "validator",
+            Role::Provider => "provider",
+            Role::Full => "full",
+        }
+    }
+}
+
+/// The node's configuration file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    pub role: Role,
+    /// Holds the chain database. Relative paths are relative to the config file.
+    pub data_dir: PathBuf,
+    pub genesis_file: PathBuf,
+    pub key_file: PathBuf,
+    pub api_listen: SocketAddr,
+    /// Reserved for the p2p network; recorded so devnet layouts stay stable.
+    pub p2p_listen: SocketAddr,
+    /// API URL of the node to follow and forward transactions to (non-validators).
+    #[serde(default)]
+    pub upstream: Option<String>,
+    /// tracing filter, e.g. `info` or `depin_chain=debug`.
+    #[serde(default = "default_log")]
+    pub log: String,
+}
+
+fn default_log() -> String {
+    "info".into()
+}
+
+/// Why a config or key file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl NodeConfig {
+    /// Reads a config file, resolves relative paths against its folder and applies
+    /// environment overrides (`DEPIN_API_LISTEN`, `DEPIN_DATA_DIR`, `DEPIN_UPSTREAM`, `DEPIN_LOG`).
+    pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
+        let text = read_text(path)?;
+        let mut config: NodeConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [
+            &mut config.data_dir,
+            &mut config.genesis_file,
+            &mut config.key_file,
+        ] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        config.apply_env()?;
+        if config.role != Role::Validator && config.upstream.is_none() {
+            return Err(ConfigError::Invalid(format!(
+                "a {} node needs `upstream` (the API URL of a validator) until the p2p network lands",
+                config.role.as_str()
+            )));
+        }
+        Ok(config)
+    }
+
+    fn apply_env(&mut self) -> Result<(), ConfigError> {
+        if let Ok(v) = std::env::var("DEPIN_API_LISTEN") {
+            self.api_listen = v
+                .parse()
+                .map_err(|_| ConfigError::Invalid(format!("DEPIN_API_LISTEN={v:?}")))?;
+        }
+        if let Ok(v) = std::env::var("DEPIN_DATA_DIR") {
+            self.data_dir = PathBuf::from(v);
+        }
+        if let Ok(v) = std::env::var("DEPIN_UPSTREAM") {
+            self.upstream = Some(v);
+        }
+        if let Ok(v) = std::env::var("DEPIN_LOG") {
+            self.log = v;
+        }
+        Ok(())
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+fn read_text(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Writes a key file readable only by its owner (mode 0600). Refuses to overwrite.
+pub fn write_key_file(path: &Path, key: &Keypair) -> Result<(), ConfigError> {
+    use std::io::Write;
+    let io = |source| ConfigError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(parent) = path.parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent).map_err(io)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).map_err(io)?;
+    let json = serde_json::to_string_pretty(&KeyFile::from_keypair(key))
+        .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+    file.write_all(json.as_bytes()).map_err(io)?;
+    file.write_all(b"\n").map_err(io)?;
+    file.sync_all().map_err(io)?;
+    Ok(())
+}
+
+/// Reads a key file written by [`write_key_file`].
+pub fn read_key_file(path: &Path) -> Result<Keypair, ConfigError> {
+    let text = read_text(path)?;
+    if text.len() > 4096 {
+        return Err(ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: "key file is too large".into(),
+        });
+    }
+    let file: KeyFile = serde_json::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    file.to_keypair().map_err(|e| ConfigError::Parse {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_file_is_private_and_round_trips() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("k.json");
+        let key = Keypair::generate().expect("key");
+        write_key_file(&path, &key).expect("write");
+        assert_eq!(read_key_file(&path).expect("read").address(), key.address());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert!(write_key_file(&path, &key).is_err(), "must not overwrite");
+    }
+}
