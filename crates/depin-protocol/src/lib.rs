@@ -609,7 +609,7 @@ impl Protocol {
         block: &BlockContext,
     ) -> Result<Option<EpochRewards>, TxError> {
         let epoch_blocks = self.genesis.chain.epoch_blocks;
-        if block.height == 0 || block.height % epoch_blocks != 0 {
+        if block.height == 0 || !block.height.is_multiple_of(epoch_blocks) {
             return Ok(None);
         }
         let epoch = block.epoch(epoch_blocks);
@@ -773,7 +773,12 @@ fn split_bucket(
 
 /// Takes `amount` out of `who`'s balance (the fee was already taken: `fee` only improves the
 /// error message).
-fn debit(state: &mut Overlay<'_>, who: Address, amount: Amount, fee: Amount) -> Result<(), TxError> {
+fn debit(
+    state: &mut Overlay<'_>,
+    who: Address,
+    amount: Amount,
+    fee: Amount,
+) -> Result<(), TxError> {
     let key = StateKey::Account(who);
     let mut account: Account = state
         .get(&key)?

@@ -158,7 +158,8 @@ pub enum GenesisError {
 
 impl Genesis {
     pub fn from_toml(text: &str) -> Result<Genesis, GenesisError> {
-        let genesis: Genesis = toml::from_str(text).map_err(|e| GenesisError::Toml(e.to_string()))?;
+        let genesis: Genesis =
+            toml::from_str(text).map_err(|e| GenesisError::Toml(e.to_string()))?;
         genesis.validate()?;
         Ok(genesis)
     }
@@ -204,7 +205,11 @@ impl Genesis {
             return bad("reward_split must sum to 10000 basis points");
         }
         let sl = &self.slashing;
-        for v in [sl.missed_proof_bps, sl.invalid_proof_bps, sl.double_sign_bps] {
+        for v in [
+            sl.missed_proof_bps,
+            sl.invalid_proof_bps,
+            sl.double_sign_bps,
+        ] {
             if u128::from(v) > BPS_DENOMINATOR {
                 return bad("slashing fractions must be at most 10000 basis points");
             }

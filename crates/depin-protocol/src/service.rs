@@ -60,7 +60,11 @@ pub struct ServiceContext<'s, 'a> {
 
 impl std::fmt::Debug for ServiceContext<'_, '_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ServiceContext({}, h={})", self.service, self.block.height)
+        write!(
+            f,
+            "ServiceContext({}, h={})",
+            self.service, self.block.height
+        )
     }
 }
 
@@ -71,8 +75,10 @@ impl ServiceContext<'_, '_> {
     }
 
     pub fn put_record(&mut self, key: &[u8], value: Option<Vec<u8>>) {
-        self.state
-            .put_raw(StateKey::Service(self.service, key.to_vec()).to_bytes(), value);
+        self.state.put_raw(
+            StateKey::Service(self.service, key.to_vec()).to_bytes(),
+            value,
+        );
     }
 
     pub fn provider(&self, address: &Address) -> Result<Option<Provider>, StoreError> {
@@ -117,7 +123,9 @@ impl ServiceContext<'_, '_> {
         let amount = stake
             .bonded
             .mul_div(u128::from(fraction_bps), BPS_DENOMINATOR)
-            .ok_or(TxError::AmountOverflow)?;
+            .ok_or(TxError::AmountOverflow)?
+            // A fraction above 100% must not burn more than was bonded.
+            .min(stake.bonded);
         stake.bonded = stake.bonded.saturating_sub(amount);
         stake.slashed = stake
             .slashed
@@ -168,9 +176,8 @@ impl ServiceContext<'_, '_> {
         account.data_credits -= data_credits;
         self.state.put(&consumer_key, &account);
         let mut supply: Supply = self.state.get(&StateKey::Supply)?.unwrap_or_default();
-        supply.data_credits_outstanding = supply
-            .data_credits_outstanding
-            .saturating_sub(data_credits);
+        supply.data_credits_outstanding =
+            supply.data_credits_outstanding.saturating_sub(data_credits);
         self.state.put(&StateKey::Supply, &supply);
         let price: OraclePrice = self
             .state

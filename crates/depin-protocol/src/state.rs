@@ -266,17 +266,17 @@ impl<'a> Overlay<'a> {
     }
 
     /// Starts a transaction layer; writes go there until `commit` or `rollback`.
-    pub fn begin(&mut self) {
+    pub(crate) fn begin(&mut self) {
         self.layer = Some(BTreeMap::new());
     }
 
-    pub fn commit(&mut self) {
+    pub(crate) fn commit(&mut self) {
         if let Some(layer) = self.layer.take() {
             self.writes.extend(layer);
         }
     }
 
-    pub fn rollback(&mut self) {
+    pub(crate) fn rollback(&mut self) {
         self.layer = None;
     }
 

@@ -73,8 +73,7 @@ impl Amount {
         if whole.is_empty() && frac.is_empty() {
             return Err(err("no digits"));
         }
-        if !whole.chars().all(|c| c.is_ascii_digit()) || !frac.chars().all(|c| c.is_ascii_digit())
-        {
+        if !whole.chars().all(|c| c.is_ascii_digit()) || !frac.chars().all(|c| c.is_ascii_digit()) {
             return Err(err("only digits and one '.' are allowed"));
         }
         if frac.len() > decimals as usize {

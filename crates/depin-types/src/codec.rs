@@ -20,7 +20,10 @@ pub fn encode<T: BorshSerialize>(value: &T) -> Vec<u8> {
 /// Decodes `bytes` as `T`, refusing inputs over `max_bytes` and trailing bytes. Borsh caps
 /// its own pre-allocation, so a lying length prefix cannot make this allocate more than the
 /// input justifies.
-pub fn decode_bounded<T: BorshDeserialize>(bytes: &[u8], max_bytes: usize) -> Result<T, CodecError> {
+pub fn decode_bounded<T: BorshDeserialize>(
+    bytes: &[u8],
+    max_bytes: usize,
+) -> Result<T, CodecError> {
     if bytes.len() > max_bytes {
         return Err(CodecError::TooLarge {
             size_bytes: bytes.len(),

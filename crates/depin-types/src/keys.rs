@@ -112,7 +112,11 @@ pub enum SignatureError {
 }
 
 /// Verifies one signature (strict: rejects small-order keys and malleable signatures).
-pub fn verify(address: &Address, message: &[u8], signature: &Signature) -> Result<(), SignatureError> {
+pub fn verify(
+    address: &Address,
+    message: &[u8],
+    signature: &Signature,
+) -> Result<(), SignatureError> {
     let key = VerifyingKey::from_bytes(&address.0).map_err(|_| SignatureError::BadPublicKey)?;
     let sig = ed25519_dalek::Signature::from_bytes(&signature.0);
     key.verify_strict(message, &sig)
@@ -130,8 +134,7 @@ pub fn verify_batch(items: &[(&Address, &[u8], &Signature)]) -> Result<(), Signa
     let mut messages = Vec::with_capacity(items.len());
     let mut sigs = Vec::with_capacity(items.len());
     for (address, message, signature) in items {
-        let key =
-            VerifyingKey::from_bytes(&address.0).map_err(|_| SignatureError::BadPublicKey)?;
+        let key = VerifyingKey::from_bytes(&address.0).map_err(|_| SignatureError::BadPublicKey)?;
         // Batch verification is not strict about weak keys, so reject them here to keep the
         // batch and single paths in agreement.
         if key.is_weak() {
