@@ -117,6 +117,12 @@ pub struct ExecutedBlock {
     pub epoch_rewards: Option<EpochRewards>,
 }
 
+/// A proposed block and the transactions left out of it, with why.
+pub type Proposal = (Arc<ExecutedBlock>, Vec<(Hash, TxError)>);
+
+/// A block's canonical bytes and its finality certificate's bytes.
+pub type RawBlockBytes = (Vec<u8>, Vec<u8>);
+
 /// Counters the node exports as metrics.
 #[derive(Debug, Default)]
 pub struct ChainMetrics {
@@ -305,7 +311,7 @@ impl Chain {
         timestamp_ms: u64,
         proposer: Address,
         txs: Vec<SignedTransaction>,
-    ) -> Result<(Arc<ExecutedBlock>, Vec<(Hash, TxError)>), ChainError> {
+    ) -> Result<Proposal, ChainError> {
         let started = Instant::now();
         let head = self.head();
         if parent != head.hash {
@@ -622,7 +628,7 @@ impl Chain {
     pub fn block_bytes_with_finality(
         &self,
         height: u64,
-    ) -> Result<Option<(Vec<u8>, Vec<u8>)>, ChainError> {
+    ) -> Result<Option<RawBlockBytes>, ChainError> {
         let read = self.db.begin_read()?;
         let blocks = read.open_table(BLOCKS)?;
         let finality = read.open_table(FINALITY)?;

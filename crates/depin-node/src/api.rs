@@ -16,7 +16,8 @@ use serde::Deserialize;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-/// Every route, for the router and the OpenAPI document's completeness test.
+/// Every route, for the OpenAPI document's completeness test.
+#[cfg(test)]
 pub(crate) const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/status"),
     ("get", "/v1/params"),
@@ -360,6 +361,7 @@ async fn forward_tx(
     let upstream = node.config.upstream.clone().unwrap_or_default();
     let url = format!("{}/v1/txs", upstream.trim_end_matches('/'));
     let http = node.http.clone();
+    let n = node.clone();
     tokio::task::spawn_blocking(move || -> ApiResult<(StatusCode, Json<SubmitTxResponse>)> {
         let unavailable =
             |m: String| ApiError::new(StatusCode::BAD_GATEWAY, "upstream_unavailable", m);
@@ -374,6 +376,7 @@ async fn forward_tx(
                 .body_mut()
                 .read_json()
                 .map_err(|e| unavailable(e.to_string()))?;
+            n.remember_forwarded(body.hash);
             return Ok((status, Json(body)));
         }
         let body: ErrorBody = response
@@ -411,7 +414,7 @@ async fn tx_status_handler(
         }));
     }
     let pool = node.app.mempool();
-    if pool.contains(&hash) {
+    if pool.contains(&hash) || node.was_forwarded(&hash) {
         return Ok(Json(TxStatusResponse {
             status: "pending".into(),
             ..empty

@@ -50,6 +50,37 @@ pub struct Node {
     pub key: Keypair,
     pub metrics: NodeMetrics,
     pub http: ureq::Agent,
+    /// Transactions this follower handed to its upstream, so it can say "pending" for them
+    /// until the block that includes them arrives.
+    forwarded: std::sync::Mutex<RecentHashes>,
+}
+
+/// A bounded set of recent hashes (oldest forgotten first).
+#[derive(Debug, Default)]
+struct RecentHashes {
+    set: std::collections::HashSet<depin_types::Hash>,
+    order: std::collections::VecDeque<depin_types::Hash>,
+}
+
+const MAX_FORWARDED_REMEMBERED: usize = 10_000;
+
+impl Node {
+    pub(crate) fn remember_forwarded(&self, hash: depin_types::Hash) {
+        let mut recent = self.forwarded.lock().unwrap_or_else(|p| p.into_inner());
+        if recent.set.insert(hash) {
+            recent.order.push_back(hash);
+        }
+        while recent.order.len() > MAX_FORWARDED_REMEMBERED {
+            if let Some(old) = recent.order.pop_front() {
+                recent.set.remove(&old);
+            }
+        }
+    }
+
+    pub(crate) fn was_forwarded(&self, hash: &depin_types::Hash) -> bool {
+        let recent = self.forwarded.lock().unwrap_or_else(|p| p.into_inner());
+        recent.set.contains(hash)
+    }
 }
 
 impl std::fmt::Debug for Node {
@@ -91,6 +122,7 @@ impl Node {
             key,
             metrics: NodeMetrics::default(),
             http,
+            forwarded: std::sync::Mutex::new(RecentHashes::default()),
         })
     }
 
@@ -185,3 +217,6 @@ async fn produce_blocks(node: Arc<Node>, stop: Arc<AtomicBool>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

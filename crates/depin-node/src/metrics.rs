@@ -52,10 +52,11 @@ impl NodeMetrics {
     pub fn observe_block(&self, node: &Node, block: &Block) {
         let ts = block.header.timestamp_ms;
         let previous = self.last_block_timestamp_ms.swap(ts, Ordering::Relaxed);
-        if previous != 0 && ts >= previous {
-            if let Ok(mut h) = self.block_time.lock() {
-                h.observe((ts - previous) as f64 / 1000.0);
-            }
+        if previous != 0
+            && ts >= previous
+            && let Ok(mut h) = self.block_time.lock()
+        {
+            h.observe((ts - previous) as f64 / 1000.0);
         }
         let commit_micros = node
             .chain()
