@@ -174,7 +174,8 @@ async fn status(State(node): NodeState) -> ApiResult<Json<StatusResponse>> {
         head_hash: head.hash,
         state_root: head.state_root,
         timestamp_ms: head.timestamp_ms,
-        epoch: head.height / g.chain.epoch_blocks,
+        // Blocks 1..=epoch_blocks are epoch 0, as in the protocol.
+        epoch: head.height.saturating_sub(1) / g.chain.epoch_blocks,
         epoch_blocks: g.chain.epoch_blocks,
         block_interval_ms: g.chain.block_interval_ms,
         mempool_txs,

@@ -59,10 +59,10 @@ fn default_log() -> String {
 /// Why a config or key file could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
@@ -123,18 +123,18 @@ impl NodeConfig {
 }
 
 fn read_text(path: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+    std::fs::read_to_string(path).map_err(|cause| ConfigError::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     })
 }
 
 /// Writes a key file readable only by its owner (mode 0600). Refuses to overwrite.
 pub fn write_key_file(path: &Path, key: &Keypair) -> Result<(), ConfigError> {
     use std::io::Write;
-    let io = |source| ConfigError::Io {
+    let io = |cause| ConfigError::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     };
     if let Some(parent) = path.parent()
         && !parent.as_os_str().is_empty()

@@ -34,10 +34,10 @@ pub enum NodeError {
     Chain(#[from] ChainError),
     #[error("this node's key {0} is not in the validator set; run it as a provider or full node")]
     NotAValidator(String),
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}: {cause}")]
     Listen {
         addr: std::net::SocketAddr,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("server: {0}")]
     Server(String),
@@ -183,9 +183,9 @@ pub async fn run_until(
     };
     let listener = tokio::net::TcpListener::bind(api_listen)
         .await
-        .map_err(|source| NodeError::Listen {
+        .map_err(|cause| NodeError::Listen {
             addr: api_listen,
-            source,
+            cause,
         })?;
     tracing::info!(api = %api_listen, "API listening");
     let served = axum::serve(listener, router(node.clone()))

@@ -125,6 +125,7 @@ pub enum Event {
     ProviderDeregistered,
     DataCreditsMinted {
         tokens_burned: Amount,
+        #[serde(with = "depin_types::u128_string")]
         data_credits: u128,
         price_usd_micro: u64,
     },
@@ -146,6 +147,7 @@ pub enum Event {
         service: ServiceKind,
         consumer: Address,
         provider: Address,
+        #[serde(with = "depin_types::u128_string")]
         data_credits: u128,
         tokens_minted: Amount,
     },

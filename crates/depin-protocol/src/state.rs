@@ -62,6 +62,7 @@ pub struct Account {
     /// Transactions this account has sent; the next one must carry this value.
     pub nonce: u64,
     /// Data Credits: non-transferable, spent on services.
+    #[serde(with = "depin_types::u128_string")]
     pub data_credits: u128,
 }
 
@@ -137,6 +138,7 @@ pub struct Supply {
     pub minted: Amount,
     pub burned: Amount,
     /// Data Credits in existence (minted by burning tokens, destroyed when spent).
+    #[serde(with = "depin_types::u128_string")]
     pub data_credits_outstanding: u128,
 }
 
@@ -192,6 +194,7 @@ pub struct BucketOutcome {
     pub minted: Amount,
     /// Not minted: no verified work (or no stake) in the epoch, or rounding dust.
     pub unallocated: Amount,
+    #[serde(with = "depin_types::u128_string")]
     pub work_units: u128,
 }
 

@@ -204,3 +204,19 @@ mod tests {
         }
     }
 }
+
+/// Serde adapter writing a `u128` as a decimal string, since JSON numbers (and serde's
+/// buffered enum decoding) cannot carry the full range. Use with `#[serde(with = "...")]`.
+pub mod u128_string {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &u128, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&value.to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u128, D::Error> {
+        let text = <String as Deserialize>::deserialize(d)?;
+        text.parse()
+            .map_err(|_| serde::de::Error::custom(format!("invalid integer {text:?}")))
+    }
+}

@@ -8,7 +8,7 @@ mod amount;
 mod codec;
 mod keys;
 
-pub use amount::{Amount, AmountError};
+pub use amount::{Amount, AmountError, u128_string};
 pub use codec::{CodecError, decode_bounded, encode};
 pub use keys::{
     Address, AddressError, KeyError, KeyFile, Keypair, Signature, SignatureError, verify,

@@ -1,0 +1,617 @@
+//! End-to-end tests of the `depin` binary: key files, a devnet of real node processes on
+//! 127.0.0.1 (transactions, errors, rewards, shutdown and resume), and a node killed with
+//! SIGKILL that must come back with the same chain.
+//!
+//! Every test binds only 127.0.0.1, uses a temp dir, and kills what it started in a Drop guard.
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_depin");
+
+fn command() -> Command {
+    let mut c = Command::new(BIN);
+    for var in [
+        "DEPIN_RPC",
+        "DEPIN_API_LISTEN",
+        "DEPIN_DATA_DIR",
+        "DEPIN_UPSTREAM",
+    ] {
+        c.env_remove(var);
+    }
+    c
+}
+
+fn depin(args: &[&str]) -> Output {
+    command()
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run depin")
+}
+
+fn describe(args: &[&str], out: &Output) -> String {
+    format!(
+        "depin {}\nstatus: {}\nstdout: {}\nstderr: {}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Runs depin, asserts success, returns stdout.
+fn ok(args: &[&str]) -> String {
+    let out = depin(args);
+    assert!(out.status.success(), "{}", describe(args, &out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs depin, asserts a failure with exit code 1, returns stderr.
+fn fails(args: &[&str]) -> String {
+    let out = depin(args);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(args, &out));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// `depin --rpc RPC --json ARGS...` parsed.
+fn json(rpc: &str, args: &[&str]) -> Value {
+    let mut all = vec!["--rpc", rpc, "--json"];
+    all.extend_from_slice(args);
+    let text = ok(&all);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+fn units(v: &Value) -> u128 {
+    v.as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an amount: {v}"))
+}
+
+fn wait_until<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A base port whose API and p2p ports (base + 10 * i, base + 10 * i + 1) are free.
+fn free_base_port(nodes: u16) -> u16 {
+    loop {
+        let base = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("bind")
+            .port();
+        if u32::from(base) + 10 * u32::from(nodes) + 2 > 65_535 {
+            continue;
+        }
+        let free = (0..nodes).all(|i| {
+            [0, 1]
+                .iter()
+                .all(|o| TcpListener::bind(("127.0.0.1", base + 10 * i + o)).is_ok())
+        });
+        if free {
+            return base;
+        }
+    }
+}
+
+fn pid_alive(pid: i32) -> bool {
+    kill(Pid::from_raw(pid), None).is_ok()
+}
+
+fn sigterm(child: &Child) {
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
+}
+
+fn wait_exit(child: &mut Child, timeout: Duration) -> ExitStatus {
+    wait_until(timeout, "process exit", || child.try_wait().expect("wait"))
+}
+
+/// A process this test started; killed (with the devnet's nodes) if the test ends early.
+struct Guard {
+    child: Child,
+    log: PathBuf,
+    devnet_dir: Option<PathBuf>,
+}
+
+impl Guard {
+    fn spawn(args: &[&str], log: &Path, devnet_dir: Option<&Path>) -> Guard {
+        let file = std::fs::File::create(log).expect("log");
+        let child = command()
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("log"))
+            .stderr(file)
+            .spawn()
+            .expect("spawn depin");
+        Guard {
+            child,
+            log: log.to_path_buf(),
+            devnet_dir: devnet_dir.map(Path::to_path_buf),
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Panics with the log if the process has exited.
+    fn assert_running(&mut self) {
+        if let Some(status) = self.child.try_wait().expect("wait") {
+            panic!("process exited ({status}):\n{}", self.log());
+        }
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // A killed devnet cannot stop its nodes: stop those that are still ours.
+        if let Some(state) = self.devnet_dir.as_deref().and_then(read_state) {
+            for pid in node_pids(&state) {
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                if String::from_utf8_lossy(&cmdline).contains("node") && pid_alive(pid) {
+                    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                }
+            }
+        }
+    }
+}
+
+fn read_state(dir: &Path) -> Option<Value> {
+    let text = std::fs::read_to_string(dir.join("devnet.json")).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+fn node_pids(state: &Value) -> Vec<i32> {
+    state["nodes"]
+        .as_array()
+        .map(|nodes| {
+            nodes
+                .iter()
+                .filter_map(|n| n["pid"].as_i64())
+                .map(|p| p as i32)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
+    v[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("no string {key} in {v}"))
+}
+
+fn height(rpc: &str) -> u64 {
+    json(rpc, &["chain", "status"])["height"]
+        .as_u64()
+        .expect("height")
+}
+
+fn balance(rpc: &str, address: &str) -> u128 {
+    units(&json(rpc, &["account", "show", address])["balance"])
+}
+
+/// Waits for a devnet to write its state file with pids other than `old_pids` and for every
+/// node API to answer.
+fn wait_devnet(guard: &mut Guard, dir: &Path, old_pids: &[i32]) -> Value {
+    let state = wait_until(Duration::from_secs(120), "devnet.json", || {
+        guard.assert_running();
+        read_state(dir).filter(|s| {
+            let pids = node_pids(s);
+            !pids.is_empty() && pids.iter().all(|p| !old_pids.contains(p))
+        })
+    });
+    for node in state["nodes"].as_array().expect("nodes") {
+        height(str_of(node, "api_url"));
+    }
+    state
+}
+
+/// Starts `depin node run` and waits until its API answers.
+fn start_node(run: &[&str], log: &Path, rpc: &str) -> Guard {
+    let mut node = Guard::spawn(run, log, None);
+    wait_until(Duration::from_secs(30), "the node API", || {
+        node.assert_running();
+        depin(&["--rpc", rpc, "chain", "status"])
+            .status
+            .success()
+            .then_some(())
+    });
+    node
+}
+
+/// Key files are readable by their owner only.
+fn assert_private(path: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).expect("meta").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{path}");
+}
+
+#[test]
+fn key_files_round_trip_through_mnemonic() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let path = |name: &str| tmp.path().join(name).to_string_lossy().into_owned();
+    let (a, b, c) = (path("a.key"), path("b.key"), path("c.key"));
+
+    let address = ok(&["key", "new", "--out", &a]).trim().to_string();
+    assert!(address.starts_with("depin1"), "{address}");
+    assert_private(&a);
+    assert_eq!(ok(&["key", "show", &a]).trim(), address);
+    let shown: Value = serde_json::from_str(&ok(&["--json", "key", "show", &a])).expect("json");
+    assert_eq!(shown["address"], address.as_str());
+    assert!(fails(&["key", "new", "--out", &a]).contains("exists"));
+
+    let words = ok(&["key", "export-mnemonic", &a]).trim().to_string();
+    assert_eq!(words.split_whitespace().count(), 24, "{words}");
+    let imported = ok(&["key", "import-mnemonic", "--out", &b, "--words", &words]);
+    assert_eq!(imported.trim(), address);
+
+    // From stdin, as `export-mnemonic | import-mnemonic` does.
+    let mut child = command()
+        .args(["key", "import-mnemonic", "--out", &c])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{words}\n").as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), address);
+    for file in [&b, &c] {
+        assert_private(file);
+        assert_eq!(ok(&["key", "show", file]).trim(), address);
+    }
+    let bad = fails(&[
+        "key",
+        "import-mnemonic",
+        "--out",
+        &path("d.key"),
+        "--words",
+        "abandon abandon",
+    ]);
+    assert!(bad.contains("mnemonic"), "{bad}");
+    assert!(!tmp.path().join("d.key").exists());
+}
+
+#[test]
+fn devnet_runs_transactions_and_resumes() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("devnet");
+    let dir_s = dir.to_string_lossy().into_owned();
+    let base = free_base_port(2).to_string();
+    let args = [
+        "devnet",
+        "--dir",
+        &dir_s,
+        "--providers",
+        "1",
+        "--base-port",
+        &base,
+    ];
+    let mut devnet = Guard::spawn(&args, &tmp.path().join("devnet-1.log"), Some(&dir));
+    let state = wait_devnet(&mut devnet, &dir, &[]);
+    let nodes = state["nodes"].as_array().expect("nodes").clone();
+    assert_eq!(nodes.len(), 2);
+    assert_eq!(str_of(&state, "chain_id"), "depin-devnet");
+    let rpc0 = str_of(&nodes[0], "api_url").to_string();
+    let rpc1 = str_of(&nodes[1], "api_url").to_string();
+    assert_eq!(rpc0, format!("http://127.0.0.1:{base}"));
+    let validator = str_of(&nodes[0], "address").to_string();
+    let validator_key = str_of(&nodes[0], "key_file").to_string();
+    let provider = str_of(&nodes[1], "address").to_string();
+    let user = str_of(&state, "user_address").to_string();
+    let user_key = str_of(&state, "user_key_file").to_string();
+
+    // A transfer moves exactly the amount, and the sender pays amount plus fee.
+    let recipient_key = tmp.path().join("r.key").to_string_lossy().into_owned();
+    let recipient = ok(&["key", "new", "--out", &recipient_key])
+        .trim()
+        .to_string();
+    let before = balance(&rpc0, &user);
+    let sent = json(
+        &rpc0,
+        &[
+            "transfer", "--to", &recipient, "--amount", "12.5", "--key", &user_key,
+        ],
+    );
+    assert_eq!(sent["status"], "committed");
+    let tx_height = sent["height"].as_u64().expect("height");
+    let tx_hash = str_of(&sent, "hash").to_string();
+    assert_eq!(balance(&rpc0, &recipient), 12_500_000);
+    let shown = json(&rpc0, &["tx", "show", &tx_hash]);
+    assert_eq!(shown["status"], "committed");
+    assert_eq!(shown["height"].as_u64(), Some(tx_height));
+    let fee = units(&shown["tx"]["fee"]);
+    assert!(fee > 0);
+    assert_eq!(balance(&rpc0, &user), before - 12_500_000 - fee);
+    let block = json(&rpc0, &["block", "show", &tx_height.to_string()]);
+    assert!(
+        block["txs"]
+            .as_array()
+            .expect("txs")
+            .iter()
+            .any(|t| t["hash"] == tx_hash.as_str()),
+        "{block}"
+    );
+    let by_hash = json(&rpc0, &["block", "show", str_of(&block, "hash")]);
+    assert_eq!(by_hash["header"]["height"].as_u64(), Some(tx_height));
+    assert!(
+        json(&rpc0, &["block", "show", "latest"])["header"]["height"].as_u64() >= Some(tx_height)
+    );
+    let human = ok(&["--rpc", &rpc0, "account", "show", &recipient]);
+    assert!(human.contains("12.5 DPN"), "{human}");
+
+    // The provider node forwards to the validator and answers once it has followed the block.
+    let forwarded = json(
+        &rpc1,
+        &[
+            "transfer", "--to", &recipient, "--amount", "1", "--key", &user_key,
+        ],
+    );
+    assert_eq!(forwarded["status"], "committed");
+    assert_eq!(balance(&rpc0, &recipient), 13_500_000);
+
+    let bonded = json(
+        &rpc0,
+        &["stake", "bond", "--amount", "100", "--key", &user_key],
+    );
+    assert_eq!(bonded["status"], "committed");
+    let account = json(&rpc0, &["account", "show", &user]);
+    assert_eq!(units(&account["stake"]["bonded"]), 100_000_000);
+
+    let list = json(&rpc0, &["provider", "list"]);
+    let listed = list["providers"].as_array().expect("providers");
+    let entry = listed
+        .iter()
+        .find(|p| p["address"] == provider.as_str())
+        .unwrap_or_else(|| panic!("devnet provider not listed: {list}"));
+    let services: Vec<&str> = entry["services"]
+        .as_array()
+        .expect("services")
+        .iter()
+        .filter_map(|s| s["service"].as_str())
+        .collect();
+    assert_eq!(services, ["storage", "compute"]);
+    assert_eq!(units(&entry["bonded"]), 200_000_000);
+    let one = json(&rpc0, &["provider", "show", &provider]);
+    assert_eq!(one["address"], provider.as_str());
+
+    // 2 tokens at the genesis price of $1 buy $2 / $0.00001 = 200000 DC.
+    let bought = json(&rpc0, &["dc", "buy", "--amount", "2", "--key", &user_key]);
+    assert_eq!(bought["status"], "committed");
+    let account = json(&rpc0, &["account", "show", &user]);
+    assert_eq!(account["data_credits"], "200000");
+    assert_eq!(units(&json(&rpc0, &["supply"])["burned"]), 2_000_000);
+
+    let priced = json(
+        &rpc0,
+        &[
+            "oracle",
+            "set-price",
+            "--usd",
+            "1.25",
+            "--key",
+            &validator_key,
+        ],
+    );
+    assert_eq!(priced["status"], "committed");
+    assert_eq!(
+        json(&rpc0, &["supply"])["token_price_usd_micro"].as_u64(),
+        Some(1_250_000)
+    );
+    let denied = fails(&[
+        "--rpc",
+        &rpc0,
+        "oracle",
+        "set-price",
+        "--usd",
+        "2",
+        "--key",
+        &user_key,
+    ]);
+    assert!(denied.contains("unauthorized"), "{denied}");
+
+    let too_much = fails(&[
+        "--rpc", &rpc0, "transfer", "--to", &recipient, "--amount", "5000000", "--key", &user_key,
+    ]);
+    assert!(too_much.contains("insufficient_balance"), "{too_much}");
+    // Bad amounts are refused before any request (this URL has no node).
+    let huge = "9".repeat(60);
+    for (amount, code) in [
+        ("1e5", "invalid_amount"),
+        (huge.as_str(), "amount_overflow"),
+    ] {
+        let nowhere = "http://127.0.0.1:1";
+        let args = [
+            "--rpc", nowhere, "transfer", "--to", &recipient, "--amount", amount,
+        ];
+        let err = fails(&[&args[..], &["--key", &user_key]].concat());
+        assert!(err.contains(code), "{err}");
+    }
+    let unreachable = fails(&["--rpc", "http://127.0.0.1:1", "chain", "status"]);
+    assert!(unreachable.contains("http://127.0.0.1:1"), "{unreachable}");
+
+    // Both nodes follow the same chain.
+    let h0 = height(&rpc0);
+    let h1 = height(&rpc1);
+    assert!(h0.abs_diff(h1) <= 2, "validator at {h0}, provider at {h1}");
+    let status1 = json(&rpc1, &["chain", "status"]);
+    assert_eq!(status1["role"], "provider");
+
+    // Epoch 0 ends at height 30 and pays the validator.
+    let epoch_blocks = json(&rpc0, &["chain", "status"])["epoch_blocks"]
+        .as_u64()
+        .expect("epoch_blocks");
+    wait_until(
+        Duration::from_secs(epoch_blocks * 2 + 30),
+        "the first epoch",
+        || (height(&rpc0) >= epoch_blocks).then_some(()),
+    );
+    let rewards = json(&rpc0, &["rewards", "--epoch", "0"]);
+    let paid = rewards["rewards"]
+        .as_array()
+        .expect("rewards")
+        .iter()
+        .find(|r| r["account"] == validator.as_str())
+        .unwrap_or_else(|| panic!("validator not paid: {rewards}"));
+    assert!(units(&paid["amount"]) > 0);
+    let mine = json(&rpc0, &["rewards", "--account", &validator]);
+    assert_eq!(mine["epochs"][0]["epoch"].as_u64(), Some(0));
+    let latest = json(&rpc0, &["rewards"]);
+    assert!(latest["epoch"].as_u64().is_some());
+
+    // SIGTERM stops the devnet and every node, with exit code 0.
+    let user_balance = balance(&rpc0, &user);
+    let stopped_height = height(&rpc0);
+    let stopped_block = json(&rpc0, &["block", "show", &stopped_height.to_string()]);
+    let old_pids = node_pids(&state);
+    sigterm(&devnet.child);
+    let status = wait_exit(&mut devnet.child, Duration::from_secs(30));
+    assert!(status.success(), "{status}:\n{}", devnet.log());
+    for pid in &old_pids {
+        assert!(!pid_alive(*pid), "node pid {pid} still running");
+    }
+
+    // The same command resumes the same chain.
+    let mut devnet = Guard::spawn(&args, &tmp.path().join("devnet-2.log"), Some(&dir));
+    let resumed = wait_devnet(&mut devnet, &dir, &old_pids);
+    assert_eq!(resumed["user_address"], user.as_str());
+    assert_eq!(balance(&rpc0, &user), user_balance);
+    assert!(height(&rpc0) >= stopped_height);
+    let again = json(&rpc0, &["block", "show", &stopped_height.to_string()]);
+    assert_eq!(again["hash"], stopped_block["hash"]);
+    sigterm(&devnet.child);
+    let status = wait_exit(&mut devnet.child, Duration::from_secs(30));
+    assert!(status.success(), "{status}:\n{}", devnet.log());
+    for pid in node_pids(&resumed) {
+        assert!(!pid_alive(pid), "node pid {pid} still running");
+    }
+}
+
+#[test]
+fn node_survives_sigkill_with_its_committed_chain() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("node");
+    let dir_s = dir.to_string_lossy().into_owned();
+    let base = free_base_port(1);
+    let api = format!("127.0.0.1:{base}");
+    let p2p = format!("127.0.0.1:{}", base + 1);
+    let rpc = format!("http://{api}");
+    let init: Value = serde_json::from_str(&ok(&[
+        "--json", "node", "init", "--dir", &dir_s, "--api", &api, "--p2p", &p2p,
+    ]))
+    .expect("json");
+    assert!(str_of(&init, "chain_id").starts_with("depin-local-"));
+    let key = dir.join("node.key").to_string_lossy().into_owned();
+    let config = dir.join("config.toml").to_string_lossy().into_owned();
+    assert!(dir.join("genesis.toml").exists());
+    let run = ["node", "run", "--config", config.as_str()];
+
+    let mut node = start_node(&run, &tmp.path().join("node-1.log"), &rpc);
+    let recipient = ok(&[
+        "key",
+        "new",
+        "--out",
+        &tmp.path().join("r.key").to_string_lossy(),
+    ])
+    .trim()
+    .to_string();
+
+    // Hash -> height of every transaction the node reported committed.
+    let mut committed: BTreeMap<String, u64> = BTreeMap::new();
+    for _ in 0..3 {
+        let r = json(
+            &rpc,
+            &[
+                "transfer", "--to", &recipient, "--amount", "1", "--key", &key,
+            ],
+        );
+        committed.insert(
+            str_of(&r, "hash").to_string(),
+            r["height"].as_u64().expect("height"),
+        );
+    }
+    // A burst with explicit nonces, not waited for: whatever is committed before the kill
+    // must survive it; what is still pending may be lost.
+    let account = json(&rpc, &["account", "show", str_of(&init, "address")]);
+    let nonce = account["nonce"].as_u64().expect("nonce");
+    let mut pending = Vec::new();
+    for i in 0..5 {
+        let r = json(
+            &rpc,
+            &[
+                "transfer",
+                "--to",
+                &recipient,
+                "--amount",
+                "0.5",
+                "--key",
+                &key,
+                "--no-wait",
+                "--nonce",
+                &(nonce + i).to_string(),
+            ],
+        );
+        assert_eq!(r["status"], "pending");
+        assert!(r["height"].is_null());
+        pending.push(str_of(&r, "hash").to_string());
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    for hash in &pending {
+        let out = depin(&["--rpc", &rpc, "--json", "tx", "show", hash]);
+        if let Ok(v) = serde_json::from_slice::<Value>(&out.stdout)
+            && v["status"] == "committed"
+        {
+            committed.insert(hash.clone(), v["height"].as_u64().expect("height"));
+        }
+    }
+    let head = height(&rpc);
+    let head_block = json(&rpc, &["block", "show", &head.to_string()]);
+    node.child.kill().expect("SIGKILL");
+    node.child.wait().expect("wait");
+
+    let mut node = start_node(&run, &tmp.path().join("node-2.log"), &rpc);
+    assert!(height(&rpc) >= head, "head went back from {head}");
+    let again = json(&rpc, &["block", "show", &head.to_string()]);
+    assert_eq!(again["hash"], head_block["hash"]);
+    assert_eq!(
+        again["header"]["state_root"],
+        head_block["header"]["state_root"]
+    );
+    for (hash, at) in &committed {
+        let v = json(&rpc, &["tx", "show", hash]);
+        assert_eq!(v["status"], "committed", "{hash}");
+        assert_eq!(v["height"].as_u64(), Some(*at), "{hash}");
+    }
+    // The restarted node keeps taking transactions with the right nonce.
+    let after = json(
+        &rpc,
+        &[
+            "transfer", "--to", &recipient, "--amount", "1", "--key", &key,
+        ],
+    );
+    assert_eq!(after["status"], "committed");
+
+    sigterm(&node.child);
+    let status = wait_exit(&mut node.child, Duration::from_secs(30));
+    assert!(status.success(), "{status}:\n{}", node.log());
+}
