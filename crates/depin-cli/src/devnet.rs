@@ -379,6 +379,18 @@ fn register_providers(state: &DevnetFile, stop: &StopFlag) -> anyhow::Result<()>
     Ok(())
 }
 
+/// A node of a previous run whose process is still alive, found by its pid and its config
+/// path on the command line (pids get reused).
+fn still_running(state: &DevnetFile) -> Option<&DevnetNode> {
+    state.nodes.iter().find(|node| {
+        std::fs::read(format!("/proc/{}/cmdline", node.pid))
+            .map(|cmdline| {
+                String::from_utf8_lossy(&cmdline).contains(&*node.config_file.to_string_lossy())
+            })
+            .unwrap_or(false)
+    })
+}
+
 /// Paths of a resumed network follow the folder, wherever it has moved.
 fn relocate(dir: &Path, state: &mut DevnetFile) {
     for node in &mut state.nodes {
@@ -460,6 +472,13 @@ pub fn run(out: Printer, args: DevnetArgs) -> anyhow::Result<()> {
         let mut state: DevnetFile = serde_json::from_str(&text)
             .with_context(|| format!("{} is not a devnet state file", state_path.display()))?;
         relocate(&dir, &mut state);
+        if let Some(node) = still_running(&state) {
+            bail!(
+                "this devnet is already running ({} is pid {}); stop it before resuming",
+                node.name,
+                node.pid
+            );
+        }
         eprintln!(
             "devnet: resuming {} from {} (--validators, --providers and --base-port are taken from it)",
             state.chain_id,
