@@ -3,7 +3,7 @@
 //! p50/p99 times. Run: `cargo bench -p depin-chain --bench chain_apply`.
 //! Environment: BENCH_ROUNDS (default 7), BENCH_SIZES (default "1000,10000").
 
-use depin_chain::Chain;
+use depin_chain::{Chain, verify_signatures_parallel};
 use depin_protocol::{Action, Finality, Genesis, Protocol, SignedTransaction, Transaction};
 use depin_types::{Amount, Keypair};
 use std::time::{Duration, Instant};
@@ -26,6 +26,7 @@ struct Row {
     execute_p50: Duration,
     commit_p50: Duration,
     commit_p99: Duration,
+    verify_p50: Duration,
 }
 
 fn run(block_txs: usize, rounds: usize) -> Row {
@@ -79,7 +80,12 @@ fn run(block_txs: usize, rounds: usize) -> Row {
     let mut totals = Vec::new();
     let mut executes = Vec::new();
     let mut commits = Vec::new();
+    let mut verifies = Vec::new();
     for (round, txs) in blocks.into_iter().enumerate() {
+        // Measured apart (not part of the block time) to show the signature share.
+        let verify_started = Instant::now();
+        verify_signatures_parallel(&txs).expect("signatures");
+        verifies.push(verify_started.elapsed());
         let head = chain.head();
         let started = Instant::now();
         let (executed, rejected) = chain
@@ -100,6 +106,7 @@ fn run(block_txs: usize, rounds: usize) -> Row {
     totals.sort();
     executes.sort();
     commits.sort();
+    verifies.sort();
     let total_p50 = percentile(&totals, 0.5);
     Row {
         block_txs,
@@ -110,6 +117,7 @@ fn run(block_txs: usize, rounds: usize) -> Row {
         execute_p50: percentile(&executes, 0.5),
         commit_p50: percentile(&commits, 0.5),
         commit_p99: percentile(&commits, 0.99),
+        verify_p50: percentile(&verifies, 0.5),
     }
 }
 
@@ -139,18 +147,19 @@ fn main() {
     );
     println!("machine: {threads} hardware threads; medians of {rounds} blocks per size\n");
     println!(
-        "| block txs | transfers/s (p50 block) | block p50 ms | block p99 ms | execute+root p50 ms | commit p50 ms | commit p99 ms |"
+        "| block txs | transfers/s (p50 block) | block p50 ms | block p99 ms | execute+root p50 ms | of which signatures p50 ms | commit p50 ms | commit p99 ms |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
     for size in sizes {
         let r = run(size, rounds);
         println!(
-            "| {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
+            "| {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
             r.block_txs,
             r.tps_median,
             ms(r.total_p50),
             ms(r.total_p99),
             ms(r.execute_p50),
+            ms(r.verify_p50),
             ms(r.commit_p50),
             ms(r.commit_p99)
         );
