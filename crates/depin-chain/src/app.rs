@@ -110,10 +110,13 @@ impl ConsensusApp for ChainApp {
         proposer: Address,
     ) -> Result<Block, ChainError> {
         let g = &self.chain.protocol().genesis().chain;
+        // Nonces as of the parent, which may be a pending block that already includes some
+        // of the pool's transactions.
+        let nonces = self.chain.nonce_reader(parent)?;
         let txs =
             self.mempool()
                 .select(g.max_block_txs as usize, g.max_block_bytes as usize, |a| {
-                    self.chain.nonce_of(a)
+                    nonces.nonce(a)
                 });
         let (executed, rejected) = self.chain.propose(parent, timestamp_ms, proposer, txs)?;
         let mut pool = self.mempool();

@@ -123,6 +123,85 @@ pub type Proposal = (Arc<ExecutedBlock>, Vec<(Hash, TxError)>);
 /// A block's canonical bytes and its finality certificate's bytes.
 pub type RawBlockBytes = (Vec<u8>, Vec<u8>);
 
+/// Longest run of executed, not yet final blocks a proposal may build on.
+const MAX_PENDING_DEPTH: usize = 256;
+
+/// The parent a block builds on: its height and time, and the pending blocks (nearest first)
+/// whose writes sit between the committed state and that parent.
+struct ParentView {
+    height: u64,
+    timestamp_ms: u64,
+    layers: Vec<Arc<ExecutedBlock>>,
+}
+
+/// Committed state seen through the writes of pending ancestors.
+pub struct LayeredState {
+    base: StateSnapshot,
+    layers: Vec<Arc<ExecutedBlock>>,
+}
+
+impl depin_protocol::StateRead for LayeredState {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, depin_protocol::StoreError> {
+        for layer in &self.layers {
+            if let Some(value) = layer.state_writes.get(key) {
+                return Ok(value.clone());
+            }
+        }
+        self.base.get(key)
+    }
+}
+
+/// Committed JMT nodes plus those of pending ancestors.
+struct LayeredNodes {
+    base: NodeSnapshot,
+    layers: Vec<Arc<ExecutedBlock>>,
+}
+
+impl jmt::storage::TreeReader for LayeredNodes {
+    fn get_node_option(
+        &self,
+        node_key: &jmt::storage::NodeKey,
+    ) -> anyhow::Result<Option<jmt::storage::Node>> {
+        for layer in &self.layers {
+            if let Some(node) = layer.node_batch.get_node(node_key) {
+                return Ok(Some(node.clone()));
+            }
+        }
+        self.base.get_node_option(node_key)
+    }
+
+    fn get_value_option(
+        &self,
+        max_version: jmt::Version,
+        key_hash: jmt::KeyHash,
+    ) -> anyhow::Result<Option<jmt::OwnedValue>> {
+        self.base.get_value_option(max_version, key_hash)
+    }
+
+    fn get_rightmost_leaf(
+        &self,
+    ) -> anyhow::Result<Option<(jmt::storage::NodeKey, jmt::storage::LeafNode)>> {
+        self.base.get_rightmost_leaf()
+    }
+}
+
+/// Reads next nonces as of some parent block.
+pub struct NonceReader {
+    state: LayeredState,
+}
+
+impl NonceReader {
+    pub fn nonce(&self, address: &Address) -> u64 {
+        let overlay = Overlay::new(&self.state);
+        overlay
+            .get::<Account>(&StateKey::Account(*address))
+            .ok()
+            .flatten()
+            .map(|a| a.nonce)
+            .unwrap_or(0)
+    }
+}
+
 /// Counters the node exports as metrics.
 #[derive(Debug, Default)]
 pub struct ChainMetrics {
@@ -313,10 +392,7 @@ impl Chain {
         txs: Vec<SignedTransaction>,
     ) -> Result<Proposal, ChainError> {
         let started = Instant::now();
-        let head = self.head();
-        if parent != head.hash {
-            return Err(ChainError::UnknownParent(parent));
-        }
+        let view = self.parent_view(parent)?;
         let mut rejected = Vec::new();
         let mut candidates = txs;
         if let Err(bad) = verify_signatures_parallel(&candidates) {
@@ -331,11 +407,11 @@ impl Chain {
             }
             candidates = good;
         }
-        let snapshot = self.state_snapshot()?;
-        let mut overlay = Overlay::new(&snapshot);
+        let state = self.layered_state(&view)?;
+        let mut overlay = Overlay::new(&state);
         let ctx = BlockContext {
-            height: head.height + 1,
-            timestamp_ms: timestamp_ms.max(head.timestamp_ms),
+            height: view.height + 1,
+            timestamp_ms: timestamp_ms.max(view.timestamp_ms),
             proposer,
         };
         let mut included = Vec::with_capacity(candidates.len());
@@ -358,7 +434,7 @@ impl Chain {
             .end_block(&mut overlay, &ctx)
             .map_err(|e| ChainError::InvalidBlock(format!("epoch processing: {e}")))?;
         let writes = overlay.into_writes();
-        let (state_root, node_batch) = self.root_after(&writes, ctx.height)?;
+        let (state_root, node_batch) = self.root_after(&writes, ctx.height, &view)?;
         let header = BlockHeader {
             chain_id: self.protocol.genesis().chain_id.clone(),
             height: ctx.height,
@@ -392,12 +468,64 @@ impl Chain {
         &self,
         writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
         version: u64,
+        view: &ParentView,
     ) -> Result<(Hash, jmt::storage::NodeBatch), ChainError> {
         let read = self.db.begin_read()?;
-        let nodes = NodeSnapshot {
-            table: read.open_table(JMT_NODES)?,
+        let nodes = LayeredNodes {
+            base: NodeSnapshot {
+                table: read.open_table(JMT_NODES)?,
+            },
+            layers: view.layers.clone(),
         };
         compute_root(&nodes, writes, version)
+    }
+
+    /// What a block on `parent` builds on: the committed head, plus the executed but not yet
+    /// final blocks between the head and `parent` (consensus may build on a notarized block
+    /// before it is finalized).
+    fn parent_view(&self, parent: Hash) -> Result<ParentView, ChainError> {
+        let head = self.head();
+        let mut layers = Vec::new();
+        let mut cursor = parent;
+        let executed = self.executed.lock().unwrap_or_else(|p| p.into_inner());
+        while cursor != head.hash {
+            let Some(block) = executed.get(&cursor) else {
+                return Err(ChainError::UnknownParent(parent));
+            };
+            if block.block.header.height <= head.height || layers.len() > MAX_PENDING_DEPTH {
+                // A fork below the head, or a chain of pending blocks too long to be real.
+                return Err(ChainError::UnknownParent(parent));
+            }
+            cursor = block.block.header.parent;
+            layers.push(block.clone());
+        }
+        Ok(match layers.first() {
+            None => ParentView {
+                height: head.height,
+                timestamp_ms: head.timestamp_ms,
+                layers,
+            },
+            Some(nearest) => ParentView {
+                height: nearest.block.header.height,
+                timestamp_ms: nearest.block.header.timestamp_ms,
+                layers,
+            },
+        })
+    }
+
+    fn layered_state(&self, view: &ParentView) -> Result<LayeredState, ChainError> {
+        Ok(LayeredState {
+            base: self.state_snapshot()?,
+            layers: view.layers.clone(),
+        })
+    }
+
+    /// Next nonces of accounts in the state a block on `parent` would see.
+    pub fn nonce_reader(&self, parent: Hash) -> Result<NonceReader, ChainError> {
+        let view = self.parent_view(parent)?;
+        Ok(NonceReader {
+            state: self.layered_state(&view)?,
+        })
     }
 
     fn remember_executed(&self, executed: &Arc<ExecutedBlock>) {
@@ -422,19 +550,18 @@ impl Chain {
             return Ok(done);
         }
         let started = Instant::now();
-        let head = self.head();
         let h = &block.header;
-        if h.parent != head.hash || h.height != head.height + 1 {
-            return Err(ChainError::NotExtendingHead {
-                height: h.height,
-                head_height: head.height,
-                head_hash: head.hash,
-            });
+        let view = self.parent_view(h.parent)?;
+        if h.height != view.height + 1 {
+            return Err(ChainError::InvalidBlock(format!(
+                "height {} does not follow its parent at {}",
+                h.height, view.height
+            )));
         }
         if h.chain_id != self.protocol.genesis().chain_id {
             return Err(ChainError::InvalidBlock("wrong chain id".into()));
         }
-        if h.timestamp_ms < head.timestamp_ms {
+        if h.timestamp_ms < view.timestamp_ms {
             return Err(ChainError::InvalidBlock(
                 "timestamp earlier than parent".into(),
             ));
@@ -450,8 +577,8 @@ impl Chain {
                 "transaction {i} has a bad signature"
             )));
         }
-        let snapshot = self.state_snapshot()?;
-        let mut overlay = Overlay::new(&snapshot);
+        let state = self.layered_state(&view)?;
+        let mut overlay = Overlay::new(&state);
         let ctx = BlockContext {
             height: h.height,
             timestamp_ms: h.timestamp_ms,
@@ -461,7 +588,7 @@ impl Chain {
             .protocol
             .execute_block(&mut overlay, &ctx, &block.txs)?;
         let writes = overlay.into_writes();
-        let (computed, node_batch) = self.root_after(&writes, h.height)?;
+        let (computed, node_batch) = self.root_after(&writes, h.height, &view)?;
         if computed != h.state_root {
             return Err(ChainError::StateRootMismatch {
                 claimed: h.state_root,
@@ -495,6 +622,13 @@ impl Chain {
                 Some(h) if h == hash => Ok(false),
                 _ => Err(ChainError::ConflictingBlock { height }),
             };
+        }
+        if block.header.parent != head.hash || height != head.height + 1 {
+            return Err(ChainError::NotExtendingHead {
+                height,
+                head_height: head.height,
+                head_hash: head.hash,
+            });
         }
         let validators = self.validators()?;
         if !finality.verify(&hash, &validators) {
@@ -748,7 +882,7 @@ fn rewards_key(address: &Address, epoch: u64) -> Vec<u8> {
 }
 
 fn compute_root(
-    nodes: &NodeSnapshot,
+    nodes: &impl jmt::storage::TreeReader,
     writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     version: u64,
 ) -> Result<(Hash, jmt::storage::NodeBatch), ChainError> {

@@ -188,3 +188,65 @@ fn epoch_rewards_are_indexed_per_account() {
     let supply = app.chain.supply().expect("supply");
     assert_eq!(supply.minted, rewards.minted);
 }
+
+#[test]
+fn blocks_build_on_pending_parents_and_finalize_in_order() {
+    let (f1, f2) = (fixture(), fixture());
+    let (a1, a2) = (f1.open(), f2.open());
+    let genesis = a1.chain.head();
+    a1.submit_bytes(&f1.transfer(0, 5).to_bytes()).expect("tx0");
+    let block_a = a1
+        .propose(genesis.hash, 2_000, f1.validator.address())
+        .expect("propose a");
+    // tx1 is queued behind tx0, which is only in the pending block A.
+    a1.submit_bytes(&f1.transfer(1, 6).to_bytes()).expect("tx1");
+    let block_b = a1
+        .propose(block_a.hash(), 3_000, f1.validator.address())
+        .expect("propose b on pending a");
+    assert_eq!(block_b.header.height, 2);
+    assert_eq!(block_b.txs.len(), 1, "b carries tx1 and not tx0 again");
+    assert_eq!(block_b.txs[0].tx.nonce, 1);
+    // A second node verifies the pending chain A <- B before anything is final.
+    a2.verify(&block_a).expect("verify a");
+    a2.verify(&block_b).expect("verify b on pending a");
+    // B cannot be finalized before A.
+    let cert_b = Finality::solo(&f1.validator, &block_b.hash());
+    assert!(matches!(
+        a2.finalize(&block_b, &cert_b),
+        Err(ChainError::NotExtendingHead { .. })
+    ));
+    for app in [&a1, &a2] {
+        let cert_a = Finality::solo(&f1.validator, &block_a.hash());
+        assert!(app.finalize(&block_a, &cert_a).expect("finalize a"));
+        assert!(app.finalize(&block_b, &cert_b).expect("finalize b"));
+    }
+    assert_eq!(a1.chain.head(), a2.chain.head());
+    assert_eq!(a1.chain.head().state_root, block_b.header.state_root);
+}
+
+#[test]
+fn a_sibling_of_a_finalized_block_is_refused() {
+    let f = fixture();
+    let app = f.open();
+    let genesis = app.chain.head();
+    let first = app
+        .propose(genesis.hash, 2_000, f.validator.address())
+        .expect("first");
+    let sibling = app
+        .propose(genesis.hash, 2_500, f.validator.address())
+        .expect("sibling");
+    assert_ne!(first.hash(), sibling.hash());
+    let cert = Finality::solo(&f.validator, &first.hash());
+    assert!(app.finalize(&first, &cert).expect("first final"));
+    let cert = Finality::solo(&f.validator, &sibling.hash());
+    assert!(matches!(
+        app.finalize(&sibling, &cert),
+        Err(ChainError::ConflictingBlock { height: 1 })
+    ));
+    // Building on the dead sibling is refused too.
+    assert!(matches!(
+        app.chain
+            .propose(sibling.hash(), 3_000, f.validator.address(), vec![]),
+        Err(ChainError::UnknownParent(_))
+    ));
+}
