@@ -136,11 +136,29 @@ impl ConsensusApp for ChainApp {
 
     fn finalize(&self, block: &Block, finality: &Finality) -> Result<bool, ChainError> {
         let applied = self.chain.finalize(block, finality)?;
+        self.forget_included(block);
+        Ok(applied)
+    }
+}
+
+impl ChainApp {
+    /// Commits a block the consensus engine finalized and verified (see
+    /// [`Chain::finalize_certified`]), and forgets its transactions from the pool.
+    pub fn finalize_certified(
+        &self,
+        block: &Block,
+        finality: &Finality,
+    ) -> Result<bool, ChainError> {
+        let applied = self.chain.finalize_certified(block, finality)?;
+        self.forget_included(block);
+        Ok(applied)
+    }
+
+    fn forget_included(&self, block: &Block) {
         let included: Vec<(Hash, Address)> =
             block.txs.iter().map(|t| (t.hash(), t.tx.sender)).collect();
         self.mempool()
             .remove_included(&included, |a| self.chain.nonce_of(a));
-        Ok(applied)
     }
 }
 

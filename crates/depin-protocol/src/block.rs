@@ -63,6 +63,10 @@ pub enum Finality {
         validator: Address,
         signature: Signature,
     },
+    /// Finalized by a quorum of the BFT validator set. The certificate itself is kept by the
+    /// consensus engine (marshal's finalization archive), which verified it before delivering
+    /// the block; it cannot be checked by this pure crate.
+    Quorum,
 }
 
 impl Finality {
@@ -80,7 +84,7 @@ impl Finality {
     /// Checks the certificate against the validator set that finalized `block_hash`.
     pub fn verify(&self, block_hash: &Hash, validators: &[Address]) -> bool {
         match self {
-            Finality::Genesis => false,
+            Finality::Genesis | Finality::Quorum => false,
             Finality::SoloSignature {
                 validator,
                 signature,

@@ -1,0 +1,170 @@
+//! The chain as a commonware marshal [`Application`]: build a block on a (possibly not yet
+//! final) parent, verify a proposed block by re-executing it, and apply finalized blocks.
+
+use super::block::{ConsensusBlock, digest_of, hash_of};
+use crate::{Chain, ChainApp, ChainError, ConsensusApp};
+use commonware_actor::Feedback;
+use commonware_consensus::marshal::Update;
+use commonware_consensus::marshal::ancestry::Ancestry;
+use commonware_consensus::simplex::scheme::ed25519::Scheme;
+use commonware_consensus::simplex::types::Context;
+use commonware_consensus::{Application, Reporter};
+use commonware_cryptography::blake3::Digest;
+use commonware_cryptography::{Digested, ed25519};
+use commonware_runtime::Clock;
+use commonware_utils::Acknowledgement;
+use depin_protocol::{Block, Finality};
+use depin_types::Address;
+use futures::StreamExt;
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+
+/// The consensus context of a proposal: round, leader and parent.
+pub type ProposalContext = Context<Digest, ed25519::PublicKey>;
+
+/// Most unknown ancestors fetched and executed to verify one proposal (after a restart or
+/// while catching up, the parent of a proposal may not be executed yet).
+const MAX_ANCESTORS_TO_EXECUTE: usize = 256;
+
+/// The depin account of a consensus participant: the same ed25519 key.
+pub fn address_of(key: &ed25519::PublicKey) -> Address {
+    let mut bytes = [0u8; 32];
+    bytes.copy_from_slice(key.as_ref());
+    Address(bytes)
+}
+
+/// Adapts [`ChainApp`] to marshal's application interface.
+#[derive(Clone, Debug)]
+pub struct DepinApplication {
+    app: Arc<ChainApp>,
+}
+
+impl DepinApplication {
+    pub fn new(app: Arc<ChainApp>) -> DepinApplication {
+        DepinApplication { app }
+    }
+
+    fn chain(&self) -> &Chain {
+        &self.app.chain
+    }
+}
+
+/// Verifies `candidate`, first executing any of its ancestors (newest first in `ancestry`)
+/// that this node has not executed yet.
+async fn verify_with_ancestry(
+    app: &Arc<ChainApp>,
+    mut ancestry: impl Ancestry<ConsensusBlock>,
+) -> Result<(), ChainError> {
+    let mut unknown: Vec<Arc<Block>> = Vec::new();
+    while let Some(block) = ancestry.next().await {
+        let block = block.inner().0.clone();
+        let parent_known = app.chain.knows_parent(&block.header.parent);
+        unknown.push(block);
+        if parent_known || unknown.len() > MAX_ANCESTORS_TO_EXECUTE {
+            break;
+        }
+    }
+    for block in unknown.iter().rev() {
+        app.verify(block)?;
+    }
+    Ok(())
+}
+
+impl<E: Clock> Application<E> for DepinApplication {
+    type SigningScheme = Scheme;
+    type Context = ProposalContext;
+    type Block = ConsensusBlock;
+    type Input = ();
+
+    async fn propose(
+        &mut self,
+        (runtime, context): (E, ProposalContext),
+        _ancestry: impl Ancestry<ConsensusBlock>,
+        _input: (),
+    ) -> Option<Digested<ConsensusBlock>> {
+        let parent = hash_of(&context.parent.1);
+        let timestamp_ms = runtime
+            .current()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let proposer = address_of(&context.leader);
+        match self.app.propose(parent, timestamp_ms, proposer) {
+            Ok(block) => {
+                let digest = digest_of(&block.hash());
+                Some(Digested::precomputed(ConsensusBlock::new(block), digest))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, parent = %parent, "cannot build a block");
+                None
+            }
+        }
+    }
+
+    async fn verify(
+        &mut self,
+        (_runtime, context): (E, ProposalContext),
+        ancestry: impl Ancestry<ConsensusBlock>,
+    ) -> bool {
+        let Some(candidate) = ancestry.peek().cloned() else {
+            return false;
+        };
+        let block = candidate.inner().block();
+        // The proposer named in the block must be the round's leader: fees go to it.
+        if block.header.proposer != address_of(&context.leader) {
+            tracing::warn!(
+                height = block.header.height,
+                "proposer is not the round leader"
+            );
+            return false;
+        }
+        match verify_with_ancestry(&self.app, ancestry).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, height = block.header.height, "proposal rejected");
+                let _ = self.chain();
+                false
+            }
+        }
+    }
+}
+
+/// Receives finalized blocks from marshal, in height order and at least once, and commits
+/// them. The acknowledgement is sent only after the block is durable in redb, so marshal
+/// redelivers anything a crash interrupted; committing twice is a no-op.
+#[derive(Clone, Debug)]
+pub struct FinalizedBlocks {
+    app: Arc<ChainApp>,
+}
+
+impl FinalizedBlocks {
+    pub fn new(app: Arc<ChainApp>) -> FinalizedBlocks {
+        FinalizedBlocks { app }
+    }
+}
+
+impl Reporter for FinalizedBlocks {
+    type Activity = Update<ConsensusBlock>;
+
+    fn report(&mut self, activity: Self::Activity) -> Feedback {
+        match activity {
+            Update::Block(block, ack) => {
+                let block = block.inner().block();
+                match self.app.finalize_certified(block, &Finality::Quorum) {
+                    Ok(_) => ack.acknowledge(),
+                    // Without the acknowledgement marshal stops delivering: a block that
+                    // consensus finalized but this node cannot apply needs an operator.
+                    Err(e) => tracing::error!(
+                        error = %e,
+                        height = block.header.height,
+                        "cannot apply a finalized block"
+                    ),
+                }
+            }
+            Update::Tip(_, height, _) => {
+                tracing::debug!(height = height.get(), "finalized tip");
+            }
+        }
+        Feedback::Ok
+    }
+}
