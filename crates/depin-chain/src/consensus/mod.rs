@@ -4,3 +4,7 @@
 
 pub mod application;
 pub mod block;
+pub mod validator;
+
+#[cfg(test)]
+mod tests;
