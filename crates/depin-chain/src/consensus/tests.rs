@@ -236,3 +236,161 @@ fn four_validators_finalize_the_same_chain() {
         assert!(!rewards.minted.is_zero());
     });
 }
+
+/// A running simulated network of validators that tests can crash, restart and partition.
+struct Cluster {
+    net: Net,
+    oracle: Oracle<PublicKey, deterministic::Context>,
+    apps: Vec<Arc<ChainApp>>,
+    handles: Vec<Option<ValidatorHandles>>,
+}
+
+impl Cluster {
+    async fn start(context: &deterministic::Context, n: u64, started: &[usize]) -> Cluster {
+        let net = Net::new(n);
+        let oracle = network(context, &net.participants()).await;
+        let apps: Vec<_> = (0..n as usize).map(|i| net.open_chain(i)).collect();
+        let mut cluster = Cluster {
+            net,
+            oracle,
+            apps,
+            handles: (0..n).map(|_| None).collect(),
+        };
+        for i in started {
+            cluster.restart(context, *i).await;
+        }
+        cluster
+    }
+
+    async fn restart(&mut self, context: &deterministic::Context, index: usize) {
+        let handles = self
+            .net
+            .start(context, &self.oracle, index, self.apps[index].clone())
+            .await;
+        self.handles[index] = Some(handles);
+    }
+
+    fn crash(&mut self, index: usize) {
+        if let Some(h) = self.handles[index].take() {
+            h.abort();
+        }
+    }
+
+    fn apps(&self, indexes: &[usize]) -> Vec<Arc<ChainApp>> {
+        indexes.iter().map(|i| self.apps[*i].clone()).collect()
+    }
+
+    fn height(&self, index: usize) -> u64 {
+        self.apps[index].chain.head().height
+    }
+
+    async fn set_links(&self, a: &[usize], b: &[usize], linked: bool) {
+        let keys = self.net.participants();
+        for i in a {
+            for j in b {
+                let (x, y) = (keys[*i].clone(), keys[*j].clone());
+                if linked {
+                    let _ = self.oracle.add_link(x.clone(), y.clone(), LINK).await;
+                    let _ = self.oracle.add_link(y, x, LINK).await;
+                } else {
+                    let _ = self.oracle.remove_link(x.clone(), y.clone()).await;
+                    let _ = self.oracle.remove_link(y, x).await;
+                }
+            }
+        }
+    }
+}
+
+fn run<F: Future<Output = ()>>(test: impl FnOnce(deterministic::Context) -> F) {
+    let runner = deterministic::Runner::new(
+        deterministic::Config::default()
+            .with_seed(seed())
+            .with_timeout(Some(Duration::from_secs(600))),
+    );
+    runner.start(test);
+}
+
+#[test]
+fn one_validator_down_then_back_catches_up() {
+    run(|context| async move {
+        let mut c = Cluster::start(&context, 4, &[0, 1, 2, 3]).await;
+        wait_for_height(&context, &c.apps(&[0, 1, 2, 3]), 4).await;
+        c.crash(3);
+        let at_crash = c.height(3);
+        // Three of four are a quorum: finalization continues.
+        wait_for_height(&context, &c.apps(&[0, 1, 2]), at_crash + 6).await;
+        assert!(
+            c.height(3) <= at_crash + 1,
+            "a crashed validator does not move"
+        );
+        c.restart(&context, 3).await;
+        let target = c.height(0) + 4;
+        wait_for_height(&context, &c.apps(&[0, 1, 2, 3]), target).await;
+        agreed_at(&c.apps(&[0, 1, 2, 3]), target);
+    });
+}
+
+#[test]
+fn two_validators_down_halts_without_fork_then_resumes() {
+    run(|context| async move {
+        let mut c = Cluster::start(&context, 4, &[0, 1, 2, 3]).await;
+        wait_for_height(&context, &c.apps(&[0, 1, 2, 3]), 3).await;
+        c.crash(2);
+        c.crash(3);
+        // Let in-flight finalizations land, then check nothing more is finalized.
+        context.sleep(Duration::from_secs(2)).await;
+        let stalled = c.height(0).max(c.height(1));
+        context.sleep(Duration::from_secs(20)).await;
+        assert_eq!(
+            c.height(0).max(c.height(1)),
+            stalled,
+            "no quorum, no new blocks"
+        );
+        let common = c.height(0).min(c.height(1));
+        agreed_at(&c.apps(&[0, 1]), common);
+        c.restart(&context, 2).await;
+        c.restart(&context, 3).await;
+        wait_for_height(&context, &c.apps(&[0, 1, 2, 3]), stalled + 4).await;
+        agreed_at(&c.apps(&[0, 1, 2, 3]), stalled + 4);
+    });
+}
+
+#[test]
+fn a_partition_heals_without_divergence() {
+    run(|context| async move {
+        let c = Cluster::start(&context, 4, &[0, 1, 2, 3]).await;
+        wait_for_height(&context, &c.apps(&[0, 1, 2, 3]), 3).await;
+        c.set_links(&[0, 1], &[2, 3], false).await;
+        context.sleep(Duration::from_secs(2)).await;
+        let split = (0..4).map(|i| c.height(i)).max().unwrap_or(0);
+        context.sleep(Duration::from_secs(20)).await;
+        // Neither half has a quorum of three.
+        assert_eq!((0..4).map(|i| c.height(i)).max().unwrap_or(0), split);
+        c.set_links(&[0, 1], &[2, 3], true).await;
+        wait_for_height(&context, &c.apps(&[0, 1, 2, 3]), split + 4).await;
+        for h in 1..=split + 4 {
+            agreed_at(&c.apps(&[0, 1, 2, 3]), h);
+        }
+    });
+}
+
+#[test]
+fn a_validator_joining_late_syncs_from_genesis() {
+    run(|context| async move {
+        let mut c = Cluster::start(&context, 4, &[0, 1, 2]).await;
+        for nonce in 0..2 {
+            c.apps[0]
+                .submit_bytes(&c.net.transfer(nonce))
+                .expect("submit");
+        }
+        wait_for_height(&context, &c.apps(&[0, 1, 2]), 15).await;
+        assert_eq!(c.height(3), 0);
+        c.restart(&context, 3).await;
+        let target = c.height(0) + 2;
+        wait_for_height(&context, &c.apps(&[0, 1, 2, 3]), target).await;
+        // Every block, back to genesis, was fetched, re-executed and matches.
+        for h in 1..=target {
+            agreed_at(&c.apps(&[0, 1, 2, 3]), h);
+        }
+    });
+}
