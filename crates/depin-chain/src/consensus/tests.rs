@@ -124,7 +124,7 @@ impl Net {
             nonce,
             fee: Amount(10_000),
             action: Action::Transfer {
-                to: address_of(&self.keys[1].public_key()),
+                to: address_of(&self.keys[self.keys.len() - 1].public_key()),
                 amount: Amount(1 + u128::from(nonce)),
             },
         }
@@ -392,5 +392,20 @@ fn a_validator_joining_late_syncs_from_genesis() {
         for h in 1..=target {
             agreed_at(&c.apps(&[0, 1, 2, 3]), h);
         }
+    });
+}
+
+#[test]
+fn a_single_validator_runs_the_same_engine() {
+    run(|context| async move {
+        let c = Cluster::start(&context, 1, &[0]).await;
+        c.apps[0].submit_bytes(&c.net.transfer(0)).expect("submit");
+        wait_for_height(&context, &c.apps(&[0]), 6).await;
+        let user = c.apps[0]
+            .chain
+            .account(&c.net.user.address())
+            .expect("read")
+            .expect("user");
+        assert_eq!(user.nonce, 1);
     });
 }
