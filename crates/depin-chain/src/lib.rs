@@ -627,6 +627,18 @@ impl Chain {
         self.finalize_inner(block, finality, false)
     }
 
+    /// Timestamp of the head or of an executed, not yet final block.
+    pub fn block_timestamp_ms(&self, hash: &Hash) -> Option<u64> {
+        let head = self.head();
+        if *hash == head.hash {
+            return Some(head.timestamp_ms);
+        }
+        self.executed
+            .lock()
+            .ok()
+            .and_then(|m| m.get(hash).map(|b| b.block.header.timestamp_ms))
+    }
+
     /// True when a block on `parent` can be executed here: it is the head or an executed
     /// block that is not final yet.
     pub fn knows_parent(&self, parent: &Hash) -> bool {

@@ -17,7 +17,7 @@ use depin_protocol::{Block, Finality};
 use depin_types::Address;
 use futures::StreamExt;
 use std::sync::Arc;
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
 
 /// The consensus context of a proposal: round, leader and parent.
 pub type ProposalContext = Context<Digest, ed25519::PublicKey>;
@@ -25,6 +25,17 @@ pub type ProposalContext = Context<Digest, ed25519::PublicKey>;
 /// Most unknown ancestors fetched and executed to verify one proposal (after a restart or
 /// while catching up, the parent of a proposal may not be executed yet).
 const MAX_ANCESTORS_TO_EXECUTE: usize = 256;
+
+/// How far ahead of a validator's clock a proposed block's timestamp may be.
+const MAX_CLOCK_DRIFT_MS: u64 = 5_000;
+
+fn unix_ms(runtime: &impl Clock) -> u64 {
+    runtime
+        .current()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
 
 /// The depin account of a consensus participant: the same ed25519 key.
 pub fn address_of(key: &ed25519::PublicKey) -> Address {
@@ -83,11 +94,17 @@ impl<E: Clock> Application<E> for DepinApplication {
         _input: (),
     ) -> Option<Digested<ConsensusBlock>> {
         let parent = hash_of(&context.parent.1);
-        let timestamp_ms = runtime
-            .current()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
+        // Pace blocks at the genesis interval: simplex itself would propose as soon as the
+        // previous view finalizes, which on a fast network is an empty-block storm.
+        let interval_ms = self.chain().protocol().genesis().chain.block_interval_ms;
+        if let Some(parent_ms) = self.chain().block_timestamp_ms(&parent) {
+            let due_ms = parent_ms.saturating_add(interval_ms);
+            let now_ms = unix_ms(&runtime);
+            if due_ms > now_ms {
+                runtime.sleep(Duration::from_millis(due_ms - now_ms)).await;
+            }
+        }
+        let timestamp_ms = unix_ms(&runtime);
         let proposer = address_of(&context.leader);
         match self.app.propose(parent, timestamp_ms, proposer) {
             Ok(block) => {
@@ -103,13 +120,20 @@ impl<E: Clock> Application<E> for DepinApplication {
 
     async fn verify(
         &mut self,
-        (_runtime, context): (E, ProposalContext),
+        (runtime, context): (E, ProposalContext),
         ancestry: impl Ancestry<ConsensusBlock>,
     ) -> bool {
         let Some(candidate) = ancestry.peek().cloned() else {
             return false;
         };
         let block = candidate.inner().block();
+        if block.header.timestamp_ms > unix_ms(&runtime).saturating_add(MAX_CLOCK_DRIFT_MS) {
+            tracing::warn!(
+                height = block.header.height,
+                "block timestamp is in the future"
+            );
+            return false;
+        }
         // The proposer named in the block must be the round's leader: fees go to it.
         if block.header.proposer != address_of(&context.leader) {
             tracing::warn!(

@@ -52,6 +52,7 @@ impl Net {
             &[(user.address(), Amount(1_000_000_000_000))],
         );
         genesis.chain.epoch_blocks = 5;
+        genesis.chain.block_interval_ms = 200;
         Net {
             keys,
             genesis,
