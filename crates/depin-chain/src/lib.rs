@@ -675,7 +675,16 @@ impl Chain {
         }
         if check_certificate {
             let validators = self.validators()?;
-            if !finality.verify(&hash, &validators) {
+            let valid = match finality {
+                Finality::Quorum { certificate } => consensus::certificate::verify_finalization(
+                    certificate,
+                    &hash,
+                    &validators,
+                    self.protocol.genesis().chain_id.as_bytes(),
+                ),
+                other => other.verify(&hash, &validators),
+            };
+            if !valid {
                 return Err(ChainError::BadFinality(hash));
             }
         }

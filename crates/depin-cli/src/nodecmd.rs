@@ -5,7 +5,7 @@ use crate::keycmd::write_key;
 use crate::output::{Printer, rows};
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
-use depin_node::config::{NodeConfig, Role};
+use depin_node::config::{DEFAULT_LOG, NodeConfig, Role};
 use depin_protocol::Genesis;
 use depin_protocol::params::GenesisBalance;
 use depin_types::{Address, Amount, Keypair};
@@ -107,7 +107,8 @@ pub fn node_config(
         api_listen,
         p2p_listen,
         upstream,
-        log: "info".into(),
+        validator_peers: Vec::new(),
+        log: DEFAULT_LOG.into(),
     }
 }
 

@@ -47,13 +47,21 @@ pub struct NodeConfig {
     /// API URL of the node to follow and forward transactions to (non-validators).
     #[serde(default)]
     pub upstream: Option<String>,
+    /// Consensus addresses of the other validators, as `depin1...@host:port`
+    /// (validators only; this node's own is `p2p_listen`).
+    #[serde(default)]
+    pub validator_peers: Vec<String>,
     /// tracing filter, e.g. `info` or `depin_chain=debug`.
     #[serde(default = "default_log")]
     pub log: String,
 }
 
+/// Our logs at info; the consensus engine's chatter only when it matters.
+pub const DEFAULT_LOG: &str =
+    "info,commonware_consensus=warn,commonware_storage=warn,commonware_p2p=warn";
+
 fn default_log() -> String {
-    "info".into()
+    DEFAULT_LOG.into()
 }
 
 /// Why a config or key file could not be used.
@@ -119,6 +127,25 @@ impl NodeConfig {
 
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// `validator_peers` parsed into addresses.
+    pub fn validator_peer_addresses(
+        &self,
+    ) -> Result<std::collections::BTreeMap<depin_types::Address, SocketAddr>, ConfigError> {
+        let mut out = std::collections::BTreeMap::new();
+        for entry in &self.validator_peers {
+            let bad =
+                |why: &str| ConfigError::Invalid(format!("validator_peers entry {entry:?}: {why}"));
+            let (address, socket) = entry
+                .split_once('@')
+                .ok_or_else(|| bad("expected depin1...@host:port"))?;
+            let address: depin_types::Address =
+                address.parse().map_err(|_| bad("not a depin address"))?;
+            let socket: SocketAddr = socket.parse().map_err(|_| bad("not a host:port"))?;
+            out.insert(address, socket);
+        }
+        Ok(out)
     }
 }
 

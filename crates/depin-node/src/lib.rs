@@ -16,7 +16,8 @@ pub use api::router;
 pub use config::{ConfigError, NodeConfig, Role};
 pub use metrics::NodeMetrics;
 
-use depin_chain::{Chain, ChainApp, ChainError, Mempool, MempoolLimits, SoloProducer};
+use depin_chain::consensus::process::{ProcessConfig, public_key, run_validator};
+use depin_chain::{Chain, ChainApp, ChainError, Mempool, MempoolLimits};
 use depin_protocol::{Genesis, Protocol};
 use depin_types::Keypair;
 use std::sync::Arc;
@@ -41,6 +42,8 @@ pub enum NodeError {
     },
     #[error("server: {0}")]
     Server(String),
+    #[error("consensus: {0}")]
+    Consensus(String),
 }
 
 /// Everything the API handlers and background tasks share.
@@ -175,10 +178,24 @@ pub async fn run_until(
         "node started"
     );
     let stop = Arc::new(AtomicBool::new(false));
+    // A consensus failure (e.g. its port is taken) stops the whole node.
+    let fatal = Arc::new(tokio::sync::Notify::new());
     let worker = match node.config.role {
-        Role::Validator => tokio::spawn(produce_blocks(node.clone(), stop.clone())),
+        Role::Validator => {
+            let process = consensus_config(&node)?;
+            tokio::spawn(run_consensus(
+                node.clone(),
+                process,
+                stop.clone(),
+                fatal.clone(),
+            ))
+        }
         Role::Provider | Role::Full => {
-            tokio::spawn(follow::follow_upstream(node.clone(), stop.clone()))
+            let (node, stop) = (node.clone(), stop.clone());
+            tokio::spawn(async move {
+                follow::follow_upstream(node, stop).await;
+                Ok(())
+            })
         }
     };
     let listener = tokio::net::TcpListener::bind(api_listen)
@@ -188,32 +205,90 @@ pub async fn run_until(
             cause,
         })?;
     tracing::info!(api = %api_listen, "API listening");
+    let failed = fatal.clone();
     let served = axum::serve(listener, router(node.clone()))
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(async move {
+            tokio::select! {
+                _ = shutdown => {},
+                _ = failed.notified() => {},
+            }
+        })
         .await;
     stop.store(true, Ordering::SeqCst);
-    let _ = worker.await;
+    let consensus = worker.await.unwrap_or(Ok(()));
     tracing::info!(height = node.chain().head().height, "node stopped");
-    served.map_err(|e| NodeError::Server(e.to_string()))
+    served.map_err(|e| NodeError::Server(e.to_string()))?;
+    consensus
 }
 
-/// The single-validator engine loop: one block per genesis interval.
-async fn produce_blocks(node: Arc<Node>, stop: Arc<AtomicBool>) {
-    let interval_ms = node.chain().protocol().genesis().chain.block_interval_ms;
-    let mut ticker = tokio::time::interval(Duration::from_millis(interval_ms));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let producer = Arc::new(SoloProducer::new(node.app.clone(), node.key.clone()));
-    while !stop.load(Ordering::SeqCst) {
-        ticker.tick().await;
-        if stop.load(Ordering::SeqCst) {
-            break;
+/// The consensus process of a validator: its key, its address among the validator set's.
+fn consensus_config(node: &Node) -> Result<ProcessConfig, NodeError> {
+    let genesis = node.chain().protocol().genesis();
+    let listed = node.config.validator_peer_addresses()?;
+    let mut peers = Vec::new();
+    for validator in node.chain().validators()? {
+        let addr = if validator == node.key.address() {
+            node.config.p2p_listen
+        } else {
+            *listed.get(&validator).ok_or_else(|| {
+                NodeError::Consensus(format!(
+                    "validator {validator} has no address in validator_peers"
+                ))
+            })?
+        };
+        let key = public_key(&validator).map_err(|e| NodeError::Consensus(e.to_string()))?;
+        peers.push((key, addr));
+    }
+    Ok(ProcessConfig {
+        secret_key: node.key.secret_bytes(),
+        listen: node.config.p2p_listen,
+        peers,
+        storage_dir: node.config.data_dir.join("consensus"),
+        chain_id: genesis.chain_id.clone(),
+        max_block_bytes: genesis.chain.max_block_bytes as usize,
+        block_interval: Duration::from_millis(genesis.chain.block_interval_ms),
+        worker_threads: 2,
+    })
+}
+
+/// Runs simplex + marshal on its own thread and runtime (commonware's tokio runner), and
+/// records metrics for every block it finalizes.
+async fn run_consensus(
+    node: Arc<Node>,
+    process: ProcessConfig,
+    stop: Arc<AtomicBool>,
+    fatal: Arc<tokio::sync::Notify>,
+) -> Result<(), NodeError> {
+    let app = node.app.clone();
+    let thread_stop = stop.clone();
+    let thread = std::thread::Builder::new()
+        .name("consensus".into())
+        .spawn(move || run_validator(process, app, thread_stop))
+        .map_err(|e| NodeError::Consensus(e.to_string()))?;
+    let mut observed = node.chain().head().height;
+    while !stop.load(Ordering::SeqCst) && !thread.is_finished() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let head = node.chain().head().height;
+        while observed < head {
+            observed += 1;
+            if let Ok(Some(block)) = node.chain().block_by_height(observed) {
+                node.metrics.observe_block(&node, &block);
+            }
         }
-        let producer = producer.clone();
-        let result = tokio::task::spawn_blocking(move || producer.produce(now_ms())).await;
-        match result {
-            Ok(Ok(block)) => node.metrics.observe_block(&node, &block),
-            Ok(Err(e)) => tracing::error!(error = %e, "block production failed"),
-            Err(e) => tracing::error!(error = %e, "block production task panicked"),
+    }
+    let result = tokio::task::spawn_blocking(move || thread.join())
+        .await
+        .map_err(|e| NodeError::Consensus(e.to_string()))?;
+    match result {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "consensus stopped");
+            fatal.notify_one();
+            Err(NodeError::Consensus(e.to_string()))
+        }
+        Err(_) => {
+            fatal.notify_one();
+            Err(NodeError::Consensus("consensus thread panicked".into()))
         }
     }
 }

@@ -2,6 +2,7 @@
 //! produces deterministically (no timed loop), and a follower started with `run_until`.
 
 use super::*;
+use depin_chain::SoloProducer;
 use depin_protocol::tx::{GeoLocation, ServiceOffer};
 use depin_protocol::{Action, Block, SignedTransaction, Transaction};
 use depin_types::{Address, Amount, ServiceKind};
@@ -39,6 +40,7 @@ fn node_config(
         api_listen,
         p2p_listen: "127.0.0.1:0".parse().expect("addr"),
         upstream,
+        validator_peers: Vec::new(),
         log: "info".into(),
     }
 }

@@ -63,10 +63,13 @@ pub enum Finality {
         validator: Address,
         signature: Signature,
     },
-    /// Finalized by a quorum of the BFT validator set. The certificate itself is kept by the
-    /// consensus engine (marshal's finalization archive), which verified it before delivering
-    /// the block; it cannot be checked by this pure crate.
-    Quorum,
+    /// Finalized by a quorum of the BFT validator set: the consensus engine's encoded
+    /// finalization certificate. Checking it needs the engine's verifier, so the chain does
+    /// that, not this pure crate.
+    Quorum { certificate: Vec<u8> },
+    /// Finalized indirectly: a later block's quorum certificate finalizes it and, through the
+    /// parent links, all of its ancestors. Checked together with that descendant.
+    Descendant,
 }
 
 impl Finality {
@@ -84,7 +87,7 @@ impl Finality {
     /// Checks the certificate against the validator set that finalized `block_hash`.
     pub fn verify(&self, block_hash: &Hash, validators: &[Address]) -> bool {
         match self {
-            Finality::Genesis | Finality::Quorum => false,
+            Finality::Genesis | Finality::Quorum { .. } | Finality::Descendant => false,
             Finality::SoloSignature {
                 validator,
                 signature,

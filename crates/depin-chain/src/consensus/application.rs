@@ -4,14 +4,18 @@
 use super::block::{ConsensusBlock, digest_of, hash_of};
 use crate::{Chain, ChainApp, ChainError, ConsensusApp};
 use commonware_actor::Feedback;
+use commonware_codec::Encode;
 use commonware_consensus::marshal::Update;
 use commonware_consensus::marshal::ancestry::Ancestry;
+use commonware_consensus::marshal::core::Mailbox;
+use commonware_consensus::marshal::standard::Standard;
 use commonware_consensus::simplex::scheme::ed25519::Scheme;
 use commonware_consensus::simplex::types::Context;
+use commonware_consensus::types::Height;
 use commonware_consensus::{Application, Reporter};
 use commonware_cryptography::blake3::Digest;
 use commonware_cryptography::{Digested, ed25519};
-use commonware_runtime::Clock;
+use commonware_runtime::{Clock, Spawner};
 use commonware_utils::Acknowledgement;
 use depin_protocol::{Block, Finality};
 use depin_types::Address;
@@ -153,37 +157,73 @@ impl<E: Clock> Application<E> for DepinApplication {
     }
 }
 
+/// Marshal's mailbox for depin blocks.
+pub type MarshalMailbox = Mailbox<Scheme, Standard<ConsensusBlock>>;
+
 /// Receives finalized blocks from marshal, in height order and at least once, and commits
-/// them. The acknowledgement is sent only after the block is durable in redb, so marshal
-/// redelivers anything a crash interrupted; committing twice is a no-op.
-#[derive(Clone, Debug)]
-pub struct FinalizedBlocks {
+/// them with their finalization certificate. The acknowledgement is sent only after the block
+/// is durable in redb, so marshal redelivers anything a crash interrupted; committing twice is
+/// a no-op.
+pub struct FinalizedBlocks<E> {
     app: Arc<ChainApp>,
+    marshal: MarshalMailbox,
+    context: Arc<E>,
 }
 
-impl FinalizedBlocks {
-    pub fn new(app: Arc<ChainApp>) -> FinalizedBlocks {
-        FinalizedBlocks { app }
+// Runtime contexts are not Clone; the reporter must be.
+impl<E> Clone for FinalizedBlocks<E> {
+    fn clone(&self) -> Self {
+        FinalizedBlocks {
+            app: self.app.clone(),
+            marshal: self.marshal.clone(),
+            context: self.context.clone(),
+        }
     }
 }
 
-impl Reporter for FinalizedBlocks {
+impl<E> std::fmt::Debug for FinalizedBlocks<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FinalizedBlocks")
+    }
+}
+
+impl<E> FinalizedBlocks<E> {
+    pub fn new(app: Arc<ChainApp>, marshal: MarshalMailbox, context: E) -> FinalizedBlocks<E> {
+        FinalizedBlocks {
+            app,
+            marshal,
+            context: Arc::new(context),
+        }
+    }
+}
+
+impl<E: Spawner + Send + Sync + 'static> Reporter for FinalizedBlocks<E> {
     type Activity = Update<ConsensusBlock>;
 
     fn report(&mut self, activity: Self::Activity) -> Feedback {
         match activity {
             Update::Block(block, ack) => {
-                let block = block.inner().block();
-                match self.app.finalize_certified(block, &Finality::Quorum) {
-                    Ok(_) => ack.acknowledge(),
-                    // Without the acknowledgement marshal stops delivering: a block that
-                    // consensus finalized but this node cannot apply needs an operator.
-                    Err(e) => tracing::error!(
-                        error = %e,
-                        height = block.header.height,
-                        "cannot apply a finalized block"
-                    ),
-                }
+                let app = self.app.clone();
+                let marshal = self.marshal.clone();
+                self.context.child("finalize").spawn(move |_| async move {
+                    let block = block.inner().block();
+                    let height = block.header.height;
+                    // Blocks finalized through a descendant have no certificate of their own.
+                    let finality = match marshal.get_finalization(Height::new(height)).await {
+                        Some(finalization) => Finality::Quorum {
+                            certificate: finalization.encode().to_vec(),
+                        },
+                        None => Finality::Descendant,
+                    };
+                    match app.finalize_certified(block, &finality) {
+                        Ok(_) => ack.acknowledge(),
+                        // Without the acknowledgement marshal stops delivering: a block that
+                        // consensus finalized but this node cannot apply needs an operator.
+                        Err(e) => {
+                            tracing::error!(error = %e, height, "cannot apply a finalized block")
+                        }
+                    }
+                });
             }
             Update::Tip(_, height, _) => {
                 tracing::debug!(height = height.get(), "finalized tip");

@@ -4,6 +4,8 @@
 
 pub mod application;
 pub mod block;
+pub mod certificate;
+pub mod process;
 pub mod validator;
 
 #[cfg(test)]

@@ -5,11 +5,12 @@ use super::application::address_of;
 use super::validator::{
     Channels, ValidatorConfig, ValidatorHandles, channel, channel_quota, start_validator,
 };
-use crate::{Chain, ChainApp, Head, Mempool, MempoolLimits};
+use crate::{Chain, ChainApp, ChainError, Head, Mempool, MempoolLimits};
 use commonware_cryptography::Signer;
 use commonware_cryptography::ed25519::{PrivateKey, PublicKey};
 use commonware_p2p::simulated::{self, Link, Network, Oracle};
 use commonware_runtime::{Clock, Runner, Supervisor, deterministic};
+use depin_protocol::Finality;
 use depin_protocol::{Action, Genesis, Protocol, Transaction};
 use depin_types::{Amount, Keypair};
 use std::num::NonZeroUsize;
@@ -235,7 +236,49 @@ fn four_validators_finalize_the_same_chain() {
             .expect("read")
             .expect("epoch 0");
         assert!(!rewards.minted.is_zero());
+        follower_checks_quorum_certificates(&net, &apps[0]);
     });
+}
+
+/// A node outside consensus accepts a finalized block only with a valid quorum certificate.
+fn follower_checks_quorum_certificates(net: &Net, source: &Arc<ChainApp>) {
+    let follower = net.open_chain(99);
+    let block = |h| {
+        source
+            .chain
+            .block_by_height(h)
+            .expect("read")
+            .expect("block")
+    };
+    let finality = |h| source.chain.finality(h).expect("read").expect("finality");
+    let b1 = block(1);
+    let Finality::Quorum { certificate } = finality(1) else {
+        panic!("block 1 carries its own quorum certificate");
+    };
+    let mut forged = certificate.clone();
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    let forged = Finality::Quorum {
+        certificate: forged,
+    };
+    assert!(matches!(
+        follower.chain.finalize(&b1, &forged),
+        Err(ChainError::BadFinality(_))
+    ));
+    let mut other = b1.clone();
+    other.header.timestamp_ms += 1;
+    let certificate = Finality::Quorum { certificate };
+    assert!(matches!(
+        follower.chain.finalize(&other, &certificate),
+        Err(ChainError::BadFinality(_))
+    ));
+    assert!(
+        follower
+            .chain
+            .finalize(&b1, &certificate)
+            .expect("valid certificate")
+    );
+    assert_eq!(follower.chain.head().state_root, b1.header.state_root);
 }
 
 /// A running simulated network of validators that tests can crash, restart and partition.

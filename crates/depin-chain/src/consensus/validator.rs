@@ -291,7 +291,12 @@ where
             marshal_config,
         )
         .await;
-    let marshal = actor.start(FinalizedBlocks::new(app.clone()), buffer, resolver);
+    let reporter = FinalizedBlocks::new(
+        app.clone(),
+        marshal_mailbox.clone(),
+        context.child("finalized"),
+    );
+    let marshal = actor.start(reporter, buffer, resolver);
 
     // Simplex, verifying proposals inline through the chain.
     let wrapper = Inline::new(
