@@ -627,6 +627,25 @@ impl Chain {
         self.finalize_inner(block, finality, false)
     }
 
+    /// Checks a finality certificate for `block_hash` against the current validator set.
+    /// `Descendant` is never valid alone: check the descendant's certificate instead.
+    pub fn finality_is_valid(
+        &self,
+        block_hash: &Hash,
+        finality: &Finality,
+    ) -> Result<bool, ChainError> {
+        let validators = self.validators()?;
+        Ok(match finality {
+            Finality::Quorum { certificate } => consensus::certificate::verify_finalization(
+                certificate,
+                block_hash,
+                &validators,
+                self.protocol.genesis().chain_id.as_bytes(),
+            ),
+            other => other.verify(block_hash, &validators),
+        })
+    }
+
     /// Timestamp of the head or of an executed, not yet final block.
     pub fn block_timestamp_ms(&self, hash: &Hash) -> Option<u64> {
         let head = self.head();
@@ -673,20 +692,8 @@ impl Chain {
                 head_hash: head.hash,
             });
         }
-        if check_certificate {
-            let validators = self.validators()?;
-            let valid = match finality {
-                Finality::Quorum { certificate } => consensus::certificate::verify_finalization(
-                    certificate,
-                    &hash,
-                    &validators,
-                    self.protocol.genesis().chain_id.as_bytes(),
-                ),
-                other => other.verify(&hash, &validators),
-            };
-            if !valid {
-                return Err(ChainError::BadFinality(hash));
-            }
+        if check_certificate && !self.finality_is_valid(&hash, finality)? {
+            return Err(ChainError::BadFinality(hash));
         }
         let executed = self.verify(block)?;
         let started = Instant::now();
