@@ -25,6 +25,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 const CHAIN_ID: &str = "depin-devnet";
+/// Most validators a local devnet starts (each is a process with its own consensus port).
+const MAX_VALIDATORS: u32 = 16;
 const STATE_FILE: &str = "devnet.json";
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -291,7 +293,8 @@ fn start_all(fleet: &mut Fleet, state: &mut DevnetFile, stop: &StopFlag) -> anyh
 
 /// Creates keys, genesis and a folder per node in `dir` (which holds nothing yet).
 fn create(dir: &Path, args: &DevnetArgs) -> anyhow::Result<DevnetFile> {
-    let count = 1 + args.providers as usize;
+    let validators = args.validators as usize;
+    let count = validators + args.providers as usize;
     let mut keys = Vec::with_capacity(count);
     for _ in 0..count {
         keys.push(Keypair::generate().context("cannot generate a node key")?);
@@ -299,19 +302,34 @@ fn create(dir: &Path, args: &DevnetArgs) -> anyhow::Result<DevnetFile> {
     let user = Keypair::generate().context("cannot generate the user key")?;
     let mut funded: Vec<Address> = keys.iter().map(|k| k.address()).collect();
     funded.push(user.address());
-    let genesis = dev_genesis(CHAIN_ID, keys[0].address(), &funded);
+    let validator_addresses: Vec<Address> =
+        keys[..validators].iter().map(|k| k.address()).collect();
+    let genesis = dev_genesis(CHAIN_ID, &validator_addresses, &funded);
     let validator_api = SocketAddr::from(([127, 0, 0, 1], args.base_port));
+    // Every validator lists the others' consensus addresses.
+    let mut validator_peers = Vec::with_capacity(validators);
+    for (i, key) in keys[..validators].iter().enumerate() {
+        let p2p = SocketAddr::from(([127, 0, 0, 1], port(args.base_port, i, 1)?));
+        validator_peers.push((key.address(), format!("{}@{p2p}", key.address())));
+    }
     let mut nodes = Vec::with_capacity(count);
     for (i, key) in keys.iter().enumerate() {
         let name = format!("node-{i}");
         let api = SocketAddr::from(([127, 0, 0, 1], port(args.base_port, i, 0)?));
         let p2p = SocketAddr::from(([127, 0, 0, 1], port(args.base_port, i, 1)?));
-        let (role, upstream) = if i == 0 {
+        let (role, upstream) = if i < validators {
             (Role::Validator, None)
         } else {
             (Role::Provider, Some(format!("http://{validator_api}")))
         };
-        let config = node_config(role, api, p2p, upstream);
+        let mut config = node_config(role, api, p2p, upstream);
+        if role == Role::Validator {
+            config.validator_peers = validator_peers
+                .iter()
+                .filter(|(address, _)| *address != key.address())
+                .map(|(_, entry)| entry.clone())
+                .collect();
+        }
         let files = write_node_dir(&dir.join(&name), key, &genesis, &config)?;
         nodes.push(DevnetNode {
             name,
@@ -450,10 +468,9 @@ pub fn run(out: Printer, args: DevnetArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     let stop = watch_signals(&runtime)?;
-    if !args.dir.join(STATE_FILE).exists() && args.validators != 1 {
+    if !args.dir.join(STATE_FILE).exists() && !(1..=MAX_VALIDATORS).contains(&args.validators) {
         bail!(
-            "--validators {}: a devnet runs exactly one validator for now; \
-             multi-validator consensus arrives with the consensus issue",
+            "--validators {}: a devnet runs between 1 and {MAX_VALIDATORS} validators",
             args.validators
         );
     }

@@ -78,8 +78,10 @@ pub struct NodeFiles {
 
 /// A development genesis: `validator` validates and sets the oracle price, and every account
 /// of `funded` gets [`DEV_BALANCE_TOKENS`] whole tokens.
-pub fn dev_genesis(chain_id: &str, validator: Address, funded: &[Address]) -> Genesis {
-    let mut genesis = Genesis::devnet(chain_id, depin_node::now_ms(), &[validator], validator, &[]);
+pub fn dev_genesis(chain_id: &str, validators: &[Address], funded: &[Address]) -> Genesis {
+    // The first validator is the oracle authority of a development network.
+    let authority = validators.first().copied().unwrap_or_default();
+    let mut genesis = Genesis::devnet(chain_id, depin_node::now_ms(), validators, authority, &[]);
     let unit = 10u128.pow(u32::from(genesis.token.decimals));
     genesis.balances = funded
         .iter()
@@ -192,7 +194,7 @@ fn init(out: Printer, args: InitArgs) -> anyhow::Result<()> {
             getrandom::fill(&mut suffix)
                 .map_err(|e| anyhow::anyhow!("no operating-system randomness: {e}"))?;
             let chain_id = format!("depin-local-{}", hex::encode(suffix));
-            dev_genesis(&chain_id, key.address(), &[key.address()])
+            dev_genesis(&chain_id, &[key.address()], &[key.address()])
         }
     };
     let config = node_config(role, args.api, args.p2p, args.upstream.clone());
