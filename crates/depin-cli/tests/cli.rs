@@ -615,3 +615,83 @@ fn node_survives_sigkill_with_its_committed_chain() {
     let status = wait_exit(&mut node.child, Duration::from_secs(30));
     assert!(status.success(), "{status}:\n{}", node.log());
 }
+
+fn head_of(rpc: &str) -> (u64, String) {
+    let status = json(rpc, &["chain", "status"]);
+    (
+        status["height"].as_u64().expect("height"),
+        str_of(&status, "state_root").to_string(),
+    )
+}
+
+fn block_at(rpc: &str, height: u64) -> (String, String) {
+    let block = json(rpc, &["block", "show", &height.to_string()]);
+    (
+        str_of(&block, "hash").to_string(),
+        str_of(&block["header"], "state_root").to_string(),
+    )
+}
+
+/// Four validator processes on loopback: one killed with SIGKILL, finalization goes on with
+/// three; restarted, it catches up to the same chain.
+#[test]
+fn four_validator_processes_survive_a_crash() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("devnet");
+    let dir_s = dir.to_string_lossy().into_owned();
+    let base = free_base_port(4).to_string();
+    let args = [
+        "devnet",
+        "--dir",
+        &dir_s,
+        "--validators",
+        "4",
+        "--providers",
+        "0",
+        "--base-port",
+        &base,
+    ];
+    let mut devnet = Guard::spawn(&args, &tmp.path().join("devnet.log"), Some(&dir));
+    let state = wait_devnet(&mut devnet, &dir, &[]);
+    let nodes = state["nodes"].as_array().expect("nodes").clone();
+    assert_eq!(nodes.len(), 4);
+    let rpcs: Vec<String> = nodes
+        .iter()
+        .map(|n| str_of(n, "api_url").to_string())
+        .collect();
+    wait_until(
+        Duration::from_secs(60),
+        "four validators at height 3",
+        || rpcs.iter().all(|r| height(r) >= 3).then_some(()),
+    );
+
+    let victim = nodes[3]["pid"].as_i64().expect("pid") as i32;
+    kill(Pid::from_raw(victim), Signal::SIGKILL).expect("kill -9");
+    let at_kill = height(&rpcs[0]);
+    wait_until(
+        Duration::from_secs(60),
+        "progress with three of four",
+        || (height(&rpcs[0]) >= at_kill + 3).then_some(()),
+    );
+
+    let config = str_of(&nodes[3], "config_file").to_string();
+    let _restarted = start_node(
+        &["node", "run", "--config", &config],
+        &tmp.path().join("node-3-restarted.log"),
+        &rpcs[3],
+    );
+    let target = height(&rpcs[0]) + 2;
+    wait_until(
+        Duration::from_secs(90),
+        "the restarted validator to catch up",
+        || (height(&rpcs[3]) >= target).then_some(()),
+    );
+    for h in [1, at_kill, target] {
+        let expected = block_at(&rpcs[0], h);
+        for rpc in &rpcs[1..] {
+            assert_eq!(block_at(rpc, h), expected, "{rpc} differs at height {h}");
+        }
+    }
+    let (h0, root0) = head_of(&rpcs[0]);
+    assert!(h0 >= target, "{root0}");
+}
