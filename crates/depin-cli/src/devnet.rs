@@ -56,6 +56,9 @@ pub struct DevnetArgs {
     /// API port of node 0; node i uses base+10*i for its API and base+10*i+1 for p2p.
     #[arg(long, default_value_t = 7300)]
     pub base_port: u16,
+    /// Block interval of a new network, in milliseconds (the genesis default is 1000).
+    #[arg(long)]
+    pub block_interval_ms: Option<u64>,
 }
 
 /// devnet.json: what runs where, for people and scripts.
@@ -304,7 +307,11 @@ fn create(dir: &Path, args: &DevnetArgs) -> anyhow::Result<DevnetFile> {
     funded.push(user.address());
     let validator_addresses: Vec<Address> =
         keys[..validators].iter().map(|k| k.address()).collect();
-    let genesis = dev_genesis(CHAIN_ID, &validator_addresses, &funded);
+    let mut genesis = dev_genesis(CHAIN_ID, &validator_addresses, &funded);
+    if let Some(interval) = args.block_interval_ms {
+        anyhow::ensure!(interval >= 50, "--block-interval-ms must be at least 50");
+        genesis.chain.block_interval_ms = interval;
+    }
     let validator_api = SocketAddr::from(([127, 0, 0, 1], args.base_port));
     // Every validator lists the others' consensus addresses.
     let mut validator_peers = Vec::with_capacity(validators);
