@@ -39,11 +39,11 @@ fn free_base_port(nodes: u16) -> u16 {
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .unwrap_or(20_000);
-        if u32::from(base) + 10 * u32::from(nodes) + 2 > 65_535 {
+        if u32::from(base) + 10 * u32::from(nodes) + 3 > 65_535 {
             continue;
         }
         if (0..nodes)
-            .all(|i| (0..2).all(|o| TcpListener::bind(("127.0.0.1", base + 10 * i + o)).is_ok()))
+            .all(|i| (0..3).all(|o| TcpListener::bind(("127.0.0.1", base + 10 * i + o)).is_ok()))
         {
             return base;
         }

@@ -53,7 +53,8 @@ pub struct DevnetArgs {
     /// Provider nodes to start next to the validator.
     #[arg(long, default_value_t = 2)]
     pub providers: u32,
-    /// API port of node 0; node i uses base+10*i for its API and base+10*i+1 for p2p.
+    /// API port of node 0; node i uses base+10*i for its API, base+10*i+1 for consensus and
+    /// base+10*i+2 for the libp2p service network.
     #[arg(long, default_value_t = 7300)]
     pub base_port: u16,
     /// Block interval of a new network, in milliseconds (the genesis default is 1000).
@@ -330,6 +331,19 @@ fn create(dir: &Path, args: &DevnetArgs) -> anyhow::Result<DevnetFile> {
             (Role::Provider, Some(format!("http://{validator_api}")))
         };
         let mut config = node_config(role, api, p2p, upstream);
+        // Every node joins the libp2p service network, bootstrapping from node 0.
+        config.net_listen = Some(SocketAddr::from((
+            [127, 0, 0, 1],
+            port(args.base_port, i, 2)?,
+        )));
+        if i > 0 {
+            let first = depin_net::peer_id_of(&keys[0].address())
+                .map_err(|e| anyhow::anyhow!("node 0 key: {e}"))?;
+            config.bootstrap = vec![format!(
+                "/ip4/127.0.0.1/tcp/{}/p2p/{first}",
+                port(args.base_port, 0, 2)?
+            )];
+        }
         if role == Role::Validator {
             config.validator_peers = validator_peers
                 .iter()

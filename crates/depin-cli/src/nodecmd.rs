@@ -110,6 +110,8 @@ pub fn node_config(
         p2p_listen,
         upstream,
         validator_peers: Vec::new(),
+        net_listen: None,
+        bootstrap: Vec::new(),
         log: DEFAULT_LOG.into(),
     }
 }

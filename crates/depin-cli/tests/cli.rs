@@ -93,11 +93,11 @@ fn free_base_port(nodes: u16) -> u16 {
             .and_then(|l| l.local_addr())
             .expect("bind")
             .port();
-        if u32::from(base) + 10 * u32::from(nodes) + 2 > 65_535 {
+        if u32::from(base) + 10 * u32::from(nodes) + 3 > 65_535 {
             continue;
         }
         let free = (0..nodes).all(|i| {
-            [0, 1]
+            [0, 1, 2]
                 .iter()
                 .all(|o| TcpListener::bind(("127.0.0.1", base + 10 * i + o)).is_ok())
         });
@@ -616,6 +616,18 @@ fn node_survives_sigkill_with_its_committed_chain() {
     assert!(status.success(), "{status}:\n{}", node.log());
 }
 
+/// `depin_txs_accepted_total` of a node's metrics: transactions it took into its mempool.
+fn accepted_total(rpc: &str) -> Option<u64> {
+    let out = Command::new("curl")
+        .args(["-sf", &format!("{rpc}/metrics")])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("depin_txs_accepted_total "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 fn head_of(rpc: &str) -> (u64, String) {
     let status = json(rpc, &["chain", "status"]);
     (
@@ -663,6 +675,27 @@ fn four_validator_processes_survive_a_crash() {
         Duration::from_secs(60),
         "four validators at height 3",
         || rpcs.iter().all(|r| height(r) >= 3).then_some(()),
+    );
+
+    // A transaction posted to one validator reaches the others' mempools by libp2p gossip.
+    let user_key = str_of(&state, "user_key_file").to_string();
+    let to = str_of(&nodes[0], "address").to_string();
+    ok(&[
+        "--rpc",
+        &rpcs[1],
+        "transfer",
+        "--to",
+        &to,
+        "--amount",
+        "1",
+        "--key",
+        &user_key,
+        "--no-wait",
+    ]);
+    wait_until(
+        Duration::from_secs(20),
+        "the gossiped tx at validator 2",
+        || accepted_total(&rpcs[2]).filter(|n| *n > 0),
     );
 
     let victim = nodes[3]["pid"].as_i64().expect("pid") as i32;

@@ -322,17 +322,21 @@ async fn submit_tx(
         return forward_tx(node, request).await;
     }
     let app = node.app.clone();
+    let gossip = bytes.clone();
     let result = tokio::task::spawn_blocking(move || app.submit_bytes(&bytes))
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
     match result {
-        Ok(hash) => Ok((
-            StatusCode::ACCEPTED,
-            Json(SubmitTxResponse {
-                hash,
-                status: "pending".into(),
-            }),
-        )),
+        Ok(hash) => {
+            crate::gossip_tx(&node, gossip).await;
+            Ok((
+                StatusCode::ACCEPTED,
+                Json(SubmitTxResponse {
+                    hash,
+                    status: "pending".into(),
+                }),
+            ))
+        }
         Err(e) => Err(ApiError::new(tx_status(&e), e.code(), e.to_string())),
     }
 }
@@ -359,35 +363,45 @@ async fn forward_tx(
         let e = SubmitError::Tx(e);
         return Err(ApiError::new(tx_status(&e), e.code(), e.to_string()));
     }
+    let gossip = hex::decode(request.tx.trim()).ok();
     let upstream = node.config.upstream.clone().unwrap_or_default();
     let url = format!("{}/v1/txs", upstream.trim_end_matches('/'));
     let http = node.http.clone();
     let n = node.clone();
-    tokio::task::spawn_blocking(move || -> ApiResult<(StatusCode, Json<SubmitTxResponse>)> {
-        let unavailable =
-            |m: String| ApiError::new(StatusCode::BAD_GATEWAY, "upstream_unavailable", m);
-        let mut response = http
-            .post(&url)
-            .send_json(&request)
-            .map_err(|e| unavailable(format!("POST {url}: {e}")))?;
-        let status =
-            StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-        if status.is_success() {
-            let body: SubmitTxResponse = response
+    let forwarded =
+        tokio::task::spawn_blocking(move || -> ApiResult<(StatusCode, Json<SubmitTxResponse>)> {
+            let unavailable =
+                |m: String| ApiError::new(StatusCode::BAD_GATEWAY, "upstream_unavailable", m);
+            let mut response = http
+                .post(&url)
+                .send_json(&request)
+                .map_err(|e| unavailable(format!("POST {url}: {e}")))?;
+            let status =
+                StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+            if status.is_success() {
+                let body: SubmitTxResponse = response
+                    .body_mut()
+                    .read_json()
+                    .map_err(|e| unavailable(e.to_string()))?;
+                n.remember_forwarded(body.hash);
+                return Ok((status, Json(body)));
+            }
+            let body: ErrorBody = response
                 .body_mut()
                 .read_json()
                 .map_err(|e| unavailable(e.to_string()))?;
-            n.remember_forwarded(body.hash);
-            return Ok((status, Json(body)));
-        }
-        let body: ErrorBody = response
-            .body_mut()
-            .read_json()
-            .map_err(|e| unavailable(e.to_string()))?;
-        Err(ApiError::new(status, &body.error.code, body.error.message))
-    })
-    .await
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+            Err(ApiError::new(status, &body.error.code, body.error.message))
+        })
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    // Gossip only what upstream took, and after it did, so upstream never sees its own copy
+    // arrive first and answer `already_known` to the client.
+    if forwarded.is_ok()
+        && let Some(bytes) = gossip
+    {
+        crate::gossip_tx(&node, bytes).await;
+    }
+    forwarded
 }
 
 async fn tx_status_handler(

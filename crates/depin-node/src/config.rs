@@ -51,6 +51,13 @@ pub struct NodeConfig {
     /// (validators only; this node's own is `p2p_listen`).
     #[serde(default)]
     pub validator_peers: Vec<String>,
+    /// The libp2p service network (transaction gossip): TCP port, and the same UDP port for
+    /// QUIC. Absent: the node does not join it.
+    #[serde(default)]
+    pub net_listen: Option<SocketAddr>,
+    /// libp2p bootstrap peers, multiaddrs ending in `/p2p/<peer id>`.
+    #[serde(default)]
+    pub bootstrap: Vec<String>,
     /// tracing filter, e.g. `info` or `depin_chain=debug`.
     #[serde(default = "default_log")]
     pub log: String,

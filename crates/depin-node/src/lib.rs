@@ -44,6 +44,8 @@ pub enum NodeError {
     Server(String),
     #[error("consensus: {0}")]
     Consensus(String),
+    #[error("service network: {0}")]
+    Net(String),
 }
 
 /// Everything the API handlers and background tasks share.
@@ -56,6 +58,8 @@ pub struct Node {
     /// Transactions this follower handed to its upstream, so it can say "pending" for them
     /// until the block that includes them arrives.
     forwarded: std::sync::Mutex<RecentHashes>,
+    /// The libp2p service network, once started (see `NodeConfig::net_listen`).
+    pub net: std::sync::OnceLock<depin_net::NetHandle>,
 }
 
 /// A bounded set of recent hashes (oldest forgotten first).
@@ -126,6 +130,7 @@ impl Node {
             metrics: NodeMetrics::default(),
             http,
             forwarded: std::sync::Mutex::new(RecentHashes::default()),
+            net: std::sync::OnceLock::new(),
         })
     }
 
@@ -177,6 +182,9 @@ pub async fn run_until(
         state_root = %head.state_root,
         "node started"
     );
+    if node.config.net_listen.is_some() {
+        start_service_network(&node).await?;
+    }
     let stop = Arc::new(AtomicBool::new(false));
     // A consensus failure (e.g. its port is taken) stops the whole node.
     let fatal = Arc::new(tokio::sync::Notify::new());
@@ -219,6 +227,61 @@ pub async fn run_until(
     tracing::info!(height = node.chain().head().height, "node stopped");
     served.map_err(|e| NodeError::Server(e.to_string()))?;
     consensus
+}
+
+/// Joins the libp2p service network and feeds gossiped transactions to a validator's mempool.
+async fn start_service_network(node: &Arc<Node>) -> Result<(), NodeError> {
+    let Some(listen) = node.config.net_listen else {
+        return Ok(());
+    };
+    let genesis = node.chain().protocol().genesis();
+    let mut config = depin_net::NetConfig::new(node.key.clone(), genesis.chain_id.clone());
+    let ip = match listen.ip() {
+        std::net::IpAddr::V4(v4) => format!("/ip4/{v4}"),
+        std::net::IpAddr::V6(v6) => format!("/ip6/{v6}"),
+    };
+    let bad = |what: &str, e: String| NodeError::Net(format!("{what}: {e}"));
+    config.listen_tcp = format!("{ip}/tcp/{}", listen.port())
+        .parse::<depin_net::Multiaddr>()
+        .map_err(|e| bad("net_listen", e.to_string()))?;
+    config.listen_quic = format!("{ip}/udp/{}/quic-v1", listen.port()).parse().ok();
+    config.bootstrap = node
+        .config
+        .bootstrap
+        .iter()
+        .map(|b| {
+            b.parse::<depin_net::Multiaddr>()
+                .map_err(|e| bad(b, e.to_string()))
+        })
+        .collect::<Result<_, _>>()?;
+    config.max_message_bytes = genesis.chain.max_tx_bytes as usize;
+    let (handle, mut events) = depin_net::Network::start(config)
+        .await
+        .map_err(|e| NodeError::Net(e.to_string()))?;
+    tracing::info!(peer_id = %handle.local_peer_id(), listen = %listen, "service network started");
+    let _ = node.net.set(handle);
+    let node = node.clone();
+    tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            if let depin_net::NetEvent::TxReceived { bytes, .. } = event
+                && node.config.role == Role::Validator
+            {
+                let app = node.app.clone();
+                // Duplicates and stale transactions are refused by the mempool; nothing to do.
+                let _ = tokio::task::spawn_blocking(move || app.submit_bytes(&bytes)).await;
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Gossips transaction bytes this node accepted, so every validator's mempool gets them.
+pub(crate) async fn gossip_tx(node: &Node, bytes: Vec<u8>) {
+    if let Some(net) = node.net.get()
+        && let Err(e) = net.publish_tx(bytes).await
+    {
+        tracing::debug!(error = %e, "transaction not gossiped");
+    }
 }
 
 /// The consensus process of a validator: its key, its address among the validator set's.

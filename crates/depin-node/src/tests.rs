@@ -41,6 +41,8 @@ fn node_config(
         p2p_listen: "127.0.0.1:0".parse().expect("addr"),
         upstream,
         validator_peers: Vec::new(),
+        net_listen: None,
+        bootstrap: Vec::new(),
         log: "info".into(),
     }
 }

@@ -66,7 +66,9 @@ pub enum Finality {
     /// Finalized by a quorum of the BFT validator set: the consensus engine's encoded
     /// finalization certificate. Checking it needs the engine's verifier, so the chain does
     /// that, not this pure crate.
-    Quorum { certificate: Vec<u8> },
+    Quorum {
+        certificate: Vec<u8>,
+    },
     /// Finalized indirectly: a later block's quorum certificate finalizes it and, through the
     /// parent links, all of its ancestors. Checked together with that descendant.
     Descendant,
