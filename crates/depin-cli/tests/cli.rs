@@ -361,6 +361,12 @@ fn devnet_runs_transactions_and_resumes() {
     assert!(human.contains("12.5 DPN"), "{human}");
 
     // The provider node forwards to the validator and answers once it has followed the block.
+    // It signs with the nonce the provider sees, so let it follow the validator first (a
+    // follower trails by up to a block).
+    let validator_height = height(&rpc0);
+    wait_until(Duration::from_secs(30), "the provider to follow", || {
+        (height(&rpc1) >= validator_height).then_some(())
+    });
     let forwarded = json(
         &rpc1,
         &[
@@ -677,25 +683,20 @@ fn four_validator_processes_survive_a_crash() {
         || rpcs.iter().all(|r| height(r) >= 3).then_some(()),
     );
 
-    // A transaction posted to one validator reaches the others' mempools by libp2p gossip.
+    // A transaction posted to one validator reaches the others' mempools by libp2p gossip
+    // (once the gossip mesh has formed: keep sending until one arrives).
     let user_key = str_of(&state, "user_key_file").to_string();
     let to = str_of(&nodes[0], "address").to_string();
-    ok(&[
-        "--rpc",
-        &rpcs[1],
-        "transfer",
-        "--to",
-        &to,
-        "--amount",
-        "1",
-        "--key",
-        &user_key,
-        "--no-wait",
-    ]);
+    let transfer = [
+        "--rpc", &rpcs[1], "transfer", "--to", &to, "--amount", "1", "--key", &user_key,
+    ];
     wait_until(
-        Duration::from_secs(20),
-        "the gossiped tx at validator 2",
-        || accepted_total(&rpcs[2]).filter(|n| *n > 0),
+        Duration::from_secs(90),
+        "a gossiped tx at validator 2",
+        || {
+            ok(&transfer);
+            accepted_total(&rpcs[2]).filter(|n| *n > 0)
+        },
     );
 
     let victim = nodes[3]["pid"].as_i64().expect("pid") as i32;

@@ -275,13 +275,29 @@ async fn start_service_network(node: &Arc<Node>) -> Result<(), NodeError> {
     Ok(())
 }
 
+/// How often, and how many times, a transaction is offered to the gossip network while no
+/// peer is subscribed yet (right after start the mesh is still forming).
+const GOSSIP_RETRY: Duration = Duration::from_millis(500);
+const GOSSIP_ATTEMPTS: usize = 20;
+
 /// Gossips transaction bytes this node accepted, so every validator's mempool gets them.
+/// Runs in the background: the client's answer does not wait for the network.
 pub(crate) async fn gossip_tx(node: &Node, bytes: Vec<u8>) {
-    if let Some(net) = node.net.get()
-        && let Err(e) = net.publish_tx(bytes).await
-    {
-        tracing::debug!(error = %e, "transaction not gossiped");
-    }
+    let Some(net) = node.net.get().cloned() else {
+        return;
+    };
+    tokio::spawn(async move {
+        for _ in 0..GOSSIP_ATTEMPTS {
+            match net.publish_tx(bytes.clone()).await {
+                Ok(depin_net::Published::NoPeers) => tokio::time::sleep(GOSSIP_RETRY).await,
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::debug!(error = %e, "transaction not gossiped");
+                    return;
+                }
+            }
+        }
+    });
 }
 
 /// The consensus process of a validator: its key, its address among the validator set's.
