@@ -622,15 +622,16 @@ fn node_survives_sigkill_with_its_committed_chain() {
     assert!(status.success(), "{status}:\n{}", node.log());
 }
 
-/// `depin_txs_accepted_total` of a node's metrics: transactions it took into its mempool.
-fn accepted_total(rpc: &str) -> Option<u64> {
+/// One unlabelled value of a node's Prometheus metrics.
+fn metric(rpc: &str, name: &str) -> Option<u64> {
     let out = Command::new("curl")
         .args(["-sf", &format!("{rpc}/metrics")])
         .output()
         .ok()?;
+    let prefix = format!("{name} ");
     String::from_utf8_lossy(&out.stdout)
         .lines()
-        .find_map(|l| l.strip_prefix("depin_txs_accepted_total "))
+        .find_map(|l| l.strip_prefix(prefix.as_str()).map(str::to_string))
         .and_then(|v| v.trim().parse().ok())
 }
 
@@ -695,9 +696,13 @@ fn four_validator_processes_survive_a_crash() {
         "a gossiped tx at validator 2",
         || {
             ok(&transfer);
-            accepted_total(&rpcs[2]).filter(|n| *n > 0)
+            metric(&rpcs[2], "depin_txs_accepted_total").filter(|n| *n > 0)
         },
     );
+
+    // The service network's counters are exported.
+    assert!(metric(&rpcs[2], "depin_net_peers_connected").is_some_and(|n| n > 0));
+    assert!(metric(&rpcs[2], "depin_net_txs_received_total").is_some_and(|n| n > 0));
 
     let victim = nodes[3]["pid"].as_i64().expect("pid") as i32;
     kill(Pid::from_raw(victim), Signal::SIGKILL).expect("kill -9");

@@ -141,6 +141,21 @@ impl NodeMetrics {
             "HTTP API requests served.",
             self.http_requests.load(Ordering::Relaxed),
         );
+        // The libp2p service network: peers, gossip and request-response, rejections included.
+        if let Some(net) = node.net.get() {
+            for (name, value) in net.metrics().snapshot() {
+                let (metric, kind) = if name == "peers_connected" {
+                    (format!("depin_net_{name}"), "gauge")
+                } else {
+                    (format!("depin_net_{name}_total"), "counter")
+                };
+                let _ = writeln!(
+                    out,
+                    "# HELP {metric} libp2p service network: {}.\n# TYPE {metric} {kind}\n{metric} {value}",
+                    name.replace('_', " ")
+                );
+            }
+        }
         if let Ok(h) = self.block_time.lock() {
             h.render(
                 &mut out,
