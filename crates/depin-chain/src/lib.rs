@@ -396,9 +396,8 @@ impl Chain {
         let view = self.parent_view(parent)?;
         let mut rejected = Vec::new();
         let mut candidates = txs;
-        if let Err(bad) = verify_signatures_parallel(&candidates) {
+        if verify_signatures_parallel(&candidates).is_err() {
             // Rare (the mempool checks signatures); sort the good from the bad one by one.
-            let _ = bad;
             let mut good = Vec::with_capacity(candidates.len());
             for tx in candidates {
                 match tx.verify_signature() {

@@ -22,7 +22,7 @@ pub use tx::{Action, SignedTransaction, Transaction};
 
 use depin_types::{Address, Amount, ServiceKind};
 use params::BPS_DENOMINATOR;
-use service::{burn, mint_to};
+use service::{burn, mint_to, update_supply};
 use state::{
     Account, BucketOutcome, EpochRewards, EpochWork, OraclePrice, Provider, RewardEntry,
     RewardKind, Stake, Supply, Unbonding, ValidatorSet,
@@ -459,12 +459,11 @@ impl Protocol {
                     .checked_add(data_credits)
                     .ok_or(TxError::AmountOverflow)?;
                 state.put(&key, &account);
-                let mut supply: Supply = state.get(&StateKey::Supply)?.unwrap_or_default();
-                supply.data_credits_outstanding = supply
-                    .data_credits_outstanding
-                    .checked_add(data_credits)
-                    .ok_or(TxError::AmountOverflow)?;
-                state.put(&StateKey::Supply, &supply);
+                update_supply(state, |supply| {
+                    supply.data_credits_outstanding =
+                        supply.data_credits_outstanding.checked_add(data_credits)?;
+                    Some(())
+                })?;
                 Ok(vec![Event::DataCreditsMinted {
                     tokens_burned: *amount,
                     data_credits,

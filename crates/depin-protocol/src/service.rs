@@ -175,10 +175,11 @@ impl ServiceContext<'_, '_> {
         }
         account.data_credits -= data_credits;
         self.state.put(&consumer_key, &account);
-        let mut supply: Supply = self.state.get(&StateKey::Supply)?.unwrap_or_default();
-        supply.data_credits_outstanding =
-            supply.data_credits_outstanding.saturating_sub(data_credits);
-        self.state.put(&StateKey::Supply, &supply);
+        update_supply(self.state, |supply| {
+            supply.data_credits_outstanding =
+                supply.data_credits_outstanding.saturating_sub(data_credits);
+            Some(())
+        })?;
         let price: OraclePrice = self
             .state
             .get(&StateKey::OraclePrice)?
@@ -210,6 +211,17 @@ pub fn data_credits_to_tokens(
         .ok_or(TxError::AmountOverflow)
 }
 
+/// Applies `change` to the supply record; `None` from it means an arithmetic overflow.
+pub(crate) fn update_supply(
+    state: &mut Overlay<'_>,
+    change: impl FnOnce(&mut Supply) -> Option<()>,
+) -> Result<(), TxError> {
+    let mut supply: Supply = state.get(&StateKey::Supply)?.unwrap_or_default();
+    change(&mut supply).ok_or(TxError::AmountOverflow)?;
+    state.put(&StateKey::Supply, &supply);
+    Ok(())
+}
+
 /// Adds newly minted tokens to an account and to the supply.
 pub(crate) fn mint_to(state: &mut Overlay<'_>, to: Address, amount: Amount) -> Result<(), TxError> {
     if amount.is_zero() {
@@ -222,17 +234,11 @@ pub(crate) fn mint_to(state: &mut Overlay<'_>, to: Address, amount: Amount) -> R
         .checked_add(amount)
         .ok_or(TxError::AmountOverflow)?;
     state.put(&key, &account);
-    let mut supply: Supply = state.get(&StateKey::Supply)?.unwrap_or_default();
-    supply.total = supply
-        .total
-        .checked_add(amount)
-        .ok_or(TxError::AmountOverflow)?;
-    supply.minted = supply
-        .minted
-        .checked_add(amount)
-        .ok_or(TxError::AmountOverflow)?;
-    state.put(&StateKey::Supply, &supply);
-    Ok(())
+    update_supply(state, |supply| {
+        supply.total = supply.total.checked_add(amount)?;
+        supply.minted = supply.minted.checked_add(amount)?;
+        Some(())
+    })
 }
 
 /// Removes tokens that have already been taken out of an account or stake from the supply.
@@ -240,15 +246,9 @@ pub(crate) fn burn(state: &mut Overlay<'_>, amount: Amount) -> Result<(), TxErro
     if amount.is_zero() {
         return Ok(());
     }
-    let mut supply: Supply = state.get(&StateKey::Supply)?.unwrap_or_default();
-    supply.total = supply
-        .total
-        .checked_sub(amount)
-        .ok_or(TxError::AmountOverflow)?;
-    supply.burned = supply
-        .burned
-        .checked_add(amount)
-        .ok_or(TxError::AmountOverflow)?;
-    state.put(&StateKey::Supply, &supply);
-    Ok(())
+    update_supply(state, |supply| {
+        supply.total = supply.total.checked_sub(amount)?;
+        supply.burned = supply.burned.checked_add(amount)?;
+        Some(())
+    })
 }

@@ -150,7 +150,6 @@ impl<E: Clock> Application<E> for DepinApplication {
             Ok(()) => true,
             Err(e) => {
                 tracing::warn!(error = %e, height = block.header.height, "proposal rejected");
-                let _ = self.chain();
                 false
             }
         }

@@ -76,25 +76,20 @@ pub fn run_validator(
             .peers
             .iter()
             .all(|(_, a)| a.ip().is_loopback() || is_private(a));
-        let p2p = if all_private {
-            lookup::Config::local(
-                handshake,
-                &namespace,
-                config.listen,
-                max_peers,
-                max_message,
-                mailbox,
-            )
+        // Loopback and private addresses are refused by the recommended (internet) profile.
+        let profile = if all_private {
+            lookup::Config::local
         } else {
-            lookup::Config::recommended(
-                handshake,
-                &namespace,
-                config.listen,
-                max_peers,
-                max_message,
-                mailbox,
-            )
+            lookup::Config::recommended
         };
+        let p2p = profile(
+            handshake,
+            &namespace,
+            config.listen,
+            max_peers,
+            max_message,
+            mailbox,
+        );
         let (mut network, mut oracle) = Network::new(context.child("network"), p2p);
         let peers: Result<Map<PublicKey, PeerAddress>, _> = config
             .peers
