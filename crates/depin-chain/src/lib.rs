@@ -18,7 +18,8 @@ pub use mempool::{Dropped, Mempool, MempoolError, MempoolLimits};
 
 use borsh::{BorshDeserialize, BorshSerialize};
 use depin_protocol::state::{
-    Account, EpochRewards, OraclePrice, Provider, RewardEntry, Stake, Supply, ValidatorSet,
+    Account, EpochRewards, OraclePrice, Provider, RewardEntry, Stake, Supply, ValidatorCandidate,
+    ValidatorSet,
 };
 use depin_protocol::{
     Block, BlockContext, BlockError, BlockHeader, Finality, Overlay, Protocol, Receipt,
@@ -626,18 +627,23 @@ impl Chain {
         self.finalize_inner(block, finality, false)
     }
 
-    /// Checks a finality certificate for `block_hash` against the current validator set.
+    /// Checks a finality certificate for the block `block_hash` at `height` against the
+    /// validator set of that height's consensus epoch (known one epoch ahead, so the head's
+    /// state has it for any block the head can be extended by).
     /// `Descendant` is never valid alone: check the descendant's certificate instead.
     pub fn finality_is_valid(
         &self,
         block_hash: &Hash,
+        height: u64,
         finality: &Finality,
     ) -> Result<bool, ChainError> {
-        let validators = self.validators()?;
+        let epoch = self.consensus_epoch(height);
+        let validators = self.validator_set(epoch)?;
         Ok(match finality {
             Finality::Quorum { certificate } => consensus::certificate::verify_finalization(
                 certificate,
                 block_hash,
+                epoch,
                 &validators,
                 self.protocol.genesis().chain_id.as_bytes(),
             ),
@@ -691,7 +697,7 @@ impl Chain {
                 head_hash: head.hash,
             });
         }
-        if check_certificate && !self.finality_is_valid(&hash, finality)? {
+        if check_certificate && !self.finality_is_valid(&hash, height, finality)? {
             return Err(ChainError::BadFinality(hash));
         }
         let executed = self.verify(block)?;
@@ -768,9 +774,37 @@ impl Chain {
         self.get_state(&StateKey::OraclePrice)
     }
 
+    /// The validators that finalize the next block (the set of its consensus epoch).
     pub fn validators(&self) -> Result<Vec<Address>, ChainError> {
-        let set: ValidatorSet = self.get_state(&StateKey::Validators)?.unwrap_or_default();
+        self.validator_set(self.consensus_epoch(self.head().height + 1))
+    }
+
+    /// The consensus epoch of a height (fixed-length epochs of `epoch_blocks`).
+    pub fn consensus_epoch(&self, height: u64) -> u64 {
+        depin_protocol::consensus_epoch(height, self.protocol.genesis().chain.epoch_blocks)
+    }
+
+    /// The validator set of consensus `epoch`; empty when not chosen yet (more than one epoch
+    /// past the head).
+    pub fn validator_set(&self, epoch: u64) -> Result<Vec<Address>, ChainError> {
+        let set: ValidatorSet = self
+            .get_state(&StateKey::ValidatorSet(epoch))?
+            .unwrap_or_default();
         Ok(set.validators)
+    }
+
+    /// Accounts standing for the validator set, in address order.
+    pub fn validator_candidates(&self) -> Result<Vec<ValidatorCandidate>, ChainError> {
+        let list: Vec<Address> = self
+            .get_state(&StateKey::ValidatorCandidates)?
+            .unwrap_or_default();
+        let mut out = Vec::with_capacity(list.len());
+        for address in list {
+            if let Some(c) = self.get_state(&StateKey::ValidatorCandidate(address))? {
+                out.push(c);
+            }
+        }
+        Ok(out)
     }
 
     pub fn epoch_rewards(&self, epoch: u64) -> Result<Option<EpochRewards>, ChainError> {

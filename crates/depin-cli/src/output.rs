@@ -129,6 +129,10 @@ pub fn event(event: &Event, token: &TokenInfo) -> String {
             t(tokens_minted)
         ),
         Event::Service { service, name } => format!("{service}: {name}"),
+        Event::ValidatorRegistered { consensus_address } => {
+            format!("validator candidate at {consensus_address}")
+        }
+        Event::ValidatorDeregistered => "validator candidacy withdrawn".into(),
     }
 }
 

@@ -66,6 +66,20 @@ pub enum StakeCommand {
     Unbond(AmountArgs),
     /// Move every matured unbonding entry back to the balance.
     Withdraw(TxOpts),
+    /// Stand for the validator set (needs the validator minimum bonded). Each epoch's set is
+    /// the top stakes among candidates, chosen one epoch ahead.
+    RegisterValidator(ValidatorArgs),
+    /// Withdraw validator candidacy (takes effect at the next set change).
+    DeregisterValidator(TxOpts),
+}
+
+#[derive(Args, Debug)]
+pub struct ValidatorArgs {
+    /// Where this node's consensus endpoint listens, host:port (its `p2p_listen`).
+    #[arg(long = "consensus-addr")]
+    pub consensus_address: String,
+    #[command(flatten)]
+    pub tx: TxOpts,
 }
 
 #[derive(Args, Debug)]
@@ -358,6 +372,14 @@ pub fn stake(ctx: &Ctx, command: StakeCommand) -> anyhow::Result<()> {
             })
         }),
         StakeCommand::Withdraw(opts) => run(ctx, &opts, &[], |_| Ok(Action::Withdraw)),
+        StakeCommand::RegisterValidator(args) => run(ctx, &args.tx, &[], |_| {
+            Ok(Action::RegisterValidator {
+                consensus_address: args.consensus_address.clone(),
+            })
+        }),
+        StakeCommand::DeregisterValidator(opts) => {
+            run(ctx, &opts, &[], |_| Ok(Action::DeregisterValidator))
+        }
     }
 }
 

@@ -31,6 +31,7 @@ pub(crate) const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/providers"),
     ("get", "/v1/providers/{address}"),
     ("get", "/v1/rewards/{epoch}"),
+    ("get", "/v1/validators"),
     ("get", "/v1/openapi.json"),
     ("get", "/metrics"),
 ];
@@ -120,6 +121,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/providers", get(providers))
         .route("/v1/providers/{address}", get(provider))
         .route("/v1/rewards/{epoch}", get(epoch_rewards))
+        .route("/v1/validators", get(validators))
         .route("/v1/openapi.json", get(openapi))
         .route("/metrics", get(metrics))
         .fallback(|| async {
@@ -192,6 +194,28 @@ async fn status(State(node): NodeState) -> ApiResult<Json<StatusResponse>> {
 
 async fn params(State(node): NodeState) -> Json<depin_protocol::Genesis> {
     Json(node.chain().protocol().genesis().clone())
+}
+
+async fn validators(State(node): NodeState) -> ApiResult<Json<ValidatorsResponse>> {
+    let chain = node.chain();
+    let epoch = chain.consensus_epoch(chain.head().height + 1);
+    let mut candidates = Vec::new();
+    for c in chain.validator_candidates()? {
+        let bonded = chain.stake(&c.address)?.unwrap_or_default().bonded;
+        candidates.push(ValidatorCandidateView {
+            address: c.address,
+            consensus_address: c.consensus_address,
+            bonded,
+            registered_height: c.registered_height,
+        });
+    }
+    Ok(Json(ValidatorsResponse {
+        epoch,
+        epoch_blocks: chain.protocol().genesis().chain.epoch_blocks,
+        current: chain.validator_set(epoch)?,
+        next: chain.validator_set(epoch + 1)?,
+        candidates,
+    }))
 }
 
 async fn supply(State(node): NodeState) -> ApiResult<Json<SupplyResponse>> {

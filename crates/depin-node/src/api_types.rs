@@ -284,6 +284,25 @@ impl From<&RewardEntry> for RewardEntryView {
     }
 }
 
+/// GET /v1/validators: the sets of the consensus epoch of the next block and of the one
+/// after (chosen one epoch ahead; empty while not chosen), and every candidate.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ValidatorsResponse {
+    pub epoch: u64,
+    pub epoch_blocks: u64,
+    pub current: Vec<Address>,
+    pub next: Vec<Address>,
+    pub candidates: Vec<ValidatorCandidateView>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ValidatorCandidateView {
+    pub address: Address,
+    pub consensus_address: Option<String>,
+    pub bonded: Amount,
+    pub registered_height: u64,
+}
+
 /// GET /v1/supply
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SupplyResponse {

@@ -116,7 +116,7 @@ fn fetch_and_apply_next(node: &Node) -> Result<bool, String> {
     };
     let anchor_valid = node
         .chain()
-        .finality_is_valid(&anchor.hash(), &anchor_finality)
+        .finality_is_valid(&anchor.hash(), anchor.header.height, &anchor_finality)
         .map_err(|e| e.to_string())?;
     if !anchor_valid {
         return Err(format!(

@@ -33,7 +33,9 @@ pub enum NodeError {
     Genesis { path: String, message: String },
     #[error(transparent)]
     Chain(#[from] ChainError),
-    #[error("this node's key {0} is not in the validator set; run it as a provider or full node")]
+    #[error(
+        "this node's key {0} is not a validator candidate; bond the validator minimum and run `depin stake register-validator`, or run it as a provider or full node"
+    )]
     NotAValidator(String),
     #[error("cannot listen on {addr}: {cause}")]
     Listen {
@@ -114,7 +116,12 @@ impl Node {
         })?;
         let key = config::read_key_file(&config.key_file)?;
         let chain = Arc::new(Chain::open(&config.data_dir, protocol)?);
-        if config.role == Role::Validator && !chain.validators()?.contains(&key.address()) {
+        if config.role == Role::Validator
+            && !chain
+                .validator_candidates()?
+                .iter()
+                .any(|c| c.address == key.address())
+        {
             return Err(NodeError::NotAValidator(key.address().to_string()));
         }
         let app = Arc::new(ChainApp::new(chain, Mempool::new(MempoolLimits::default())));
@@ -304,20 +311,16 @@ pub(crate) async fn gossip_tx(node: &Node, bytes: Vec<u8>) {
 fn consensus_config(node: &Node) -> Result<ProcessConfig, NodeError> {
     let genesis = node.chain().protocol().genesis();
     let listed = node.config.validator_peer_addresses()?;
+    // Validators that registered on chain publish their own addresses; the configured list
+    // covers the genesis set.
     let mut peers = Vec::new();
-    for validator in node.chain().validators()? {
-        let addr = if validator == node.key.address() {
-            node.config.p2p_listen
-        } else {
-            *listed.get(&validator).ok_or_else(|| {
-                NodeError::Consensus(format!(
-                    "validator {validator} has no address in validator_peers"
-                ))
-            })?
-        };
-        let key = public_key(&validator).map_err(|e| NodeError::Consensus(e.to_string()))?;
-        peers.push((key, addr));
+    let me = node.key.address();
+    for (validator, addr) in listed.iter().filter(|(v, _)| **v != me) {
+        let key = public_key(validator).map_err(|e| NodeError::Consensus(e.to_string()))?;
+        peers.push((key, *addr));
     }
+    let key = public_key(&me).map_err(|e| NodeError::Consensus(e.to_string()))?;
+    peers.push((key, node.config.p2p_listen));
     Ok(ProcessConfig {
         secret_key: node.key.secret_bytes(),
         listen: node.config.p2p_listen,

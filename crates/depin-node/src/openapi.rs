@@ -94,6 +94,7 @@ pub fn document() -> Value {
         "paths": {
             "/v1/status": {"get": operation("Node and chain status", vec![], ok_response("Status", object("StatusResponse")), &[])},
             "/v1/params": {"get": operation("Genesis parameters", vec![], ok_response("Genesis", object("Genesis")), &[])},
+            "/v1/validators": {"get": operation("Validator sets of the current and next consensus epoch, and every candidate with its bonded stake", vec![], ok_response("Validators", object("ValidatorsResponse")), &[])},
             "/v1/supply": {"get": operation("Token supply, Data Credits and oracle price", vec![], ok_response("Supply", object("SupplyResponse")), &[])},
             "/v1/accounts/{address}": {"get": operation("Account balance, nonce, Data Credits and stake",
                 vec![path_param("address", "depin1... address")],

@@ -164,6 +164,10 @@ pub enum Event {
         service: ServiceKind,
         name: String,
     },
+    ValidatorRegistered {
+        consensus_address: String,
+    },
+    ValidatorDeregistered,
 }
 
 /// The outcome of one included transaction. Only successful transactions are included, so a

@@ -60,6 +60,12 @@ pub enum TxError {
     },
     #[error("insufficient data credits: need {needed}, have {available}")]
     InsufficientDataCredits { needed: u128, available: u128 },
+    #[error("account is not a validator candidate")]
+    NotAValidatorCandidate,
+    #[error("too many validator candidates (limit {limit})")]
+    TooManyValidatorCandidates { limit: usize },
+    #[error("invalid consensus address: {0}")]
+    InvalidConsensusAddress(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -93,6 +99,9 @@ impl TxError {
             TxError::ServiceNotEnabled(_) => "service_not_enabled",
             TxError::ServiceRejected { code, .. } => code,
             TxError::InsufficientDataCredits { .. } => "insufficient_data_credits",
+            TxError::NotAValidatorCandidate => "not_a_validator_candidate",
+            TxError::TooManyValidatorCandidates { .. } => "too_many_validator_candidates",
+            TxError::InvalidConsensusAddress(_) => "invalid_consensus_address",
             TxError::Store(_) => "internal",
         }
     }

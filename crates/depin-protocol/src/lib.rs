@@ -25,11 +25,23 @@ use params::BPS_DENOMINATOR;
 use service::{burn, mint_to, update_supply};
 use state::{
     Account, BucketOutcome, EpochRewards, EpochWork, OraclePrice, Provider, RewardEntry,
-    RewardKind, Stake, Supply, Unbonding, ValidatorSet,
+    RewardKind, Stake, Supply, Unbonding, ValidatorCandidate, ValidatorSet,
 };
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tx::{GeoLocation, MAX_SERVICE_OFFERS, ServiceOffer};
+
+/// Most accounts standing for the validator set at once; bounds the set selection work.
+pub const MAX_VALIDATOR_CANDIDATES: usize = 256;
+
+/// Longest `host:port` a validator may register as its consensus endpoint.
+pub const MAX_CONSENSUS_ADDRESS_BYTES: usize = 128;
+
+/// The consensus epoch of a block height: heights `e * epoch_blocks ..= (e + 1) * epoch_blocks - 1`
+/// (commonware's fixed epocher). The set of epoch `e + 1` is chosen at height `e * epoch_blocks`.
+pub fn consensus_epoch(height: u64, epoch_blocks: u64) -> u64 {
+    height / epoch_blocks.max(1)
+}
 
 /// Why a block is not acceptable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -104,6 +116,7 @@ impl Protocol {
             total = total.checked_add(b.amount).ok_or(TxError::AmountOverflow)?;
         }
         let mut validators = Vec::new();
+        let mut candidates = Vec::new();
         for v in &g.validators {
             let key = StateKey::Account(v.address);
             if state.get::<Account>(&key)?.is_none() {
@@ -118,8 +131,22 @@ impl Protocol {
             );
             total = total.checked_add(v.stake).ok_or(TxError::AmountOverflow)?;
             validators.push(v.address);
+            state.put(
+                &StateKey::ValidatorCandidate(v.address),
+                &ValidatorCandidate {
+                    address: v.address,
+                    consensus_address: None,
+                    registered_height: 0,
+                },
+            );
+            candidates.push(v.address);
         }
-        state.put(&StateKey::Validators, &ValidatorSet { validators });
+        candidates.sort();
+        state.put(&StateKey::ValidatorCandidates, &candidates);
+        // Sets are chosen one epoch ahead, so the first two epochs run the genesis set.
+        let set = ValidatorSet { validators };
+        state.put(&StateKey::ValidatorSet(0), &set);
+        state.put(&StateKey::ValidatorSet(1), &set);
         state.put(
             &StateKey::Supply,
             &Supply {
@@ -488,6 +515,53 @@ impl Protocol {
                     price_usd_micro: *price_usd_micro,
                 }])
             }
+            Action::RegisterValidator { consensus_address } => {
+                check_consensus_address(consensus_address)?;
+                let stake: Stake = state.get(&StateKey::Stake(sender))?.unwrap_or_default();
+                let required = g.staking.min_stake_validator;
+                if stake.bonded < required {
+                    return Err(TxError::StakeBelowMinimum {
+                        required,
+                        bonded: stake.bonded,
+                    });
+                }
+                let mut candidates: Vec<Address> = state
+                    .get(&StateKey::ValidatorCandidates)?
+                    .unwrap_or_default();
+                if let Err(at) = candidates.binary_search(&sender) {
+                    if candidates.len() >= MAX_VALIDATOR_CANDIDATES {
+                        return Err(TxError::TooManyValidatorCandidates {
+                            limit: MAX_VALIDATOR_CANDIDATES,
+                        });
+                    }
+                    candidates.insert(at, sender);
+                    state.put(&StateKey::ValidatorCandidates, &candidates);
+                }
+                state.put(
+                    &StateKey::ValidatorCandidate(sender),
+                    &ValidatorCandidate {
+                        address: sender,
+                        consensus_address: Some(consensus_address.clone()),
+                        registered_height: block.height,
+                    },
+                );
+                Ok(vec![Event::ValidatorRegistered {
+                    consensus_address: consensus_address.clone(),
+                }])
+            }
+            Action::DeregisterValidator => {
+                let key = StateKey::ValidatorCandidate(sender);
+                if state.get::<ValidatorCandidate>(&key)?.is_none() {
+                    return Err(TxError::NotAValidatorCandidate);
+                }
+                state.delete(&key);
+                let mut candidates: Vec<Address> = state
+                    .get(&StateKey::ValidatorCandidates)?
+                    .unwrap_or_default();
+                candidates.retain(|a| *a != sender);
+                state.put(&StateKey::ValidatorCandidates, &candidates);
+                Ok(vec![Event::ValidatorDeregistered])
+            }
             Action::Service { service, payload } => {
                 let module = self
                     .services
@@ -569,8 +643,8 @@ impl Protocol {
         state: &Overlay<'_>,
         who: &Address,
     ) -> Result<Amount, TxError> {
-        let set: ValidatorSet = state.get(&StateKey::Validators)?.unwrap_or_default();
-        Ok(if set.validators.contains(who) {
+        let candidate = state.get::<ValidatorCandidate>(&StateKey::ValidatorCandidate(*who))?;
+        Ok(if candidate.is_some() {
             self.genesis.staking.min_stake_validator
         } else {
             Amount::ZERO
@@ -623,7 +697,43 @@ impl Protocol {
         }
         let rewards = self.distribute_epoch_rewards(state, block.height, epoch)?;
         state.put(&StateKey::EpochRewards(epoch), &rewards);
+        self.choose_next_validator_set(state, block.height)?;
         Ok(Some(rewards))
+    }
+
+    /// At the first block of consensus epoch `e`, fixes the set of epoch `e + 1`: the top
+    /// genesis-N candidates by bonded stake (ties by address) that still hold the validator
+    /// minimum. With no eligible candidate the current set carries over.
+    fn choose_next_validator_set(
+        &self,
+        state: &mut Overlay<'_>,
+        height: u64,
+    ) -> Result<(), TxError> {
+        let epoch = consensus_epoch(height, self.genesis.chain.epoch_blocks);
+        let candidates: Vec<Address> = state
+            .get(&StateKey::ValidatorCandidates)?
+            .unwrap_or_default();
+        let minimum = self.genesis.staking.min_stake_validator;
+        let mut ranked = Vec::with_capacity(candidates.len());
+        for address in candidates {
+            let stake: Stake = state.get(&StateKey::Stake(address))?.unwrap_or_default();
+            if stake.bonded >= minimum && !stake.bonded.is_zero() {
+                ranked.push((stake.bonded, address));
+            }
+        }
+        ranked.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        ranked.truncate(self.genesis.validators.len().max(1));
+        let next = if ranked.is_empty() {
+            state
+                .get(&StateKey::ValidatorSet(epoch))?
+                .unwrap_or_default()
+        } else {
+            let mut validators: Vec<Address> = ranked.into_iter().map(|(_, a)| a).collect();
+            validators.sort();
+            ValidatorSet { validators }
+        };
+        state.put(&StateKey::ValidatorSet(epoch + 1), &next);
+        Ok(())
     }
 
     fn distribute_epoch_rewards(
@@ -637,8 +747,11 @@ impl Protocol {
         let mut buckets = Vec::new();
         let mut rewards = Vec::new();
 
-        // Validators, weighted by bonded stake.
-        let set: ValidatorSet = state.get(&StateKey::Validators)?.unwrap_or_default();
+        // Validators of the consensus epoch that just ended, weighted by bonded stake.
+        let previous = consensus_epoch(height.saturating_sub(1), self.genesis.chain.epoch_blocks);
+        let set: ValidatorSet = state
+            .get(&StateKey::ValidatorSet(previous))?
+            .unwrap_or_default();
         let mut weights = Vec::new();
         for v in &set.validators {
             let stake: Stake = state.get(&StateKey::Stake(*v))?.unwrap_or_default();
@@ -806,3 +919,21 @@ fn credit(state: &mut Overlay<'_>, who: Address, amount: Amount) -> Result<(), T
 
 #[cfg(test)]
 mod tests;
+
+/// A consensus endpoint is `host:port`: printable ASCII, bounded, with a numeric port.
+fn check_consensus_address(address: &str) -> Result<(), TxError> {
+    let bad = |why: &str| Err(TxError::InvalidConsensusAddress(why.to_string()));
+    if address.is_empty() || address.len() > MAX_CONSENSUS_ADDRESS_BYTES {
+        return bad("must be 1 to 128 bytes");
+    }
+    if !address.bytes().all(|b| b.is_ascii_graphic()) {
+        return bad("must be printable ASCII without spaces");
+    }
+    let Some((host, port)) = address.rsplit_once(':') else {
+        return bad("must be host:port");
+    };
+    if host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
+        return bad("must be host:port with a port from 1 to 65535");
+    }
+    Ok(())
+}

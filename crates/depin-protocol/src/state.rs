@@ -34,7 +34,8 @@ pub enum StateKey {
     Provider(Address),
     /// The sorted list of registered providers.
     ProviderSet,
-    Validators,
+    /// The validator set of one consensus epoch (chosen one epoch ahead).
+    ValidatorSet(u64),
     Supply,
     OraclePrice,
     /// Verified work units per service and provider in one epoch.
@@ -42,6 +43,10 @@ pub enum StateKey {
     EpochRewards(u64),
     /// Opaque records of a service module: (service, module-defined key).
     Service(ServiceKind, Vec<u8>),
+    /// An account that asked to validate.
+    ValidatorCandidate(Address),
+    /// The sorted list of validator candidates.
+    ValidatorCandidates,
 }
 
 impl StateKey {
@@ -151,6 +156,16 @@ pub struct OraclePrice {
 #[derive(Debug, Clone, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize)]
 pub struct ValidatorSet {
     pub validators: Vec<Address>,
+}
+
+/// An account standing for the validator set; the top stakes among candidates validate.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize)]
+pub struct ValidatorCandidate {
+    pub address: Address,
+    /// Where its consensus endpoint listens (`host:port`). Genesis validators have none on
+    /// chain: their addresses come from the node configuration.
+    pub consensus_address: Option<String>,
+    pub registered_height: u64,
 }
 
 /// Verified work units of one epoch, by service then provider.

@@ -1316,3 +1316,82 @@ proptest! {
         }
     }
 }
+
+fn register_validator(consensus_address: &str) -> Action {
+    Action::RegisterValidator {
+        consensus_address: consensus_address.into(),
+    }
+}
+
+fn validator_set(f: &Fixture, epoch: u64) -> Vec<Address> {
+    f.get::<crate::state::ValidatorSet>(&StateKey::ValidatorSet(epoch))
+        .map(|s| s.validators)
+        .unwrap_or_default()
+}
+
+#[test]
+fn the_validator_set_is_the_top_stake_among_candidates_one_epoch_ahead() {
+    let mut f = setup_with(|g| g.validators[0].stake = Amount(2_000 * UNIT));
+    let genesis = f.validator.address();
+    let (a, b) = (f.user(1), f.user(2));
+    assert_eq!(validator_set(&f, 0), vec![genesis]);
+    assert_eq!(validator_set(&f, 1), vec![genesis]);
+
+    // Candidacy needs the validator minimum bonded and a host:port endpoint.
+    let tx = f.tx(&a, register_validator("10.0.0.1:7301"));
+    assert!(matches!(f.reject(&tx), TxError::StakeBelowMinimum { .. }));
+    f.ok(&a, bond(3_000 * UNIT));
+    let long = format!("{}:1", "x".repeat(130));
+    for bad in [
+        "",
+        "nohost",
+        ":7301",
+        "host:0",
+        "host:99999",
+        "a b:1",
+        long.as_str(),
+    ] {
+        let tx = f.tx(&a, register_validator(bad));
+        assert!(
+            matches!(f.reject(&tx), TxError::InvalidConsensusAddress(_)),
+            "{bad:?} accepted"
+        );
+    }
+    let receipt = f.ok(&a, register_validator("10.0.0.1:7301"));
+    assert!(receipt.events.contains(&Event::ValidatorRegistered {
+        consensus_address: "10.0.0.1:7301".into()
+    }));
+    // A candidate keeps the validator minimum bonded.
+    let tx = f.tx(&a, unbond(2_500 * UNIT));
+    assert!(matches!(f.reject(&tx), TxError::StakeBelowMinimum { .. }));
+
+    // Height 4 starts consensus epoch 1 and fixes the set of epoch 2: one seat (the genesis
+    // size), taken by the larger stake.
+    f.end_blocks_through(EPOCH_BLOCKS);
+    assert_eq!(
+        validator_set(&f, 1),
+        vec![genesis],
+        "epoch 1 does not change"
+    );
+    assert_eq!(validator_set(&f, 2), vec![a.address()]);
+
+    // A larger newcomer takes the seat at the next choice; a withdrawn candidate is out.
+    f.ok(&b, bond(5_000 * UNIT));
+    f.ok(&b, register_validator("validator-b.example:7301"));
+    f.ok(&b, Action::DeregisterValidator);
+    let tx = f.tx(&b, Action::DeregisterValidator);
+    assert_eq!(f.reject(&tx), TxError::NotAValidatorCandidate);
+    f.end_blocks_through(EPOCH_BLOCKS * 2);
+    assert_eq!(validator_set(&f, 3), vec![a.address()]);
+    f.ok(&b, register_validator("validator-b.example:7301"));
+    f.end_blocks_through(EPOCH_BLOCKS * 3);
+    assert_eq!(validator_set(&f, 4), vec![b.address()]);
+
+    // With no eligible candidate left the set carries over rather than emptying.
+    f.ok(&a, Action::DeregisterValidator);
+    f.ok(&b, Action::DeregisterValidator);
+    f.ok(&f.validator.clone(), Action::DeregisterValidator);
+    f.end_blocks_through(EPOCH_BLOCKS * 4);
+    assert_eq!(validator_set(&f, 5), vec![b.address()]);
+    f.check_supply();
+}

@@ -74,6 +74,13 @@ pub enum Action {
         #[serde(with = "hex_bytes")]
         payload: Vec<u8>,
     },
+    /// Stands for the validator set (or updates the endpoint); needs the validator minimum
+    /// bonded. The set of each epoch is the top stakes among candidates.
+    RegisterValidator {
+        consensus_address: String,
+    },
+    /// Withdraws candidacy; takes effect at the next set change.
+    DeregisterValidator,
 }
 
 impl Action {
@@ -90,6 +97,8 @@ impl Action {
             Action::BuyDataCredits { .. } => "buy_data_credits",
             Action::SetOraclePrice { .. } => "set_oracle_price",
             Action::Service { .. } => "service",
+            Action::RegisterValidator { .. } => "register_validator",
+            Action::DeregisterValidator => "deregister_validator",
         }
     }
 }

@@ -20,6 +20,7 @@ use commonware_utils::Acknowledgement;
 use depin_protocol::{Block, Finality};
 use depin_types::Address;
 use futures::StreamExt;
+use futures::channel::mpsc::UnboundedSender;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -167,6 +168,8 @@ pub struct FinalizedBlocks<E> {
     app: Arc<ChainApp>,
     marshal: MarshalMailbox,
     context: Arc<E>,
+    /// Told (height, hash) of every block once it is durable: the epoch orchestrator.
+    feed: Option<UnboundedSender<(u64, depin_types::Hash)>>,
 }
 
 // Runtime contexts are not Clone; the reporter must be.
@@ -176,6 +179,7 @@ impl<E> Clone for FinalizedBlocks<E> {
             app: self.app.clone(),
             marshal: self.marshal.clone(),
             context: self.context.clone(),
+            feed: self.feed.clone(),
         }
     }
 }
@@ -192,7 +196,14 @@ impl<E> FinalizedBlocks<E> {
             app,
             marshal,
             context: Arc::new(context),
+            feed: None,
         }
+    }
+
+    /// Also reports every committed block to `feed`.
+    pub fn with_feed(mut self, feed: UnboundedSender<(u64, depin_types::Hash)>) -> Self {
+        self.feed = Some(feed);
+        self
     }
 }
 
@@ -204,6 +215,7 @@ impl<E: Spawner + Send + Sync + 'static> Reporter for FinalizedBlocks<E> {
             Update::Block(block, ack) => {
                 let app = self.app.clone();
                 let marshal = self.marshal.clone();
+                let feed = self.feed.clone();
                 self.context.child("finalize").spawn(move |_| async move {
                     let block = block.inner().block();
                     let height = block.header.height;
@@ -215,7 +227,12 @@ impl<E: Spawner + Send + Sync + 'static> Reporter for FinalizedBlocks<E> {
                         None => Finality::Descendant,
                     };
                     match app.finalize_certified(block, &finality) {
-                        Ok(_) => ack.acknowledge(),
+                        Ok(_) => {
+                            ack.acknowledge();
+                            if let Some(feed) = feed {
+                                let _ = feed.unbounded_send((height, block.hash()));
+                            }
+                        }
                         // Without the acknowledgement marshal stops delivering: a block that
                         // consensus finalized but this node cannot apply needs an operator.
                         Err(e) => {

@@ -15,11 +15,12 @@ use depin_types::{Address, Hash};
 /// The engine's finalization type for depin blocks.
 pub type BlockFinalization = Finalization<Scheme, Digest>;
 
-/// True when `certificate` is a finalization of `block_hash` signed by a quorum of
-/// `validators` under `namespace` (the chain id).
+/// True when `certificate` is a finalization of `block_hash` in consensus `epoch`, signed by a
+/// quorum of that epoch's `validators` under `namespace` (the chain id).
 pub fn verify_finalization(
     certificate: &[u8],
     block_hash: &Hash,
+    epoch: u64,
     validators: &[Address],
     namespace: &[u8],
 ) -> bool {
@@ -41,5 +42,6 @@ pub fn verify_finalization(
         return false;
     };
     finalization.proposal.payload == digest_of(block_hash)
+        && finalization.proposal.round.epoch().get() == epoch
         && finalization.verify(&mut rand::rng(), &scheme, &Sequential)
 }

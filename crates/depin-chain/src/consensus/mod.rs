@@ -5,6 +5,7 @@
 pub mod application;
 pub mod block;
 pub mod certificate;
+pub mod epochs;
 pub mod process;
 pub mod validator;
 

@@ -2,6 +2,7 @@
 //! network over TCP between the known validator set, and the simplex + marshal engine from
 //! [`super::validator`]. Blocks the calling thread until `stop` is set.
 
+use super::epochs::PeerSetUpdate;
 use super::validator::{
     Channels, ValidatorConfig, ValidatorError, channel, channel_quota, start_validator,
 };
@@ -15,7 +16,10 @@ use commonware_runtime::{Clock, Runner, Spawner, Supervisor};
 use commonware_stream::cups::{self, Cups};
 use commonware_stream::sake::{self, Sake};
 use commonware_utils::ordered::Map;
+use depin_protocol::MAX_VALIDATOR_CANDIDATES;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::net::ToSocketAddrs;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -29,7 +33,8 @@ pub struct ProcessConfig {
     pub secret_key: [u8; 32],
     /// Where this validator accepts consensus connections.
     pub listen: SocketAddr,
-    /// Every validator of the set, this one included, with its consensus address.
+    /// Consensus addresses known from the configuration (the genesis validators, this one
+    /// included). Validators that join later publish theirs on chain when they register.
     pub peers: Vec<(PublicKey, SocketAddr)>,
     /// Folder for consensus journals and archives (simplex WAL, marshal archives).
     pub storage_dir: PathBuf,
@@ -68,7 +73,9 @@ pub fn run_validator(
             },
             cups::Version::V1,
         );
-        let max_peers = NonZeroUsize::new(config.peers.len().max(1)).unwrap_or(NonZeroUsize::MIN);
+        // Every candidate may enter a set; all of them are tracked so observers follow too.
+        let max_peers = NonZeroUsize::new(config.peers.len() + MAX_VALIDATOR_CANDIDATES)
+            .unwrap_or(NonZeroUsize::MIN);
         // Blocks travel whole on the broadcast and backfill channels; leave room for framing.
         let max_message = (config.max_block_bytes + 1024 * 1024).min(u32::MAX as usize) as u32;
         let mailbox = NonZeroUsize::new(4096).unwrap_or(NonZeroUsize::MIN);
@@ -90,17 +97,7 @@ pub fn run_validator(
             max_message,
             mailbox,
         );
-        let (mut network, mut oracle) = Network::new(context.child("network"), p2p);
-        let peers: Result<Map<PublicKey, PeerAddress>, _> = config
-            .peers
-            .iter()
-            .map(|(k, a)| (k.clone(), PeerAddress::from(*a)))
-            .collect::<Vec<_>>()
-            .try_into();
-        let Ok(peers) = peers else {
-            return Err(ValidatorError::BadParticipants);
-        };
-        oracle.track(0, peers);
+        let (mut network, oracle) = Network::new(context.child("network"), p2p);
         let mut register = |ch| network.register(ch, channel_quota());
         let channels = Channels {
             votes: register(channel::VOTES),
@@ -112,12 +109,12 @@ pub fn run_validator(
         network.start();
         let validator = ValidatorConfig::with_block_interval(
             signer.clone(),
-            config.peers.iter().map(|(k, _)| k.clone()).collect(),
             namespace.clone(),
             "depin".to_string(),
             config.max_block_bytes,
             config.block_interval,
         );
+        let peers = peer_set_update(oracle.clone(), app.clone(), config.peers.clone());
         let handles = start_validator(
             context.child("validator"),
             app,
@@ -125,6 +122,7 @@ pub fn run_validator(
             channels,
             oracle.clone(),
             oracle,
+            peers,
         )
         .await?;
         tracing::info!(listen = %config.listen, peers = config.peers.len(), "consensus started");
@@ -134,6 +132,57 @@ pub fn run_validator(
         handles.abort();
         let _ = context.stop(0, Some(Duration::from_secs(5))).await;
         Ok(())
+    })
+}
+
+/// Tracks, for each epoch, every validator candidate whose consensus address is known
+/// (configured, or registered on chain) together with the epoch's set: members vote, the other
+/// candidates follow as observers and are ready to join.
+fn peer_set_update(
+    mut oracle: lookup::Oracle<PublicKey>,
+    app: Arc<ChainApp>,
+    configured: Vec<(PublicKey, SocketAddr)>,
+) -> PeerSetUpdate {
+    Box::new(move |epoch, set| {
+        let mut known: BTreeMap<PublicKey, SocketAddr> = configured.iter().cloned().collect();
+        match app.chain.validator_candidates() {
+            Ok(candidates) => {
+                for candidate in candidates {
+                    let Some(address) = candidate.consensus_address.as_deref() else {
+                        continue;
+                    };
+                    let Ok(key) = public_key(&candidate.address) else {
+                        continue;
+                    };
+                    match address.to_socket_addrs().map(|mut a| a.next()) {
+                        Ok(Some(socket)) => {
+                            known.insert(key, socket);
+                        }
+                        _ => tracing::warn!(address, "cannot resolve a validator's address"),
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read validator candidates"),
+        }
+        let missing: Vec<_> = set.iter().filter(|k| !known.contains_key(*k)).collect();
+        if !missing.is_empty() {
+            tracing::warn!(
+                epoch,
+                missing = missing.len(),
+                "validators without a known address"
+            );
+        }
+        let peers: Result<Map<PublicKey, PeerAddress>, _> = known
+            .into_iter()
+            .map(|(k, a)| (k, PeerAddress::from(a)))
+            .collect::<Vec<_>>()
+            .try_into();
+        match peers {
+            Ok(peers) => {
+                let _ = oracle.track(epoch, peers);
+            }
+            Err(_) => tracing::warn!(epoch, "duplicate validator keys in the peer set"),
+        }
     })
 }
 

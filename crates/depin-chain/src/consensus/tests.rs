@@ -42,15 +42,25 @@ struct Net {
 
 impl Net {
     fn new(n: u64) -> Net {
-        let keys: Vec<PrivateKey> = (0..n).map(PrivateKey::from_seed).collect();
-        let validators: Vec<_> = keys.iter().map(|k| address_of(&k.public_key())).collect();
+        Net::with_candidates(n, 0)
+    }
+
+    /// `n` genesis validators and `extra` funded keys that may stand for the set later.
+    fn with_candidates(n: u64, extra: u64) -> Net {
+        let keys: Vec<PrivateKey> = (0..n + extra).map(PrivateKey::from_seed).collect();
+        let addresses: Vec<_> = keys.iter().map(|k| address_of(&k.public_key())).collect();
+        let validators = &addresses[..n as usize];
         let user = Keypair::from_seed(b"consensus user");
+        let mut balances = vec![(user.address(), Amount(1_000_000_000_000))];
+        for a in &addresses[n as usize..] {
+            balances.push((*a, Amount(1_000_000_000_000_000_000)));
+        }
         let mut genesis = Genesis::devnet(
             "depin-consensus-test",
             0,
-            &validators,
+            validators,
             validators[0],
-            &[(user.address(), Amount(1_000_000_000_000))],
+            &balances,
         );
         genesis.chain.epoch_blocks = 5;
         genesis.chain.block_interval_ms = 200;
@@ -101,7 +111,6 @@ impl Net {
         };
         let config = ValidatorConfig::with_block_interval(
             key,
-            self.participants(),
             self.genesis.chain_id.as_bytes().to_vec(),
             format!("validator-{index}"),
             self.genesis.chain.max_block_bytes as usize,
@@ -114,9 +123,27 @@ impl Net {
             channels,
             oracle.manager(),
             oracle.control(me),
+            // The simulated network already knows every peer.
+            Box::new(|_, _| {}),
         )
         .await
         .expect("start validator")
+    }
+
+    /// A signed transaction from the account of key `index`.
+    fn signed_by(&self, index: usize, nonce: u64, action: Action) -> Vec<u8> {
+        let encoded = commonware_codec::Encode::encode(&self.keys[index]);
+        let secret: [u8; 32] = encoded[..].try_into().expect("32-byte key");
+        let keypair = Keypair::from_secret(secret);
+        Transaction {
+            chain_id: self.genesis.chain_id.clone(),
+            sender: keypair.address(),
+            nonce,
+            fee: Amount(10_000),
+            action,
+        }
+        .sign(&keypair)
+        .to_bytes()
     }
 
     fn transfer(&self, nonce: u64) -> Vec<u8> {
@@ -291,7 +318,11 @@ struct Cluster {
 
 impl Cluster {
     async fn start(context: &deterministic::Context, n: u64, started: &[usize]) -> Cluster {
-        let net = Net::new(n);
+        Cluster::start_net(context, Net::new(n), started).await
+    }
+
+    async fn start_net(context: &deterministic::Context, net: Net, started: &[usize]) -> Cluster {
+        let n = net.keys.len() as u64;
         let oracle = network(context, &net.participants()).await;
         let apps: Vec<_> = (0..n as usize).map(|i| net.open_chain(i)).collect();
         let mut cluster = Cluster {
@@ -451,5 +482,93 @@ fn a_single_validator_runs_the_same_engine() {
             .expect("read")
             .expect("user");
         assert_eq!(user.nonce, 1);
+    });
+}
+
+#[test]
+fn the_validator_set_follows_bonded_stake_across_epochs() {
+    run(|context| async move {
+        // Four genesis validators and a fifth key that bonds more than any of them.
+        let net = Net::with_candidates(4, 1);
+        let genesis_stake = net.genesis.validators[0].stake;
+        let mut c = Cluster::start_net(&context, net, &[0, 1, 2, 3, 4]).await;
+        let newcomer = address_of(&c.net.keys[4].public_key());
+        let bond = Action::Bond {
+            amount: Amount(genesis_stake.0 * 2),
+        };
+        let register = Action::RegisterValidator {
+            consensus_address: "127.0.0.1:7401".into(),
+        };
+        c.apps[0]
+            .submit_bytes(&c.net.signed_by(4, 0, bond))
+            .expect("submit bond");
+        c.apps[0]
+            .submit_bytes(&c.net.signed_by(4, 1, register))
+            .expect("submit registration");
+        // Epoch blocks are 5: the set of epoch e+1 is fixed at height 5e. The registration
+        // lands in epoch 0 or 1, so the newcomer validates from epoch 2 or 3 at the latest.
+        wait_for_height(&context, &c.apps(&[0, 1, 2, 3, 4]), 20).await;
+        let chain = c.apps[4].chain.clone();
+        let set = chain.validator_set(3).expect("read set");
+        assert_eq!(set.len(), 4, "the set keeps the genesis size");
+        assert!(set.contains(&newcomer), "the top stake joins the set");
+        // Equal genesis stakes: the highest address among them makes room.
+        let mut genesis: Vec<_> = (0..4)
+            .map(|i| address_of(&c.net.keys[i].public_key()))
+            .collect();
+        genesis.sort();
+        let dropped = genesis[3];
+        assert!(!set.contains(&dropped));
+        let dropped_index = (0..4)
+            .find(|i| address_of(&c.net.keys[*i].public_key()) == dropped)
+            .expect("dropped index");
+        // Without the dropped validator and one more genesis validator, only the newcomer's
+        // vote makes a quorum of three: progress proves it votes.
+        let other = (0..4).find(|i| *i != dropped_index).expect("another");
+        c.crash(dropped_index);
+        c.crash(other);
+        let alive: Vec<usize> = (0..5)
+            .filter(|i| *i != dropped_index && *i != other)
+            .collect();
+        let from = c.height(alive[0]);
+        wait_for_height(&context, &c.apps(&alive), from + 6).await;
+        agreed_at(&c.apps(&alive), from + 6);
+        let proposers: Vec<_> = (from + 1..=from + 6)
+            .map(|h| {
+                c.apps[alive[0]]
+                    .chain
+                    .block_by_height(h)
+                    .expect("read")
+                    .expect("block")
+                    .header
+                    .proposer
+            })
+            .collect();
+        assert!(
+            proposers.contains(&newcomer),
+            "the newcomer leads rounds too"
+        );
+        // Quorum certificates of a later epoch check against that epoch's set.
+        let last = c.height(alive[0]);
+        let epoch = chain.consensus_epoch(last);
+        assert!(epoch >= 3);
+        let block = c.apps[alive[0]]
+            .chain
+            .block_by_height(last)
+            .expect("read")
+            .expect("block");
+        let finality = c.apps[alive[0]]
+            .chain
+            .finality(last)
+            .expect("read")
+            .expect("finality");
+        if matches!(finality, Finality::Quorum { .. }) {
+            assert!(
+                c.apps[alive[0]]
+                    .chain
+                    .finality_is_valid(&block.hash(), last, &finality)
+                    .expect("check")
+            );
+        }
     });
 }

@@ -5,29 +5,29 @@
 
 use super::application::{DepinApplication, FinalizedBlocks};
 use super::block::{ConsensusBlock, digest_of};
+use super::epochs::{
+    EpochSchemes, Orchestrator, PeerSetUpdate, current_epoch, learn_schemes, watch_future_epochs,
+};
 use crate::ChainApp;
 use commonware_broadcast::buffered;
 use commonware_consensus::marshal::core::Actor as MarshalActor;
 use commonware_consensus::marshal::resolver::p2p as marshal_resolver;
 use commonware_consensus::marshal::standard::{Inline, Standard};
 use commonware_consensus::marshal::{Config as MarshalConfig, Start};
-use commonware_consensus::simplex;
-use commonware_consensus::simplex::config::{ForwardPolicy, SkipBudget, SkipPolicy};
-use commonware_consensus::simplex::elector::RoundRobin;
 use commonware_consensus::simplex::scheme::ed25519::Scheme;
-use commonware_consensus::types::{Epoch, FixedEpocher, ViewDelta};
-use commonware_cryptography::certificate::ConstantProvider;
+use commonware_consensus::types::{FixedEpocher, ViewDelta};
 use commonware_cryptography::certificate::Verifier as _;
 use commonware_cryptography::ed25519::{PrivateKey, PublicKey};
-use commonware_cryptography::{Digested, Signer, sha256::Sha256};
+use commonware_cryptography::{Digested, Signer};
+use commonware_p2p::utils::mux::{Builder as _, Muxer};
 use commonware_p2p::{Blocker, Provider, Receiver, Sender};
 use commonware_parallel::Sequential;
 use commonware_runtime::buffer::paged::CacheRef;
 use commonware_runtime::{Clock, Handle, Metrics, Quota, Spawner, Storage, Supervisor};
 use commonware_storage::archive::immutable;
-use commonware_utils::ordered::Set;
 use std::num::{NonZeroU16, NonZeroU32, NonZeroU64, NonZeroUsize};
-use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The p2p channels a validator uses, one (sender, receiver) pair each.
@@ -58,8 +58,6 @@ pub fn channel_quota() -> Quota {
 #[derive(Debug, Clone)]
 pub struct ValidatorConfig {
     pub signer: PrivateKey,
-    /// The validator set of the current epoch.
-    pub participants: Vec<PublicKey>,
     /// Domain separation for signatures: the chain id.
     pub namespace: Vec<u8>,
     /// Storage partitions of this validator start with this prefix.
@@ -78,7 +76,6 @@ impl ValidatorConfig {
     /// Timeouts derived from the block interval: a leader gets two intervals to propose.
     pub fn with_block_interval(
         signer: PrivateKey,
-        participants: Vec<PublicKey>,
         namespace: Vec<u8>,
         partition_prefix: String,
         max_block_bytes: usize,
@@ -87,7 +84,6 @@ impl ValidatorConfig {
         let interval = block_interval.max(Duration::from_millis(50));
         ValidatorConfig {
             signer,
-            participants,
             namespace,
             partition_prefix,
             max_block_bytes,
@@ -118,7 +114,10 @@ pub enum ValidatorError {
 pub struct ValidatorHandles {
     pub marshal: Handle<()>,
     pub broadcast: Handle<()>,
-    pub simplex: Handle<()>,
+    pub orchestrator: Handle<()>,
+    /// The simplex engine of the running epoch (replaced at each epoch boundary).
+    pub simplex: Arc<Mutex<Option<Handle<()>>>>,
+    muxers: Vec<Handle<()>>,
 }
 
 impl std::fmt::Debug for ValidatorHandles {
@@ -130,13 +129,24 @@ impl std::fmt::Debug for ValidatorHandles {
 impl ValidatorHandles {
     /// Stops every actor (as a crash would; storage is journaled).
     pub fn abort(self) {
-        self.simplex.abort();
+        self.orchestrator.abort();
+        if let Some(engine) = self
+            .simplex
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            engine.abort();
+        }
+        for muxer in self.muxers {
+            muxer.abort();
+        }
         self.broadcast.abort();
         self.marshal.abort();
     }
 }
 
-fn nz_usize(v: usize) -> NonZeroUsize {
+pub(crate) fn nz_usize(v: usize) -> NonZeroUsize {
     NonZeroUsize::new(v).unwrap_or(NonZeroUsize::MIN)
 }
 
@@ -147,7 +157,7 @@ fn nz_u64(v: u64) -> NonZeroU64 {
 const PAGE_SIZE: u16 = 4096;
 const PAGE_CACHE_PAGES: usize = 256;
 const ITEMS_PER_SECTION: u64 = 1024;
-const WRITE_BUFFER_BYTES: usize = 64 * 1024;
+pub(crate) const WRITE_BUFFER_BYTES: usize = 64 * 1024;
 
 fn archive_config<C>(
     prefix: &str,
@@ -177,7 +187,9 @@ fn archive_config<C>(
     }
 }
 
-/// Starts marshal and simplex for one validator over `channels`.
+/// Starts marshal and the epoch orchestrator (which runs simplex, one engine per consensus
+/// epoch) for one node over `channels`. A node outside an epoch's set runs that epoch's engine
+/// as an observer: it verifies and follows but does not vote.
 pub async fn start_validator<E, S, R, P, B>(
     context: E,
     app: Arc<ChainApp>,
@@ -185,6 +197,7 @@ pub async fn start_validator<E, S, R, P, B>(
     channels: Channels<S, R>,
     peer_provider: P,
     blocker: B,
+    peers: PeerSetUpdate,
 ) -> Result<ValidatorHandles, ValidatorError>
 where
     E: Spawner + Clock + Metrics + Storage + Supervisor + rand_core::CryptoRng,
@@ -194,10 +207,6 @@ where
     B: Blocker<PublicKey = PublicKey>,
 {
     let me = config.signer.public_key();
-    let participants =
-        Set::try_from(config.participants.clone()).map_err(|_| ValidatorError::BadParticipants)?;
-    let scheme = Scheme::signer(&config.namespace, participants, config.signer.clone())
-        .ok_or(ValidatorError::NotAParticipant)?;
     let genesis = app
         .chain
         .block_by_height(0)
@@ -214,6 +223,12 @@ where
     let fetch_timeout =
         commonware_utils::NonZeroDuration::new(config.fetch_timeout.max(Duration::from_millis(1)))
             .ok_or(ValidatorError::BadParticipants)?;
+    let epocher = FixedEpocher::new(nz_u64(app.chain.protocol().genesis().chain.epoch_blocks));
+    let schemes = EpochSchemes::default();
+    let (epoch, _) = current_epoch(&app, &epocher)?;
+    // Marshal may redeliver or backfill blocks of the epoch before the running one.
+    learn_schemes(&app, &config, &schemes, epoch.saturating_sub(1))?;
+    learn_schemes(&app, &config, &schemes, epoch)?;
 
     // Marshal: backfill resolver, block broadcast buffer, archives, actor.
     let resolver = marshal_resolver::init(
@@ -265,9 +280,8 @@ where
     )
     .await
     .map_err(|e| ValidatorError::Storage(e.to_string()))?;
-    let epocher = FixedEpocher::new(nz_u64(u64::MAX / 2));
     let marshal_config = MarshalConfig {
-        provider: ConstantProvider::new(scheme.clone()),
+        provider: schemes.clone(),
         epocher: epocher.clone(),
         start: Start::Genesis(Digested::precomputed(genesis, genesis_digest)),
         partition_prefix: prefix.clone(),
@@ -291,55 +305,92 @@ where
             marshal_config,
         )
         .await;
+    let (finalized_tx, finalized_rx) = futures::channel::mpsc::unbounded();
     let reporter = FinalizedBlocks::new(
         app.clone(),
         marshal_mailbox.clone(),
         context.child("finalized"),
-    );
+    )
+    .with_feed(finalized_tx);
     let marshal = actor.start(reporter, buffer, resolver);
 
-    // Simplex, verifying proposals inline through the chain.
-    let wrapper = Inline::new(
+    // One sub-channel per epoch on the consensus channels; votes of an epoch this node has no
+    // engine for land in the backup queue, where a later epoch shows that it fell behind.
+    let (votes_mux, votes, backup) = Muxer::builder(
+        context.child("votes_mux"),
+        channels.votes.0,
+        channels.votes.1,
+    )
+    .with_backup()
+    .build();
+    let (certificates_mux, certificates) = Muxer::new(
+        context.child("certificates_mux"),
+        channels.certificates.0,
+        channels.certificates.1,
+    );
+    let (resolver_mux, resolver) = Muxer::new(
+        context.child("resolver_mux"),
+        channels.resolver.0,
+        channels.resolver.1,
+    );
+    let wait = |h: Handle<_>| {
+        context.child("muxer").spawn(move |_| async move {
+            let _ = h.await;
+        })
+    };
+    let muxers = vec![
+        wait(votes_mux.start()),
+        wait(certificates_mux.start()),
+        wait(resolver_mux.start()),
+    ];
+
+    let running = Arc::new(AtomicU64::new(epoch));
+    let automaton = Inline::new(
         context.child("inline"),
-        DepinApplication::new(app),
-        marshal_mailbox,
+        DepinApplication::new(app.clone()),
+        marshal_mailbox.clone(),
+        epocher.clone(),
+    );
+    let watcher_context = context.child("epoch_watch");
+    let watcher_running = running.clone();
+    let watcher_epocher = epocher.clone();
+    let watcher_marshal = marshal_mailbox.clone();
+    let watcher = watcher_context.child("run").spawn(move |ctx| {
+        watch_future_epochs(
+            ctx,
+            backup,
+            watcher_running,
+            watcher_epocher,
+            watcher_marshal,
+        )
+    });
+    let simplex = Arc::new(Mutex::new(None));
+    let orchestrator = Orchestrator {
+        context: context.child("epochs"),
+        app,
+        config,
+        schemes,
         epocher,
-    );
-    let engine = simplex::Engine::new(
-        context.child("simplex"),
-        simplex::config::Config {
-            scheme,
-            elector: RoundRobin::<Sha256>::default(),
-            blocker,
-            automaton: wrapper.clone(),
-            relay: wrapper.clone(),
-            reporter: wrapper,
-            strategy: Sequential,
-            partition: format!("{prefix}-simplex"),
-            mailbox_size,
-            epoch: Epoch::zero(),
-            floor: simplex::config::Floor::Genesis(genesis_digest),
-            replay_buffer: nz_usize(WRITE_BUFFER_BYTES),
-            write_buffer: nz_usize(WRITE_BUFFER_BYTES),
-            page_cache,
-            leader_timeout: config.leader_timeout,
-            certification_timeout: config.certification_timeout,
-            timeout_retry: config.timeout_retry,
-            view_retention: ViewDelta::new(10),
-            skip: SkipPolicy::Enabled {
-                timeout: config.skip_timeout,
-                budget: SkipBudget::Participants,
-            },
-            fetch_timeout,
-            fetch_retry_delay: Duration::from_millis(100),
-            forward: ForwardPolicy::Disabled,
-            track_historical_votes: false,
-        },
-    );
-    let simplex = engine.start(channels.votes, channels.certificates, channels.resolver);
+        automaton,
+        blocker,
+        votes,
+        certificates,
+        resolver,
+        page_cache,
+        peers,
+        running,
+        engine: simplex.clone(),
+    };
+    let orchestrator = context
+        .child("orchestrator")
+        .spawn(move |_| orchestrator.run(finalized_rx));
+    let mut muxers = muxers;
+    muxers.push(watcher);
     Ok(ValidatorHandles {
         marshal,
         broadcast,
+        orchestrator,
         simplex,
+        muxers,
     })
 }
