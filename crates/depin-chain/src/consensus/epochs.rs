@@ -79,12 +79,15 @@ impl SchemeProvider for EpochSchemes {
 /// layer can connect to them before that epoch starts.
 pub type PeerSetUpdate = Box<dyn FnMut(u64, Vec<PublicKey>) + Send>;
 
+/// An epoch's scheme (signing when this node is in the set) and its participants.
+type EpochScheme = (Scoped<Scheme>, Vec<PublicKey>);
+
 /// The scheme for `epoch` from the chain's record of its set; `None` while not chosen yet.
 fn scheme_for(
     app: &ChainApp,
     config: &ValidatorConfig,
     epoch: u64,
-) -> Result<Option<(Scoped<Scheme>, Vec<PublicKey>)>, ValidatorError> {
+) -> Result<Option<EpochScheme>, ValidatorError> {
     let addresses = app
         .chain
         .validator_set(epoch)
