@@ -313,7 +313,6 @@ fn create(dir: &Path, args: &DevnetArgs) -> anyhow::Result<DevnetFile> {
         anyhow::ensure!(interval >= 50, "--block-interval-ms must be at least 50");
         genesis.chain.block_interval_ms = interval;
     }
-    let validator_api = SocketAddr::from(([127, 0, 0, 1], args.base_port));
     // Every validator lists the others' consensus addresses.
     let mut validator_peers = Vec::with_capacity(validators);
     for (i, key) in keys[..validators].iter().enumerate() {
@@ -328,7 +327,8 @@ fn create(dir: &Path, args: &DevnetArgs) -> anyhow::Result<DevnetFile> {
         let (role, upstream) = if i < validators {
             (Role::Validator, None)
         } else {
-            (Role::Provider, Some(format!("http://{validator_api}")))
+            // Providers follow the chain and gossip transactions over the service network.
+            (Role::Provider, None)
         };
         let mut config = node_config(role, api, p2p, upstream);
         // Every node joins the libp2p service network, bootstrapping from node 0.

@@ -365,6 +365,37 @@ async fn submit_tx(
     }
 }
 
+/// Without an upstream, a follower's only way to the validators is gossip: it answers
+/// "pending" once the transaction is handed to the service network.
+async fn gossip_only(
+    node: Arc<Node>,
+    bytes: Option<Vec<u8>>,
+) -> ApiResult<(StatusCode, Json<SubmitTxResponse>)> {
+    let bytes = bytes.ok_or_else(|| ApiError::bad_request("malformed_tx", "tx is not hex"))?;
+    let hash = node
+        .chain()
+        .protocol()
+        .decode_tx(&bytes)
+        .map_err(|e| ApiError::bad_request(e.code(), e.to_string()))?
+        .hash();
+    if node.net.get().is_none() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_route_to_validators",
+            "this node has neither an upstream nor a service network",
+        ));
+    }
+    node.remember_forwarded(hash);
+    crate::gossip_tx(&node, bytes).await;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(SubmitTxResponse {
+            hash,
+            status: "pending".into(),
+        }),
+    ))
+}
+
 /// Followers hand transactions to their upstream validator, after checking them locally so a
 /// bad one is refused without a round trip.
 async fn forward_tx(
@@ -388,7 +419,9 @@ async fn forward_tx(
         return Err(ApiError::new(tx_status(&e), e.code(), e.to_string()));
     }
     let gossip = hex::decode(request.tx.trim()).ok();
-    let upstream = node.config.upstream.clone().unwrap_or_default();
+    let Some(upstream) = node.config.upstream.clone() else {
+        return gossip_only(node, gossip).await;
+    };
     let url = format!("{}/v1/txs", upstream.trim_end_matches('/'));
     let http = node.http.clone();
     let n = node.clone();

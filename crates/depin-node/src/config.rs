@@ -105,9 +105,12 @@ impl NodeConfig {
             }
         }
         config.apply_env()?;
-        if config.role != Role::Validator && config.upstream.is_none() {
+        if config.role != Role::Validator
+            && config.upstream.is_none()
+            && config.net_listen.is_none()
+        {
             return Err(ConfigError::Invalid(format!(
-                "a {} node needs `upstream` (the API URL of a validator) until the p2p network lands",
+                "a {} node follows the chain over the service network (set `net_listen` and `bootstrap`) or from `upstream` (the API URL of a node)",
                 config.role.as_str()
             )));
         }

@@ -1,44 +1,313 @@
-//! Non-validator nodes follow the chain by fetching finalized blocks with their certificates
-//! from an upstream node's HTTP API, then verifying (re-executing, checking the state root and
-//! the certificate) and applying them. The p2p issue replaces the transport, not the checks.
+//! Non-validator nodes follow the chain: they fetch finalized blocks with their certificates,
+//! verify them (re-execute, check the state root and the quorum certificate against the
+//! epoch's validator set) and apply them. The transport is the libp2p service network
+//! (request-response protocol [`BLOCK_PROTOCOL`], any connected peer that has the blocks), or
+//! an upstream node's HTTP API when the node has no service network.
 
 use crate::Node;
 use crate::api_types::RawBlockResponse;
+use borsh::{BorshDeserialize, BorshSerialize};
 use depin_chain::ConsensusApp;
 use depin_protocol::{Block, Finality};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-/// Largest raw block response accepted from upstream (hex doubles the block size).
-fn max_response_bytes(node: &Node) -> u64 {
-    u64::from(node.chain().protocol().genesis().chain.max_block_bytes) * 2 + 64 * 1024
+/// Request-response protocol serving finalized blocks to followers.
+pub(crate) const BLOCK_PROTOCOL: &str = "chain/blocks/1";
+
+/// Most blocks one request asks for, and one response carries.
+const MAX_BLOCKS_PER_REQUEST: u16 = 32;
+
+/// Largest encoded finality (a quorum certificate of up to a few hundred validators).
+const MAX_FINALITY_BYTES: usize = 64 * 1024;
+
+/// Most blocks finalized through one descendant that a follower holds before applying them.
+const MAX_DESCENDANT_RUN: usize = 256;
+
+/// Asks for finalized blocks `from ..= from + count - 1`.
+#[derive(Debug, Clone, BorshSerialize, BorshDeserialize)]
+pub(crate) struct BlocksRequest {
+    pub from: u64,
+    pub count: u16,
 }
 
-pub(crate) async fn follow_upstream(node: Arc<Node>, stop: Arc<AtomicBool>) {
+/// Consecutive finalized blocks from the requested height (fewer when the server's head is
+/// lower), each as canonical block bytes and finality bytes.
+#[derive(Debug, Clone, BorshSerialize, BorshDeserialize)]
+pub(crate) struct BlocksResponse {
+    pub head: u64,
+    pub blocks: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+fn idle_delay(node: &Node) -> Duration {
     let interval_ms = node.chain().protocol().genesis().chain.block_interval_ms;
-    let idle = Duration::from_millis((interval_ms / 2).clamp(50, 1000));
-    while !stop.load(Ordering::SeqCst) {
-        let n = node.clone();
-        let step = tokio::task::spawn_blocking(move || fetch_and_apply_next(&n)).await;
-        match step {
-            Ok(Ok(true)) => continue,
-            Ok(Ok(false)) => tokio::time::sleep(idle).await,
-            Ok(Err(e)) => {
-                node.metrics.follow_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(error = %e, "following upstream failed");
-                tokio::time::sleep(idle * 4).await;
+    Duration::from_millis((interval_ms / 2).clamp(50, 1000))
+}
+
+/// Takes fetched blocks in height order and applies them once they are proven final: a block
+/// with its own certificate at once, a run finalized through a descendant when the first
+/// descendant with a certificate arrives (that certificate is checked before anything of the
+/// run is executed).
+#[derive(Default)]
+struct Acceptor {
+    run: Vec<Block>,
+}
+
+impl Acceptor {
+    /// The height of the next block to fetch.
+    fn next_height(&self, node: &Node) -> u64 {
+        node.chain().head().height + 1 + self.run.len() as u64
+    }
+
+    fn accept(&mut self, node: &Node, block: Block, finality: Finality) -> Result<(), String> {
+        let height = block.header.height;
+        let expected = self.next_height(node);
+        if height != expected {
+            return Err(format!("got block {height}, expected {expected}"));
+        }
+        let parent = self
+            .run
+            .last()
+            .map(|b| b.hash())
+            .unwrap_or_else(|| node.chain().head().hash);
+        if block.header.parent != parent {
+            self.run.clear();
+            return Err(format!("block {height} does not link to its parent"));
+        }
+        if matches!(finality, Finality::Descendant) {
+            if self.run.len() >= MAX_DESCENDANT_RUN {
+                self.run.clear();
+                return Err(format!(
+                    "no certificate within {MAX_DESCENDANT_RUN} blocks of {}",
+                    height - MAX_DESCENDANT_RUN as u64
+                ));
             }
+            self.run.push(block);
+            return Ok(());
+        }
+        if self.run.is_empty() {
+            node.app
+                .finalize(&block, &finality)
+                .map_err(|e| format!("block {height}: {e}"))?;
+            node.metrics.observe_block(node, &block);
+            return Ok(());
+        }
+        let valid = node
+            .chain()
+            .finality_is_valid(&block.hash(), height, &finality)
+            .map_err(|e| e.to_string())?;
+        if !valid {
+            self.run.clear();
+            return Err(format!("bad certificate for block {height}"));
+        }
+        for b in std::mem::take(&mut self.run) {
+            node.app
+                .finalize_certified(&b, &Finality::Descendant)
+                .map_err(|e| format!("block {}: {e}", b.header.height))?;
+            node.metrics.observe_block(node, &b);
+        }
+        node.app
+            .finalize_certified(&block, &finality)
+            .map_err(|e| format!("block {height}: {e}"))?;
+        node.metrics.observe_block(node, &block);
+        Ok(())
+    }
+}
+
+fn decode_pair(node: &Node, block: &[u8], finality: &[u8]) -> Result<(Block, Finality), String> {
+    let max_block = node.chain().protocol().genesis().chain.max_block_bytes as usize;
+    let block = Block::from_bytes(block, max_block).map_err(|e| format!("block: {e}"))?;
+    let finality: Finality = depin_types::decode_bounded(finality, MAX_FINALITY_BYTES)
+        .map_err(|e| format!("finality: {e}"))?;
+    Ok((block, finality))
+}
+
+// ---- libp2p -------------------------------------------------------------------------------
+
+/// Answers [`BLOCK_PROTOCOL`] requests from this node's finalized chain.
+pub(crate) async fn serve_blocks(node: Arc<Node>, net: depin_net::NetHandle, max_response: usize) {
+    let mut requests = match net.serve(BLOCK_PROTOCOL).await {
+        Ok(rx) => rx,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot serve blocks on the service network");
+            return;
+        }
+    };
+    while let Some(request) = requests.recv().await {
+        let Ok(asked) = depin_types::decode_bounded::<BlocksRequest>(&request.bytes, 64) else {
+            node.metrics
+                .sync_bad_requests
+                .fetch_add(1, Ordering::Relaxed);
+            // Dropping the reply tells the peer no answer is coming.
+            continue;
+        };
+        let n = node.clone();
+        let answer = tokio::task::spawn_blocking(move || blocks_from(&n, &asked, max_response))
+            .await
+            .ok()
+            .and_then(Result::ok);
+        if let Some(response) = answer {
+            node.metrics
+                .sync_blocks_served
+                .fetch_add(response.blocks.len() as u64, Ordering::Relaxed);
+            request.respond(depin_types::encode(&response));
+        }
+    }
+}
+
+fn blocks_from(
+    node: &Node,
+    asked: &BlocksRequest,
+    max_response: usize,
+) -> Result<BlocksResponse, depin_chain::ChainError> {
+    let head = node.chain().head().height;
+    let mut blocks = Vec::new();
+    let mut size = 64usize;
+    let count = asked.count.min(MAX_BLOCKS_PER_REQUEST);
+    for height in asked.from..asked.from.saturating_add(u64::from(count)) {
+        if height > head {
+            break;
+        }
+        let Some((block, finality)) = node.chain().block_bytes_with_finality(height)? else {
+            break;
+        };
+        size += block.len() + finality.len() + 16;
+        if size > max_response && !blocks.is_empty() {
+            break;
+        }
+        blocks.push((block, finality));
+    }
+    Ok(BlocksResponse { head, blocks })
+}
+
+/// Follows the chain over the service network, asking connected peers in turn.
+pub(crate) async fn follow_network(
+    node: Arc<Node>,
+    net: depin_net::NetHandle,
+    max_response: usize,
+    stop: Arc<AtomicBool>,
+) {
+    let idle = idle_delay(&node);
+    let mut acceptor = Some(Acceptor::default());
+    let mut turn = 0usize;
+    while !stop.load(Ordering::SeqCst) {
+        let peers = net.peers().await;
+        if peers.is_empty() {
+            tokio::time::sleep(idle).await;
+            continue;
+        }
+        turn = turn.wrapping_add(1);
+        let peer = peers[turn % peers.len()].peer_id;
+        let Some(mut current) = acceptor.take() else {
+            return;
+        };
+        let from = current.next_height(&node);
+        let request = depin_types::encode(&BlocksRequest {
+            from,
+            count: MAX_BLOCKS_PER_REQUEST,
+        });
+        let answer = net.request(peer, BLOCK_PROTOCOL, request).await;
+        let bytes = match answer {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                tracing::debug!(error = %e, %peer, "block request failed");
+                acceptor = Some(current);
+                tokio::time::sleep(idle).await;
+                continue;
+            }
+        };
+        let n = node.clone();
+        let applied = tokio::task::spawn_blocking(move || {
+            let result = apply_response(&n, &mut current, &bytes, max_response);
+            (current, result)
+        })
+        .await;
+        let (back, result) = match applied {
+            Ok(pair) => pair,
             Err(e) => {
                 tracing::error!(error = %e, "follow task panicked");
-                tokio::time::sleep(idle * 4).await;
+                (Acceptor::default(), Err("panicked".into()))
+            }
+        };
+        acceptor = Some(back);
+        match result {
+            Ok(0) => tokio::time::sleep(idle / peers.len().max(1) as u32).await,
+            Ok(_) => {}
+            Err(e) => {
+                node.metrics.follow_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, %peer, "bad blocks from peer");
+                tokio::time::sleep(idle).await;
             }
         }
     }
 }
 
-/// Most blocks finalized through one descendant that a follower applies in one go.
-const MAX_DESCENDANT_RUN: usize = 256;
+/// Applies a [`BlocksResponse`]; returns how many blocks it carried.
+fn apply_response(
+    node: &Node,
+    acceptor: &mut Acceptor,
+    bytes: &[u8],
+    max_response: usize,
+) -> Result<usize, String> {
+    let response: BlocksResponse =
+        depin_types::decode_bounded(bytes, max_response).map_err(|e| format!("response: {e}"))?;
+    if response.blocks.len() > usize::from(MAX_BLOCKS_PER_REQUEST) {
+        return Err(format!("{} blocks in one response", response.blocks.len()));
+    }
+    let count = response.blocks.len();
+    for (block, finality) in &response.blocks {
+        let (block, finality) = decode_pair(node, block, finality)?;
+        acceptor.accept(node, block, finality)?;
+    }
+    Ok(count)
+}
+
+// ---- HTTP ---------------------------------------------------------------------------------
+
+/// Largest raw block response accepted from upstream (hex doubles the block size).
+fn max_http_response_bytes(node: &Node) -> u64 {
+    u64::from(node.chain().protocol().genesis().chain.max_block_bytes) * 2 + 64 * 1024
+}
+
+/// Follows an upstream node's HTTP API, one block per request.
+pub(crate) async fn follow_upstream(node: Arc<Node>, stop: Arc<AtomicBool>) {
+    let idle = idle_delay(&node);
+    let mut acceptor = Some(Acceptor::default());
+    while !stop.load(Ordering::SeqCst) {
+        let Some(mut current) = acceptor.take() else {
+            return;
+        };
+        let n = node.clone();
+        let step = tokio::task::spawn_blocking(move || {
+            let result = fetch_raw(&n, current.next_height(&n)).and_then(|fetched| {
+                let Some((block, finality)) = fetched else {
+                    return Ok(false);
+                };
+                current.accept(&n, block, finality).map(|()| true)
+            });
+            (current, result)
+        })
+        .await;
+        let (back, result) = match step {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::error!(error = %e, "follow task panicked");
+                (Acceptor::default(), Err("panicked".into()))
+            }
+        };
+        acceptor = Some(back);
+        match result {
+            Ok(true) => continue,
+            Ok(false) => tokio::time::sleep(idle).await,
+            Err(e) => {
+                node.metrics.follow_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, "following upstream failed");
+                tokio::time::sleep(idle * 4).await;
+            }
+        }
+    }
+}
 
 /// Fetches one finalized block and its certificate; `None` when upstream does not have it yet.
 fn fetch_raw(node: &Node, height: u64) -> Result<Option<(Block, Finality)>, String> {
@@ -60,15 +329,12 @@ fn fetch_raw(node: &Node, height: u64) -> Result<Option<(Block, Finality)>, Stri
     let raw: RawBlockResponse = response
         .body_mut()
         .with_config()
-        .limit(max_response_bytes(node))
+        .limit(max_http_response_bytes(node))
         .read_json()
         .map_err(|e| format!("GET {url}: {e}"))?;
-    let max_block = node.chain().protocol().genesis().chain.max_block_bytes as usize;
     let block_bytes = hex::decode(&raw.block).map_err(|e| format!("block hex: {e}"))?;
-    let block = Block::from_bytes(&block_bytes, max_block).map_err(|e| format!("block: {e}"))?;
     let finality_bytes = hex::decode(&raw.finality).map_err(|e| format!("finality hex: {e}"))?;
-    let finality: Finality = depin_types::decode_bounded(&finality_bytes, 64 * 1024)
-        .map_err(|e| format!("finality: {e}"))?;
+    let (block, finality) = decode_pair(node, &block_bytes, &finality_bytes)?;
     if block.header.height != height {
         return Err(format!(
             "upstream sent height {} for {height}",
@@ -76,64 +342,4 @@ fn fetch_raw(node: &Node, height: u64) -> Result<Option<(Block, Finality)>, Stri
         ));
     }
     Ok(Some((block, finality)))
-}
-
-/// Fetches and applies the block after the head (and, for a block finalized through a
-/// descendant, the run up to that descendant); `Ok(false)` when there is nothing newer yet.
-fn fetch_and_apply_next(node: &Node) -> Result<bool, String> {
-    let next = node.chain().head().height + 1;
-    let Some((block, finality)) = fetch_raw(node, next)? else {
-        return Ok(false);
-    };
-    if !matches!(finality, Finality::Descendant) {
-        node.app
-            .finalize(&block, &finality)
-            .map_err(|e| format!("block {next}: {e}"))?;
-        node.metrics.observe_block(node, &block);
-        return Ok(true);
-    }
-    // The block has no certificate of its own: the first descendant with one finalizes it
-    // through the parent links. Check that certificate before executing anything.
-    let mut run = vec![block];
-    let (anchor, anchor_finality) = loop {
-        if run.len() > MAX_DESCENDANT_RUN {
-            return Err(format!(
-                "no certificate within {MAX_DESCENDANT_RUN} blocks of {next}"
-            ));
-        }
-        let height = next + run.len() as u64;
-        let Some((block, finality)) = fetch_raw(node, height)? else {
-            return Ok(false);
-        };
-        let parent = run.last().map(|b| b.hash()).unwrap_or_default();
-        if block.header.parent != parent {
-            return Err(format!("block {height} does not link to its parent"));
-        }
-        match finality {
-            Finality::Descendant => run.push(block),
-            other => break (block, other),
-        }
-    };
-    let anchor_valid = node
-        .chain()
-        .finality_is_valid(&anchor.hash(), anchor.header.height, &anchor_finality)
-        .map_err(|e| e.to_string())?;
-    if !anchor_valid {
-        return Err(format!(
-            "bad certificate for block {}",
-            anchor.header.height
-        ));
-    }
-    for block in run.iter().chain(std::iter::once(&anchor)) {
-        let finality = if block.header.height == anchor.header.height {
-            anchor_finality.clone()
-        } else {
-            Finality::Descendant
-        };
-        node.app
-            .finalize_certified(block, &finality)
-            .map_err(|e| format!("block {}: {e}", block.header.height))?;
-        node.metrics.observe_block(node, block);
-    }
-    Ok(true)
 }

@@ -62,6 +62,8 @@ pub struct Node {
     forwarded: std::sync::Mutex<RecentHashes>,
     /// The libp2p service network, once started (see `NodeConfig::net_listen`).
     pub net: std::sync::OnceLock<depin_net::NetHandle>,
+    /// Largest response on the service network: a batch of blocks must fit.
+    net_max_response: usize,
 }
 
 /// A bounded set of recent hashes (oldest forgotten first).
@@ -115,6 +117,7 @@ impl Node {
             message: e.to_string(),
         })?;
         let key = config::read_key_file(&config.key_file)?;
+        let genesis_limits = protocol.genesis().chain.max_block_bytes;
         let chain = Arc::new(Chain::open(&config.data_dir, protocol)?);
         if config.role == Role::Validator
             && !chain
@@ -138,12 +141,18 @@ impl Node {
             http,
             forwarded: std::sync::Mutex::new(RecentHashes::default()),
             net: std::sync::OnceLock::new(),
+            net_max_response: net_max_response(genesis_limits),
         })
     }
 
     pub fn chain(&self) -> &Arc<Chain> {
         &self.app.chain
     }
+}
+
+/// A response on the service network holds at least one whole block with its certificate.
+fn net_max_response(max_block_bytes: u32) -> usize {
+    (max_block_bytes as usize + 256 * 1024).max(16 << 20)
 }
 
 pub fn now_ms() -> u64 {
@@ -208,7 +217,13 @@ pub async fn run_until(
         Role::Provider | Role::Full => {
             let (node, stop) = (node.clone(), stop.clone());
             tokio::spawn(async move {
-                follow::follow_upstream(node, stop).await;
+                match node.net.get().cloned() {
+                    Some(net) => {
+                        let max = node.net_max_response;
+                        follow::follow_network(node, net, max, stop).await
+                    }
+                    None => follow::follow_upstream(node, stop).await,
+                }
                 Ok(())
             })
         }
@@ -262,10 +277,16 @@ async fn start_service_network(node: &Arc<Node>) -> Result<(), NodeError> {
         })
         .collect::<Result<_, _>>()?;
     config.max_message_bytes = genesis.chain.max_tx_bytes as usize;
+    config.max_response_bytes = node.net_max_response;
     let (handle, mut events) = depin_net::Network::start(config)
         .await
         .map_err(|e| NodeError::Net(e.to_string()))?;
     tracing::info!(peer_id = %handle.local_peer_id(), listen = %listen, "service network started");
+    tokio::spawn(follow::serve_blocks(
+        node.clone(),
+        handle.clone(),
+        node.net_max_response,
+    ));
     let _ = node.net.set(handle);
     let node = node.clone();
     tokio::spawn(async move {

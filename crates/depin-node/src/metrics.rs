@@ -45,6 +45,10 @@ pub struct NodeMetrics {
     last_block_timestamp_ms: AtomicU64,
     pub follow_errors: AtomicU64,
     pub http_requests: AtomicU64,
+    /// Finalized blocks sent to followers over the service network.
+    pub sync_blocks_served: AtomicU64,
+    /// Block requests from peers that did not decode.
+    pub sync_bad_requests: AtomicU64,
 }
 
 impl NodeMetrics {
@@ -132,8 +136,20 @@ impl NodeMetrics {
         counter(
             &mut out,
             "depin_follow_errors_total",
-            "Errors while following the upstream node.",
+            "Errors while following the chain (bad or unlinked blocks, bad certificates, transport).",
             self.follow_errors.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "depin_sync_blocks_served_total",
+            "Finalized blocks served to followers over the service network.",
+            self.sync_blocks_served.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "depin_sync_bad_requests_total",
+            "Block requests from peers that did not decode (ignored).",
+            self.sync_bad_requests.load(Ordering::Relaxed),
         );
         counter(
             &mut out,

@@ -60,6 +60,12 @@ struct Fixture {
 
 impl Fixture {
     async fn start(epoch_blocks: u64) -> Fixture {
+        Fixture::start_with(epoch_blocks, false).await
+    }
+
+    /// With `net`, the validator also joins the libp2p service network on an ephemeral port
+    /// (serving blocks to followers and taking gossiped transactions).
+    async fn start_with(epoch_blocks: u64, net: bool) -> Fixture {
         let validator = Keypair::from_seed(b"validator");
         let user = Keypair::from_seed(b"user");
         let mut genesis = Genesis::devnet(
@@ -77,7 +83,7 @@ impl Fixture {
         genesis.chain.block_interval_ms = 100;
         let dir = tempfile::tempdir().expect("tempdir");
         let unused = "127.0.0.1:0".parse().expect("addr");
-        let config = node_config(
+        let mut config = node_config(
             dir.path(),
             &genesis,
             &validator,
@@ -85,7 +91,13 @@ impl Fixture {
             unused,
             None,
         );
+        if net {
+            config.net_listen = Some(unused);
+        }
         let node = Arc::new(Node::open(config).expect("open node"));
+        if net {
+            start_service_network(&node).await.expect("service network");
+        }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -744,6 +756,120 @@ async fn follower_catches_up_and_forwards_transactions() {
     let replay = f.tx(&f.user, 0, transfer(recipient, 3 * DPN));
     let refused = post_tx(&follower_url, &hex::encode(replay.to_bytes())).await;
     assert_error(&refused, 422, "nonce_replayed");
+
+    stop.send(()).expect("follower still running");
+    let result = tokio::time::timeout(Duration::from_secs(10), follower)
+        .await
+        .expect("follower stops within 10 s")
+        .expect("follower task");
+    assert!(result.is_ok(), "{result:?}");
+}
+
+/// The validator's TCP multiaddr on the service network, for a bootstrap list.
+async fn tcp_addr(node: &Node) -> String {
+    let net = node.net.get().expect("service network").clone();
+    for _ in 0..100 {
+        if let Some(a) = net
+            .listen_addrs()
+            .await
+            .into_iter()
+            .find(|a| a.to_string().contains("/tcp/"))
+        {
+            return a.to_string();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the service network never listened");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follower_syncs_and_gossips_over_the_service_network() {
+    let f = Fixture::start_with(1000, true).await;
+    let recipient = Keypair::from_seed(b"recipient").address();
+    f.submit(&f.tx(&f.user, 0, transfer(recipient, DPN))).await;
+    for _ in 0..40 {
+        f.produce().await;
+    }
+    let bootstrap = tcp_addr(&f.node).await;
+
+    // A full node with no upstream: it finds the validator through the bootstrap address
+    // and fetches blocks in batches over request-response.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let api_listen = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("probe port");
+        probe.local_addr().expect("probe addr")
+    };
+    let mut config = node_config(
+        dir.path(),
+        &f.genesis,
+        &Keypair::from_seed(b"p2p follower"),
+        Role::Full,
+        api_listen,
+        None,
+    );
+    config.net_listen = Some("127.0.0.1:0".parse().expect("addr"));
+    config.bootstrap = vec![bootstrap.clone()];
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let follower = tokio::spawn(run_until(config, async {
+        let _ = stopped.await;
+    }));
+    let follower_url = format!("http://{api_listen}");
+    let synced = |head: &Value| {
+        let (height, root) = (head["height"].clone(), head["state_root"].clone());
+        move |status: &Value| status["height"] == height && status["state_root"] == root
+    };
+    let head = f.get_ok("/v1/status").await;
+    assert_eq!(head["height"], 40);
+    let status = wait_for(format!("{follower_url}/v1/status"), synced(&head)).await;
+    assert!(status["upstream"].is_null());
+
+    // A transaction sent to the follower reaches the validator's mempool by gossip.
+    let gossiped = f.tx(&f.user, 1, transfer(recipient, 2 * DPN));
+    let (code, body) = post_tx(&follower_url, &hex::encode(gossiped.to_bytes())).await;
+    assert_eq!(code, 202, "{body}");
+    let hash = gossiped.hash().to_string();
+    wait_for(f.url(&format!("/v1/txs/{hash}")), |v| {
+        v["status"] == "pending"
+    })
+    .await;
+    let block = f.produce().await;
+    assert_eq!(block.txs, vec![gossiped]);
+    let head = f.get_ok("/v1/status").await;
+    wait_for(format!("{follower_url}/v1/status"), synced(&head)).await;
+    let (_, on_follower) = get_json(format!("{follower_url}/v1/txs/{hash}")).await;
+    assert_eq!(on_follower["status"], "committed", "{on_follower}");
+
+    // Malformed block requests get no answer and are counted; a request past the head gets
+    // an empty batch.
+    let probe_key = Keypair::from_seed(b"probe");
+    let mut probe = depin_net::NetConfig::new(probe_key, f.genesis.chain_id.clone());
+    probe.listen_tcp = "/ip4/127.0.0.1/tcp/0".parse().expect("multiaddr");
+    probe.listen_quic = None;
+    probe.bootstrap = vec![bootstrap.parse().expect("multiaddr")];
+    let (probe, _events) = depin_net::Network::start(probe).await.expect("probe net");
+    let validator_peer = depin_net::peer_id_of(&f.validator.address()).expect("peer id");
+    let garbage = probe
+        .request(validator_peer, follow::BLOCK_PROTOCOL, vec![0xff; 3])
+        .await;
+    assert!(garbage.is_err(), "malformed request answered: {garbage:?}");
+    let (_, metrics) = get_text(f.url("/metrics")).await;
+    assert!(
+        metrics.contains("depin_sync_bad_requests_total 1"),
+        "{metrics}"
+    );
+    let past = depin_types::encode(&follow::BlocksRequest {
+        from: 1_000,
+        count: 4,
+    });
+    let answer = probe
+        .request(validator_peer, follow::BLOCK_PROTOCOL, past)
+        .await
+        .expect("answer");
+    let answer: follow::BlocksResponse =
+        depin_types::decode_bounded(&answer, 1 << 20).expect("decodes");
+    assert!(answer.blocks.is_empty());
+    assert_eq!(answer.head, 41);
+    probe.shutdown().await;
 
     stop.send(()).expect("follower still running");
     let result = tokio::time::timeout(Duration::from_secs(10), follower)
