@@ -211,6 +211,13 @@ pub struct ChainMetrics {
     pub txs_committed: AtomicU64,
     pub last_commit_micros: AtomicU64,
     pub last_execute_micros: AtomicU64,
+    /// Proposals this validator refused to vote for, by reason.
+    pub proposals_rejected_timestamp: AtomicU64,
+    pub proposals_rejected_proposer: AtomicU64,
+    pub proposals_rejected_execution: AtomicU64,
+    /// Consensus peers blocked by the engine for invalid messages (bad signatures, malformed
+    /// or conflicting votes and certificates).
+    pub consensus_peers_blocked: AtomicU64,
 }
 
 /// The ledger: database, protocol, head, and blocks executed but not yet final.

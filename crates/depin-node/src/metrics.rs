@@ -114,6 +114,33 @@ impl NodeMetrics {
             "Blocks committed by this node since start.",
             chain.metrics.blocks_committed.load(Ordering::Relaxed),
         );
+        let _ = writeln!(
+            out,
+            "# HELP depin_consensus_proposals_rejected_total Proposals this validator refused to vote for, by reason.\n# TYPE depin_consensus_proposals_rejected_total counter"
+        );
+        for (reason, n) in [
+            (
+                "future_timestamp",
+                &chain.metrics.proposals_rejected_timestamp,
+            ),
+            ("wrong_proposer", &chain.metrics.proposals_rejected_proposer),
+            ("execution", &chain.metrics.proposals_rejected_execution),
+        ] {
+            let _ = writeln!(
+                out,
+                "depin_consensus_proposals_rejected_total{{reason=\"{reason}\"}} {}",
+                n.load(Ordering::Relaxed)
+            );
+        }
+        counter(
+            &mut out,
+            "depin_consensus_peers_blocked_total",
+            "Consensus peers blocked for invalid messages (bad signatures, malformed or conflicting votes).",
+            chain
+                .metrics
+                .consensus_peers_blocked
+                .load(Ordering::Relaxed),
+        );
         counter(
             &mut out,
             "depin_txs_applied_total",

@@ -49,6 +49,10 @@ pub fn address_of(key: &ed25519::PublicKey) -> Address {
     Address(bytes)
 }
 
+fn count(counter: &std::sync::atomic::AtomicU64) {
+    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Adapts [`ChainApp`] to marshal's application interface.
 #[derive(Clone, Debug)]
 pub struct DepinApplication {
@@ -137,6 +141,7 @@ impl<E: Clock> Application<E> for DepinApplication {
                 height = block.header.height,
                 "block timestamp is in the future"
             );
+            count(&self.chain().metrics.proposals_rejected_timestamp);
             return false;
         }
         // The proposer named in the block must be the round's leader: fees go to it.
@@ -145,12 +150,16 @@ impl<E: Clock> Application<E> for DepinApplication {
                 height = block.header.height,
                 "proposer is not the round leader"
             );
+            count(&self.chain().metrics.proposals_rejected_proposer);
             return false;
         }
         match verify_with_ancestry(&self.app, ancestry).await {
             Ok(()) => true,
             Err(e) => {
                 tracing::warn!(error = %e, height = block.header.height, "proposal rejected");
+                if !matches!(e, ChainError::Storage(_)) {
+                    count(&self.chain().metrics.proposals_rejected_execution);
+                }
                 false
             }
         }

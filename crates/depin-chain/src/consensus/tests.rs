@@ -572,3 +572,57 @@ fn the_validator_set_follows_bonded_stake_across_epochs() {
         }
     });
 }
+
+#[test]
+fn malformed_consensus_messages_get_the_sender_blocked_and_counted() {
+    use commonware_p2p::{Recipients, Sender as _};
+    run(|context| async move {
+        let net = Net::with_candidates(4, 1);
+        let intruder = net.keys[4].public_key();
+        let c = Cluster::start_net(&context, net, &[0, 1, 2, 3]).await;
+        wait_for_height(&context, &c.apps(&[0, 1, 2, 3]), 2).await;
+        let (mut sender, _receiver) = c
+            .oracle
+            .control(intruder)
+            .register(channel::VOTES, channel_quota())
+            .await
+            .expect("register");
+        let blocked = |c: &Cluster| {
+            (0..4)
+                .map(|i| {
+                    c.apps[i]
+                        .chain
+                        .metrics
+                        .consensus_peers_blocked
+                        .load(std::sync::atomic::Ordering::Relaxed)
+                })
+                .sum::<u64>()
+        };
+        for _ in 0..50 {
+            if blocked(&c) > 0 {
+                break;
+            }
+            // The running epoch's sub-channel, then bytes that decode to no vote.
+            let epoch = c.apps[0].chain.consensus_epoch(c.height(0) + 1);
+            let mut message = Vec::new();
+            let mut v = epoch;
+            loop {
+                let byte = (v & 0x7f) as u8;
+                v >>= 7;
+                if v == 0 {
+                    message.push(byte);
+                    break;
+                }
+                message.push(byte | 0x80);
+            }
+            message.extend_from_slice(&[0xde, 0xad, 0xbe, 0xef]);
+            sender.send(Recipients::All, message, false);
+            context.sleep(Duration::from_millis(100)).await;
+        }
+        assert!(blocked(&c) > 0, "no validator blocked the intruder");
+        // The honest validators go on finalizing.
+        let h = c.height(0);
+        wait_for_height(&context, &c.apps(&[0, 1, 2, 3]), h + 3).await;
+        agreed_at(&c.apps(&[0, 1, 2, 3]), h + 3);
+    });
+}

@@ -187,6 +187,32 @@ fn archive_config<C>(
     }
 }
 
+/// Passes the engine's peer blocks through, counting them for `/metrics`: simplex and marshal
+/// block a peer that sends an invalid signature, a malformed or conflicting message.
+#[derive(Clone)]
+struct CountingBlocker<B> {
+    inner: B,
+    app: Arc<ChainApp>,
+}
+
+impl<B: Blocker> Blocker for CountingBlocker<B> {
+    type PublicKey = B::PublicKey;
+
+    fn block(&mut self, peer: Self::PublicKey) -> commonware_actor::Feedback {
+        self.app
+            .chain
+            .metrics
+            .consensus_peers_blocked
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::warn!(%peer, "consensus peer blocked for invalid messages");
+        self.inner.block(peer)
+    }
+
+    fn blocked(&mut self) -> commonware_p2p::BlockedSubscription<Self::PublicKey> {
+        self.inner.blocked()
+    }
+}
+
 /// Starts marshal and the epoch orchestrator (which runs simplex, one engine per consensus
 /// epoch) for one node over `channels`. A node outside an epoch's set runs that epoch's engine
 /// as an observer: it verifies and follows but does not vote.
@@ -207,6 +233,10 @@ where
     B: Blocker<PublicKey = PublicKey>,
 {
     let me = config.signer.public_key();
+    let blocker = CountingBlocker {
+        inner: blocker,
+        app: app.clone(),
+    };
     let genesis = app
         .chain
         .block_by_height(0)
