@@ -228,6 +228,7 @@ pub struct Chain {
     executed: Mutex<HashMap<Hash, Arc<ExecutedBlock>>>,
     // Serialises finalize so that two callers cannot both apply the next height.
     commit_lock: Mutex<()>,
+    verified: Mutex<VerifiedSignatures>,
     pub metrics: ChainMetrics,
 }
 
@@ -243,6 +244,32 @@ fn verify_threads() -> usize {
         .map(|n| n.get())
         .unwrap_or(1)
         .clamp(1, 8)
+}
+
+/// Transactions whose signature this node has already checked (at mempool admission or in an
+/// earlier proposal), keyed by the transaction id, which covers the signature bytes. Block
+/// execution skips their second check: with gossip every validator has admitted nearly every
+/// transaction before it sees it in a block.
+#[derive(Default)]
+struct VerifiedSignatures {
+    set: std::collections::HashSet<Hash>,
+    order: std::collections::VecDeque<Hash>,
+}
+
+/// Transactions remembered as verified; a few blocks' worth at the largest block size.
+const VERIFIED_SIGNATURES_KEPT: usize = 200_000;
+
+impl VerifiedSignatures {
+    fn insert(&mut self, hash: Hash) {
+        if self.set.insert(hash) {
+            self.order.push_back(hash);
+        }
+        while self.order.len() > VERIFIED_SIGNATURES_KEPT {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+    }
 }
 
 /// Verifies all signatures, split across threads in batches. Returns the first bad index.
@@ -315,6 +342,7 @@ impl Chain {
             head: RwLock::new(head),
             executed: Mutex::new(HashMap::new()),
             commit_lock: Mutex::new(()),
+            verified: Mutex::new(VerifiedSignatures::default()),
             metrics: ChainMetrics::default(),
         })
     }
@@ -404,7 +432,7 @@ impl Chain {
         let view = self.parent_view(parent)?;
         let mut rejected = Vec::new();
         let mut candidates = txs;
-        if verify_signatures_parallel(&candidates).is_err() {
+        if self.verify_unseen_signatures(&candidates).is_err() {
             // Rare (the mempool checks signatures); sort the good from the bad one by one.
             let mut good = Vec::with_capacity(candidates.len());
             for tx in candidates {
@@ -580,7 +608,7 @@ impl Chain {
                 "transaction root or count mismatch".into(),
             ));
         }
-        if let Err(i) = verify_signatures_parallel(&block.txs) {
+        if let Err(i) = self.verify_unseen_signatures(&block.txs) {
             return Err(ChainError::InvalidBlock(format!(
                 "transaction {i} has a bad signature"
             )));
@@ -928,12 +956,49 @@ impl Chain {
             .map(|tx| (tx, receipt)))
     }
 
+    fn signature_seen(&self, hash: &Hash) -> bool {
+        self.verified
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .set
+            .contains(hash)
+    }
+
+    /// Verifies the signatures of `txs` not verified before (see [`VerifiedSignatures`]);
+    /// returns the index of the first bad one.
+    fn verify_unseen_signatures(&self, txs: &[SignedTransaction]) -> Result<(), usize> {
+        let hashes: Vec<Hash> = txs.iter().map(|t| t.hash()).collect();
+        let unseen: Vec<usize> = {
+            let seen = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+            (0..txs.len())
+                .filter(|i| !seen.set.contains(&hashes[*i]))
+                .collect()
+        };
+        if unseen.is_empty() {
+            return Ok(());
+        }
+        let to_check: Vec<SignedTransaction> = unseen.iter().map(|i| txs[*i].clone()).collect();
+        verify_signatures_parallel(&to_check).map_err(|j| unseen.get(j).copied().unwrap_or(0))?;
+        let mut seen = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+        for i in unseen {
+            seen.insert(hashes[i]);
+        }
+        Ok(())
+    }
+
     /// Checks a transaction against the head state as the next block would, without changing
     /// anything. A nonce ahead of the account nonce is accepted here (the mempool queues it);
     /// then only the checks that do not depend on earlier transactions run.
     pub fn check_tx(&self, tx: &SignedTransaction) -> Result<u64, TxError> {
         self.protocol.check_stateless(tx)?;
-        tx.verify_signature().map_err(|_| TxError::BadSignature)?;
+        let hash = tx.hash();
+        if !self.signature_seen(&hash) {
+            tx.verify_signature().map_err(|_| TxError::BadSignature)?;
+            self.verified
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(hash);
+        }
         let snapshot = self
             .state_snapshot()
             .map_err(|e| TxError::Store(depin_protocol::StoreError(e.to_string())))?;

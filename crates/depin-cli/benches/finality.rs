@@ -2,7 +2,8 @@
 //! (a devnet) on loopback, transactions signed here and posted over HTTP, their commit seen
 //! through the API. Prints a table. Run: `cargo bench -p depin-cli --bench finality`.
 //! Environment: BENCH_VALIDATORS (default "1,4"), BENCH_TXS (default 200),
-//! BENCH_BURST (default 640), BENCH_INTERVAL_MS (default 200).
+//! BENCH_BURST (default 640), BENCH_INTERVAL_MS (default 200), BENCH_SENDERS (default 400
+//! accounts funded by the user for the sustained run), BENCH_PER_SENDER (default 40).
 
 use depin_protocol::{Action, Genesis, Transaction};
 use depin_types::{Address, Amount, Hash, KeyFile, Keypair};
@@ -78,6 +79,27 @@ struct Net {
     apis: Vec<String>,
     genesis: Genesis,
     senders: Vec<Keypair>,
+    pids: Vec<u64>,
+}
+
+/// CPU seconds (user + system) a process has used, from /proc (Linux only; 0 elsewhere).
+fn cpu_seconds(pid: u64) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 fn start(validators: u64, interval_ms: u64) -> Net {
@@ -128,6 +150,18 @@ fn start(validators: u64, interval_ms: u64) -> Net {
         std::thread::sleep(Duration::from_millis(200));
     };
     let genesis: Genesis = serde_json::from_value(params).expect("genesis");
+    // Measure a running network: every validator has finalized a few blocks and its gossip
+    // mesh has had a moment to form.
+    let warm = Instant::now() + Duration::from_secs(60);
+    while !apis.iter().all(|api| {
+        get(&agent, &format!("{api}/v1/status"))
+            .and_then(|s| s["height"].as_u64())
+            .is_some_and(|h| h >= 5)
+    }) {
+        assert!(Instant::now() < warm, "devnet did not start finalizing");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(2));
     // The user and every node account are funded at genesis: they are the senders.
     let mut senders = vec![read_key(Path::new(
         state["user_key_file"].as_str().expect("user"),
@@ -137,12 +171,14 @@ fn start(validators: u64, interval_ms: u64) -> Net {
             .iter()
             .map(|n| read_key(Path::new(n["key_file"].as_str().expect("key")))),
     );
+    let pids = nodes.iter().filter_map(|n| n["pid"].as_u64()).collect();
     Net {
         _devnet: devnet,
         _dir: dir,
         apis,
         genesis,
         senders,
+        pids,
     }
 }
 
@@ -168,6 +204,105 @@ fn submit(agent: &ureq::Agent, apis: &[String], hex_tx: &str) {
         .send_json(serde_json::json!({ "tx": hex_tx }));
 }
 
+/// Transactions the node applied since it started (`depin_txs_applied_total`).
+fn applied(agent: &ureq::Agent, api: &str) -> u64 {
+    let Ok(mut r) = agent.get(&format!("{api}/metrics")).call() else {
+        return 0;
+    };
+    let text = r.body_mut().read_to_string().unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix("depin_txs_applied_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn nonce(agent: &ureq::Agent, api: &str, address: &Address) -> u64 {
+    get(agent, &format!("{api}/v1/accounts/{address}"))
+        .and_then(|v| v["nonce"].as_u64())
+        .unwrap_or(0)
+}
+
+/// Funds `count` fresh accounts from the user, 64 queued transfers at a time.
+fn fund_senders(net: &Net, count: usize) -> Vec<Keypair> {
+    let agent = agent();
+    let user = &net.senders[0];
+    let mut next = nonce(&agent, &net.apis[0], &user.address());
+    let keys: Vec<Keypair> = (0..count)
+        .map(|i| Keypair::from_seed(format!("bench sender {i}").as_bytes()))
+        .collect();
+    for chunk in keys.chunks(64) {
+        for key in chunk {
+            let signed = Transaction {
+                chain_id: net.genesis.chain_id.clone(),
+                sender: user.address(),
+                nonce: next,
+                fee: Amount(100_000),
+                action: Action::Transfer {
+                    to: key.address(),
+                    amount: Amount(1_000_000_000),
+                },
+            }
+            .sign(user);
+            submit(&agent, &net.apis, &hex::encode(signed.to_bytes()));
+            next += 1;
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while nonce(&agent, &net.apis[0], &user.address()) < next {
+            assert!(Instant::now() < deadline, "funding not committed");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    keys
+}
+
+/// Every sender posts `per_sender` transfers (spread over the validators' APIs by four
+/// client threads); returns (submitted/s, committed transfers/s) from the first post until
+/// the first validator has applied them all, and the node CPU milliseconds per transfer (all
+/// nodes together).
+fn sustained(net: &Net, senders: &[Keypair], per_sender: u64) -> (f64, f64, f64) {
+    let agent = agent();
+    let cpu_before: f64 = net.pids.iter().map(|p| cpu_seconds(*p)).sum();
+    let base = applied(&agent, &net.apis[0]);
+    let total = senders.len() as u64 * per_sender;
+    let to = net.senders[0].address();
+    // Sign everything first: the client's signing is not what is measured.
+    let mut batches: Vec<Vec<String>> = vec![Vec::new(); 4];
+    for round in 0..per_sender {
+        for (i, key) in senders.iter().enumerate() {
+            let (_, hex_tx) = transfer(&net.genesis, key, round, to);
+            batches[i % 4].push(hex_tx);
+        }
+    }
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        for (t, batch) in batches.iter().enumerate() {
+            let apis = &net.apis;
+            scope.spawn(move || {
+                let client = self::agent();
+                for (i, hex_tx) in batch.iter().enumerate() {
+                    let api = &apis[(t + i) % apis.len()];
+                    let _ = client
+                        .post(&format!("{api}/v1/txs"))
+                        .send_json(serde_json::json!({ "tx": hex_tx }));
+                }
+            });
+        }
+    });
+    let submit_secs = started.elapsed().as_secs_f64();
+    let deadline = started + Duration::from_secs(300);
+    while applied(&agent, &net.apis[0]) < base + total {
+        assert!(Instant::now() < deadline, "sustained run not committed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let cpu: f64 = net.pids.iter().map(|p| cpu_seconds(*p)).sum::<f64>() - cpu_before;
+    (
+        total as f64 / submit_secs,
+        total as f64 / secs,
+        cpu * 1000.0 / total as f64,
+    )
+}
+
 fn committed(agent: &ureq::Agent, api: &str, hash: &Hash) -> bool {
     get(agent, &format!("{api}/v1/txs/{hash}")).is_some_and(|v| v["status"] == "committed")
 }
@@ -183,10 +318,12 @@ fn main() {
     println!(
         "finality: devnet processes on loopback, block interval {interval_ms} ms; latency = POST to committed (polled every 5 ms)"
     );
+    let senders = env_list("BENCH_SENDERS", "400")[0] as usize;
+    let sustained_per_sender = env_list("BENCH_PER_SENDER", "40")[0].min(64);
     println!(
-        "| validators | txs | latency p50 ms | latency p99 ms | burst txs | burst transfers/s |"
+        "| validators | txs | latency p50 ms | latency p99 ms | burst txs | burst transfers/s | sustained txs | posted/s | sustained transfers/s | node CPU ms per transfer |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for validators in env_list("BENCH_VALIDATORS", "1,4") {
         let net = start(validators, interval_ms);
         let agent = agent();
@@ -229,12 +366,15 @@ fn main() {
             }
         }
         let burst_secs = started.elapsed().as_secs_f64();
+        let funded = fund_senders(&net, senders);
+        let (posted_rate, sustained_rate, cpu_ms) = sustained(&net, &funded, sustained_per_sender);
         println!(
-            "| {validators} | {txs} | {:.0} | {:.0} | {} | {:.0} |",
+            "| {validators} | {txs} | {:.0} | {:.0} | {} | {:.0} | {} | {posted_rate:.0} | {sustained_rate:.0} | {cpu_ms:.3} |",
             percentile(&latencies, 0.5).as_secs_f64() * 1000.0,
             percentile(&latencies, 0.99).as_secs_f64() * 1000.0,
             hashes.len(),
-            hashes.len() as f64 / burst_secs
+            hashes.len() as f64 / burst_secs,
+            funded.len() as u64 * sustained_per_sender,
         );
     }
 }

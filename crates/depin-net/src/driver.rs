@@ -160,11 +160,14 @@ fn build_behaviour(
         })
         // Messages are forwarded only after the size check in `on_gossip` accepts them.
         .validate_messages()
-        .validation_mode(gossipsub::ValidationMode::Strict)
+        // A transaction carries its sender's signature, checked by every mempool; signing
+        // and verifying the gossip envelope as well would double the per-transaction
+        // signature work of every node for nothing.
+        .validation_mode(gossipsub::ValidationMode::Anonymous)
         .build()
         .map_err(|e| NetError::Config(format!("gossipsub: {e}")))?;
     let mut gossipsub = gossipsub::Behaviour::new_with_subscription_filter(
-        gossipsub::MessageAuthenticity::Signed(identity.clone()),
+        gossipsub::MessageAuthenticity::Anonymous,
         gossip_config,
         // Remember peers' subscriptions to our topic only, so they cannot fill memory with
         // made-up topics.

@@ -626,3 +626,72 @@ fn malformed_consensus_messages_get_the_sender_blocked_and_counted() {
         agreed_at(&c.apps(&[0, 1, 2, 3]), h + 3);
     });
 }
+
+/// Benchmark, not a test: finality latency of N validators in simulated time, links of 50 ms
+/// (±5 ms jitter), 200 ms block interval. Prints a table. Run with
+/// `cargo test -p depin-chain --release --lib -- --ignored --nocapture simulated_finality_table`.
+#[test]
+#[ignore = "benchmark: prints a table"]
+fn simulated_finality_table() {
+    println!(
+        "| validators | link latency ms | block interval ms | epoch blocks | txs | finality p50 ms | finality p99 ms | blocks/s |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (n, epoch_blocks) in [(1u64, 30u64), (4, 30), (4, 5)] {
+        run(|context| async move {
+            let mut net = Net::new(n);
+            net.genesis.chain.epoch_blocks = epoch_blocks;
+            let all: Vec<usize> = (0..n as usize).collect();
+            let c = Cluster::start_net(&context, net, &all).await;
+            wait_for_height(&context, &c.apps(&[0]), 2).await;
+            let txs = 100u64;
+            let mut latencies = Vec::new();
+            let started = context.current();
+            let start_height = c.height(0);
+            for nonce in 0..txs {
+                // Arrive at an arbitrary point of the block interval.
+                let offset = (nonce * 37) % 200;
+                context.sleep(Duration::from_millis(offset)).await;
+                let submitted = context.current();
+                // Gossip puts a transaction in every validator's mempool; do the same.
+                for app in &c.apps {
+                    app.submit_bytes(&c.net.transfer(nonce)).expect("submit");
+                }
+                loop {
+                    let nonce_now = c.apps[0]
+                        .chain
+                        .account(&c.net.user.address())
+                        .expect("read")
+                        .map(|a| a.nonce)
+                        .unwrap_or(0);
+                    if nonce_now > nonce {
+                        break;
+                    }
+                    context.sleep(Duration::from_millis(1)).await;
+                }
+                let waited = context
+                    .current()
+                    .duration_since(submitted)
+                    .unwrap_or_default();
+                latencies.push(waited);
+            }
+            latencies.sort();
+            let pct = |p: f64| {
+                latencies[((latencies.len() as f64 - 1.0) * p).round() as usize].as_secs_f64()
+                    * 1000.0
+            };
+            let elapsed = context
+                .current()
+                .duration_since(started)
+                .unwrap_or_default()
+                .as_secs_f64();
+            println!(
+                "| {n} | {} | 200 | {epoch_blocks} | {txs} | {:.0} | {:.0} | {:.2} |",
+                if n == 1 { 0 } else { LINK.latency.as_millis() },
+                pct(0.5),
+                pct(0.99),
+                (c.height(0) - start_height) as f64 / elapsed
+            );
+        });
+    }
+}
