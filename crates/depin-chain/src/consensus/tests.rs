@@ -587,17 +587,7 @@ fn malformed_consensus_messages_get_the_sender_blocked_and_counted() {
             .register(channel::VOTES, channel_quota())
             .await
             .expect("register");
-        let blocked = |c: &Cluster| {
-            (0..4)
-                .map(|i| {
-                    c.apps[i]
-                        .chain
-                        .metrics
-                        .consensus_peers_blocked
-                        .load(std::sync::atomic::Ordering::Relaxed)
-                })
-                .sum::<u64>()
-        };
+        let blocked = |c: &Cluster| blocked_peers(c, &[0, 1, 2, 3]);
         for _ in 0..50 {
             if blocked(&c) > 0 {
                 break;
@@ -694,4 +684,44 @@ fn simulated_finality_table() {
             );
         });
     }
+}
+
+/// Peers blocked by any of the validators `indexes` (invalid or conflicting messages).
+fn blocked_peers(c: &Cluster, indexes: &[usize]) -> u64 {
+    indexes
+        .iter()
+        .map(|i| {
+            c.apps[*i]
+                .chain
+                .metrics
+                .consensus_peers_blocked
+                .load(std::sync::atomic::Ordering::Relaxed)
+        })
+        .sum()
+}
+
+#[test]
+fn a_validator_restarted_from_its_wal_never_double_votes() {
+    run(|context| async move {
+        let mut c = Cluster::start(&context, 4, &[0, 1, 2, 3]).await;
+        wait_for_height(&context, &c.apps(&[0, 1, 2, 3]), 2).await;
+        // Crash validators mid-view and restart them at once from their journals, many times:
+        // a replayed engine that signed a second, different vote for a view it already voted
+        // in would be caught by the others (conflicting notarize/finalize/nullify) and blocked.
+        for round in 0..12u64 {
+            let victim = (round % 4) as usize;
+            context
+                .sleep(Duration::from_millis(37 + (round * 53) % 250))
+                .await;
+            c.crash(victim);
+            context.sleep(Duration::from_millis((round * 29) % 120)).await;
+            c.restart(&context, victim).await;
+        }
+        let target = c.height(0) + 5;
+        wait_for_height(&context, &c.apps(&[0, 1, 2, 3]), target).await;
+        for h in 1..=target {
+            agreed_at(&c.apps(&[0, 1, 2, 3]), h);
+        }
+        assert_eq!(blocked_peers(&c, &[0, 1, 2, 3]), 0, "a peer sent conflicting votes");
+    });
 }
