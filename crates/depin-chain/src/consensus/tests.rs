@@ -714,7 +714,9 @@ fn a_validator_restarted_from_its_wal_never_double_votes() {
                 .sleep(Duration::from_millis(37 + (round * 53) % 250))
                 .await;
             c.crash(victim);
-            context.sleep(Duration::from_millis((round * 29) % 120)).await;
+            context
+                .sleep(Duration::from_millis((round * 29) % 120))
+                .await;
             c.restart(&context, victim).await;
         }
         let target = c.height(0) + 5;
@@ -722,6 +724,10 @@ fn a_validator_restarted_from_its_wal_never_double_votes() {
         for h in 1..=target {
             agreed_at(&c.apps(&[0, 1, 2, 3]), h);
         }
-        assert_eq!(blocked_peers(&c, &[0, 1, 2, 3]), 0, "a peer sent conflicting votes");
+        assert_eq!(
+            blocked_peers(&c, &[0, 1, 2, 3]),
+            0,
+            "a peer sent conflicting votes"
+        );
     });
 }
