@@ -11,6 +11,7 @@ pub mod error;
 pub mod params;
 pub mod service;
 pub mod state;
+pub mod storage;
 pub mod tx;
 
 pub use block::{Block, BlockHeader, Event, Finality, Receipt};
