@@ -447,6 +447,7 @@ impl Chain {
         let mut overlay = Overlay::new(&state);
         let ctx = BlockContext {
             height: view.height + 1,
+            parent,
             timestamp_ms: timestamp_ms.max(view.timestamp_ms),
             proposer,
         };
@@ -617,6 +618,7 @@ impl Chain {
         let mut overlay = Overlay::new(&state);
         let ctx = BlockContext {
             height: h.height,
+            parent: h.parent,
             timestamp_ms: h.timestamp_ms,
             proposer: h.proposer,
         };
@@ -1024,6 +1026,7 @@ impl Chain {
         let head = self.head();
         let ctx = BlockContext {
             height: head.height + 1,
+            parent: head.hash,
             timestamp_ms: head.timestamp_ms,
             proposer: Address::default(),
         };

@@ -83,12 +83,15 @@ impl std::fmt::Debug for Protocol {
 }
 
 impl Protocol {
+    /// The protocol with the built-in service modules (storage).
     pub fn new(genesis: Genesis) -> Result<Protocol, GenesisError> {
         genesis.validate()?;
-        Ok(Protocol {
+        let mut protocol = Protocol {
             genesis,
             services: BTreeMap::new(),
-        })
+        };
+        protocol.register_service(Arc::new(storage::StorageModule));
+        Ok(protocol)
     }
 
     /// Plugs a service's transaction handling and proof checks into the ledger.

@@ -24,6 +24,10 @@ pub struct Genesis {
     pub slashing: SlashingParams,
     pub data_credits: DataCreditParams,
     pub fees: FeeParams,
+    /// Storage service: erasure profile, prices, deal limits. Genesis files written before
+    /// the storage service get the devnet defaults.
+    #[serde(default = "StorageParams::devnet")]
+    pub storage: StorageParams,
     #[serde(default)]
     pub validators: Vec<GenesisValidator>,
     #[serde(default)]
@@ -99,6 +103,77 @@ impl StakingParams {
             ServiceKind::Compute => self.min_stake_compute,
             ServiceKind::Coverage => self.min_stake_coverage,
             ServiceKind::Video => self.min_stake_video,
+        }
+    }
+}
+
+/// How objects are erasure-coded: any `data_pieces` of a segment's pieces rebuild it; repair
+/// starts when healthy pieces fall to `repair_threshold`; a deal activates once
+/// `success_threshold` pieces of every segment are stored; `total_pieces` are placed at most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErasureProfile {
+    pub data_pieces: u16,
+    pub repair_threshold: u16,
+    pub success_threshold: u16,
+    pub total_pieces: u16,
+}
+
+impl ErasureProfile {
+    /// Fits a devnet of 6 to 8 providers.
+    pub const DEVNET: ErasureProfile = ErasureProfile {
+        data_pieces: 4,
+        repair_threshold: 5,
+        success_threshold: 6,
+        total_pieces: 8,
+    };
+
+    /// Storj-like durability for a large network.
+    pub const PRODUCTION: ErasureProfile = ErasureProfile {
+        data_pieces: 16,
+        repair_threshold: 24,
+        success_threshold: 40,
+        total_pieces: 52,
+    };
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageParams {
+    pub erasure: ErasureProfile,
+    /// Largest segment (the unit that is erasure-coded) in bytes.
+    pub max_segment_bytes: u64,
+    pub max_segments_per_deal: u32,
+    /// Storage price in Data Credits per GiB of piece bytes per epoch.
+    pub price_dc_per_gib_epoch: u64,
+    /// Escrowed on top of the storage payments to pay repairers, in basis points of them.
+    pub repair_budget_bps: u16,
+    pub max_deal_epochs: u64,
+    /// A deal not active (success threshold stored) within this many epochs is cancelled
+    /// and its escrow refunded.
+    pub activation_epochs: u64,
+    /// Consecutive missed proofs after which a piece counts as lost (and is repaired).
+    pub missed_proofs_to_lose: u8,
+}
+
+impl StorageParams {
+    pub fn devnet() -> StorageParams {
+        StorageParams {
+            erasure: ErasureProfile::DEVNET,
+            max_segment_bytes: 64 * 1024 * 1024,
+            max_segments_per_deal: 64,
+            price_dc_per_gib_epoch: 100,
+            repair_budget_bps: 2000,
+            max_deal_epochs: 1_000_000,
+            activation_epochs: 2,
+            missed_proofs_to_lose: 2,
+        }
+    }
+
+    pub fn production() -> StorageParams {
+        StorageParams {
+            erasure: ErasureProfile::PRODUCTION,
+            ..StorageParams::devnet()
         }
     }
 }
@@ -219,6 +294,26 @@ impl Genesis {
         {
             return bad("data_credits prices must be positive");
         }
+        let e = &self.storage.erasure;
+        if !(1 <= e.data_pieces
+            && e.data_pieces <= e.repair_threshold
+            && e.repair_threshold < e.success_threshold
+            && e.success_threshold <= e.total_pieces
+            && e.total_pieces <= 256)
+        {
+            return bad(
+                "storage.erasure needs 1 <= data_pieces <= repair_threshold < success_threshold <= total_pieces <= 256",
+            );
+        }
+        let st = &self.storage;
+        if st.max_segment_bytes == 0
+            || st.max_segments_per_deal == 0
+            || st.max_deal_epochs == 0
+            || st.activation_epochs == 0
+            || st.missed_proofs_to_lose == 0
+        {
+            return bad("storage limits must be positive");
+        }
         if self.validators.is_empty() {
             return bad("at least one validator is required");
         }
@@ -306,6 +401,7 @@ impl Genesis {
                 base_fee: Amount(1_000),
                 fee_per_byte: Amount(1),
             },
+            storage: StorageParams::devnet(),
             validators: validators
                 .iter()
                 .map(|a| GenesisValidator {

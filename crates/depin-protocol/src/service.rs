@@ -16,6 +16,8 @@ use depin_types::{Address, Amount, ServiceKind};
 #[derive(Debug, Clone)]
 pub struct BlockContext {
     pub height: u64,
+    /// Hash of the parent block: the chain's entropy (challenges, placement).
+    pub parent: depin_types::Hash,
     pub timestamp_ms: u64,
     pub proposer: Address,
 }
@@ -162,10 +164,21 @@ impl ServiceContext<'_, '_> {
         provider: Address,
         data_credits: u128,
     ) -> Result<Event, TxError> {
-        let consumer_key = StateKey::Account(consumer);
+        self.lock_data_credits(consumer, data_credits)?;
+        self.pay_from_escrow(consumer, provider, data_credits)
+    }
+
+    /// Takes `data_credits` from the consumer's account into a service escrow (they stay in
+    /// existence until paid out or refunded).
+    pub fn lock_data_credits(
+        &mut self,
+        consumer: Address,
+        data_credits: u128,
+    ) -> Result<(), TxError> {
+        let key = StateKey::Account(consumer);
         let mut account: Account = self
             .state
-            .get(&consumer_key)?
+            .get(&key)?
             .ok_or_else(|| TxError::UnknownAccount(consumer.to_string()))?;
         if account.data_credits < data_credits {
             return Err(TxError::InsufficientDataCredits {
@@ -174,7 +187,34 @@ impl ServiceContext<'_, '_> {
             });
         }
         account.data_credits -= data_credits;
-        self.state.put(&consumer_key, &account);
+        self.state.put(&key, &account);
+        Ok(())
+    }
+
+    /// Returns escrowed Data Credits to the consumer's account.
+    pub fn refund_data_credits(
+        &mut self,
+        consumer: Address,
+        data_credits: u128,
+    ) -> Result<(), TxError> {
+        let key = StateKey::Account(consumer);
+        let mut account: Account = self.state.get(&key)?.unwrap_or_default();
+        account.data_credits = account
+            .data_credits
+            .checked_add(data_credits)
+            .ok_or(TxError::AmountOverflow)?;
+        self.state.put(&key, &account);
+        Ok(())
+    }
+
+    /// Pays escrowed Data Credits of `consumer` to `provider`: they are burned and the provider
+    /// is minted tokens of the same USD value at the current oracle price.
+    pub fn pay_from_escrow(
+        &mut self,
+        consumer: Address,
+        provider: Address,
+        data_credits: u128,
+    ) -> Result<Event, TxError> {
         update_supply(self.state, |supply| {
             supply.data_credits_outstanding =
                 supply.data_credits_outstanding.saturating_sub(data_credits);
@@ -193,6 +233,11 @@ impl ServiceContext<'_, '_> {
             data_credits,
             tokens_minted: tokens,
         })
+    }
+
+    /// The current epoch (blocks `1..=epoch_blocks` are epoch 0).
+    pub fn epoch(&self) -> u64 {
+        self.block.epoch(self.genesis.chain.epoch_blocks)
     }
 }
 

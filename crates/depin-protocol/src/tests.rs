@@ -223,6 +223,7 @@ impl Fixture {
     fn block(&self) -> BlockContext {
         BlockContext {
             height: self.height,
+            parent: depin_types::Hash::tagged("test parent", &[&self.height.to_le_bytes()]),
             timestamp_ms: self.height * 1_000,
             proposer: self.validator.address(),
         }
@@ -350,6 +351,13 @@ impl Fixture {
                         .checked_add(account.data_credits)
                         .expect("data credits fit u128");
                     vec![account.balance]
+                }
+                StateKey::Service(ServiceKind::Storage, k) if k.starts_with(b"d/") => {
+                    // Data Credits held in a deal's escrow still exist.
+                    let deal: crate::storage::Deal =
+                        borsh::from_slice(value).expect("deal decodes");
+                    data_credits += deal.escrow_dc + deal.repair_budget_dc;
+                    Vec::new()
                 }
                 StateKey::Stake(_) => {
                     let stake: Stake = borsh::from_slice(value).expect("stake decodes");
@@ -1395,3 +1403,5 @@ fn the_validator_set_is_the_top_stake_among_candidates_one_epoch_ahead() {
     assert_eq!(validator_set(&f, 5), vec![b.address()]);
     f.check_supply();
 }
+
+mod storage;

@@ -3,3 +3,14 @@
 //! stores and serves pieces is `depin-storage`.
 
 pub mod merkle;
+mod module;
+mod types;
+
+pub use module::{
+    MAX_ITEMS_PER_TX, MIN_PLACEMENT_REPUTATION_PPM, StorageModule, challenge_chunk, epoch_seed,
+    piece_epoch_dc,
+};
+pub use types::{
+    Deal, DealStatus, MAX_PIECES_PER_PROVIDER, Piece, PieceProof, PieceRef, PieceState,
+    ProviderUsage, SegmentInfo, SegmentSpec, StorageTx, keys,
+};

@@ -1,0 +1,807 @@
+//! The storage service module: opening deals (escrow and placement), confirmations and
+//! activation, proof checks with payment, and the epoch sweep (missed proofs, expiry,
+//! cancellation, repair marking).
+
+use super::merkle::{self, ChunkProof};
+use super::types::*;
+use crate::block::Event;
+use crate::error::TxError;
+use crate::params::BPS_DENOMINATOR;
+use crate::service::{ServiceContext, ServiceModule};
+use crate::state::{Provider, Stake, StateKey, StoreError};
+use borsh::{BorshDeserialize, BorshSerialize};
+use depin_types::{Address, Hash, ServiceKind};
+
+const GIB: u128 = 1 << 30;
+
+/// A provider below this reputation (parts per million) gets no new pieces.
+pub const MIN_PLACEMENT_REPUTATION_PPM: u64 = 500_000;
+
+/// Most proofs or confirmations in one transaction.
+pub const MAX_ITEMS_PER_TX: usize = 256;
+
+/// The pure storage rules, registered as the `storage` service.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StorageModule;
+
+fn reject(code: &'static str, reason: impl Into<String>) -> TxError {
+    TxError::ServiceRejected {
+        service: ServiceKind::Storage,
+        code,
+        reason: reason.into(),
+    }
+}
+
+fn get<T: BorshDeserialize>(
+    ctx: &ServiceContext<'_, '_>,
+    key: &[u8],
+) -> Result<Option<T>, StoreError> {
+    match ctx.get_record(key)? {
+        Some(bytes) => borsh::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| StoreError(format!("storage record: {e}"))),
+        None => Ok(None),
+    }
+}
+
+fn put<T: BorshSerialize>(ctx: &mut ServiceContext<'_, '_>, key: &[u8], value: &T) {
+    ctx.put_record(key, Some(depin_types::encode(value)));
+}
+
+/// Data Credits for storing one piece of `piece_bytes` for one epoch (at least 1).
+pub fn piece_epoch_dc(piece_bytes: u64, price_dc_per_gib_epoch: u64) -> u128 {
+    (u128::from(piece_bytes) * u128::from(price_dc_per_gib_epoch))
+        .div_ceil(GIB)
+        .max(1)
+}
+
+/// The chunk of a piece challenged in `epoch`, from the epoch's seed.
+pub fn challenge_chunk(seed: &Hash, piece: &PieceRef, epoch: u64, piece_bytes: u64) -> u64 {
+    let digest = Hash::tagged(
+        "depin storage challenge",
+        &[
+            seed.as_bytes(),
+            piece.deal.as_bytes(),
+            &piece.segment.to_be_bytes(),
+            &piece.piece.to_be_bytes(),
+            &epoch.to_be_bytes(),
+        ],
+    );
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest.as_bytes()[..8]);
+    u64::from_be_bytes(first) % merkle::chunk_count(piece_bytes)
+}
+
+/// The challenge seed of `epoch`: the hash of the block before the epoch's first block.
+pub fn epoch_seed(ctx: &ServiceContext<'_, '_>, epoch: u64) -> Result<Option<Hash>, StoreError> {
+    get(ctx, &keys::seed(epoch))
+}
+
+impl ServiceModule for StorageModule {
+    fn service(&self) -> ServiceKind {
+        ServiceKind::Storage
+    }
+
+    fn max_payload_bytes(&self) -> usize {
+        // A transaction's own limit applies first; this only bounds the decoder.
+        8 * 1024 * 1024
+    }
+
+    fn apply(
+        &self,
+        ctx: &mut ServiceContext<'_, '_>,
+        sender: Address,
+        payload: &[u8],
+    ) -> Result<Vec<Event>, TxError> {
+        let tx: StorageTx = depin_types::decode_bounded(payload, self.max_payload_bytes())
+            .map_err(|e| reject("malformed_storage_tx", e.to_string()))?;
+        match tx {
+            StorageTx::OpenDeal {
+                object_bytes,
+                encrypted,
+                epochs,
+                segments,
+            } => open_deal(ctx, sender, object_bytes, encrypted, epochs, segments),
+            StorageTx::ConfirmPieces { pieces } => confirm_pieces(ctx, sender, &pieces),
+            StorageTx::SubmitProofs { epoch, proofs } => submit_proofs(ctx, sender, epoch, proofs),
+            StorageTx::DeleteDeal { deal } => delete_deal(ctx, sender, &deal),
+        }
+    }
+
+    fn end_epoch(&self, ctx: &mut ServiceContext<'_, '_>, epoch: u64) -> Result<(), StoreError> {
+        end_epoch(ctx, epoch).map_err(|e| match e {
+            TxError::Store(s) => s,
+            other => StoreError(format!("storage epoch processing: {other}")),
+        })
+    }
+}
+
+fn open_deal(
+    ctx: &mut ServiceContext<'_, '_>,
+    owner: Address,
+    object_bytes: u64,
+    encrypted: bool,
+    epochs: u64,
+    segments: Vec<SegmentSpec>,
+) -> Result<Vec<Event>, TxError> {
+    let params = ctx.genesis.storage.clone();
+    let profile = params.erasure;
+    if epochs == 0 || epochs > params.max_deal_epochs {
+        return Err(reject(
+            "bad_deal",
+            format!("epochs must be 1 to {}", params.max_deal_epochs),
+        ));
+    }
+    if segments.is_empty() || segments.len() > params.max_segments_per_deal as usize {
+        return Err(reject(
+            "bad_deal",
+            format!("a deal has 1 to {} segments", params.max_segments_per_deal),
+        ));
+    }
+    let k = u64::from(profile.data_pieces);
+    let mut total_segment_bytes = 0u64;
+    for (i, s) in segments.iter().enumerate() {
+        let min_piece = s.segment_bytes.div_ceil(k).max(1);
+        if s.segment_bytes > params.max_segment_bytes
+            || s.roots.len() != usize::from(profile.total_pieces)
+            || s.piece_bytes < min_piece
+            || s.piece_bytes > min_piece + 64
+        {
+            return Err(reject(
+                "bad_deal",
+                format!(
+                    "segment {i}: at most {} bytes, {} piece roots, pieces of {min_piece} to {} bytes",
+                    params.max_segment_bytes,
+                    profile.total_pieces,
+                    min_piece + 64
+                ),
+            ));
+        }
+        total_segment_bytes = total_segment_bytes.saturating_add(s.segment_bytes);
+    }
+    if total_segment_bytes < object_bytes {
+        return Err(reject("bad_deal", "segments are smaller than the object"));
+    }
+
+    let number: u64 = get(ctx, keys::NEXT_DEAL)?.unwrap_or(0);
+    let id = Hash::tagged(
+        "depin storage deal",
+        &[&number.to_be_bytes(), &owner.0, ctx.block.parent.as_bytes()],
+    );
+    put(ctx, keys::NEXT_DEAL, &(number + 1));
+
+    // Place every segment's pieces on distinct providers, reserving their capacity.
+    let mut candidates = placement_candidates(ctx)?;
+    let mut escrow: u128 = 0;
+    let mut infos = Vec::with_capacity(segments.len());
+    for (segment_index, spec) in segments.iter().enumerate() {
+        let chosen = place_segment(
+            ctx,
+            &mut candidates,
+            &id,
+            segment_index as u32,
+            spec.piece_bytes,
+            usize::from(profile.total_pieces),
+        );
+        if chosen.len() < usize::from(profile.success_threshold) {
+            return Err(reject(
+                "not_enough_providers",
+                format!(
+                    "segment {segment_index} needs {} providers with {} bytes free, {} found",
+                    profile.success_threshold,
+                    spec.piece_bytes,
+                    chosen.len()
+                ),
+            ));
+        }
+        let per_piece = piece_epoch_dc(spec.piece_bytes, params.price_dc_per_gib_epoch)
+            .checked_mul(u128::from(epochs))
+            .ok_or(TxError::AmountOverflow)?;
+        for (piece_index, root) in spec.roots.iter().enumerate() {
+            let provider = chosen.get(piece_index).copied();
+            let r = PieceRef {
+                deal: id,
+                segment: segment_index as u32,
+                piece: piece_index as u16,
+            };
+            if let Some(p) = provider {
+                reserve(ctx, &p, &r, spec.piece_bytes)?;
+                escrow = escrow
+                    .checked_add(per_piece)
+                    .ok_or(TxError::AmountOverflow)?;
+            }
+            put(
+                ctx,
+                &keys::piece(&r),
+                &Piece {
+                    root: *root,
+                    provider,
+                    state: if provider.is_some() {
+                        PieceState::Assigned
+                    } else {
+                        PieceState::Unplaced
+                    },
+                    checked_epoch: None,
+                    misses: 0,
+                },
+            );
+        }
+        infos.push(SegmentInfo {
+            segment_bytes: spec.segment_bytes,
+            piece_bytes: spec.piece_bytes,
+            needs_repair: false,
+        });
+    }
+    let repair_budget = escrow
+        .checked_mul(u128::from(params.repair_budget_bps))
+        .ok_or(TxError::AmountOverflow)?
+        / BPS_DENOMINATOR;
+    let total = escrow
+        .checked_add(repair_budget)
+        .ok_or(TxError::AmountOverflow)?;
+    ctx.lock_data_credits(owner, total)?;
+    let deal = Deal {
+        id,
+        owner,
+        object_bytes,
+        encrypted,
+        data_pieces: profile.data_pieces,
+        repair_threshold: profile.repair_threshold,
+        success_threshold: profile.success_threshold,
+        total_pieces: profile.total_pieces,
+        segments: infos,
+        epochs,
+        opened_height: ctx.block.height,
+        opened_epoch: ctx.epoch(),
+        start_epoch: None,
+        end_epoch: None,
+        status: DealStatus::Pending,
+        escrow_dc: escrow,
+        repair_budget_dc: repair_budget,
+        paid_dc: 0,
+    };
+    put(ctx, &keys::deal(&id), &deal);
+    let mut open: Vec<Hash> = get(ctx, keys::OPEN_DEALS)?.unwrap_or_default();
+    open.push(id);
+    put(ctx, keys::OPEN_DEALS, &open);
+    Ok(vec![Event::Service {
+        service: ServiceKind::Storage,
+        name: format!("deal_opened {id} escrow_dc={total}"),
+    }])
+}
+
+/// A provider that may take new pieces, with its placement weight and free space.
+struct Candidate {
+    address: Address,
+    weight: u128,
+    free_bytes: u64,
+}
+
+fn placement_candidates(ctx: &ServiceContext<'_, '_>) -> Result<Vec<Candidate>, TxError> {
+    let set: Vec<Address> = ctx.state.get(&StateKey::ProviderSet)?.unwrap_or_default();
+    let minimum = ctx.genesis.staking.min_stake(ServiceKind::Storage);
+    let mut out = Vec::new();
+    for address in set {
+        let Some(provider) = ctx.state.get::<Provider>(&StateKey::Provider(address))? else {
+            continue;
+        };
+        let Some(offer) = provider
+            .services
+            .iter()
+            .find(|o| o.service == ServiceKind::Storage)
+        else {
+            continue;
+        };
+        let reputation = provider.reputation_ppm();
+        if reputation < MIN_PLACEMENT_REPUTATION_PPM {
+            continue;
+        }
+        let stake: Stake = ctx
+            .state
+            .get(&StateKey::Stake(address))?
+            .unwrap_or_default();
+        if stake.bonded < minimum || stake.bonded.is_zero() {
+            continue;
+        }
+        let usage: ProviderUsage = get(ctx, &keys::usage(&address))?.unwrap_or_default();
+        if usage.pieces.len() >= MAX_PIECES_PER_PROVIDER {
+            continue;
+        }
+        // Stake in whole thousandths of the minimum keeps the weight product far from overflow.
+        let stake_weight = (stake.bonded.0 / minimum.0.max(1)).clamp(1, 1_000_000);
+        out.push(Candidate {
+            address,
+            weight: stake_weight * u128::from(reputation),
+            free_bytes: offer.capacity.saturating_sub(usage.committed_bytes),
+        });
+    }
+    Ok(out)
+}
+
+/// Picks up to `count` distinct providers with room for a piece, by weighted draws from the
+/// block's entropy; takes the space from `candidates` so later segments see it used.
+fn place_segment(
+    ctx: &ServiceContext<'_, '_>,
+    candidates: &mut [Candidate],
+    deal: &Hash,
+    segment: u32,
+    piece_bytes: u64,
+    count: usize,
+) -> Vec<Address> {
+    let mut eligible: Vec<usize> = (0..candidates.len())
+        .filter(|i| candidates[*i].free_bytes >= piece_bytes)
+        .collect();
+    let mut chosen = Vec::with_capacity(count);
+    let mut draw = 0u32;
+    while chosen.len() < count && !eligible.is_empty() {
+        let total: u128 = eligible.iter().map(|i| candidates[*i].weight).sum();
+        let digest = Hash::tagged(
+            "depin storage placement",
+            &[
+                ctx.block.parent.as_bytes(),
+                deal.as_bytes(),
+                &segment.to_be_bytes(),
+                &draw.to_be_bytes(),
+            ],
+        );
+        let mut r = [0u8; 16];
+        r.copy_from_slice(&digest.as_bytes()[..16]);
+        let mut point = u128::from_be_bytes(r) % total.max(1);
+        let mut pick = 0;
+        for (pos, i) in eligible.iter().enumerate() {
+            if point < candidates[*i].weight {
+                pick = pos;
+                break;
+            }
+            point -= candidates[*i].weight;
+        }
+        let index = eligible.remove(pick);
+        candidates[index].free_bytes -= piece_bytes;
+        chosen.push(candidates[index].address);
+        draw += 1;
+    }
+    chosen
+}
+
+fn reserve(
+    ctx: &mut ServiceContext<'_, '_>,
+    provider: &Address,
+    piece: &PieceRef,
+    bytes: u64,
+) -> Result<(), TxError> {
+    let key = keys::usage(provider);
+    let mut usage: ProviderUsage = get(ctx, &key)?.unwrap_or_default();
+    usage.committed_bytes = usage
+        .committed_bytes
+        .checked_add(bytes)
+        .ok_or(TxError::AmountOverflow)?;
+    usage.pieces.push(*piece);
+    put(ctx, &key, &usage);
+    Ok(())
+}
+
+fn release(
+    ctx: &mut ServiceContext<'_, '_>,
+    provider: &Address,
+    piece: &PieceRef,
+    bytes: u64,
+) -> Result<(), TxError> {
+    let key = keys::usage(provider);
+    let mut usage: ProviderUsage = get(ctx, &key)?.unwrap_or_default();
+    if let Some(pos) = usage.pieces.iter().position(|p| p == piece) {
+        usage.pieces.remove(pos);
+        usage.committed_bytes = usage.committed_bytes.saturating_sub(bytes);
+        put(ctx, &key, &usage);
+    }
+    Ok(())
+}
+
+fn load_deal(ctx: &ServiceContext<'_, '_>, id: &Hash) -> Result<Deal, TxError> {
+    get(ctx, &keys::deal(id))?.ok_or_else(|| reject("unknown_deal", format!("no deal {id}")))
+}
+
+fn load_piece(ctx: &ServiceContext<'_, '_>, r: &PieceRef) -> Result<Piece, TxError> {
+    get(ctx, &keys::piece(r))?.ok_or_else(|| {
+        reject(
+            "unknown_piece",
+            format!("no piece {}/{} in deal {}", r.segment, r.piece, r.deal),
+        )
+    })
+}
+
+fn confirm_pieces(
+    ctx: &mut ServiceContext<'_, '_>,
+    sender: Address,
+    pieces: &[PieceRef],
+) -> Result<Vec<Event>, TxError> {
+    if pieces.is_empty() || pieces.len() > MAX_ITEMS_PER_TX {
+        return Err(reject(
+            "bad_confirmation",
+            format!("confirm 1 to {MAX_ITEMS_PER_TX} pieces"),
+        ));
+    }
+    let mut touched: Vec<Hash> = Vec::new();
+    for r in pieces {
+        let deal = load_deal(ctx, &r.deal)?;
+        if !matches!(deal.status, DealStatus::Pending | DealStatus::Active) {
+            return Err(reject(
+                "deal_closed",
+                format!("deal {} is not open", r.deal),
+            ));
+        }
+        let mut piece = load_piece(ctx, r)?;
+        if piece.provider != Some(sender) {
+            return Err(reject(
+                "not_assigned_provider",
+                format!(
+                    "piece {}/{} of deal {} is not assigned to the sender",
+                    r.segment, r.piece, r.deal
+                ),
+            ));
+        }
+        if piece.state != PieceState::Assigned {
+            return Err(reject(
+                "piece_not_assigned",
+                format!(
+                    "piece {}/{} of deal {} is not waiting for confirmation",
+                    r.segment, r.piece, r.deal
+                ),
+            ));
+        }
+        piece.state = PieceState::Stored;
+        put(ctx, &keys::piece(r), &piece);
+        if !touched.contains(&r.deal) {
+            touched.push(r.deal);
+        }
+    }
+    let mut events = Vec::new();
+    for id in touched {
+        if let Some(e) = activate_if_ready(ctx, &id)? {
+            events.push(e);
+        }
+    }
+    Ok(events)
+}
+
+/// Activates a pending deal whose every segment has the success threshold stored: proofs are
+/// due from the next epoch, and the long tail of unconfirmed pieces is released (and its
+/// escrow share refunded).
+fn activate_if_ready(
+    ctx: &mut ServiceContext<'_, '_>,
+    id: &Hash,
+) -> Result<Option<Event>, TxError> {
+    let mut deal = load_deal(ctx, id)?;
+    if deal.status != DealStatus::Pending {
+        return Ok(None);
+    }
+    for (s, _) in deal.segments.iter().enumerate() {
+        let mut stored = 0u16;
+        for p in 0..deal.total_pieces {
+            let r = PieceRef {
+                deal: *id,
+                segment: s as u32,
+                piece: p,
+            };
+            if load_piece(ctx, &r)?.state == PieceState::Stored {
+                stored += 1;
+            }
+        }
+        if stored < deal.success_threshold {
+            return Ok(None);
+        }
+    }
+    let price = ctx.genesis.storage.price_dc_per_gib_epoch;
+    let mut refund: u128 = 0;
+    for (s, info) in deal.segments.clone().iter().enumerate() {
+        for p in 0..deal.total_pieces {
+            let r = PieceRef {
+                deal: *id,
+                segment: s as u32,
+                piece: p,
+            };
+            let mut piece = load_piece(ctx, &r)?;
+            if piece.state == PieceState::Assigned {
+                piece.state = PieceState::Released;
+                if let Some(provider) = piece.provider {
+                    release(ctx, &provider, &r, info.piece_bytes)?;
+                }
+                put(ctx, &keys::piece(&r), &piece);
+                refund += piece_epoch_dc(info.piece_bytes, price) * u128::from(deal.epochs);
+            }
+        }
+    }
+    let refund = refund.min(deal.escrow_dc);
+    deal.escrow_dc -= refund;
+    ctx.refund_data_credits(deal.owner, refund)?;
+    let start = ctx.epoch() + 1;
+    deal.start_epoch = Some(start);
+    deal.end_epoch = Some(start + deal.epochs);
+    deal.status = DealStatus::Active;
+    put(ctx, &keys::deal(id), &deal);
+    Ok(Some(Event::Service {
+        service: ServiceKind::Storage,
+        name: format!("deal_active {id} from_epoch={start}"),
+    }))
+}
+
+fn submit_proofs(
+    ctx: &mut ServiceContext<'_, '_>,
+    sender: Address,
+    epoch: u64,
+    proofs: Vec<PieceProof>,
+) -> Result<Vec<Event>, TxError> {
+    if proofs.is_empty() || proofs.len() > MAX_ITEMS_PER_TX {
+        return Err(reject(
+            "bad_proofs",
+            format!("submit 1 to {MAX_ITEMS_PER_TX} proofs"),
+        ));
+    }
+    let current = ctx.epoch();
+    if epoch != current {
+        return Err(reject(
+            "wrong_epoch",
+            format!("proofs are for epoch {current}, not {epoch}"),
+        ));
+    }
+    let Some(seed) = epoch_seed(ctx, epoch)? else {
+        return Err(reject(
+            "no_challenge",
+            format!("epoch {epoch} has no challenge seed yet"),
+        ));
+    };
+    let params = ctx.genesis.storage.clone();
+    let mut events = Vec::new();
+    for PieceProof { piece: r, proof } in proofs {
+        let deal = load_deal(ctx, &r.deal)?;
+        let active = deal.status == DealStatus::Active
+            && deal.start_epoch.is_some_and(|s| s <= epoch)
+            && deal.end_epoch.is_some_and(|e| epoch < e);
+        if !active {
+            return Err(reject(
+                "deal_not_active",
+                format!("deal {} owes no proof in epoch {epoch}", r.deal),
+            ));
+        }
+        let mut piece = load_piece(ctx, &r)?;
+        if piece.provider != Some(sender) || piece.state != PieceState::Stored {
+            return Err(reject(
+                "not_assigned_provider",
+                format!(
+                    "the sender does not hold piece {}/{} of deal {}",
+                    r.segment, r.piece, r.deal
+                ),
+            ));
+        }
+        if piece.checked_epoch == Some(epoch) {
+            return Err(reject(
+                "already_proven",
+                format!(
+                    "piece {}/{} of deal {} was checked this epoch",
+                    r.segment, r.piece, r.deal
+                ),
+            ));
+        }
+        let info = deal
+            .segments
+            .get(r.segment as usize)
+            .ok_or_else(|| StoreError(format!("deal {} lacks segment {}", r.deal, r.segment)))?
+            .clone();
+        let index = challenge_chunk(&seed, &r, epoch, info.piece_bytes);
+        piece.checked_epoch = Some(epoch);
+        if verify(&piece.root, info.piece_bytes, index, &proof) {
+            piece.misses = 0;
+            put(ctx, &keys::piece(&r), &piece);
+            let dc = piece_epoch_dc(info.piece_bytes, params.price_dc_per_gib_epoch);
+            events.push(pay(ctx, &r.deal, sender, dc)?);
+            events.push(ctx.record_work(sender, info.piece_bytes.div_ceil(1024))?);
+        } else {
+            piece.misses = piece.misses.saturating_add(1);
+            let reason = format!(
+                "invalid storage proof: deal {} segment {} piece {} epoch {epoch} chunk {index}",
+                r.deal, r.segment, r.piece
+            );
+            events.push(ctx.slash(sender, ctx.genesis.slashing.invalid_proof_bps, &reason)?);
+            if piece.misses >= params.missed_proofs_to_lose {
+                events.extend(lose_piece(ctx, &r, &mut piece, info.piece_bytes)?);
+            }
+            put(ctx, &keys::piece(&r), &piece);
+        }
+    }
+    Ok(events)
+}
+
+fn verify(root: &Hash, piece_bytes: u64, index: u64, proof: &ChunkProof) -> bool {
+    merkle::verify_chunk(root.as_bytes(), piece_bytes, index, proof)
+}
+
+/// Pays one piece-epoch from the deal's escrow (what is left of it).
+fn pay(
+    ctx: &mut ServiceContext<'_, '_>,
+    id: &Hash,
+    provider: Address,
+    dc: u128,
+) -> Result<Event, TxError> {
+    let mut deal = load_deal(ctx, id)?;
+    let dc = dc.min(deal.escrow_dc);
+    deal.escrow_dc -= dc;
+    deal.paid_dc = deal.paid_dc.saturating_add(dc);
+    put(ctx, &keys::deal(id), &deal);
+    ctx.pay_from_escrow(deal.owner, provider, dc)
+}
+
+/// Marks a piece lost, frees its provider's space, and flags its segment for repair when the
+/// healthy pieces fell to the threshold.
+fn lose_piece(
+    ctx: &mut ServiceContext<'_, '_>,
+    r: &PieceRef,
+    piece: &mut Piece,
+    piece_bytes: u64,
+) -> Result<Vec<Event>, TxError> {
+    piece.state = PieceState::Lost;
+    if let Some(provider) = piece.provider {
+        release(ctx, &provider, r, piece_bytes)?;
+    }
+    put(ctx, &keys::piece(r), piece);
+    let mut deal = load_deal(ctx, &r.deal)?;
+    let healthy = healthy_pieces(ctx, &deal, r.segment)?;
+    let mut events = Vec::new();
+    if let Some(info) = deal.segments.get_mut(r.segment as usize)
+        && healthy <= deal.repair_threshold
+        && !info.needs_repair
+    {
+        info.needs_repair = true;
+        events.push(Event::Service {
+            service: ServiceKind::Storage,
+            name: format!(
+                "segment_needs_repair {} {} healthy={healthy}",
+                r.deal, r.segment
+            ),
+        });
+        put(ctx, &keys::deal(&r.deal), &deal);
+    }
+    Ok(events)
+}
+
+fn healthy_pieces(ctx: &ServiceContext<'_, '_>, deal: &Deal, segment: u32) -> Result<u16, TxError> {
+    let mut healthy = 0;
+    for p in 0..deal.total_pieces {
+        let r = PieceRef {
+            deal: deal.id,
+            segment,
+            piece: p,
+        };
+        if load_piece(ctx, &r)?.state == PieceState::Stored {
+            healthy += 1;
+        }
+    }
+    Ok(healthy)
+}
+
+fn delete_deal(
+    ctx: &mut ServiceContext<'_, '_>,
+    sender: Address,
+    id: &Hash,
+) -> Result<Vec<Event>, TxError> {
+    let deal = load_deal(ctx, id)?;
+    if deal.owner != sender {
+        return Err(reject(
+            "not_deal_owner",
+            format!("deal {id} belongs to {}", deal.owner),
+        ));
+    }
+    if !matches!(deal.status, DealStatus::Pending | DealStatus::Active) {
+        return Err(reject(
+            "deal_closed",
+            format!("deal {id} is already closed"),
+        ));
+    }
+    close_deal(ctx, deal, DealStatus::Deleted)
+}
+
+/// Releases every piece, refunds unused escrow and the repair budget, and drops the deal from
+/// the open list.
+fn close_deal(
+    ctx: &mut ServiceContext<'_, '_>,
+    mut deal: Deal,
+    status: DealStatus,
+) -> Result<Vec<Event>, TxError> {
+    for (s, info) in deal.segments.clone().iter().enumerate() {
+        for p in 0..deal.total_pieces {
+            let r = PieceRef {
+                deal: deal.id,
+                segment: s as u32,
+                piece: p,
+            };
+            let mut piece = load_piece(ctx, &r)?;
+            if matches!(piece.state, PieceState::Assigned | PieceState::Stored) {
+                if let Some(provider) = piece.provider {
+                    release(ctx, &provider, &r, info.piece_bytes)?;
+                }
+                piece.state = PieceState::Released;
+                put(ctx, &keys::piece(&r), &piece);
+            }
+        }
+    }
+    let refund = deal.escrow_dc.saturating_add(deal.repair_budget_dc);
+    ctx.refund_data_credits(deal.owner, refund)?;
+    deal.escrow_dc = 0;
+    deal.repair_budget_dc = 0;
+    deal.status = status;
+    put(ctx, &keys::deal(&deal.id), &deal);
+    let mut open: Vec<Hash> = get(ctx, keys::OPEN_DEALS)?.unwrap_or_default();
+    open.retain(|d| *d != deal.id);
+    put(ctx, keys::OPEN_DEALS, &open);
+    let name = match status {
+        DealStatus::Deleted => "deal_deleted",
+        DealStatus::Ended => "deal_ended",
+        _ => "deal_cancelled",
+    };
+    Ok(vec![Event::Service {
+        service: ServiceKind::Storage,
+        name: format!("{name} {} refund_dc={refund}", deal.id),
+    }])
+}
+
+/// After the last block of `epoch`: slash missed proofs, end deals whose term is over, cancel
+/// deals that never activated, and record the next epoch's challenge seed.
+fn end_epoch(ctx: &mut ServiceContext<'_, '_>, epoch: u64) -> Result<(), TxError> {
+    let open: Vec<Hash> = get(ctx, keys::OPEN_DEALS)?.unwrap_or_default();
+    let params = ctx.genesis.storage.clone();
+    for id in open {
+        let deal = load_deal(ctx, &id)?;
+        match deal.status {
+            DealStatus::Pending if epoch + 1 >= deal.opened_epoch + params.activation_epochs => {
+                close_deal(ctx, deal, DealStatus::Cancelled)?;
+            }
+            DealStatus::Active => {
+                let (Some(start), Some(end)) = (deal.start_epoch, deal.end_epoch) else {
+                    continue;
+                };
+                if start <= epoch && epoch < end {
+                    sweep_missed(ctx, &deal, epoch)?;
+                }
+                if epoch + 1 >= end {
+                    let deal = load_deal(ctx, &id)?;
+                    close_deal(ctx, deal, DealStatus::Ended)?;
+                }
+            }
+            _ => {}
+        }
+    }
+    // The hash of the block before the next epoch's first block: unknown until that block
+    // is final, and the same for every validator.
+    put(ctx, &keys::seed(epoch + 1), &ctx.block.parent);
+    Ok(())
+}
+
+fn sweep_missed(ctx: &mut ServiceContext<'_, '_>, deal: &Deal, epoch: u64) -> Result<(), TxError> {
+    let params = ctx.genesis.storage.clone();
+    for (s, info) in deal.segments.iter().enumerate() {
+        for p in 0..deal.total_pieces {
+            let r = PieceRef {
+                deal: deal.id,
+                segment: s as u32,
+                piece: p,
+            };
+            let mut piece = load_piece(ctx, &r)?;
+            if piece.state != PieceState::Stored || piece.checked_epoch == Some(epoch) {
+                continue;
+            }
+            let Some(provider) = piece.provider else {
+                continue;
+            };
+            piece.misses = piece.misses.saturating_add(1);
+            piece.checked_epoch = Some(epoch);
+            let reason = format!(
+                "missed storage proof: deal {} segment {s} piece {p} epoch {epoch}",
+                deal.id
+            );
+            ctx.slash(provider, ctx.genesis.slashing.missed_proof_bps, &reason)?;
+            if piece.misses >= params.missed_proofs_to_lose {
+                lose_piece(ctx, &r, &mut piece, info.piece_bytes)?;
+            }
+            put(ctx, &keys::piece(&r), &piece);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,202 @@
+//! Storage records (kept under the storage service's state keys) and transactions.
+
+use super::merkle::ChunkProof;
+use crate::params::ErasureProfile;
+use borsh::{BorshDeserialize, BorshSerialize};
+use depin_types::{Address, Hash};
+use serde::Serialize;
+
+/// Where a piece sits: deal, segment, piece index in the segment.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    BorshSerialize,
+    BorshDeserialize,
+    Serialize,
+)]
+pub struct PieceRef {
+    pub deal: Hash,
+    pub segment: u32,
+    pub piece: u16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DealStatus {
+    /// Placed; waiting for the success threshold of pieces to be stored.
+    Pending,
+    /// Proofs are due every epoch from `start_epoch` until `end_epoch` (exclusive).
+    Active,
+    /// Ran its term; unused escrow refunded.
+    Ended,
+    /// Deleted by its owner; unused escrow refunded.
+    Deleted,
+    /// Never reached the success threshold in time; escrow refunded.
+    Cancelled,
+}
+
+/// One stored object.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize)]
+pub struct Deal {
+    pub id: Hash,
+    pub owner: Address,
+    /// Size of the object as the owner gave it (before encryption and coding).
+    pub object_bytes: u64,
+    pub encrypted: bool,
+    pub data_pieces: u16,
+    pub repair_threshold: u16,
+    pub success_threshold: u16,
+    pub total_pieces: u16,
+    pub segments: Vec<SegmentInfo>,
+    pub epochs: u64,
+    pub opened_height: u64,
+    pub opened_epoch: u64,
+    pub start_epoch: Option<u64>,
+    pub end_epoch: Option<u64>,
+    pub status: DealStatus,
+    /// Data Credits held for storage payments, not yet paid or refunded.
+    #[serde(with = "depin_types::u128_string")]
+    pub escrow_dc: u128,
+    /// Data Credits held to pay repairers.
+    #[serde(with = "depin_types::u128_string")]
+    pub repair_budget_dc: u128,
+    #[serde(with = "depin_types::u128_string")]
+    pub paid_dc: u128,
+}
+
+impl Deal {
+    pub fn profile(&self) -> ErasureProfile {
+        ErasureProfile {
+            data_pieces: self.data_pieces,
+            repair_threshold: self.repair_threshold,
+            success_threshold: self.success_threshold,
+            total_pieces: self.total_pieces,
+        }
+    }
+}
+
+/// The sizes of one erasure-coded segment.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize)]
+pub struct SegmentInfo {
+    /// Bytes of the (encrypted) segment before coding.
+    pub segment_bytes: u64,
+    /// Bytes of each of its pieces.
+    pub piece_bytes: u64,
+    /// Set when healthy pieces fell to the repair threshold.
+    pub needs_repair: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PieceState {
+    /// Placed on a provider that has not confirmed storing it yet.
+    Assigned,
+    /// Confirmed; proofs are due.
+    Stored,
+    /// Missed too many proofs or proved wrong data: no longer counted as healthy.
+    Lost,
+    /// Not needed any more (long tail cancelled, deal over): the provider may delete it.
+    Released,
+    /// No provider could take it at placement.
+    Unplaced,
+}
+
+/// One piece of a segment.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize)]
+pub struct Piece {
+    pub root: Hash,
+    pub provider: Option<Address>,
+    pub state: PieceState,
+    /// The last epoch a proof for this piece was checked (valid or not).
+    pub checked_epoch: Option<u64>,
+    /// Consecutive missed or wrong proofs.
+    pub misses: u8,
+}
+
+/// What a storage provider has committed to hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize)]
+pub struct ProviderUsage {
+    pub committed_bytes: u64,
+    /// Pieces assigned or stored, in placement order.
+    pub pieces: Vec<PieceRef>,
+}
+
+/// Most pieces one provider may hold; bounds its usage record.
+pub const MAX_PIECES_PER_PROVIDER: usize = 16_384;
+
+/// One segment of a deal as the owner describes it.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct SegmentSpec {
+    pub segment_bytes: u64,
+    pub piece_bytes: u64,
+    /// BLAKE3 root of each piece, `total_pieces` of them.
+    pub roots: Vec<Hash>,
+}
+
+/// A proof answering the challenge of `epoch` for one piece.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct PieceProof {
+    pub piece: PieceRef,
+    pub proof: ChunkProof,
+}
+
+/// Storage transactions (the payload of `Action::Service { service: Storage, .. }`).
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub enum StorageTx {
+    /// Opens a deal: escrows Data Credits and places the pieces on providers.
+    OpenDeal {
+        object_bytes: u64,
+        encrypted: bool,
+        epochs: u64,
+        segments: Vec<SegmentSpec>,
+    },
+    /// A provider confirms it stores these pieces.
+    ConfirmPieces { pieces: Vec<PieceRef> },
+    /// A provider answers the current epoch's challenges.
+    SubmitProofs { epoch: u64, proofs: Vec<PieceProof> },
+    /// The owner ends a deal early; unused escrow is refunded.
+    DeleteDeal { deal: Hash },
+}
+
+/// State keys of the storage service (under `StateKey::Service(Storage, ..)`).
+pub mod keys {
+    use super::PieceRef;
+    use depin_types::{Address, Hash};
+
+    pub const NEXT_DEAL: &[u8] = b"next_deal";
+    /// Deals pending or active: the ones epoch processing visits.
+    pub const OPEN_DEALS: &[u8] = b"open_deals";
+
+    pub fn deal(id: &Hash) -> Vec<u8> {
+        let mut k = b"d/".to_vec();
+        k.extend_from_slice(id.as_bytes());
+        k
+    }
+
+    pub fn piece(r: &PieceRef) -> Vec<u8> {
+        let mut k = b"p/".to_vec();
+        k.extend_from_slice(r.deal.as_bytes());
+        k.extend_from_slice(&r.segment.to_be_bytes());
+        k.extend_from_slice(&r.piece.to_be_bytes());
+        k
+    }
+
+    pub fn usage(provider: &Address) -> Vec<u8> {
+        let mut k = b"u/".to_vec();
+        k.extend_from_slice(&provider.0);
+        k
+    }
+
+    /// The challenge seed of an epoch.
+    pub fn seed(epoch: u64) -> Vec<u8> {
+        let mut k = b"s/".to_vec();
+        k.extend_from_slice(&epoch.to_be_bytes());
+        k
+    }
+}

@@ -1,0 +1,419 @@
+//! The storage service's rules through real transactions: escrow and placement, confirmation
+//! and activation, challenges answered with real BLAKE3 proofs, payment, slashing for wrong
+//! and missing proofs, repair marking, expiry, deletion and cancellation.
+
+use super::*;
+use crate::params::ErasureProfile;
+use crate::storage::{
+    Deal, DealStatus, Piece, PieceProof, PieceRef, PieceState, ProviderUsage, SegmentSpec,
+    StorageModule, StorageTx, challenge_chunk, keys, merkle,
+};
+use depin_types::Hash;
+
+const PIECE_BYTES: u64 = 600;
+const PIECES: u16 = 4;
+const EPOCHS: u64 = 3;
+/// One Data Credit per piece byte per epoch.
+const DC_PER_PIECE_EPOCH: u128 = PIECE_BYTES as u128;
+
+fn storage(tx: StorageTx) -> Action {
+    Action::Service {
+        service: ServiceKind::Storage,
+        payload: depin_types::encode(&tx),
+    }
+}
+
+fn piece_data(index: u16) -> Vec<u8> {
+    (0..PIECE_BYTES)
+        .map(|b| (b * 7 + u64::from(index) * 13) as u8)
+        .collect()
+}
+
+fn open_tx(epochs: u64) -> StorageTx {
+    StorageTx::OpenDeal {
+        object_bytes: 1100,
+        encrypted: false,
+        epochs,
+        segments: vec![SegmentSpec {
+            segment_bytes: 2 * PIECE_BYTES,
+            piece_bytes: PIECE_BYTES,
+            roots: (0..PIECES).map(|i| Hash::of(&piece_data(i))).collect(),
+        }],
+    }
+}
+
+/// Users 0-3 are storage providers (1,000 bytes of capacity each), the validator key owns
+/// deals and holds 1,000,000 DC; 2-of-4 coding, activation at 3 stored pieces.
+fn storage_setup() -> Fixture {
+    let mut f = setup_with(|g| {
+        g.storage.erasure = ErasureProfile {
+            data_pieces: 2,
+            repair_threshold: 2,
+            success_threshold: 3,
+            total_pieces: PIECES,
+        };
+        g.storage.price_dc_per_gib_epoch = 1 << 30;
+    });
+    f.protocol.register_service(Arc::new(StorageModule));
+    for i in 0..4 {
+        let u = f.user(i);
+        f.make_provider(&u, 200 * UNIT, &[ServiceKind::Storage]);
+    }
+    let owner = f.validator.clone();
+    f.ok(&owner, buy_credits(10 * UNIT));
+    assert_eq!(f.account(&owner).data_credits, 1_000_000);
+    f
+}
+
+impl Fixture {
+    fn record<T: BorshDeserialize>(&self, key: Vec<u8>) -> Option<T> {
+        self.get(&StateKey::Service(ServiceKind::Storage, key))
+    }
+
+    fn deal(&self, id: &Hash) -> Deal {
+        self.record(keys::deal(id)).expect("deal exists")
+    }
+
+    fn piece(&self, id: &Hash, piece: u16) -> Piece {
+        self.record(keys::piece(&piece_ref(id, piece)))
+            .expect("piece exists")
+    }
+
+    fn usage(&self, who: &Keypair) -> ProviderUsage {
+        self.record(keys::usage(&who.address())).unwrap_or_default()
+    }
+
+    fn open_deals(&self) -> Vec<Hash> {
+        self.record(keys::OPEN_DEALS.to_vec()).unwrap_or_default()
+    }
+
+    /// Opens a deal from the validator key and returns its id.
+    fn open(&mut self, epochs: u64) -> Hash {
+        let owner = self.validator.clone();
+        self.ok(&owner, storage(open_tx(epochs)));
+        *self.open_deals().last().expect("a new open deal")
+    }
+
+    /// The user key a piece was placed on.
+    fn holder(&self, id: &Hash, piece: u16) -> Keypair {
+        let address = self.piece(id, piece).provider.expect("placed");
+        self.users
+            .iter()
+            .find(|u| u.address() == address)
+            .expect("a provider user")
+            .clone()
+    }
+
+    /// A proof of `piece` for the current epoch's challenge, from `data`.
+    fn proof(&self, id: &Hash, piece: u16, data: &[u8]) -> PieceProof {
+        let epoch = self.block().epoch(EPOCH_BLOCKS);
+        let seed: Hash = self.record(keys::seed(epoch)).expect("seed of the epoch");
+        let r = piece_ref(id, piece);
+        let index = challenge_chunk(&seed, &r, epoch, PIECE_BYTES);
+        PieceProof {
+            piece: r,
+            proof: merkle::prove_chunk(data, index).expect("chunk in range"),
+        }
+    }
+
+    fn prove(&mut self, id: &Hash, piece: u16, data: &[u8]) -> Receipt {
+        let proof = self.proof(id, piece, data);
+        let holder = self.holder(id, piece);
+        let epoch = self.block().epoch(EPOCH_BLOCKS);
+        self.ok(
+            &holder,
+            storage(StorageTx::SubmitProofs {
+                epoch,
+                proofs: vec![proof],
+            }),
+        )
+    }
+}
+
+fn piece_ref(id: &Hash, piece: u16) -> PieceRef {
+    PieceRef {
+        deal: *id,
+        segment: 0,
+        piece,
+    }
+}
+
+fn service_code(error: TxError) -> &'static str {
+    match error {
+        TxError::ServiceRejected { code, .. } => code,
+        other => panic!("expected a storage rejection, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_deal_escrows_places_activates_pays_valid_proofs_and_slashes_bad_ones() {
+    let mut f = storage_setup();
+    let owner = f.validator.clone();
+    let dc_before = f.account(&owner).data_credits;
+    let id = f.open(EPOCHS);
+
+    // Escrow: every placed piece for every epoch, plus the 20% repair budget.
+    let deal = f.deal(&id);
+    let storage_escrow = DC_PER_PIECE_EPOCH * u128::from(PIECES) * u128::from(EPOCHS);
+    assert_eq!(deal.status, DealStatus::Pending);
+    assert_eq!(deal.escrow_dc, storage_escrow);
+    assert_eq!(deal.repair_budget_dc, storage_escrow / 5);
+    assert_eq!(
+        f.account(&owner).data_credits,
+        dc_before - storage_escrow - storage_escrow / 5
+    );
+    // Placement: four distinct providers, each with the piece's bytes reserved.
+    let mut holders: Vec<Address> = (0..PIECES)
+        .map(|p| f.piece(&id, p).provider.expect("placed"))
+        .collect();
+    holders.sort();
+    holders.dedup();
+    assert_eq!(holders.len(), usize::from(PIECES));
+    for p in 0..PIECES {
+        let holder = f.holder(&id, p);
+        assert_eq!(f.usage(&holder).committed_bytes, PIECE_BYTES);
+        assert_eq!(f.piece(&id, p).state, PieceState::Assigned);
+    }
+    f.check_supply();
+
+    // Only the assigned provider confirms, once.
+    let (h0, h1) = (f.holder(&id, 0), f.holder(&id, 1));
+    let confirm = |p: u16| {
+        storage(StorageTx::ConfirmPieces {
+            pieces: vec![piece_ref(&id, p)],
+        })
+    };
+    let tx = f.tx(&h1, confirm(0));
+    assert_eq!(service_code(f.reject(&tx)), "not_assigned_provider");
+    f.ok(&h0, confirm(0));
+    let tx = f.tx(&h0, confirm(0));
+    assert_eq!(service_code(f.reject(&tx)), "piece_not_assigned");
+    f.ok(&h1, confirm(1));
+    assert_eq!(f.deal(&id).status, DealStatus::Pending);
+    // The third confirmation reaches the success threshold: active from the next epoch, the
+    // fourth piece (long tail) is released and its escrow refunded.
+    let h2 = f.holder(&id, 2);
+    let h3 = f.holder(&id, 3);
+    let receipt = f.ok(&h2, confirm(2));
+    assert!(
+        receipt
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::Service { name, .. } if name.starts_with("deal_active")))
+    );
+    let deal = f.deal(&id);
+    assert_eq!(deal.status, DealStatus::Active);
+    assert_eq!(
+        (deal.start_epoch, deal.end_epoch),
+        (Some(1), Some(1 + EPOCHS))
+    );
+    assert_eq!(deal.escrow_dc, storage_escrow * 3 / 4);
+    assert_eq!(f.piece(&id, 3).state, PieceState::Released);
+    assert_eq!(f.usage(&h3).committed_bytes, 0);
+    f.check_supply();
+
+    // Epoch 1: the first epoch with proofs due.
+    f.end_blocks_through(EPOCH_BLOCKS);
+    let balance = f.balance(&h0);
+    let receipt = f.prove(&id, 0, &piece_data(0));
+    let tokens_per_piece_epoch = 6_000; // 600 DC x $0.00001 at $1 per token, 6 decimals
+    assert_eq!(f.balance(&h0), balance - FEE.0 + tokens_per_piece_epoch);
+    assert!(receipt.events.iter().any(|e| matches!(
+        e,
+        Event::ServicePaid { data_credits, .. } if *data_credits == DC_PER_PIECE_EPOCH
+    )));
+    let work: EpochWork = f.get(&StateKey::EpochWork(1)).expect("work recorded");
+    assert_eq!(work.units[&ServiceKind::Storage][&h0.address()], 1);
+    // The same proof again, a proof for another epoch, a proof from someone else: refused.
+    let again = f.tx(
+        &h0,
+        storage(StorageTx::SubmitProofs {
+            epoch: 1,
+            proofs: vec![f.proof(&id, 0, &piece_data(0))],
+        }),
+    );
+    assert_eq!(service_code(f.reject(&again)), "already_proven");
+    let later = f.tx(
+        &h1,
+        storage(StorageTx::SubmitProofs {
+            epoch: 2,
+            proofs: vec![f.proof(&id, 1, &piece_data(1))],
+        }),
+    );
+    assert_eq!(service_code(f.reject(&later)), "wrong_epoch");
+    let theft = f.tx(
+        &h0,
+        storage(StorageTx::SubmitProofs {
+            epoch: 1,
+            proofs: vec![f.proof(&id, 1, &piece_data(1))],
+        }),
+    );
+    assert_eq!(service_code(f.reject(&theft)), "not_assigned_provider");
+
+    // A proof over data the provider does not hold is included and slashed.
+    let stake_before = f.stake(&h1).bonded.0;
+    let mut wrong = piece_data(1);
+    wrong.iter_mut().for_each(|b| *b ^= 0x55);
+    let receipt = f.prove(&id, 1, &wrong);
+    assert!(
+        receipt
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::Slashed { .. }))
+    );
+    assert_eq!(f.stake(&h1).bonded.0, stake_before - stake_before / 10);
+    let failures = f.provider(&h1).expect("provider").failures;
+    assert!(
+        failures
+            .last()
+            .expect("a failure")
+            .reason
+            .starts_with("invalid storage proof")
+    );
+
+    // Piece 2's provider says nothing: slashed at the end of the epoch.
+    let stake_before = f.stake(&h2).bonded.0;
+    f.end_blocks_through(2 * EPOCH_BLOCKS);
+    assert_eq!(f.stake(&h2).bonded.0, stake_before - stake_before / 100);
+    let failures = f.provider(&h2).expect("provider").failures;
+    assert!(
+        failures
+            .last()
+            .expect("a failure")
+            .reason
+            .starts_with("missed storage proof")
+    );
+    assert_eq!(f.piece(&id, 2).misses, 1);
+    f.check_supply();
+
+    // Epoch 2: two good proofs; the second miss of piece 2 loses it and the segment falls to
+    // the repair threshold.
+    f.prove(&id, 0, &piece_data(0));
+    f.prove(&id, 1, &piece_data(1));
+    assert_eq!(f.piece(&id, 1).misses, 0, "a good proof resets the misses");
+    f.end_blocks_through(3 * EPOCH_BLOCKS);
+    assert_eq!(f.piece(&id, 2).state, PieceState::Lost);
+    assert_eq!(f.usage(&h2).committed_bytes, 0);
+    assert!(f.deal(&id).segments[0].needs_repair);
+
+    // Epoch 3 is the last: the deal ends, unused escrow and repair budget go back.
+    f.prove(&id, 0, &piece_data(0));
+    let dc_before_end = f.account(&owner).data_credits;
+    let deal = f.deal(&id);
+    let unused = deal.escrow_dc + deal.repair_budget_dc;
+    f.end_blocks_through(4 * EPOCH_BLOCKS);
+    let deal = f.deal(&id);
+    assert_eq!(deal.status, DealStatus::Ended);
+    assert_eq!(deal.paid_dc, DC_PER_PIECE_EPOCH * 4);
+    assert_eq!(f.account(&owner).data_credits, dc_before_end + unused);
+    assert!(f.open_deals().is_empty());
+    for holder in [&h0, &h1, &h2, &h3] {
+        assert_eq!(f.usage(holder).committed_bytes, 0);
+    }
+    f.check_supply();
+}
+
+#[test]
+fn bad_deals_are_refused_and_leave_state_untouched() {
+    let mut f = storage_setup();
+    let owner = f.validator.clone();
+    // No Data Credits.
+    let poor = f.user(1);
+    let tx = f.tx(&poor, storage(open_tx(EPOCHS)));
+    assert!(matches!(
+        f.reject(&tx),
+        TxError::InsufficientDataCredits { .. }
+    ));
+    // Malformed shapes.
+    let mut bad = Vec::new();
+    bad.push(open_tx(0));
+    let StorageTx::OpenDeal { segments, .. } = open_tx(1) else {
+        unreachable!()
+    };
+    let mut short = segments.clone();
+    short[0].roots.pop();
+    bad.push(StorageTx::OpenDeal {
+        object_bytes: 1,
+        encrypted: false,
+        epochs: 1,
+        segments: short,
+    });
+    let mut padded = segments.clone();
+    padded[0].piece_bytes += 100;
+    bad.push(StorageTx::OpenDeal {
+        object_bytes: 1,
+        encrypted: false,
+        epochs: 1,
+        segments: padded,
+    });
+    bad.push(StorageTx::OpenDeal {
+        object_bytes: 10_000,
+        encrypted: false,
+        epochs: 1,
+        segments: segments.clone(),
+    });
+    bad.push(StorageTx::OpenDeal {
+        object_bytes: 0,
+        encrypted: false,
+        epochs: 1,
+        segments: Vec::new(),
+    });
+    for tx in bad {
+        let signed = f.tx(&owner, storage(tx));
+        assert_eq!(service_code(f.reject(&signed)), "bad_deal");
+    }
+    // Pieces larger than every provider's free space.
+    let big = StorageTx::OpenDeal {
+        object_bytes: 4000,
+        encrypted: false,
+        epochs: 1,
+        segments: vec![SegmentSpec {
+            segment_bytes: 4000,
+            piece_bytes: 2000,
+            roots: vec![Hash::ZERO; usize::from(PIECES)],
+        }],
+    };
+    let tx = f.tx(&owner, storage(big));
+    assert_eq!(service_code(f.reject(&tx)), "not_enough_providers");
+    // Bytes that are not a storage transaction; an unknown deal.
+    let junk = f.tx(
+        &owner,
+        Action::Service {
+            service: ServiceKind::Storage,
+            payload: vec![9, 9, 9],
+        },
+    );
+    assert_eq!(service_code(f.reject(&junk)), "malformed_storage_tx");
+    let unknown = f.tx(&owner, storage(StorageTx::DeleteDeal { deal: Hash::ZERO }));
+    assert_eq!(service_code(f.reject(&unknown)), "unknown_deal");
+    f.check_supply();
+}
+
+#[test]
+fn deleted_and_never_activated_deals_refund_everything() {
+    let mut f = storage_setup();
+    let owner = f.validator.clone();
+    let dc_before = f.account(&owner).data_credits;
+    let id = f.open(EPOCHS);
+    let stranger = f.user(2);
+    let tx = f.tx(&stranger, storage(StorageTx::DeleteDeal { deal: id }));
+    assert_eq!(service_code(f.reject(&tx)), "not_deal_owner");
+    f.ok(&owner, storage(StorageTx::DeleteDeal { deal: id }));
+    assert_eq!(f.deal(&id).status, DealStatus::Deleted);
+    assert_eq!(f.account(&owner).data_credits, dc_before);
+    let tx = f.tx(&owner, storage(StorageTx::DeleteDeal { deal: id }));
+    assert_eq!(service_code(f.reject(&tx)), "deal_closed");
+    for p in 0..PIECES {
+        assert_eq!(f.piece(&id, p).state, PieceState::Released);
+    }
+
+    // Nobody confirms: cancelled after the activation window (2 epochs), fully refunded.
+    let id = f.open(EPOCHS);
+    f.end_blocks_through(EPOCH_BLOCKS);
+    assert_eq!(f.deal(&id).status, DealStatus::Pending);
+    f.end_blocks_through(2 * EPOCH_BLOCKS);
+    assert_eq!(f.deal(&id).status, DealStatus::Cancelled);
+    assert_eq!(f.account(&owner).data_credits, dc_before);
+    assert!(f.open_deals().is_empty());
+    f.check_supply();
+}
