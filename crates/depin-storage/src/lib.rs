@@ -1,0 +1,7 @@
+//! The storage service runtime: client-side encryption and erasure coding of objects into
+//! content-addressed pieces, and the provider's piece store on disk. The rules a deal follows
+//! on chain (placement, challenges, proof checks, payment) are in `depin_protocol::storage`;
+//! this crate never decides what the chain accepts.
+
+pub mod crypto;
+pub mod erasure;
