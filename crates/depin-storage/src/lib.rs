@@ -5,3 +5,4 @@
 
 pub mod crypto;
 pub mod erasure;
+pub mod store;
