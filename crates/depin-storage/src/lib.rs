@@ -5,4 +5,5 @@
 
 pub mod crypto;
 pub mod erasure;
+pub mod object;
 pub mod store;

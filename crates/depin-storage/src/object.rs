@@ -1,0 +1,149 @@
+//! An object as the network stores it: cut into segments, each segment encrypted on its own
+//! (unless public) and erasure-coded into content-addressed pieces. One segment is in memory
+//! at a time, whatever the object's size.
+
+use crate::crypto::{self, CryptoError};
+use crate::erasure::{ErasureCoder, ErasureError};
+use depin_protocol::storage::SegmentSpec;
+use depin_types::Hash;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ObjectError {
+    #[error("erasure coding: {0}")]
+    Erasure(#[from] ErasureError),
+    #[error("decryption: {0}")]
+    Crypto(#[from] CryptoError),
+    #[error("segments of {max} bytes cannot hold any encrypted data")]
+    SegmentTooSmall { max: u64 },
+}
+
+/// One coded segment: its pieces, in index order, and their BLAKE3 roots.
+#[derive(Debug, Clone)]
+pub struct PreparedSegment {
+    pub segment_bytes: u64,
+    pub piece_bytes: u64,
+    pub pieces: Vec<Vec<u8>>,
+    pub roots: Vec<Hash>,
+}
+
+impl PreparedSegment {
+    /// What the deal says about this segment.
+    pub fn spec(&self) -> SegmentSpec {
+        SegmentSpec {
+            segment_bytes: self.segment_bytes,
+            piece_bytes: self.piece_bytes,
+            roots: self.roots.clone(),
+        }
+    }
+}
+
+/// Plain bytes of the object per segment, so that a sealed segment fits `max_segment_bytes`.
+pub fn plain_segment_bytes(max_segment_bytes: u64, encrypted: bool) -> Result<u64, ObjectError> {
+    if !encrypted {
+        return Ok(max_segment_bytes);
+    }
+    let block = crypto::BLOCK_BYTES as u64;
+    let mut blocks = max_segment_bytes / (block + 16);
+    while blocks > 0 && crypto::encrypted_len(blocks * block) > max_segment_bytes {
+        blocks -= 1;
+    }
+    if blocks == 0 {
+        return Err(ObjectError::SegmentTooSmall {
+            max: max_segment_bytes,
+        });
+    }
+    Ok(blocks * block)
+}
+
+/// Encrypts (when `owner_secret` is given) and codes one segment of the object.
+pub fn prepare_segment(
+    coder: &dyn ErasureCoder,
+    plain: &[u8],
+    owner_secret: Option<&[u8; 32]>,
+) -> Result<PreparedSegment, ObjectError> {
+    let sealed;
+    let segment: &[u8] = match owner_secret {
+        Some(secret) => {
+            sealed = crypto::encrypt(secret, plain)?;
+            &sealed
+        }
+        None => plain,
+    };
+    let pieces = coder.encode(segment)?;
+    let roots = pieces
+        .iter()
+        .map(|p| Hash(*blake3::hash(p).as_bytes()))
+        .collect();
+    Ok(PreparedSegment {
+        segment_bytes: segment.len() as u64,
+        piece_bytes: coder.piece_bytes(segment.len() as u64),
+        pieces,
+        roots,
+    })
+}
+
+/// The plain bytes of a segment from at least `data_pieces` verified pieces.
+pub fn restore_segment(
+    coder: &dyn ErasureCoder,
+    segment_bytes: u64,
+    pieces: &[(usize, Vec<u8>)],
+    owner_secret: Option<&[u8; 32]>,
+) -> Result<Vec<u8>, ObjectError> {
+    let segment = coder.decode(segment_bytes, pieces)?;
+    Ok(match owner_secret {
+        Some(secret) => crypto::decrypt(secret, &segment)?,
+        None => segment,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::erasure::ReedSolomon;
+
+    #[test]
+    fn objects_of_every_shape_survive_losing_all_but_k_pieces() {
+        let coder = ReedSolomon::new(4, 8).expect("profile");
+        let secret = [3u8; 32];
+        let max_segment = 300_000u64;
+        for encrypted in [false, true] {
+            let owner = encrypted.then_some(&secret);
+            let per_segment = plain_segment_bytes(max_segment, encrypted).expect("size");
+            assert!(per_segment > 0);
+            let boundary = per_segment as usize;
+            for len in [
+                0,
+                1,
+                boundary - 1,
+                boundary,
+                boundary + 1,
+                3 * boundary + 17,
+            ] {
+                let object: Vec<u8> = (0..len).map(|i| (i * 7 % 256) as u8).collect();
+                let segments: Vec<&[u8]> = if object.is_empty() {
+                    vec![&[][..]]
+                } else {
+                    object.chunks(boundary).collect()
+                };
+                let mut restored = Vec::new();
+                for (s, plain) in segments.iter().enumerate() {
+                    let prepared = prepare_segment(&coder, plain, owner).expect("prepare");
+                    assert!(prepared.segment_bytes <= max_segment);
+                    let spec = prepared.spec();
+                    assert_eq!(spec.roots.len(), 8);
+                    // Keep only the last 4 pieces (all recovery pieces when s is even).
+                    let keep = if s % 2 == 0 { 4..8 } else { 1..5 };
+                    let kept: Vec<(usize, Vec<u8>)> =
+                        keep.map(|i| (i, prepared.pieces[i].clone())).collect();
+                    restored.extend(
+                        restore_segment(&coder, prepared.segment_bytes, &kept, owner)
+                            .expect("restore"),
+                    );
+                }
+                assert_eq!(restored, object, "len {len} encrypted {encrypted}");
+            }
+        }
+        assert!(plain_segment_bytes(100, true).is_err());
+    }
+}
