@@ -3,7 +3,13 @@
 //! on chain (placement, challenges, proof checks, payment) are in `depin_protocol::storage`;
 //! this crate never decides what the chain accepts.
 
+pub mod client;
 pub mod crypto;
 pub mod erasure;
 pub mod object;
+pub mod protocol;
+pub mod provider;
 pub mod store;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,195 @@
+//! The provider side of the piece protocol: accepts uploads only of pieces the chain assigned
+//! to this provider (checked against the root on chain), stores them durably, then reports
+//! them for confirmation; serves outboards and ranges of stored pieces.
+
+use crate::protocol::{
+    MAX_MESSAGE_BYTES, PIECE_PROTOCOL, PieceRequest, PieceResponse, TRANSFER_BYTES,
+};
+use crate::store::{PieceStore, StoreError};
+use depin_protocol::storage::{Piece, PieceRef, PieceState};
+use depin_types::Address;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+
+/// What the provider needs to know from the chain.
+pub trait Assignments: Send + Sync {
+    /// The piece record and the size of its pieces, if the piece exists on chain.
+    fn piece(&self, piece: &PieceRef) -> Option<(Piece, u64)>;
+}
+
+/// Uploads in progress at most; more are refused as busy.
+const MAX_UPLOADS: usize = 64;
+
+/// Serves the piece protocol for one provider.
+pub struct PieceServer {
+    store: Arc<PieceStore>,
+    me: Address,
+    chain: Arc<dyn Assignments>,
+    uploads: Mutex<HashMap<PieceRef, Vec<u8>>>,
+    stored: mpsc::UnboundedSender<PieceRef>,
+}
+
+impl std::fmt::Debug for PieceServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PieceServer({})", self.me)
+    }
+}
+
+impl PieceServer {
+    /// A server for provider `me`; every piece it stores is sent on the returned channel so
+    /// the node can confirm it on chain.
+    pub fn new(
+        store: Arc<PieceStore>,
+        me: Address,
+        chain: Arc<dyn Assignments>,
+    ) -> (Arc<PieceServer>, mpsc::UnboundedReceiver<PieceRef>) {
+        let (stored, rx) = mpsc::unbounded_channel();
+        (
+            Arc::new(PieceServer {
+                store,
+                me,
+                chain,
+                uploads: Mutex::new(HashMap::new()),
+                stored,
+            }),
+            rx,
+        )
+    }
+
+    pub fn store(&self) -> &Arc<PieceStore> {
+        &self.store
+    }
+
+    /// Answers one encoded request (blocking: it may write to disk).
+    pub fn handle(&self, request: &[u8]) -> PieceResponse {
+        let request: PieceRequest = match depin_types::decode_bounded(request, MAX_MESSAGE_BYTES) {
+            Ok(r) => r,
+            Err(e) => return PieceResponse::refused("malformed_request", e.to_string()),
+        };
+        match request {
+            PieceRequest::Put {
+                piece,
+                offset,
+                bytes,
+            } => self.put(piece, offset, bytes),
+            PieceRequest::Outboard { root } => match (
+                self.store.size_bytes(root.as_bytes()),
+                self.store.outboard(root.as_bytes()),
+            ) {
+                (Ok(piece_bytes), Ok(outboard)) => PieceResponse::Outboard {
+                    piece_bytes,
+                    outboard,
+                },
+                (Err(e), _) | (_, Err(e)) => store_refusal(e),
+            },
+            PieceRequest::Read { root, offset, len } => {
+                if len as usize > TRANSFER_BYTES {
+                    return PieceResponse::refused(
+                        "range_too_large",
+                        format!("at most {TRANSFER_BYTES} bytes per read"),
+                    );
+                }
+                match self
+                    .store
+                    .read_range(root.as_bytes(), offset, u64::from(len))
+                {
+                    Ok(bytes) => PieceResponse::Data { bytes },
+                    Err(e) => store_refusal(e),
+                }
+            }
+        }
+    }
+
+    fn put(&self, r: PieceRef, offset: u64, bytes: Vec<u8>) -> PieceResponse {
+        let Some((piece, piece_bytes)) = self.chain.piece(&r) else {
+            return PieceResponse::refused(
+                "unknown_piece",
+                format!("no piece {}/{} in deal {}", r.segment, r.piece, r.deal),
+            );
+        };
+        if piece.provider != Some(self.me)
+            || !matches!(piece.state, PieceState::Assigned | PieceState::Stored)
+        {
+            return PieceResponse::refused(
+                "not_assigned",
+                "this piece is not assigned to this provider",
+            );
+        }
+        if self.store.contains(piece.root.as_bytes()).unwrap_or(false) {
+            let _ = self.stored.send(r);
+            return PieceResponse::Stored;
+        }
+        let mut uploads = self.uploads.lock().unwrap_or_else(|p| p.into_inner());
+        if !uploads.contains_key(&r) && uploads.len() >= MAX_UPLOADS {
+            return PieceResponse::refused("busy", "too many uploads in progress");
+        }
+        let buffer = uploads.entry(r).or_default();
+        if offset != buffer.len() as u64 {
+            let expected = buffer.len();
+            if offset == 0 {
+                // A client that restarts an upload starts over.
+                buffer.clear();
+            } else {
+                return PieceResponse::refused(
+                    "out_of_order",
+                    format!("expected offset {expected}, got {offset}"),
+                );
+            }
+        }
+        if buffer.len() as u64 + bytes.len() as u64 > piece_bytes {
+            uploads.remove(&r);
+            return PieceResponse::refused(
+                "too_long",
+                format!("the piece has {piece_bytes} bytes"),
+            );
+        }
+        buffer.extend_from_slice(&bytes);
+        if (buffer.len() as u64) < piece_bytes {
+            return PieceResponse::Accepted {
+                received_bytes: buffer.len() as u64,
+            };
+        }
+        let data = uploads.remove(&r).unwrap_or_default();
+        drop(uploads);
+        match self.store.put(piece.root.as_bytes(), &data) {
+            Ok(()) => {
+                let _ = self.stored.send(r);
+                PieceResponse::Stored
+            }
+            Err(e) => store_refusal(e),
+        }
+    }
+}
+
+fn store_refusal(e: StoreError) -> PieceResponse {
+    let code = match &e {
+        StoreError::RootMismatch { .. } => "root_mismatch",
+        StoreError::OutOfSpace { .. } => "out_of_space",
+        StoreError::UnknownPiece(_) => "unknown_piece",
+        StoreError::Range { .. } => "bad_range",
+        StoreError::Io(_) | StoreError::Db(_) => "internal",
+    };
+    PieceResponse::refused(code, e.to_string())
+}
+
+/// Serves [`PIECE_PROTOCOL`] on `net` until the network stops.
+pub async fn serve(server: Arc<PieceServer>, net: depin_net::NetHandle) {
+    let mut requests = match net.serve(PIECE_PROTOCOL).await {
+        Ok(rx) => rx,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot serve the storage protocol");
+            return;
+        }
+    };
+    while let Some(request) = requests.recv().await {
+        let server = server.clone();
+        tokio::spawn(async move {
+            let bytes = request.bytes.clone();
+            let answer = tokio::task::spawn_blocking(move || server.handle(&bytes)).await;
+            if let Ok(answer) = answer {
+                request.respond(depin_types::encode(&answer));
+            }
+        });
+    }
+}
