@@ -767,6 +767,15 @@ impl Chain {
         Ok(overlay.get(key)?)
     }
 
+    /// A record of a service module (e.g. a storage deal), decoded.
+    pub fn service_record<T: BorshDeserialize>(
+        &self,
+        service: depin_types::ServiceKind,
+        key: &[u8],
+    ) -> Result<Option<T>, ChainError> {
+        self.get_state(&StateKey::Service(service, key.to_vec()))
+    }
+
     pub fn account(&self, address: &Address) -> Result<Option<Account>, ChainError> {
         self.get_state(&StateKey::Account(*address))
     }

@@ -112,6 +112,8 @@ pub fn node_config(
         validator_peers: Vec::new(),
         net_listen: None,
         bootstrap: Vec::new(),
+        storage_capacity_bytes: 0,
+        storage_dir: None,
         log: DEFAULT_LOG.into(),
     }
 }

@@ -32,6 +32,9 @@ pub(crate) const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/providers/{address}"),
     ("get", "/v1/rewards/{epoch}"),
     ("get", "/v1/validators"),
+    ("get", "/v1/storage/deals"),
+    ("get", "/v1/storage/deals/{id}"),
+    ("get", "/v1/storage/providers/{address}"),
     ("get", "/v1/openapi.json"),
     ("get", "/metrics"),
 ];
@@ -122,6 +125,9 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/providers/{address}", get(provider))
         .route("/v1/rewards/{epoch}", get(epoch_rewards))
         .route("/v1/validators", get(validators))
+        .route("/v1/storage/deals", get(storage_deals))
+        .route("/v1/storage/deals/{id}", get(storage_deal))
+        .route("/v1/storage/providers/{address}", get(storage_provider))
         .route("/v1/openapi.json", get(openapi))
         .route("/metrics", get(metrics))
         .fallback(|| async {
@@ -168,7 +174,17 @@ async fn status(State(node): NodeState) -> ApiResult<Json<StatusResponse>> {
         let pool = node.app.mempool();
         (pool.len(), pool.size_bytes())
     };
+    let net_addrs = match node.net.get() {
+        Some(net) => net
+            .listen_addrs()
+            .await
+            .iter()
+            .map(|a| a.to_string())
+            .collect(),
+        None => Vec::new(),
+    };
     Ok(Json(StatusResponse {
+        net_addrs,
         chain_id: g.chain_id.clone(),
         role: node.config.role.as_str().to_string(),
         node_address: node.key.address(),
@@ -580,4 +596,98 @@ async fn metrics(State(node): NodeState) -> impl IntoResponse {
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         node.metrics.render(&node),
     )
+}
+
+fn storage_record<T: borsh::BorshDeserialize>(node: &Node, key: &[u8]) -> ApiResult<Option<T>> {
+    Ok(node
+        .chain()
+        .service_record(depin_types::ServiceKind::Storage, key)?)
+}
+
+async fn storage_deal(
+    State(node): NodeState,
+    Path(id): Path<String>,
+) -> ApiResult<Json<DealResponse>> {
+    use depin_protocol::storage::{Deal, Piece, PieceRef, PieceState, keys};
+    let id: depin_types::Hash = id
+        .parse()
+        .map_err(|_| ApiError::bad_request("bad_deal_id", "a deal id is 64 hex digits"))?;
+    let Some(deal) = storage_record::<Deal>(&node, &keys::deal(&id))? else {
+        return Err(ApiError::not_found("unknown_deal", format!("no deal {id}")));
+    };
+    let mut segments = Vec::with_capacity(deal.segments.len());
+    for (s, info) in deal.segments.iter().enumerate() {
+        let mut pieces = Vec::new();
+        for p in 0..deal.total_pieces {
+            let r = PieceRef {
+                deal: id,
+                segment: s as u32,
+                piece: p,
+            };
+            if let Some(piece) = storage_record::<Piece>(&node, &keys::piece(&r))? {
+                pieces.push(PieceView {
+                    index: p,
+                    root: piece.root,
+                    provider: piece.provider,
+                    state: piece.state,
+                    checked_epoch: piece.checked_epoch,
+                    misses: piece.misses,
+                });
+            }
+        }
+        segments.push(SegmentView {
+            index: s as u32,
+            segment_bytes: info.segment_bytes,
+            piece_bytes: info.piece_bytes,
+            needs_repair: info.needs_repair,
+            healthy_pieces: pieces
+                .iter()
+                .filter(|p| p.state == PieceState::Stored)
+                .count() as u16,
+            pieces,
+        });
+    }
+    Ok(Json(DealResponse { deal, segments }))
+}
+
+#[derive(Debug, Deserialize)]
+struct DealsQuery {
+    owner: Option<String>,
+}
+
+async fn storage_deals(
+    State(node): NodeState,
+    Query(q): Query<DealsQuery>,
+) -> ApiResult<Json<DealsResponse>> {
+    use depin_protocol::storage::{Deal, keys};
+    let owner = q.owner.as_deref().map(parse_address).transpose()?;
+    let open: Vec<depin_types::Hash> = storage_record(&node, keys::OPEN_DEALS)?.unwrap_or_default();
+    let mut deals = Vec::new();
+    for id in open {
+        if let Some(deal) = storage_record::<Deal>(&node, &keys::deal(&id))?
+            && owner.is_none_or(|o| o == deal.owner)
+        {
+            deals.push(deal);
+        }
+    }
+    Ok(Json(DealsResponse { deals }))
+}
+
+async fn storage_provider(
+    State(node): NodeState,
+    Path(address): Path<String>,
+) -> ApiResult<Json<StorageProviderResponse>> {
+    use depin_protocol::storage::{ProviderUsage, keys};
+    let address = parse_address(&address)?;
+    let usage: ProviderUsage = storage_record(&node, &keys::usage(&address))?.unwrap_or_default();
+    let local = (address == node.key.address())
+        .then(|| node.pieces.get())
+        .flatten();
+    Ok(Json(StorageProviderResponse {
+        address,
+        committed_bytes: usage.committed_bytes,
+        pieces: usage.pieces,
+        store_used_bytes: local.and_then(|s| s.used_bytes().ok()),
+        store_capacity_bytes: local.map(|s| s.capacity_bytes()),
+    }))
 }

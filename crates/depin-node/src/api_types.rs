@@ -44,6 +44,9 @@ pub struct StatusResponse {
     pub token: TokenInfo,
     /// For followers: the node they follow.
     pub upstream: Option<String>,
+    /// Where this node listens on the libp2p service network (bootstrap addresses).
+    #[serde(default)]
+    pub net_addrs: Vec<String>,
     pub version: String,
 }
 
@@ -314,4 +317,48 @@ pub struct SupplyResponse {
     pub token_price_usd_micro: u64,
     pub price_updated_height: u64,
     pub dc_price_usd_micro: u64,
+}
+
+/// GET /v1/storage/deals/{id}: a deal with every piece and where it is.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DealResponse {
+    pub deal: depin_protocol::storage::Deal,
+    pub segments: Vec<SegmentView>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SegmentView {
+    pub index: u32,
+    pub segment_bytes: u64,
+    pub piece_bytes: u64,
+    pub needs_repair: bool,
+    pub healthy_pieces: u16,
+    pub pieces: Vec<PieceView>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PieceView {
+    pub index: u16,
+    pub root: Hash,
+    pub provider: Option<Address>,
+    pub state: depin_protocol::storage::PieceState,
+    pub checked_epoch: Option<u64>,
+    pub misses: u8,
+}
+
+/// GET /v1/storage/deals: open (pending or active) deals, optionally of one owner.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DealsResponse {
+    pub deals: Vec<depin_protocol::storage::Deal>,
+}
+
+/// GET /v1/storage/providers/{address}: what the chain assigned to a storage provider, and
+/// when this node is that provider, its store's exact space figures.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StorageProviderResponse {
+    pub address: Address,
+    pub committed_bytes: u64,
+    pub pieces: Vec<depin_protocol::storage::PieceRef>,
+    pub store_used_bytes: Option<u64>,
+    pub store_capacity_bytes: Option<u64>,
 }

@@ -58,6 +58,14 @@ pub struct NodeConfig {
     /// libp2p bootstrap peers, multiaddrs ending in `/p2p/<peer id>`.
     #[serde(default)]
     pub bootstrap: Vec<String>,
+    /// Bytes this node offers to the storage service (0: it stores nothing). Needs
+    /// `net_listen`: pieces travel over the service network.
+    #[serde(default)]
+    pub storage_capacity_bytes: u64,
+    /// Where pieces are kept; relative to the config file. Default: `storage` next to the
+    /// chain data.
+    #[serde(default)]
+    pub storage_dir: Option<PathBuf>,
     /// tracing filter, e.g. `info` or `depin_chain=debug`.
     #[serde(default = "default_log")]
     pub log: String,
@@ -103,6 +111,11 @@ impl NodeConfig {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
+        }
+        if let Some(p) = config.storage_dir.as_mut()
+            && p.is_relative()
+        {
+            *p = base.join(&*p);
         }
         config.apply_env()?;
         if config.role != Role::Validator

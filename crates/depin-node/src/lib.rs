@@ -11,6 +11,7 @@ pub mod config;
 mod follow;
 mod metrics;
 mod openapi;
+mod storage;
 
 pub use api::router;
 pub use config::{ConfigError, NodeConfig, Role};
@@ -37,6 +38,8 @@ pub enum NodeError {
         "this node's key {0} is not a validator candidate; bond the validator minimum and run `depin stake register-validator`, or run it as a provider or full node"
     )]
     NotAValidator(String),
+    #[error("storage: {0}")]
+    Storage(String),
     #[error("cannot listen on {addr}: {cause}")]
     Listen {
         addr: std::net::SocketAddr,
@@ -64,6 +67,8 @@ pub struct Node {
     pub net: std::sync::OnceLock<depin_net::NetHandle>,
     /// Largest response on the service network: a batch of blocks must fit.
     net_max_response: usize,
+    /// The storage provider's piece store, when the node offers storage.
+    pub pieces: std::sync::OnceLock<Arc<depin_storage::store::PieceStore>>,
 }
 
 /// A bounded set of recent hashes (oldest forgotten first).
@@ -142,6 +147,7 @@ impl Node {
             forwarded: std::sync::Mutex::new(RecentHashes::default()),
             net: std::sync::OnceLock::new(),
             net_max_response: net_max_response(genesis_limits),
+            pieces: std::sync::OnceLock::new(),
         })
     }
 
@@ -202,6 +208,7 @@ pub async fn run_until(
         start_service_network(&node).await?;
     }
     let stop = Arc::new(AtomicBool::new(false));
+    storage::start(&node, stop.clone())?;
     // A consensus failure (e.g. its port is taken) stops the whole node.
     let fatal = Arc::new(tokio::sync::Notify::new());
     let worker = match node.config.role {
@@ -278,6 +285,8 @@ async fn start_service_network(node: &Arc<Node>) -> Result<(), NodeError> {
         .collect::<Result<_, _>>()?;
     config.max_message_bytes = genesis.chain.max_tx_bytes as usize;
     config.max_response_bytes = node.net_max_response;
+    // Storage pieces travel in 1 MiB parts.
+    config.max_request_bytes = depin_storage::protocol::MAX_MESSAGE_BYTES;
     let (handle, mut events) = depin_net::Network::start(config)
         .await
         .map_err(|e| NodeError::Net(e.to_string()))?;

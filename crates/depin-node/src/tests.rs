@@ -43,6 +43,8 @@ fn node_config(
         validator_peers: Vec::new(),
         net_listen: None,
         bootstrap: Vec::new(),
+        storage_capacity_bytes: 0,
+        storage_dir: None,
         log: "info".into(),
     }
 }

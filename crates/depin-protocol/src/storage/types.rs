@@ -4,7 +4,7 @@ use super::merkle::ChunkProof;
 use crate::params::ErasureProfile;
 use borsh::{BorshDeserialize, BorshSerialize};
 use depin_types::{Address, Hash};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Where a piece sits: deal, segment, piece index in the segment.
 #[derive(
@@ -19,6 +19,7 @@ use serde::Serialize;
     BorshSerialize,
     BorshDeserialize,
     Serialize,
+    Deserialize,
 )]
 pub struct PieceRef {
     pub deal: Hash,
@@ -26,7 +27,9 @@ pub struct PieceRef {
     pub piece: u16,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum DealStatus {
     /// Placed; waiting for the success threshold of pieces to be stored.
@@ -42,7 +45,7 @@ pub enum DealStatus {
 }
 
 /// One stored object.
-#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 pub struct Deal {
     pub id: Hash,
     pub owner: Address,
@@ -82,7 +85,7 @@ impl Deal {
 }
 
 /// The sizes of one erasure-coded segment.
-#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 pub struct SegmentInfo {
     /// Bytes of the (encrypted) segment before coding.
     pub segment_bytes: u64,
@@ -92,7 +95,9 @@ pub struct SegmentInfo {
     pub needs_repair: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum PieceState {
     /// Placed on a provider that has not confirmed storing it yet.
@@ -108,7 +113,7 @@ pub enum PieceState {
 }
 
 /// One piece of a segment.
-#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 pub struct Piece {
     pub root: Hash,
     pub provider: Option<Address>,
@@ -120,7 +125,9 @@ pub struct Piece {
 }
 
 /// What a storage provider has committed to hold.
-#[derive(Debug, Clone, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize)]
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
 pub struct ProviderUsage {
     pub committed_bytes: u64,
     /// Pieces assigned or stored, in placement order.

@@ -1,0 +1,299 @@
+//! A storage provider inside the node: the piece store, the piece protocol on the service
+//! network, and a worker that confirms stored pieces on chain, answers each epoch's
+//! challenges with proofs, and deletes pieces the chain no longer assigns to this node.
+
+use crate::Node;
+use depin_protocol::storage::{
+    Deal, DealStatus, Piece, PieceProof, PieceRef, PieceState, ProviderUsage, StorageTx,
+    challenge_chunk, keys,
+};
+use depin_protocol::{Action, Transaction};
+use depin_storage::provider::{Assignments, PieceServer, serve};
+use depin_storage::store::PieceStore;
+use depin_types::{Hash, ServiceKind};
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Reads piece assignments from the node's chain.
+struct ChainAssignments(Arc<Node>);
+
+impl Assignments for ChainAssignments {
+    fn piece(&self, piece: &PieceRef) -> Option<(Piece, u64)> {
+        let chain = self.0.chain();
+        let record: Piece = chain
+            .service_record(ServiceKind::Storage, &keys::piece(piece))
+            .ok()
+            .flatten()?;
+        let deal: Deal = chain
+            .service_record(ServiceKind::Storage, &keys::deal(&piece.deal))
+            .ok()
+            .flatten()?;
+        let info = deal.segments.get(piece.segment as usize)?;
+        Some((record, info.piece_bytes))
+    }
+}
+
+/// Most proofs in one transaction (each about 1.5 KiB; transactions are at most 64 KiB).
+const PROOFS_PER_TX: usize = 24;
+
+/// Starts the provider side of storage when the node offers capacity and has a network.
+pub(crate) fn start(node: &Arc<Node>, stop: Arc<AtomicBool>) -> Result<(), crate::NodeError> {
+    let capacity = node.config.storage_capacity_bytes;
+    let Some(net) = node.net.get().cloned() else {
+        return Ok(());
+    };
+    if capacity == 0 {
+        return Ok(());
+    }
+    let dir = node
+        .config
+        .storage_dir
+        .clone()
+        .unwrap_or_else(|| node.config.data_dir.join("storage"));
+    let store = Arc::new(
+        PieceStore::open(&dir, capacity).map_err(|e| crate::NodeError::Storage(e.to_string()))?,
+    );
+    let _ = node.pieces.set(store.clone());
+    let (server, stored) = PieceServer::new(
+        store.clone(),
+        node.key.address(),
+        Arc::new(ChainAssignments(node.clone())),
+    );
+    tokio::spawn(serve(server, net));
+    tokio::spawn(worker(node.clone(), store, stored, stop));
+    tracing::info!(dir = %dir.display(), capacity, "storage provider started");
+    Ok(())
+}
+
+/// Signs `action` with the node's key at its next nonce and the minimum fee, and hands it to
+/// the validators (directly on a validator, else by gossip and the upstream if any).
+pub(crate) async fn submit_own(node: &Arc<Node>, action: Action) -> Result<Hash, String> {
+    let chain = node.chain();
+    let nonce = chain
+        .account(&node.key.address())
+        .map_err(|e| e.to_string())?
+        .map(|a| a.nonce)
+        .unwrap_or(0);
+    let mut tx = Transaction {
+        chain_id: chain.protocol().genesis().chain_id.clone(),
+        sender: node.key.address(),
+        nonce,
+        fee: depin_types::Amount::ZERO,
+        action,
+    };
+    let size = tx.clone().sign(&node.key).size_bytes();
+    tx.fee = chain.protocol().min_fee(size);
+    let signed = tx.sign(&node.key);
+    let hash = signed.hash();
+    let bytes = signed.to_bytes();
+    if node.config.role == crate::Role::Validator {
+        let app = node.app.clone();
+        let local = bytes.clone();
+        tokio::task::spawn_blocking(move || app.submit_bytes(&local))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+    } else {
+        node.remember_forwarded(hash);
+        if let Some(upstream) = node.config.upstream.clone() {
+            let http = node.http.clone();
+            let body = serde_json::json!({ "tx": hex::encode(&bytes) });
+            let _ = tokio::task::spawn_blocking(move || {
+                http.post(&format!("{}/v1/txs", upstream.trim_end_matches('/')))
+                    .send_json(body)
+            })
+            .await;
+        }
+    }
+    crate::gossip_tx(node, bytes).await;
+    Ok(hash)
+}
+
+/// Waits until the node's account nonce moves past `nonce` (its transaction is in a block),
+/// at most `limit`.
+async fn wait_committed(node: &Node, nonce: u64, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        let now = node
+            .chain()
+            .account(&node.key.address())
+            .ok()
+            .flatten()
+            .map(|a| a.nonce)
+            .unwrap_or(0);
+        if now > nonce {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+async fn submit_and_wait(node: &Arc<Node>, tx: StorageTx) -> bool {
+    let nonce = node
+        .chain()
+        .account(&node.key.address())
+        .ok()
+        .flatten()
+        .map(|a| a.nonce)
+        .unwrap_or(0);
+    let action = Action::Service {
+        service: ServiceKind::Storage,
+        payload: depin_types::encode(&tx),
+    };
+    match submit_own(node, action).await {
+        Ok(hash) => {
+            let interval = node.chain().protocol().genesis().chain.block_interval_ms;
+            let committed =
+                wait_committed(node, nonce, Duration::from_millis(interval * 10 + 5_000)).await;
+            if !committed {
+                tracing::warn!(%hash, "storage transaction not committed in time");
+            }
+            committed
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "storage transaction refused");
+            false
+        }
+    }
+}
+
+async fn worker(
+    node: Arc<Node>,
+    store: Arc<PieceStore>,
+    mut stored: tokio::sync::mpsc::UnboundedReceiver<PieceRef>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut to_confirm: BTreeSet<PieceRef> = BTreeSet::new();
+    let mut proven: HashSet<(PieceRef, u64)> = HashSet::new();
+    let mut last_gc = Instant::now();
+    while !stop.load(Ordering::SeqCst) {
+        while let Ok(r) = stored.try_recv() {
+            to_confirm.insert(r);
+        }
+        // Confirm what is durable here and still waiting on chain.
+        let waiting: Vec<PieceRef> = to_confirm
+            .iter()
+            .filter(|r| {
+                ChainAssignments(node.clone())
+                    .piece(r)
+                    .is_some_and(|(p, _)| p.state == PieceState::Assigned)
+            })
+            .copied()
+            .take(depin_protocol::storage::MAX_ITEMS_PER_TX)
+            .collect();
+        to_confirm.retain(|r| {
+            ChainAssignments(node.clone())
+                .piece(r)
+                .is_some_and(|(p, _)| p.state == PieceState::Assigned)
+        });
+        if !waiting.is_empty()
+            && submit_and_wait(
+                &node,
+                StorageTx::ConfirmPieces {
+                    pieces: waiting.clone(),
+                },
+            )
+            .await
+        {
+            for r in &waiting {
+                to_confirm.remove(r);
+            }
+        }
+        if let Err(e) = answer_challenges(&node, &store, &mut proven).await {
+            tracing::warn!(error = %e, "cannot answer storage challenges");
+        }
+        if last_gc.elapsed() > Duration::from_secs(10) {
+            last_gc = Instant::now();
+            if let Err(e) = collect_garbage(&node, &store) {
+                tracing::warn!(error = %e, "storage garbage collection failed");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn usage(node: &Node) -> Result<ProviderUsage, String> {
+    Ok(node
+        .chain()
+        .service_record(ServiceKind::Storage, &keys::usage(&node.key.address()))
+        .map_err(|e| e.to_string())?
+        .unwrap_or_default())
+}
+
+/// Proves every piece this node stores for the current epoch, once.
+async fn answer_challenges(
+    node: &Arc<Node>,
+    store: &PieceStore,
+    proven: &mut HashSet<(PieceRef, u64)>,
+) -> Result<(), String> {
+    let chain = node.chain();
+    let epoch_blocks = chain.protocol().genesis().chain.epoch_blocks.max(1);
+    // The epoch of the next block: the one a proof sent now lands in.
+    let epoch = chain.head().height / epoch_blocks;
+    // Leave the last block of an epoch alone: a proof may not make it in time.
+    let Some(seed) = chain
+        .service_record::<Hash>(ServiceKind::Storage, &keys::seed(epoch))
+        .map_err(|e| e.to_string())?
+    else {
+        return Ok(());
+    };
+    proven.retain(|(_, e)| *e == epoch);
+    let mut due = Vec::new();
+    for r in usage(node)?.pieces {
+        if proven.contains(&(r, epoch)) {
+            continue;
+        }
+        let Some((piece, piece_bytes)) = ChainAssignments(node.clone()).piece(&r) else {
+            continue;
+        };
+        let deal: Option<Deal> = chain
+            .service_record(ServiceKind::Storage, &keys::deal(&r.deal))
+            .map_err(|e| e.to_string())?;
+        let active = deal.is_some_and(|d| {
+            d.status == DealStatus::Active
+                && d.start_epoch.is_some_and(|s| s <= epoch)
+                && d.end_epoch.is_some_and(|e| epoch < e)
+        });
+        if !active || piece.state != PieceState::Stored || piece.checked_epoch == Some(epoch) {
+            continue;
+        }
+        let index = challenge_chunk(&seed, &r, epoch, piece_bytes);
+        match store.prove_chunk(piece.root.as_bytes(), index) {
+            Ok(proof) => due.push(PieceProof { piece: r, proof }),
+            Err(e) => tracing::warn!(error = %e, deal = %r.deal, "cannot prove a piece"),
+        }
+    }
+    for batch in due.chunks(PROOFS_PER_TX) {
+        let tx = StorageTx::SubmitProofs {
+            epoch,
+            proofs: batch.to_vec(),
+        };
+        if submit_and_wait(node, tx).await {
+            for p in batch {
+                proven.insert((p.piece, epoch));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Deletes stored pieces that no assignment of this node refers to any more (deal ended,
+/// deleted, cancelled, or the piece released or lost).
+fn collect_garbage(node: &Arc<Node>, store: &PieceStore) -> Result<(), String> {
+    let mut wanted = HashSet::new();
+    for r in usage(node)?.pieces {
+        if let Some((piece, _)) = ChainAssignments(node.clone()).piece(&r) {
+            wanted.insert(piece.root);
+        }
+    }
+    for root in store.roots().map_err(|e| e.to_string())? {
+        if !wanted.contains(&Hash(root)) {
+            store.remove(&root).map_err(|e| e.to_string())?;
+            tracing::info!(root = %hex::encode(root), "deleted a piece no deal needs");
+        }
+    }
+    Ok(())
+}
