@@ -34,8 +34,10 @@ const POLL: Duration = Duration::from_millis(200);
 /// Lines of a node's log shown when it fails to start.
 const LOG_TAIL_LINES: usize = 20;
 /// What each devnet provider offers: 1 TiB of storage and 1_000_000 fuel of compute.
+/// Disk each devnet provider offers to the storage service.
+const DEVNET_STORAGE_BYTES: u64 = 8 << 30;
 const PROVIDER_OFFERS: [(ServiceKind, u64); 2] = [
-    (ServiceKind::Storage, 1 << 40),
+    (ServiceKind::Storage, DEVNET_STORAGE_BYTES),
     (ServiceKind::Compute, 1_000_000),
 ];
 /// Environment overrides of NodeConfig::load that would make every devnet node share one
@@ -47,11 +49,12 @@ pub struct DevnetArgs {
     /// Folder of the network; an existing one (with devnet.json) is resumed.
     #[arg(long, default_value = "./devnet-data")]
     pub dir: PathBuf,
-    /// Validators to start (one until multi-validator consensus lands).
+    /// Validators to start (1 to 16).
     #[arg(long, default_value_t = 1)]
     pub validators: u32,
-    /// Provider nodes to start next to the validator.
-    #[arg(long, default_value_t = 2)]
+    /// Provider nodes to start next to the validators (storage needs 6 for the devnet
+    /// erasure profile's success threshold).
+    #[arg(long, default_value_t = 6)]
     pub providers: u32,
     /// API port of node 0; node i uses base+10*i for its API, base+10*i+1 for consensus and
     /// base+10*i+2 for the libp2p service network.
@@ -343,6 +346,9 @@ fn create(dir: &Path, args: &DevnetArgs) -> anyhow::Result<DevnetFile> {
                 "/ip4/127.0.0.1/tcp/{}/p2p/{first}",
                 port(args.base_port, 0, 2)?
             )];
+        }
+        if role == Role::Provider {
+            config.storage_capacity_bytes = DEVNET_STORAGE_BYTES;
         }
         if role == Role::Validator {
             config.validator_peers = validator_peers

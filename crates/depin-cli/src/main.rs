@@ -10,6 +10,7 @@ mod keycmd;
 mod nodecmd;
 mod output;
 mod query;
+mod storagecmd;
 mod txcmd;
 
 use clap::{Parser, Subcommand};
@@ -60,6 +61,9 @@ enum Command {
     /// Register, update and look up providers.
     #[command(subcommand)]
     Provider(ProviderCommand),
+    /// Store files on the network and get them back.
+    #[command(subcommand)]
+    Storage(storagecmd::StorageCommand),
     /// Data Credits: burn tokens to buy usage credits.
     #[command(subcommand)]
     Dc(DcCommand),
@@ -161,6 +165,7 @@ fn dispatch(ctx: &Ctx, command: Command) -> anyhow::Result<()> {
         Command::Account(AccountCommand::Show { address }) => query::account(ctx, &address),
         Command::Transfer(args) => txcmd::transfer(ctx, args),
         Command::Stake(cmd) => txcmd::stake(ctx, cmd),
+        Command::Storage(cmd) => storagecmd::run(ctx, cmd),
         Command::Provider(cmd) => match cmd {
             ProviderCommand::Register(args) => txcmd::provider(ctx, args, false),
             ProviderCommand::Update(args) => txcmd::provider(ctx, args, true),

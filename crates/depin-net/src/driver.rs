@@ -529,6 +529,11 @@ impl Driver {
         }
         *in_flight += 1;
         inc(&self.metrics.requests_sent);
+        if !self.swarm.is_connected(&peer) {
+            // Look the peer up in the DHT: if this dial fails for want of an address, a retry
+            // finds one.
+            self.swarm.behaviour_mut().kad.get_closest_peers(peer);
+        }
         let request = Request {
             protocol: protocol.clone(),
             payload: bytes,
@@ -857,6 +862,23 @@ impl Driver {
     }
 
     fn on_kad(&mut self, event: kad::Event) {
+        // A lookup started for a request to an unknown peer: remember where the peers it
+        // found listen, so the request's retry can dial them.
+        if let kad::Event::OutboundQueryProgressed {
+            result: kad::QueryResult::GetClosestPeers(Ok(ok)),
+            ..
+        } = &event
+        {
+            for info in &ok.peers {
+                for addr in &info.addrs {
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&info.peer_id, addr.clone());
+                }
+            }
+            return;
+        }
         if let kad::Event::RoutingUpdated {
             peer, is_new_peer, ..
         } = event

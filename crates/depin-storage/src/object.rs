@@ -3,6 +3,7 @@
 //! at a time, whatever the object's size.
 
 use crate::crypto::{self, CryptoError};
+
 use crate::erasure::{ErasureCoder, ErasureError};
 use depin_protocol::storage::SegmentSpec;
 use depin_types::Hash;
@@ -56,16 +57,33 @@ pub fn plain_segment_bytes(max_segment_bytes: u64, encrypted: bool) -> Result<u6
     Ok(blocks * block)
 }
 
-/// Encrypts (when `owner_secret` is given) and codes one segment of the object.
+/// How a segment is sealed: the owner's secret and the segment's object nonce. A client
+/// that codes a segment twice (once for the roots, once to upload) derives the same nonce
+/// both times, e.g. from a per-upload salt and the segment index.
+#[derive(Debug, Clone, Copy)]
+pub struct Seal<'a> {
+    pub owner_secret: &'a [u8; 32],
+    pub nonce: [u8; 16],
+}
+
+/// A segment's object nonce from a per-upload random salt and its index.
+pub fn segment_nonce(salt: &[u8; 16], index: u64) -> [u8; 16] {
+    let digest = blake3::keyed_hash(&blake3::hash(salt).into(), &index.to_be_bytes());
+    let mut nonce = [0u8; 16];
+    nonce.copy_from_slice(&digest.as_bytes()[..16]);
+    nonce
+}
+
+/// Encrypts (when sealed) and codes one segment of the object.
 pub fn prepare_segment(
     coder: &dyn ErasureCoder,
     plain: &[u8],
-    owner_secret: Option<&[u8; 32]>,
+    seal: Option<Seal<'_>>,
 ) -> Result<PreparedSegment, ObjectError> {
     let sealed;
-    let segment: &[u8] = match owner_secret {
-        Some(secret) => {
-            sealed = crypto::encrypt(secret, plain)?;
+    let segment: &[u8] = match seal {
+        Some(seal) => {
+            sealed = crypto::encrypt_with_nonce(seal.owner_secret, &seal.nonce, plain);
             &sealed
         }
         None => plain,
@@ -128,7 +146,14 @@ mod tests {
                 };
                 let mut restored = Vec::new();
                 for (s, plain) in segments.iter().enumerate() {
-                    let prepared = prepare_segment(&coder, plain, owner).expect("prepare");
+                    let seal = owner.map(|secret| Seal {
+                        owner_secret: secret,
+                        nonce: segment_nonce(&[9u8; 16], s as u64),
+                    });
+                    let prepared = prepare_segment(&coder, plain, seal).expect("prepare");
+                    // Coding it again gives the same pieces (same roots on chain).
+                    let again = prepare_segment(&coder, plain, seal).expect("prepare");
+                    assert_eq!(again.roots, prepared.roots);
                     assert!(prepared.segment_bytes <= max_segment);
                     let spec = prepared.spec();
                     assert_eq!(spec.roots.len(), 8);
