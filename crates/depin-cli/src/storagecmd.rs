@@ -82,6 +82,13 @@ pub fn run(ctx: &Ctx, command: StorageCommand) -> anyhow::Result<()> {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    // Network diagnostics on stderr when asked for (RUST_LOG=depin_net=debug).
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -348,9 +355,9 @@ fn get(ctx: &Ctx, args: GetArgs) -> anyhow::Result<()> {
     let network = Network::fetch(&ctx.client)?;
     let deal: DealResponse = ctx.client.get(&format!("/v1/storage/deals/{id}"))?;
     let secret = match (&args.key, deal.deal.encrypted) {
-        (Some(path), _) => Some(read_key(path)?.secret_bytes()),
+        (Some(path), true) => Some(read_key(path)?.secret_bytes()),
         (None, true) => bail!("this object is encrypted: give the owner's key with --key"),
-        (None, false) => None,
+        (_, false) => None,
     };
     let coder = erasure(deal.deal.data_pieces, deal.deal.total_pieces)?;
     let k = usize::from(deal.deal.data_pieces);

@@ -734,3 +734,99 @@ fn four_validator_processes_survive_a_crash() {
     let (h0, root0) = head_of(&rpcs[0]);
     assert!(h0 >= target, "{root0}");
 }
+
+#[test]
+fn storage_put_and_get_survive_providers_going_down() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("devnet");
+    let dir_s = dir.to_string_lossy().into_owned();
+    let base = free_base_port(7).to_string();
+    let args = [
+        "devnet",
+        "--dir",
+        &dir_s,
+        "--providers",
+        "6",
+        "--base-port",
+        &base,
+        "--block-interval-ms",
+        "200",
+    ];
+    let mut devnet = Guard::spawn(&args, &tmp.path().join("devnet.log"), Some(&dir));
+    let state = wait_devnet(&mut devnet, &dir, &[]);
+    let nodes = state["nodes"].as_array().expect("nodes").clone();
+    let rpc = str_of(&nodes[0], "api_url").to_string();
+    let user_key = str_of(&state, "user_key_file").to_string();
+    json(&rpc, &["dc", "buy", "--amount", "10", "--key", &user_key]);
+
+    // Zero, one and three million bytes, encrypted and public: each comes back exactly.
+    let mut ids = Vec::new();
+    for (name, len, public) in [
+        ("empty", 0usize, false),
+        ("one", 1, true),
+        ("big", 3_000_000, false),
+    ] {
+        let input = tmp.path().join(name);
+        let bytes: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+        std::fs::write(&input, &bytes).expect("write input");
+        let input_s = input.to_string_lossy().into_owned();
+        let mut put = vec![
+            "storage", "put", &input_s, "--epochs", "500", "--key", &user_key,
+        ];
+        if public {
+            put.push("--public");
+        }
+        let stored = json(&rpc, &put);
+        assert_eq!(stored["status"], "active", "{stored}");
+        let id = str_of(&stored, "id").to_string();
+        let output = tmp.path().join(format!("{name}.out"));
+        let output_s = output.to_string_lossy().into_owned();
+        json(
+            &rpc,
+            &["storage", "get", &id, "-o", &output_s, "--key", &user_key],
+        );
+        assert_eq!(std::fs::read(&output).expect("output"), bytes, "{name}");
+        ids.push((id, bytes));
+    }
+    let listed = json(&rpc, &["storage", "ls", "--key", &user_key]);
+    assert_eq!(listed["deals"].as_array().expect("deals").len(), 3);
+
+    // Two of the six providers holding the big object's pieces die: any 4 of the other pieces
+    // still rebuild it.
+    let (big_id, big) = ids[2].clone();
+    let deal = json(&rpc, &["storage", "status", &big_id]);
+    let holders: Vec<String> = deal["segments"][0]["pieces"]
+        .as_array()
+        .expect("pieces")
+        .iter()
+        .filter_map(|p| p["provider"].as_str().map(str::to_string))
+        .take(2)
+        .collect();
+    for node in &nodes {
+        if holders.iter().any(|h| h == str_of(node, "address")) {
+            let pid = node["pid"].as_i64().expect("pid") as i32;
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+    let output = tmp.path().join("big.again");
+    let output_s = output.to_string_lossy().into_owned();
+    json(
+        &rpc,
+        &[
+            "storage", "get", &big_id, "-o", &output_s, "--key", &user_key,
+        ],
+    );
+    assert_eq!(std::fs::read(&output).expect("output"), big);
+
+    // An unknown id and a missing key are clear errors; delete refunds and closes the deal.
+    let unknown = fails(&["--rpc", &rpc, "storage", "status", &"00".repeat(32)]);
+    assert!(unknown.contains("unknown_deal"), "{unknown}");
+    let keyless = fails(&["--rpc", &rpc, "storage", "get", &big_id, "-o", &output_s]);
+    assert!(keyless.contains("--key"), "{keyless}");
+    json(&rpc, &["storage", "delete", &big_id, "--key", &user_key]);
+    let deal = json(&rpc, &["storage", "status", &big_id]);
+    assert_eq!(deal["deal"]["status"], "deleted");
+}

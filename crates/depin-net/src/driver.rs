@@ -336,10 +336,16 @@ impl Driver {
     }
 
     async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        const LONELY_REDIAL: Duration = Duration::from_secs(1);
         let mut discovery = tokio::time::interval(self.config.discovery_interval);
         discovery.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // The first tick fires at once; bootstrap peers were just dialed.
         discovery.tick().await;
+        // A node with no peer at all (e.g. it started before its bootstrap peers listened)
+        // retries the bootstrap list every second rather than every discovery interval.
+        let mut lonely = tokio::time::interval(LONELY_REDIAL);
+        lonely.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        lonely.tick().await;
         let mut shutdown_done = None;
         loop {
             tokio::select! {
@@ -356,6 +362,7 @@ impl Driver {
                     self.send_reply(reply);
                 }
                 _ = discovery.tick() => self.on_discovery_tick(),
+                _ = lonely.tick() => self.on_discovery_tick(),
             }
         }
         tracing::info!(peer = %self.swarm.local_peer_id(), "network shutting down");
