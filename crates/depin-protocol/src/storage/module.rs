@@ -105,6 +105,9 @@ impl ServiceModule for StorageModule {
             StorageTx::ConfirmPieces { pieces } => confirm_pieces(ctx, sender, &pieces),
             StorageTx::SubmitProofs { epoch, proofs } => submit_proofs(ctx, sender, epoch, proofs),
             StorageTx::DeleteDeal { deal } => delete_deal(ctx, sender, &deal),
+            StorageTx::RepairSegment { deal, segment } => {
+                repair_segment(ctx, sender, &deal, segment)
+            }
         }
     }
 
@@ -171,7 +174,7 @@ fn open_deal(
     put(ctx, keys::NEXT_DEAL, &(number + 1));
 
     // Place every segment's pieces on distinct providers, reserving their capacity.
-    let mut candidates = placement_candidates(ctx)?;
+    let mut candidates = placement_candidates(ctx, &[])?;
     let mut escrow: u128 = 0;
     let mut infos = Vec::with_capacity(segments.len());
     for (segment_index, spec) in segments.iter().enumerate() {
@@ -223,6 +226,7 @@ fn open_deal(
                     },
                     checked_epoch: None,
                     misses: 0,
+                    repairer: None,
                 },
             );
         }
@@ -277,11 +281,14 @@ struct Candidate {
     free_bytes: u64,
 }
 
-fn placement_candidates(ctx: &ServiceContext<'_, '_>) -> Result<Vec<Candidate>, TxError> {
+fn placement_candidates(
+    ctx: &ServiceContext<'_, '_>,
+    excluded: &[Address],
+) -> Result<Vec<Candidate>, TxError> {
     let set: Vec<Address> = ctx.state.get(&StateKey::ProviderSet)?.unwrap_or_default();
     let minimum = ctx.genesis.staking.min_stake(ServiceKind::Storage);
     let mut out = Vec::new();
-    for address in set {
+    for address in set.into_iter().filter(|a| !excluded.contains(a)) {
         let Some(provider) = ctx.state.get::<Provider>(&StateKey::Provider(address))? else {
             continue;
         };
@@ -421,6 +428,7 @@ fn confirm_pieces(
         ));
     }
     let mut touched: Vec<Hash> = Vec::new();
+    let mut events = Vec::new();
     for r in pieces {
         let deal = load_deal(ctx, &r.deal)?;
         if !matches!(deal.status, DealStatus::Pending | DealStatus::Active) {
@@ -449,12 +457,15 @@ fn confirm_pieces(
             ));
         }
         piece.state = PieceState::Stored;
+        let repairer = piece.repairer.take();
         put(ctx, &keys::piece(r), &piece);
+        if let Some(repairer) = repairer {
+            events.extend(repaired(ctx, r, repairer)?);
+        }
         if !touched.contains(&r.deal) {
             touched.push(r.deal);
         }
     }
-    let mut events = Vec::new();
     for id in touched {
         if let Some(e) = activate_if_ready(ctx, &id)? {
             events.push(e);
@@ -804,4 +815,118 @@ fn sweep_missed(ctx: &mut ServiceContext<'_, '_>, deal: &Deal, epoch: u64) -> Re
         }
     }
     Ok(())
+}
+
+/// Places a segment's lost pieces (and repairs that never completed) on new providers, none
+/// of which already holds a piece of the segment.
+fn repair_segment(
+    ctx: &mut ServiceContext<'_, '_>,
+    sender: Address,
+    id: &Hash,
+    segment: u32,
+) -> Result<Vec<Event>, TxError> {
+    let deal = load_deal(ctx, id)?;
+    if deal.status != DealStatus::Active {
+        return Err(reject(
+            "deal_not_active",
+            format!("deal {id} is not active"),
+        ));
+    }
+    let info = deal
+        .segments
+        .get(segment as usize)
+        .ok_or_else(|| {
+            reject(
+                "unknown_piece",
+                format!("deal {id} has no segment {segment}"),
+            )
+        })?
+        .clone();
+    if !info.needs_repair {
+        return Err(reject(
+            "no_repair_needed",
+            format!("segment {segment} of deal {id} is healthy"),
+        ));
+    }
+    let mut holders = Vec::new();
+    let mut to_place = Vec::new();
+    for p in 0..deal.total_pieces {
+        let r = PieceRef {
+            deal: *id,
+            segment,
+            piece: p,
+        };
+        let piece = load_piece(ctx, &r)?;
+        let stalled = piece.state == PieceState::Assigned && piece.repairer.is_some();
+        if let Some(provider) = piece.provider {
+            holders.push(provider);
+        }
+        if piece.state == PieceState::Lost || stalled {
+            to_place.push((r, piece));
+        }
+    }
+    if to_place.is_empty() {
+        return Err(reject("no_repair_needed", "no lost piece to replace"));
+    }
+    let mut candidates = placement_candidates(ctx, &holders)?;
+    let chosen = place_segment(
+        ctx,
+        &mut candidates,
+        id,
+        segment ^ 0x8000_0000,
+        info.piece_bytes,
+        to_place.len(),
+    );
+    if chosen.is_empty() {
+        return Err(reject(
+            "not_enough_providers",
+            "no provider can take a repaired piece",
+        ));
+    }
+    for ((r, mut piece), provider) in to_place.into_iter().zip(chosen) {
+        if piece.state == PieceState::Assigned
+            && let Some(old) = piece.provider
+        {
+            release(ctx, &old, &r, info.piece_bytes)?;
+        }
+        reserve(ctx, &provider, &r, info.piece_bytes)?;
+        piece.provider = Some(provider);
+        piece.state = PieceState::Assigned;
+        piece.misses = 0;
+        piece.checked_epoch = None;
+        piece.repairer = Some(sender);
+        put(ctx, &keys::piece(&r), &piece);
+    }
+    Ok(vec![Event::Service {
+        service: ServiceKind::Storage,
+        name: format!("repair_started {id} {segment}"),
+    }])
+}
+
+/// A repaired piece is stored again: pay its repairer one piece-epoch from the repair budget
+/// and clear the segment's repair flag once it is healthy.
+fn repaired(
+    ctx: &mut ServiceContext<'_, '_>,
+    r: &PieceRef,
+    repairer: Address,
+) -> Result<Vec<Event>, TxError> {
+    let mut deal = load_deal(ctx, &r.deal)?;
+    let Some(info) = deal.segments.get(r.segment as usize).cloned() else {
+        return Ok(Vec::new());
+    };
+    let dc = piece_epoch_dc(info.piece_bytes, ctx.genesis.storage.price_dc_per_gib_epoch)
+        .min(deal.repair_budget_dc);
+    deal.repair_budget_dc -= dc;
+    let healthy = healthy_pieces(ctx, &deal, r.segment)?;
+    if healthy > deal.repair_threshold
+        && let Some(segment) = deal.segments.get_mut(r.segment as usize)
+    {
+        segment.needs_repair = false;
+    }
+    put(ctx, &keys::deal(&r.deal), &deal);
+    let mut events = Vec::new();
+    if dc > 0 {
+        events.push(ctx.pay_from_escrow(deal.owner, repairer, dc)?);
+    }
+    Ok(events)
 }

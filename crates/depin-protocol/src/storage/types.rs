@@ -122,6 +122,8 @@ pub struct Piece {
     pub checked_epoch: Option<u64>,
     /// Consecutive missed or wrong proofs.
     pub misses: u8,
+    /// Who rebuilt this piece for a repair; paid from the repair budget once it is stored.
+    pub repairer: Option<Address>,
 }
 
 /// What a storage provider has committed to hold.
@@ -169,6 +171,10 @@ pub enum StorageTx {
     SubmitProofs { epoch: u64, proofs: Vec<PieceProof> },
     /// The owner ends a deal early; unused escrow is refunded.
     DeleteDeal { deal: Hash },
+    /// Anyone starts the repair of a segment flagged for repair: its lost pieces are placed
+    /// on new providers; the sender rebuilds and uploads them and is paid from the repair
+    /// budget as each is confirmed.
+    RepairSegment { deal: Hash, segment: u32 },
 }
 
 /// State keys of the storage service (under `StateKey::Service(Storage, ..)`).

@@ -99,8 +99,9 @@ impl Fixture {
         let address = self.piece(id, piece).provider.expect("placed");
         self.users
             .iter()
+            .chain(std::iter::once(&self.validator))
             .find(|u| u.address() == address)
-            .expect("a provider user")
+            .expect("a provider key")
             .clone()
     }
 
@@ -415,5 +416,90 @@ fn deleted_and_never_activated_deals_refund_everything() {
     assert_eq!(f.deal(&id).status, DealStatus::Cancelled);
     assert_eq!(f.account(&owner).data_credits, dc_before);
     assert!(f.open_deals().is_empty());
+    f.check_supply();
+}
+
+#[test]
+fn a_segment_that_lost_pieces_is_repaired_onto_a_new_provider_and_the_repairer_paid() {
+    let mut f = storage_setup();
+    let owner = f.validator.clone();
+    // A fifth provider: the one the deal does not use takes the repaired piece.
+    f.make_provider(&owner, 200 * UNIT, &[ServiceKind::Storage]);
+    let id = f.open(EPOCHS);
+    let holders: Vec<Keypair> = (0..PIECES)
+        .map(|p| {
+            let address = f.piece(&id, p).provider.expect("placed");
+            f.users
+                .iter()
+                .chain(std::iter::once(&owner))
+                .find(|k| k.address() == address)
+                .expect("a provider")
+                .clone()
+        })
+        .collect();
+    for p in 0..3 {
+        f.ok(
+            &holders[usize::from(p)],
+            storage(StorageTx::ConfirmPieces {
+                pieces: vec![piece_ref(&id, p)],
+            }),
+        );
+    }
+    assert_eq!(f.deal(&id).status, DealStatus::Active);
+    let repair = storage(StorageTx::RepairSegment {
+        deal: id,
+        segment: 0,
+    });
+    let tx = f.tx(&f.user(0), repair.clone());
+    assert_eq!(service_code(f.reject(&tx)), "no_repair_needed");
+
+    // Piece 2's holder never proves: lost after two epochs, the segment needs repair.
+    f.end_blocks_through(EPOCH_BLOCKS);
+    for _ in 0..2 {
+        f.prove(&id, 0, &piece_data(0));
+        f.prove(&id, 1, &piece_data(1));
+        let next = f.height + EPOCH_BLOCKS - 1;
+        f.end_blocks_through(next);
+    }
+    assert_eq!(f.piece(&id, 2).state, PieceState::Lost);
+    assert!(f.deal(&id).segments[0].needs_repair);
+
+    // A repairer starts the repair: the lost piece goes to the one provider with no piece of
+    // this segment, with the same root (coding is deterministic).
+    let repairer = f.user(0);
+    let balance = f.balance(&repairer);
+    f.ok(&repairer, repair);
+    let placed = f.piece(&id, 2);
+    assert_eq!(placed.state, PieceState::Assigned);
+    assert_eq!(placed.root, Hash::of(&piece_data(2)));
+    let newcomer = placed.provider.expect("re-placed");
+    assert!(holders.iter().all(|h| h.address() != newcomer));
+    let newcomer = f
+        .users
+        .iter()
+        .chain(std::iter::once(&owner))
+        .find(|k| k.address() == newcomer)
+        .expect("a provider")
+        .clone();
+    let budget = f.deal(&id).repair_budget_dc;
+    let receipt = f.ok(
+        &newcomer,
+        storage(StorageTx::ConfirmPieces {
+            pieces: vec![piece_ref(&id, 2)],
+        }),
+    );
+    assert!(receipt.events.iter().any(|e| matches!(
+        e,
+        Event::ServicePaid { provider, data_credits, .. }
+            if *provider == repairer.address() && *data_credits == DC_PER_PIECE_EPOCH
+    )));
+    assert_eq!(f.deal(&id).repair_budget_dc, budget - DC_PER_PIECE_EPOCH);
+    assert!(!f.deal(&id).segments[0].needs_repair);
+    let fee = if newcomer.address() == repairer.address() {
+        2
+    } else {
+        1
+    };
+    assert_eq!(f.balance(&repairer), balance - fee * FEE.0 + 6_000);
     f.check_supply();
 }
