@@ -740,13 +740,14 @@ fn storage_put_and_get_survive_providers_going_down() {
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path().join("devnet");
     let dir_s = dir.to_string_lossy().into_owned();
-    let base = free_base_port(7).to_string();
+    let base = free_base_port(10).to_string();
+    // Nine providers: the devnet profile places 8 pieces, so repairs have somewhere to go.
     let args = [
         "devnet",
         "--dir",
         &dir_s,
         "--providers",
-        "6",
+        "9",
         "--base-port",
         &base,
         "--block-interval-ms",
@@ -799,6 +800,7 @@ fn storage_put_and_get_survive_providers_going_down() {
         .as_array()
         .expect("pieces")
         .iter()
+        .filter(|p| p["state"] == "stored")
         .filter_map(|p| p["provider"].as_str().map(str::to_string))
         .take(2)
         .collect();
@@ -813,6 +815,44 @@ fn storage_put_and_get_survive_providers_going_down() {
     }
     let output = tmp.path().join("big.again");
     let output_s = output.to_string_lossy().into_owned();
+    json(
+        &rpc,
+        &[
+            "storage", "get", &big_id, "-o", &output_s, "--key", &user_key,
+        ],
+    );
+    assert_eq!(std::fs::read(&output).expect("output"), big);
+
+    // Their pieces miss two proofs (slashed, visible to the operator), are lost, and a
+    // surviving holder repairs the segment onto other providers.
+    let stored_by = |deal: &Value| -> Vec<String> {
+        deal["segments"][0]["pieces"]
+            .as_array()
+            .map(|p| {
+                p.iter()
+                    .filter(|p| p["state"] == "stored")
+                    .filter_map(|p| p["provider"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    wait_until(
+        Duration::from_secs(120),
+        "the segment to be repaired",
+        || {
+            let deal = json(&rpc, &["storage", "status", &big_id]);
+            let now = stored_by(&deal);
+            (now.len() >= 6
+                && deal["segments"][0]["needs_repair"] == false
+                && holders.iter().all(|h| !now.contains(h)))
+            .then_some(())
+        },
+    );
+    let shown = json(&rpc, &["provider", "show", &holders[0]]);
+    assert!(
+        shown.to_string().contains("missed storage proof"),
+        "{shown}"
+    );
     json(
         &rpc,
         &[

@@ -205,6 +205,9 @@ async fn worker(
         if let Err(e) = answer_challenges(&node, &store, &mut proven).await {
             tracing::warn!(error = %e, "cannot answer storage challenges");
         }
+        if let Err(e) = repair_duty(&node, &store).await {
+            tracing::warn!(error = %e, "storage repair failed");
+        }
         if last_gc.elapsed() > Duration::from_secs(10) {
             last_gc = Instant::now();
             if let Err(e) = collect_garbage(&node, &store) {
@@ -293,6 +296,133 @@ fn collect_garbage(node: &Arc<Node>, store: &PieceStore) -> Result<(), String> {
         if !wanted.contains(&Hash(root)) {
             store.remove(&root).map_err(|e| e.to_string())?;
             tracing::info!(root = %hex::encode(root), "deleted a piece no deal needs");
+        }
+    }
+    Ok(())
+}
+
+/// Repairs the segments this node is responsible for: among the providers that still store a
+/// piece of a segment flagged for repair, the one with the lowest address starts the repair
+/// on chain, rebuilds the segment from any k pieces (its own and downloaded ones, all
+/// verified), codes the lost pieces again and uploads them to the providers the chain chose.
+async fn repair_duty(node: &Arc<Node>, store: &PieceStore) -> Result<(), String> {
+    let chain = node.chain();
+    let me = node.key.address();
+    let open: Vec<Hash> = chain
+        .service_record(ServiceKind::Storage, keys::OPEN_DEALS)
+        .map_err(|e| e.to_string())?
+        .unwrap_or_default();
+    for id in open {
+        let Some(deal) = chain
+            .service_record::<Deal>(ServiceKind::Storage, &keys::deal(&id))
+            .map_err(|e| e.to_string())?
+        else {
+            continue;
+        };
+        if deal.status != DealStatus::Active {
+            continue;
+        }
+        for (s, info) in deal.segments.iter().enumerate() {
+            if !info.needs_repair {
+                continue;
+            }
+            let mut pieces = Vec::new();
+            for p in 0..deal.total_pieces {
+                let r = PieceRef {
+                    deal: id,
+                    segment: s as u32,
+                    piece: p,
+                };
+                if let Some(piece) = chain
+                    .service_record::<Piece>(ServiceKind::Storage, &keys::piece(&r))
+                    .map_err(|e| e.to_string())?
+                {
+                    pieces.push((r, piece));
+                }
+            }
+            let holders: Vec<_> = pieces
+                .iter()
+                .filter(|(_, p)| p.state == PieceState::Stored)
+                .filter_map(|(r, p)| p.provider.map(|a| (*r, p.root, a)))
+                .collect();
+            if holders.iter().map(|(_, _, a)| *a).min() != Some(me) {
+                continue;
+            }
+            let mine: Vec<_> = pieces
+                .iter()
+                .filter(|(_, p)| p.state == PieceState::Assigned && p.repairer == Some(me))
+                .filter_map(|(r, p)| p.provider.map(|a| (*r, a)))
+                .collect();
+            if mine.is_empty() {
+                if pieces.iter().any(|(_, p)| p.state == PieceState::Lost) {
+                    tracing::info!(deal = %id, segment = s, "starting a repair");
+                    submit_and_wait(
+                        node,
+                        StorageTx::RepairSegment {
+                            deal: id,
+                            segment: s as u32,
+                        },
+                    )
+                    .await;
+                }
+                continue;
+            }
+            rebuild_and_upload(node, store, &deal, info, &holders, &mine).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn rebuild_and_upload(
+    node: &Arc<Node>,
+    store: &PieceStore,
+    deal: &Deal,
+    info: &depin_protocol::storage::SegmentInfo,
+    holders: &[(PieceRef, Hash, depin_types::Address)],
+    missing: &[(PieceRef, depin_types::Address)],
+) -> Result<(), String> {
+    use depin_storage::erasure::{ErasureCoder, ReedSolomon};
+    let Some(net) = node.net.get().cloned() else {
+        return Ok(());
+    };
+    let k = usize::from(deal.data_pieces);
+    let mut have: Vec<(usize, Vec<u8>)> = Vec::new();
+    for (r, root, provider) in holders {
+        if have.len() >= k {
+            break;
+        }
+        let bytes = if *provider == node.key.address() {
+            store
+                .read_range(root.as_bytes(), 0, info.piece_bytes)
+                .ok()
+                .filter(|b| Hash::of(b) == *root)
+        } else {
+            depin_storage::client::download_piece(&net, provider, *root, info.piece_bytes)
+                .await
+                .ok()
+        };
+        if let Some(bytes) = bytes {
+            have.push((usize::from(r.piece), bytes));
+        }
+    }
+    if have.len() < k {
+        return Err(format!(
+            "only {} of {k} pieces reachable for a repair",
+            have.len()
+        ));
+    }
+    let coder = ReedSolomon::new(k, usize::from(deal.total_pieces)).map_err(|e| e.to_string())?;
+    let segment = coder
+        .decode(info.segment_bytes, &have)
+        .map_err(|e| e.to_string())?;
+    let rebuilt = coder.encode(&segment).map_err(|e| e.to_string())?;
+    for (r, provider) in missing {
+        let data = &rebuilt[usize::from(r.piece)];
+        match depin_storage::client::upload_piece(&net, provider, *r, data).await {
+            Ok(()) => {
+                tracing::info!(deal = %r.deal, segment = r.segment, piece = r.piece, %provider, "repaired a piece")
+            }
+            Err(e) => tracing::warn!(error = %e, %provider, "repair upload failed"),
         }
     }
     Ok(())

@@ -818,7 +818,7 @@ fn sweep_missed(ctx: &mut ServiceContext<'_, '_>, deal: &Deal, epoch: u64) -> Re
 }
 
 /// Places a segment's lost pieces (and repairs that never completed) on new providers, none
-/// of which already holds a piece of the segment.
+/// of which holds (or lost) a piece of the segment.
 fn repair_segment(
     ctx: &mut ServiceContext<'_, '_>,
     sender: Address,
@@ -857,8 +857,19 @@ fn repair_segment(
             piece: p,
         };
         let piece = load_piece(ctx, &r)?;
-        let stalled = piece.state == PieceState::Assigned && piece.repairer.is_some();
-        if let Some(provider) = piece.provider {
+        // A repair whose new provider never confirmed within the activation window.
+        let stalled = piece.state == PieceState::Assigned
+            && piece.repairer.is_some()
+            && piece.checked_epoch.is_some_and(|assigned| {
+                ctx.epoch() >= assigned + ctx.genesis.storage.activation_epochs
+            });
+        // Providers that hold a piece of the segment, or lost one, get no other piece of it.
+        if let Some(provider) = piece.provider
+            && matches!(
+                piece.state,
+                PieceState::Assigned | PieceState::Stored | PieceState::Lost
+            )
+        {
             holders.push(provider);
         }
         if piece.state == PieceState::Lost || stalled {
@@ -893,7 +904,8 @@ fn repair_segment(
         piece.provider = Some(provider);
         piece.state = PieceState::Assigned;
         piece.misses = 0;
-        piece.checked_epoch = None;
+        // Until confirmed, a repaired piece's `checked_epoch` is the epoch it was placed in.
+        piece.checked_epoch = Some(ctx.epoch());
         piece.repairer = Some(sender);
         put(ctx, &keys::piece(&r), &piece);
     }
