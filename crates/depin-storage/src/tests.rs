@@ -69,6 +69,7 @@ async fn assigned_pieces_upload_and_download_verified() {
                 state: PieceState::Assigned,
                 checked_epoch: None,
                 misses: 0,
+                repairer: None,
             },
             data.len() as u64,
         )
