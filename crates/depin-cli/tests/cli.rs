@@ -861,6 +861,44 @@ fn storage_put_and_get_survive_providers_going_down() {
     );
     assert_eq!(std::fs::read(&output).expect("output"), big);
 
+    // A piece rots on a provider's disk: downloads still return the right bytes (the bad
+    // piece fails verification and another is fetched) and the provider fails its next proof.
+    let deal = json(&rpc, &["storage", "status", &big_id]);
+    let victim = deal["segments"][0]["pieces"]
+        .as_array()
+        .expect("pieces")
+        .iter()
+        .find(|p| p["state"] == "stored")
+        .expect("a stored piece")
+        .clone();
+    let rotten_provider = str_of(&victim, "provider").to_string();
+    let root = str_of(&victim, "root").to_string();
+    let holder = nodes
+        .iter()
+        .find(|n| n["address"] == rotten_provider.as_str())
+        .expect("the provider's node");
+    let piece_path = Path::new(str_of(holder, "data_dir"))
+        .join("storage")
+        .join("pieces")
+        .join(&root[..2])
+        .join(&root);
+    let len = std::fs::metadata(&piece_path).expect("piece file").len();
+    std::fs::write(&piece_path, vec![0u8; len as usize]).expect("rot the piece");
+    json(
+        &rpc,
+        &[
+            "storage", "get", &big_id, "-o", &output_s, "--key", &user_key,
+        ],
+    );
+    assert_eq!(std::fs::read(&output).expect("output"), big);
+    wait_until(Duration::from_secs(90), "the rotten piece's proof to fail", || {
+        let shown = json(&rpc, &["provider", "show", &rotten_provider]);
+        shown
+            .to_string()
+            .contains("invalid storage proof")
+            .then_some(())
+    });
+
     // An unknown id and a missing key are clear errors; delete refunds and closes the deal.
     let unknown = fails(&["--rpc", &rpc, "storage", "status", &"00".repeat(32)]);
     assert!(unknown.contains("unknown_deal"), "{unknown}");
