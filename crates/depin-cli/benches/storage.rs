@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_depin");
 
-
 struct Devnet(Child);
 
 impl Drop for Devnet {
@@ -62,7 +61,11 @@ fn depin(rpc: &str, args: &[&str]) -> Value {
         .stderr(Stdio::null())
         .output()
         .expect("run depin");
-    assert!(out.status.success(), "depin {args:?}: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "depin {args:?}: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     serde_json::from_slice(&out.stdout).expect("json")
 }
 
@@ -99,8 +102,11 @@ fn main() {
 
     // Single-core pipeline limit: seal, code and hash every segment, in memory.
     let profile = ErasureProfile::DEVNET;
-    let coder = ReedSolomon::new(usize::from(profile.data_pieces), usize::from(profile.total_pieces))
-        .expect("profile");
+    let coder = ReedSolomon::new(
+        usize::from(profile.data_pieces),
+        usize::from(profile.total_pieces),
+    )
+    .expect("profile");
     let per_segment = plain_segment_bytes(64 << 20, true).expect("segment size") as usize;
     let secret = [7u8; 32];
     let started = Instant::now();
@@ -113,15 +119,23 @@ fn main() {
         std::hint::black_box(prepared.roots);
     }
     let secs = started.elapsed().as_secs_f64();
-    println!("| pipeline limit (encrypt + encode 4/8 + hash, 1 core) | {:.0} | {secs:.2} |", mib as f64 / secs);
+    println!(
+        "| pipeline limit (encrypt + encode 4/8 + hash, 1 core) | {:.0} | {secs:.2} |",
+        mib as f64 / secs
+    );
 
     // Plain file copy on the same disk.
     let copy = tmp.path().join("copy.bin");
     let started = Instant::now();
     std::fs::copy(&input, &copy).expect("copy");
-    std::fs::File::open(&copy).and_then(|f| f.sync_all()).expect("sync");
+    std::fs::File::open(&copy)
+        .and_then(|f| f.sync_all())
+        .expect("sync");
     let secs = started.elapsed().as_secs_f64();
-    println!("| file copy (same disk, fsync) | {:.0} | {secs:.2} |", mib as f64 / secs);
+    println!(
+        "| file copy (same disk, fsync) | {:.0} | {secs:.2} |",
+        mib as f64 / secs
+    );
     let _ = std::fs::remove_file(&copy);
 
     // Put and get through a devnet.
@@ -162,22 +176,41 @@ fn main() {
         std::thread::sleep(Duration::from_millis(200));
     };
     std::thread::sleep(Duration::from_secs(5));
-    let rpc = state["nodes"][0]["api_url"].as_str().expect("api").to_string();
+    let rpc = state["nodes"][0]["api_url"]
+        .as_str()
+        .expect("api")
+        .to_string();
     let key = state["user_key_file"].as_str().expect("key").to_string();
     depin(&rpc, &["dc", "buy", "--amount", "1000", "--key", &key]);
     let input_s = input.to_string_lossy().into_owned();
     let started = Instant::now();
-    let stored = depin(&rpc, &["storage", "put", &input_s, "--epochs", "100", "--key", &key]);
+    let stored = depin(
+        &rpc,
+        &["storage", "put", &input_s, "--epochs", "100", "--key", &key],
+    );
     let secs = started.elapsed().as_secs_f64();
-    println!("| depin storage put (encrypted, until the deal is active) | {:.0} | {secs:.2} |", mib as f64 / secs);
+    println!(
+        "| depin storage put (encrypted, until the deal is active) | {:.0} | {secs:.2} |",
+        mib as f64 / secs
+    );
     let id = stored["id"].as_str().expect("id").to_string();
     let output = tmp.path().join("output.bin");
     let output_s = output.to_string_lossy().into_owned();
     let started = Instant::now();
-    depin(&rpc, &["storage", "get", &id, "-o", &output_s, "--key", &key]);
+    depin(
+        &rpc,
+        &["storage", "get", &id, "-o", &output_s, "--key", &key],
+    );
     let secs = started.elapsed().as_secs_f64();
-    println!("| depin storage get (verified, decrypted) | {:.0} | {secs:.2} |", mib as f64 / secs);
-    assert_eq!(std::fs::read(&output).expect("output"), data, "get returned other bytes");
+    println!(
+        "| depin storage get (verified, decrypted) | {:.0} | {secs:.2} |",
+        mib as f64 / secs
+    );
+    assert_eq!(
+        std::fs::read(&output).expect("output"),
+        data,
+        "get returned other bytes"
+    );
 
     // Possession proofs: one random chunk of a 16 MiB piece, from disk, and their checks.
     let store = PieceStore::open(&tmp.path().join("store"), 1 << 30).expect("store");
@@ -196,13 +229,20 @@ fn main() {
     let prove_secs = started.elapsed().as_secs_f64();
     let started = Instant::now();
     for (index, proof) in &proofs {
-        assert!(merkle::verify_chunk(&root, piece.len() as u64, *index, proof));
+        assert!(merkle::verify_chunk(
+            &root,
+            piece.len() as u64,
+            *index,
+            proof
+        ));
     }
     let verify_secs = started.elapsed().as_secs_f64();
     println!();
     println!("| proofs (16 MiB piece) | per second |");
     println!("|---|---:|");
-    println!("| generate (read group from disk + outboard) | {:.0} |", rounds as f64 / prove_secs);
+    println!(
+        "| generate (read group from disk + outboard) | {:.0} |",
+        rounds as f64 / prove_secs
+    );
     println!("| verify (pure) | {:.0} |", rounds as f64 / verify_secs);
-
 }

@@ -227,10 +227,35 @@ fn put(ctx: &Ctx, args: PutArgs) -> anyhow::Result<()> {
     let rt = runtime()?;
     rt.block_on(async {
         let net = join_network(ctx, &network.chain_id).await?;
+        // Code segment i+1 on another thread while segment i uploads.
+        let (ready, mut prepared_rx) = tokio::sync::mpsc::channel(1);
+        let path = args.file.clone();
+        std::thread::spawn(move || {
+            let produce = || -> anyhow::Result<()> {
+                let mut file = File::open(&path)?;
+                for i in 0..segments {
+                    let plain = read_segment(&mut file, i, per_segment, total)?;
+                    let seal = encrypted.then_some(Seal {
+                        owner_secret: &secret,
+                        nonce: segment_nonce(&salt, i),
+                    });
+                    let prepared = prepare_segment(&coder, &plain, seal)
+                        .map_err(|e| anyhow::anyhow!("{e}"))?;
+                    if ready.blocking_send(Ok(prepared)).is_err() {
+                        return Ok(());
+                    }
+                }
+                Ok(())
+            };
+            if let Err(e) = produce() {
+                let _ = ready.blocking_send(Err(e));
+            }
+        });
         for i in 0..segments {
-            let plain = read_segment(&mut file, i, per_segment, total)?;
-            let prepared =
-                prepare_segment(&coder, &plain, seal(i)).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let prepared = prepared_rx
+                .recv()
+                .await
+                .context("the coding thread stopped")??;
             let segment = &deal.segments[i as usize];
             let mut uploads = Vec::new();
             for piece in &segment.pieces {
@@ -375,7 +400,9 @@ fn get(ctx: &Ctx, args: GetArgs) -> anyhow::Result<()> {
                 .filter(|p| matches!(p.state, PieceState::Stored | PieceState::Assigned))
                 .filter_map(|p| p.provider.map(|a| (p.index, p.root, a)))
                 .collect();
-            // Ask k + 2 at once and keep the first k good ones; ask more if some fail.
+            // Data pieces first (popped from the end): with all of them, decoding is a copy.
+            candidates.sort_by(|a, b| b.0.cmp(&a.0));
+            // Ask k + 1 at once and keep the first k good ones; ask more if some fail.
             let mut pieces: Vec<(usize, Vec<u8>)> = Vec::new();
             let mut tasks = tokio::task::JoinSet::new();
             let launch = |tasks: &mut tokio::task::JoinSet<_>, candidates: &mut Vec<_>| {
@@ -390,7 +417,7 @@ fn get(ctx: &Ctx, args: GetArgs) -> anyhow::Result<()> {
                     });
                 }
             };
-            for _ in 0..k + 2 {
+            for _ in 0..k + 1 {
                 launch(&mut tasks, &mut candidates);
             }
             while pieces.len() < k {

@@ -891,13 +891,17 @@ fn storage_put_and_get_survive_providers_going_down() {
         ],
     );
     assert_eq!(std::fs::read(&output).expect("output"), big);
-    wait_until(Duration::from_secs(90), "the rotten piece's proof to fail", || {
-        let shown = json(&rpc, &["provider", "show", &rotten_provider]);
-        shown
-            .to_string()
-            .contains("invalid storage proof")
-            .then_some(())
-    });
+    wait_until(
+        Duration::from_secs(90),
+        "the rotten piece's proof to fail",
+        || {
+            let shown = json(&rpc, &["provider", "show", &rotten_provider]);
+            shown
+                .to_string()
+                .contains("invalid storage proof")
+                .then_some(())
+        },
+    );
 
     // An unknown id and a missing key are clear errors; delete refunds and closes the deal.
     let unknown = fails(&["--rpc", &rpc, "storage", "status", &"00".repeat(32)]);

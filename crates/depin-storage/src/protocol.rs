@@ -8,8 +8,8 @@ use depin_types::Hash;
 /// Request-response protocol name (depin-net adds the chain id).
 pub const PIECE_PROTOCOL: &str = "storage/piece/1";
 
-/// Piece bytes per upload or read message.
-pub const TRANSFER_BYTES: usize = 1 << 20;
+/// Piece bytes per upload or read message: few round trips, bounded provider memory.
+pub const TRANSFER_BYTES: usize = 4 << 20;
 
 /// Largest request or response of the protocol: one transfer plus framing.
 pub const MAX_MESSAGE_BYTES: usize = TRANSFER_BYTES + 64 * 1024;
