@@ -401,7 +401,7 @@ fn get(ctx: &Ctx, args: GetArgs) -> anyhow::Result<()> {
                 .filter_map(|p| p.provider.map(|a| (p.index, p.root, a)))
                 .collect();
             // Data pieces first (popped from the end): with all of them, decoding is a copy.
-            candidates.sort_by(|a, b| b.0.cmp(&a.0));
+            candidates.sort_by_key(|c| std::cmp::Reverse(c.0));
             // Ask k + 1 at once and keep the first k good ones; ask more if some fail.
             let mut pieces: Vec<(usize, Vec<u8>)> = Vec::new();
             let mut tasks = tokio::task::JoinSet::new();
