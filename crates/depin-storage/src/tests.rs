@@ -151,3 +151,97 @@ async fn assigned_pieces_upload_and_download_verified() {
     client.shutdown().await;
     provider_net.shutdown().await;
 }
+
+/// Starts a provider serving `store` for `key`; returns its network handle.
+async fn start_provider(
+    key: &Keypair,
+    store: Arc<PieceStore>,
+    chain: Arc<FakeChain>,
+) -> (NetHandle, tokio::sync::mpsc::UnboundedReceiver<PieceRef>) {
+    let (server, stored) = PieceServer::new(store, key.address(), chain);
+    let (net, _events) = Network::start(config(key.clone()))
+        .await
+        .expect("provider net");
+    tokio::spawn(serve(server, net.clone()));
+    (net, stored)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_killed_mid_upload_keeps_nothing_partial_and_takes_the_piece_again() {
+    use crate::protocol::{PIECE_PROTOCOL, PieceRequest, PieceResponse, TRANSFER_BYTES};
+    let key = Keypair::from_seed(b"provider");
+    let piece = bytes(TRANSFER_BYTES + 1_000_000, 7);
+    let chain = Arc::new(FakeChain(HashMap::from([(
+        piece_ref(0),
+        (
+            Piece {
+                root: Hash::of(&piece),
+                provider: Some(key.address()),
+                state: PieceState::Assigned,
+                checked_epoch: None,
+                misses: 0,
+                repairer: None,
+            },
+            piece.len() as u64,
+        ),
+    )])));
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = Arc::new(PieceStore::open(dir.path(), 1 << 30).expect("store"));
+    let (provider_net, _stored) = start_provider(&key, store.clone(), chain.clone()).await;
+    let mut client_config = config(Keypair::from_seed(b"client"));
+    client_config.bootstrap = vec![listen_addr(&provider_net).await];
+    let (client, _events) = Network::start(client_config).await.expect("client net");
+
+    // The first part arrives, then the provider dies.
+    let first = PieceRequest::Put {
+        piece: piece_ref(0),
+        offset: 0,
+        bytes: piece[..TRANSFER_BYTES].to_vec(),
+    };
+    let peer = depin_net::peer_id_of(&key.address()).expect("peer id");
+    let answer = client
+        .request(peer, PIECE_PROTOCOL, depin_types::encode(&first))
+        .await
+        .expect("first part answered");
+    let answer: PieceResponse = depin_types::decode_bounded(&answer, 1 << 20).expect("decode");
+    assert_eq!(
+        answer,
+        PieceResponse::Accepted {
+            received_bytes: TRANSFER_BYTES as u64
+        }
+    );
+    provider_net.shutdown().await;
+    drop(store);
+    client.shutdown().await;
+
+    // It restarts on the same folder: nothing partial was kept, no space is taken.
+    let store = loop {
+        match PieceStore::open(dir.path(), 1 << 30) {
+            Ok(s) => break Arc::new(s),
+            // The old server task may still hold the database for a moment.
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    };
+    assert_eq!(store.used_bytes().expect("used"), 0);
+    assert!(store.roots().expect("roots").is_empty());
+    let (provider_net, mut stored) = start_provider(&key, store.clone(), chain).await;
+    let mut client_config = config(Keypair::from_seed(b"client again"));
+    client_config.bootstrap = vec![listen_addr(&provider_net).await];
+    let (client, _events) = Network::start(client_config).await.expect("client net");
+    upload_piece(&client, &key.address(), piece_ref(0), &piece)
+        .await
+        .expect("upload after the restart");
+    assert_eq!(stored.recv().await, Some(piece_ref(0)));
+    assert_eq!(store.used_bytes().expect("used"), piece.len() as u64);
+    let back = download_piece(
+        &client,
+        &key.address(),
+        Hash::of(&piece),
+        piece.len() as u64,
+    )
+    .await
+    .expect("download");
+    assert_eq!(back, piece);
+    client.shutdown().await;
+    provider_net.shutdown().await;
+}
