@@ -837,7 +837,7 @@ fn storage_put_and_get_survive_providers_going_down() {
             .unwrap_or_default()
     };
     wait_until(
-        Duration::from_secs(120),
+        Duration::from_secs(240),
         "the segment to be repaired",
         || {
             let deal = json(&rpc, &["storage", "status", &big_id]);
