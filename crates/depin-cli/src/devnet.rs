@@ -63,6 +63,10 @@ pub struct DevnetArgs {
     /// Block interval of a new network, in milliseconds (the genesis default is 1000).
     #[arg(long)]
     pub block_interval_ms: Option<u64>,
+    /// Largest storage segment of a new network, in bytes (the genesis default is 64 MiB);
+    /// small segments let tests cover multi-segment objects with small files.
+    #[arg(long)]
+    pub storage_segment_bytes: Option<u64>,
 }
 
 /// devnet.json: what runs where, for people and scripts.
@@ -315,6 +319,13 @@ fn create(dir: &Path, args: &DevnetArgs) -> anyhow::Result<DevnetFile> {
     if let Some(interval) = args.block_interval_ms {
         anyhow::ensure!(interval >= 50, "--block-interval-ms must be at least 50");
         genesis.chain.block_interval_ms = interval;
+    }
+    if let Some(bytes) = args.storage_segment_bytes {
+        anyhow::ensure!(
+            bytes >= 128 * 1024,
+            "--storage-segment-bytes must be at least 131072 (two encrypted blocks)"
+        );
+        genesis.storage.max_segment_bytes = bytes;
     }
     // Every validator lists the others' consensus addresses.
     let mut validator_peers = Vec::with_capacity(validators);

@@ -752,6 +752,9 @@ fn storage_put_and_get_survive_providers_going_down() {
         &base,
         "--block-interval-ms",
         "200",
+        // 1 MiB segments: the 3 MB object spans four, crossing segment boundaries.
+        "--storage-segment-bytes",
+        "1048576",
     ];
     let mut devnet = Guard::spawn(&args, &tmp.path().join("devnet.log"), Some(&dir));
     let state = wait_devnet(&mut devnet, &dir, &[]);
@@ -779,6 +782,8 @@ fn storage_put_and_get_survive_providers_going_down() {
         }
         let stored = json(&rpc, &put);
         assert_eq!(stored["status"], "active", "{stored}");
+        let expected_segments = if len == 3_000_000 { 4 } else { 1 };
+        assert_eq!(stored["segments"], expected_segments, "{stored}");
         let id = str_of(&stored, "id").to_string();
         let output = tmp.path().join(format!("{name}.out"));
         let output_s = output.to_string_lossy().into_owned();
