@@ -12,46 +12,21 @@ use depin_storage::object::{Seal, plain_segment_bytes, prepare_segment};
 use depin_storage::store::PieceStore;
 use serde_json::Value;
 use std::io::Write;
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{Devnet, free_base_port};
+
 const BIN: &str = env!("CARGO_BIN_EXE_depin");
-
-struct Devnet(Child);
-
-impl Drop for Devnet {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let _ = self.0.wait();
-    }
-}
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn free_base_port(nodes: u16) -> u16 {
-    loop {
-        let base = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .unwrap_or(20_000);
-        if u32::from(base) + 10 * u32::from(nodes) + 3 > 65_535 {
-            continue;
-        }
-        if (0..nodes)
-            .all(|i| (0..3).all(|o| TcpListener::bind(("127.0.0.1", base + 10 * i + o)).is_ok()))
-        {
-            return base;
-        }
-    }
 }
 
 fn depin(rpc: &str, args: &[&str]) -> Value {

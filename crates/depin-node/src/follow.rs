@@ -123,6 +123,25 @@ fn decode_pair(node: &Node, block: &[u8], finality: &[u8]) -> Result<(Block, Fin
     Ok((block, finality))
 }
 
+/// Runs one fetch-and-apply step off the async runtime (it executes blocks and may block on
+/// HTTP), handing the acceptor back; a panicking step starts the acceptor over.
+async fn blocking_step<T: Send + 'static>(
+    node: &Arc<Node>,
+    mut acceptor: Acceptor,
+    step: impl FnOnce(&Node, &mut Acceptor) -> Result<T, String> + Send + 'static,
+) -> (Acceptor, Result<T, String>) {
+    let n = node.clone();
+    let ran = tokio::task::spawn_blocking(move || {
+        let result = step(&n, &mut acceptor);
+        (acceptor, result)
+    })
+    .await;
+    ran.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "follow task panicked");
+        (Acceptor::default(), Err("panicked".into()))
+    })
+}
+
 // ---- libp2p -------------------------------------------------------------------------------
 
 /// Answers [`BLOCK_PROTOCOL`] requests from this node's finalized chain.
@@ -199,7 +218,7 @@ pub(crate) async fn follow_network(
         }
         turn = turn.wrapping_add(1);
         let peer = peers[turn % peers.len()].peer_id;
-        let Some(mut current) = acceptor.take() else {
+        let Some(current) = acceptor.take() else {
             return;
         };
         let from = current.next_height(&node);
@@ -217,19 +236,10 @@ pub(crate) async fn follow_network(
                 continue;
             }
         };
-        let n = node.clone();
-        let applied = tokio::task::spawn_blocking(move || {
-            let result = apply_response(&n, &mut current, &bytes, max_response);
-            (current, result)
+        let (back, result) = blocking_step(&node, current, move |n, acceptor| {
+            apply_response(n, acceptor, &bytes, max_response)
         })
         .await;
-        let (back, result) = match applied {
-            Ok(pair) => pair,
-            Err(e) => {
-                tracing::error!(error = %e, "follow task panicked");
-                (Acceptor::default(), Err("panicked".into()))
-            }
-        };
         acceptor = Some(back);
         match result {
             Ok(0) => tokio::time::sleep(idle / peers.len().max(1) as u32).await,
@@ -275,27 +285,16 @@ pub(crate) async fn follow_upstream(node: Arc<Node>, stop: Arc<AtomicBool>) {
     let idle = idle_delay(&node);
     let mut acceptor = Some(Acceptor::default());
     while !stop.load(Ordering::SeqCst) {
-        let Some(mut current) = acceptor.take() else {
+        let Some(current) = acceptor.take() else {
             return;
         };
-        let n = node.clone();
-        let step = tokio::task::spawn_blocking(move || {
-            let result = fetch_raw(&n, current.next_height(&n)).and_then(|fetched| {
-                let Some((block, finality)) = fetched else {
-                    return Ok(false);
-                };
-                current.accept(&n, block, finality).map(|()| true)
-            });
-            (current, result)
+        let (back, result) = blocking_step(&node, current, |n, acceptor| {
+            let Some((block, finality)) = fetch_raw(n, acceptor.next_height(n))? else {
+                return Ok(false);
+            };
+            acceptor.accept(n, block, finality).map(|()| true)
         })
         .await;
-        let (back, result) = match step {
-            Ok(pair) => pair,
-            Err(e) => {
-                tracing::error!(error = %e, "follow task panicked");
-                (Acceptor::default(), Err("panicked".into()))
-            }
-        };
         acceptor = Some(back);
         match result {
             Ok(true) => continue,

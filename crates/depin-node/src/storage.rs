@@ -71,11 +71,7 @@ pub(crate) fn start(node: &Arc<Node>, stop: Arc<AtomicBool>) -> Result<(), crate
 /// the validators (directly on a validator, else by gossip and the upstream if any).
 pub(crate) async fn submit_own(node: &Arc<Node>, action: Action) -> Result<Hash, String> {
     let chain = node.chain();
-    let nonce = chain
-        .account(&node.key.address())
-        .map_err(|e| e.to_string())?
-        .map(|a| a.nonce)
-        .unwrap_or(0);
+    let nonce = own_nonce(node);
     let mut tx = Transaction {
         chain_id: chain.protocol().genesis().chain_id.clone(),
         sender: node.key.address(),
@@ -111,19 +107,22 @@ pub(crate) async fn submit_own(node: &Arc<Node>, action: Action) -> Result<Hash,
     Ok(hash)
 }
 
+/// The node account's next nonce as its copy of the chain sees it.
+fn own_nonce(node: &Node) -> u64 {
+    node.chain()
+        .account(&node.key.address())
+        .ok()
+        .flatten()
+        .map(|a| a.nonce)
+        .unwrap_or(0)
+}
+
 /// Waits until the node's account nonce moves past `nonce` (its transaction is in a block),
 /// at most `limit`.
 async fn wait_committed(node: &Node, nonce: u64, limit: Duration) -> bool {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
-        let now = node
-            .chain()
-            .account(&node.key.address())
-            .ok()
-            .flatten()
-            .map(|a| a.nonce)
-            .unwrap_or(0);
-        if now > nonce {
+        if own_nonce(node) > nonce {
             return true;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -132,13 +131,7 @@ async fn wait_committed(node: &Node, nonce: u64, limit: Duration) -> bool {
 }
 
 async fn submit_and_wait(node: &Arc<Node>, tx: StorageTx) -> bool {
-    let nonce = node
-        .chain()
-        .account(&node.key.address())
-        .ok()
-        .flatten()
-        .map(|a| a.nonce)
-        .unwrap_or(0);
+    let nonce = own_nonce(node);
     let action = Action::Service {
         service: ServiceKind::Storage,
         payload: depin_types::encode(&tx),
@@ -174,21 +167,17 @@ async fn worker(
             to_confirm.insert(r);
         }
         // Confirm what is durable here and still waiting on chain.
-        let waiting: Vec<PieceRef> = to_confirm
-            .iter()
-            .filter(|r| {
-                ChainAssignments(node.clone())
-                    .piece(r)
-                    .is_some_and(|(p, _)| p.state == PieceState::Assigned)
-            })
-            .copied()
-            .take(depin_protocol::storage::MAX_ITEMS_PER_TX)
-            .collect();
+        let chain = ChainAssignments(node.clone());
         to_confirm.retain(|r| {
-            ChainAssignments(node.clone())
+            chain
                 .piece(r)
                 .is_some_and(|(p, _)| p.state == PieceState::Assigned)
         });
+        let waiting: Vec<PieceRef> = to_confirm
+            .iter()
+            .copied()
+            .take(depin_protocol::storage::MAX_ITEMS_PER_TX)
+            .collect();
         if !waiting.is_empty()
             && submit_and_wait(
                 &node,

@@ -416,6 +416,24 @@ fn load_piece(ctx: &ServiceContext<'_, '_>, r: &PieceRef) -> Result<Piece, TxErr
     })
 }
 
+/// Every piece of one segment of a deal, with where it sits.
+fn segment_pieces(
+    ctx: &ServiceContext<'_, '_>,
+    deal: &Deal,
+    segment: u32,
+) -> Result<Vec<(PieceRef, Piece)>, TxError> {
+    (0..deal.total_pieces)
+        .map(|piece| {
+            let r = PieceRef {
+                deal: deal.id,
+                segment,
+                piece,
+            };
+            load_piece(ctx, &r).map(|p| (r, p))
+        })
+        .collect()
+}
+
 fn confirm_pieces(
     ctx: &mut ServiceContext<'_, '_>,
     sender: Address,
@@ -485,32 +503,15 @@ fn activate_if_ready(
     if deal.status != DealStatus::Pending {
         return Ok(None);
     }
-    for (s, _) in deal.segments.iter().enumerate() {
-        let mut stored = 0u16;
-        for p in 0..deal.total_pieces {
-            let r = PieceRef {
-                deal: *id,
-                segment: s as u32,
-                piece: p,
-            };
-            if load_piece(ctx, &r)?.state == PieceState::Stored {
-                stored += 1;
-            }
-        }
-        if stored < deal.success_threshold {
+    for s in 0..deal.segments.len() {
+        if healthy_pieces(ctx, &deal, s as u32)? < deal.success_threshold {
             return Ok(None);
         }
     }
     let price = ctx.genesis.storage.price_dc_per_gib_epoch;
     let mut refund: u128 = 0;
     for (s, info) in deal.segments.clone().iter().enumerate() {
-        for p in 0..deal.total_pieces {
-            let r = PieceRef {
-                deal: *id,
-                segment: s as u32,
-                piece: p,
-            };
-            let mut piece = load_piece(ctx, &r)?;
+        for (r, mut piece) in segment_pieces(ctx, &deal, s as u32)? {
             if piece.state == PieceState::Assigned {
                 piece.state = PieceState::Released;
                 if let Some(provider) = piece.provider {
@@ -674,18 +675,10 @@ fn lose_piece(
 }
 
 fn healthy_pieces(ctx: &ServiceContext<'_, '_>, deal: &Deal, segment: u32) -> Result<u16, TxError> {
-    let mut healthy = 0;
-    for p in 0..deal.total_pieces {
-        let r = PieceRef {
-            deal: deal.id,
-            segment,
-            piece: p,
-        };
-        if load_piece(ctx, &r)?.state == PieceState::Stored {
-            healthy += 1;
-        }
-    }
-    Ok(healthy)
+    Ok(segment_pieces(ctx, deal, segment)?
+        .iter()
+        .filter(|(_, p)| p.state == PieceState::Stored)
+        .count() as u16)
 }
 
 fn delete_deal(
@@ -717,13 +710,7 @@ fn close_deal(
     status: DealStatus,
 ) -> Result<Vec<Event>, TxError> {
     for (s, info) in deal.segments.clone().iter().enumerate() {
-        for p in 0..deal.total_pieces {
-            let r = PieceRef {
-                deal: deal.id,
-                segment: s as u32,
-                piece: p,
-            };
-            let mut piece = load_piece(ctx, &r)?;
+        for (r, mut piece) in segment_pieces(ctx, &deal, s as u32)? {
             if matches!(piece.state, PieceState::Assigned | PieceState::Stored) {
                 if let Some(provider) = piece.provider {
                     release(ctx, &provider, &r, info.piece_bytes)?;
@@ -788,13 +775,7 @@ fn end_epoch(ctx: &mut ServiceContext<'_, '_>, epoch: u64) -> Result<(), TxError
 fn sweep_missed(ctx: &mut ServiceContext<'_, '_>, deal: &Deal, epoch: u64) -> Result<(), TxError> {
     let params = ctx.genesis.storage.clone();
     for (s, info) in deal.segments.iter().enumerate() {
-        for p in 0..deal.total_pieces {
-            let r = PieceRef {
-                deal: deal.id,
-                segment: s as u32,
-                piece: p,
-            };
-            let mut piece = load_piece(ctx, &r)?;
+        for (r, mut piece) in segment_pieces(ctx, deal, s as u32)? {
             if piece.state != PieceState::Stored || piece.checked_epoch == Some(epoch) {
                 continue;
             }
@@ -804,8 +785,8 @@ fn sweep_missed(ctx: &mut ServiceContext<'_, '_>, deal: &Deal, epoch: u64) -> Re
             piece.misses = piece.misses.saturating_add(1);
             piece.checked_epoch = Some(epoch);
             let reason = format!(
-                "missed storage proof: deal {} segment {s} piece {p} epoch {epoch}",
-                deal.id
+                "missed storage proof: deal {} segment {s} piece {} epoch {epoch}",
+                deal.id, r.piece
             );
             ctx.slash(provider, ctx.genesis.slashing.missed_proof_bps, &reason)?;
             if piece.misses >= params.missed_proofs_to_lose {
@@ -850,13 +831,7 @@ fn repair_segment(
     }
     let mut holders = Vec::new();
     let mut to_place = Vec::new();
-    for p in 0..deal.total_pieces {
-        let r = PieceRef {
-            deal: *id,
-            segment,
-            piece: p,
-        };
-        let piece = load_piece(ctx, &r)?;
+    for (r, piece) in segment_pieces(ctx, &deal, segment)? {
         // A repair whose new provider never confirmed within the activation window.
         let stalled = piece.state == PieceState::Assigned
             && piece.repairer.is_some()
