@@ -6,8 +6,8 @@
 //! Block `i` uses nonce `object nonce || i` and authenticates the header, `i` and whether it
 //! is the last block.
 
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
+use chacha20poly1305::aead::{AeadInPlace, KeyInit};
+use chacha20poly1305::{Key, Tag, XChaCha20Poly1305, XNonce};
 use thiserror::Error;
 
 /// Plaintext bytes per encrypted block.
@@ -49,10 +49,11 @@ fn block_nonce(object_nonce: &[u8], index: u64) -> [u8; 24] {
     nonce
 }
 
-fn aad(header: &[u8], index: u64, last: bool) -> Vec<u8> {
-    let mut aad = header.to_vec();
-    aad.extend_from_slice(&index.to_be_bytes());
-    aad.push(u8::from(last));
+fn aad(header: &[u8], index: u64, last: bool) -> [u8; HEADER_BYTES + 9] {
+    let mut aad = [0u8; HEADER_BYTES + 9];
+    aad[..HEADER_BYTES].copy_from_slice(header);
+    aad[HEADER_BYTES..HEADER_BYTES + 8].copy_from_slice(&index.to_be_bytes());
+    aad[HEADER_BYTES + 8] = u8::from(last);
     aad
 }
 
@@ -69,37 +70,55 @@ pub fn encrypt_with_nonce(
     object_nonce: &[u8; 16],
     plain: &[u8],
 ) -> Vec<u8> {
+    let mut out = Vec::new();
+    encrypt_into(owner_secret, object_nonce, plain, &mut out);
+    out
+}
+
+/// Encrypts into `out` (cleared first), in place, so a caller coding segment after segment
+/// reuses one buffer instead of faulting in fresh pages for each.
+pub fn encrypt_into(
+    owner_secret: &[u8; 32],
+    object_nonce: &[u8; 16],
+    plain: &[u8],
+    out: &mut Vec<u8>,
+) {
     let cipher = cipher(owner_secret, object_nonce);
-    let mut out = Vec::with_capacity(encrypted_len(plain.len() as u64) as usize);
+    out.clear();
+    out.reserve(encrypted_len(plain.len() as u64) as usize);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(object_nonce);
-    let header = out.clone();
-    let blocks: Vec<&[u8]> = if plain.is_empty() {
-        vec![&[][..]]
-    } else {
-        plain.chunks(BLOCK_BYTES).collect()
-    };
-    let last = blocks.len() as u64 - 1;
-    for (i, block) in blocks.into_iter().enumerate() {
-        let i = i as u64;
-        let nonce = block_nonce(object_nonce, i);
-        let aad = aad(&header, i, i == last);
+    let mut header = [0u8; HEADER_BYTES];
+    header.copy_from_slice(&out[..HEADER_BYTES]);
+    let blocks = plain.len().div_ceil(BLOCK_BYTES).max(1);
+    for i in 0..blocks {
+        let block = &plain[(i * BLOCK_BYTES).min(plain.len())..((i + 1) * BLOCK_BYTES).min(plain.len())];
+        let nonce = block_nonce(object_nonce, i as u64);
+        let aad = aad(&header, i as u64, i + 1 == blocks);
+        let start = out.len();
+        out.extend_from_slice(block);
         // Encryption with a valid key and nonce cannot fail for in-memory buffers.
-        if let Ok(sealed) = cipher.encrypt(
-            XNonce::from_slice(&nonce),
-            Payload {
-                msg: block,
-                aad: &aad,
-            },
-        ) {
-            out.extend_from_slice(&sealed);
+        if let Ok(tag) =
+            cipher.encrypt_in_place_detached(XNonce::from_slice(&nonce), &aad, &mut out[start..])
+        {
+            out.extend_from_slice(&tag);
         }
     }
-    out
 }
 
 /// Decrypts an object encrypted by [`encrypt`] for the same owner secret.
 pub fn decrypt(owner_secret: &[u8; 32], sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    let mut plain = Vec::new();
+    decrypt_into(owner_secret, sealed, &mut plain)?;
+    Ok(plain)
+}
+
+/// Decrypts into `out` (cleared first, and left empty on error), in place.
+pub fn decrypt_into(
+    owner_secret: &[u8; 32],
+    sealed: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), CryptoError> {
     if sealed.len() < HEADER_BYTES + TAG_BYTES || &sealed[..MAGIC.len()] != MAGIC {
         return Err(CryptoError::NotEncrypted);
     }
@@ -107,25 +126,32 @@ pub fn decrypt(owner_secret: &[u8; 32], sealed: &[u8]) -> Result<Vec<u8>, Crypto
     let object_nonce = &sealed[MAGIC.len()..HEADER_BYTES];
     let cipher = cipher(owner_secret, object_nonce);
     let body = &sealed[HEADER_BYTES..];
-    let blocks: Vec<&[u8]> = body.chunks(BLOCK_BYTES + TAG_BYTES).collect();
-    let last = blocks.len() as u64 - 1;
-    let mut plain = Vec::with_capacity(body.len());
-    for (i, block) in blocks.into_iter().enumerate() {
+    let blocks = body.len().div_ceil(BLOCK_BYTES + TAG_BYTES);
+    out.clear();
+    out.reserve(body.len());
+    for (i, block) in body.chunks(BLOCK_BYTES + TAG_BYTES).enumerate() {
         let i = i as u64;
+        if block.len() < TAG_BYTES {
+            return Err(CryptoError::Block(i));
+        }
         let nonce = block_nonce(object_nonce, i);
-        let aad = aad(header, i, i == last);
-        let opened = cipher
-            .decrypt(
-                XNonce::from_slice(&nonce),
-                Payload {
-                    msg: block,
-                    aad: &aad,
-                },
-            )
-            .map_err(|_| CryptoError::Block(i))?;
-        plain.extend_from_slice(&opened);
+        let aad = aad(header, i, i + 1 == blocks as u64);
+        let (text, tag) = block.split_at(block.len() - TAG_BYTES);
+        let start = out.len();
+        out.extend_from_slice(text);
+        let opened = cipher.decrypt_in_place_detached(
+            XNonce::from_slice(&nonce),
+            &aad,
+            &mut out[start..],
+            Tag::from_slice(tag),
+        );
+        if opened.is_err() {
+            // Nothing unauthenticated is left behind for a careless caller.
+            out.clear();
+            return Err(CryptoError::Block(i));
+        }
     }
-    Ok(plain)
+    Ok(())
 }
 
 #[cfg(test)]

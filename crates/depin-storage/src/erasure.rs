@@ -34,13 +34,32 @@ pub trait ErasureCoder: Send + Sync {
     /// Bytes of every piece of a segment of `segment_bytes`.
     fn piece_bytes(&self, segment_bytes: u64) -> u64;
     /// All `total_pieces` pieces of `segment`, in index order.
-    fn encode(&self, segment: &[u8]) -> Result<Vec<Vec<u8>>, ErasureError>;
+    fn encode(&self, segment: &[u8]) -> Result<Vec<Vec<u8>>, ErasureError> {
+        let mut pieces = Vec::new();
+        self.encode_into(segment, &mut pieces)?;
+        Ok(pieces)
+    }
+    /// Like [`ErasureCoder::encode`], into `pieces`, reusing the buffers already there: a
+    /// client coding segment after segment then allocates once.
+    fn encode_into(&self, segment: &[u8], pieces: &mut Vec<Vec<u8>>)
+    -> Result<(), ErasureError>;
     /// The segment of `segment_bytes` from at least `data_pieces` distinct `(index, piece)`.
     fn decode(
         &self,
         segment_bytes: u64,
         pieces: &[(usize, Vec<u8>)],
-    ) -> Result<Vec<u8>, ErasureError>;
+    ) -> Result<Vec<u8>, ErasureError> {
+        let mut segment = Vec::new();
+        self.decode_into(segment_bytes, pieces, &mut segment)?;
+        Ok(segment)
+    }
+    /// Like [`ErasureCoder::decode`], into `segment` (cleared first), reusing its buffer.
+    fn decode_into(
+        &self,
+        segment_bytes: u64,
+        pieces: &[(usize, Vec<u8>)],
+        segment: &mut Vec<u8>,
+    ) -> Result<(), ErasureError>;
 }
 
 /// Systematic Reed-Solomon over GF(2^16), SIMD-accelerated.
@@ -92,18 +111,24 @@ impl ErasureCoder for ReedSolomon {
         p + p % 2
     }
 
-    fn encode(&self, segment: &[u8]) -> Result<Vec<Vec<u8>>, ErasureError> {
+    fn encode_into(
+        &self,
+        segment: &[u8],
+        pieces: &mut Vec<Vec<u8>>,
+    ) -> Result<(), ErasureError> {
         let piece_bytes = self.piece_bytes(segment.len() as u64) as usize;
-        let mut pieces: Vec<Vec<u8>> = (0..self.data)
-            .map(|i| {
+        pieces.resize_with(self.total, Vec::new);
+        for (i, piece) in pieces.iter_mut().enumerate() {
+            piece.clear();
+            piece.reserve(piece_bytes);
+            if i < self.data {
                 let start = (i * piece_bytes).min(segment.len());
                 let end = ((i + 1) * piece_bytes).min(segment.len());
-                let mut piece = segment[start..end].to_vec();
+                piece.extend_from_slice(&segment[start..end]);
                 piece.resize(piece_bytes, 0);
-                piece
-            })
-            .collect();
-        let mut recovery: Vec<Vec<u8>> = vec![Vec::with_capacity(piece_bytes); self.recovery()];
+            }
+        }
+        let (originals, recovery) = pieces.split_at_mut(self.data);
         let mut encoder = reed_solomon_simd::ReedSolomonEncoder::new(
             self.data,
             self.recovery(),
@@ -114,7 +139,7 @@ impl ErasureCoder for ReedSolomon {
             encoder
                 .reset(self.data, self.recovery(), len)
                 .map_err(codec)?;
-            for piece in &pieces {
+            for piece in originals.iter() {
                 encoder
                     .add_original_shard(&piece[start..start + len])
                     .map_err(codec)?;
@@ -124,15 +149,16 @@ impl ErasureCoder for ReedSolomon {
                 out.extend_from_slice(shard);
             }
         }
-        pieces.extend(recovery);
-        Ok(pieces)
+        Ok(())
     }
 
-    fn decode(
+    fn decode_into(
         &self,
         segment_bytes: u64,
         pieces: &[(usize, Vec<u8>)],
-    ) -> Result<Vec<u8>, ErasureError> {
+        segment: &mut Vec<u8>,
+    ) -> Result<(), ErasureError> {
+        segment.clear();
         let piece_bytes = self.piece_bytes(segment_bytes) as usize;
         let mut by_index: Vec<Option<&[u8]>> = vec![None; self.total];
         for (index, piece) in pieces {
@@ -158,13 +184,18 @@ impl ErasureCoder for ReedSolomon {
                 got: distinct,
             });
         }
-        let mut data: Vec<Vec<u8>> = vec![Vec::with_capacity(piece_bytes); self.data];
         let all_data_present = by_index[..self.data].iter().all(Option::is_some);
         if all_data_present {
-            for (i, out) in data.iter_mut().enumerate() {
-                out.extend_from_slice(by_index[i].unwrap_or_default());
+            // Systematic code: the segment is the data pieces, in order.
+            segment.reserve(piece_bytes * self.data);
+            for piece in by_index[..self.data].iter().flatten() {
+                segment.extend_from_slice(piece);
             }
-        } else {
+            segment.truncate(segment_bytes as usize);
+            return Ok(());
+        }
+        let mut data: Vec<Vec<u8>> = vec![Vec::with_capacity(piece_bytes); self.data];
+        {
             let mut decoder = reed_solomon_simd::ReedSolomonDecoder::new(
                 self.data,
                 self.recovery(),
@@ -199,9 +230,11 @@ impl ErasureCoder for ReedSolomon {
                 }
             }
         }
-        let mut segment = data.concat();
+        for piece in &data {
+            segment.extend_from_slice(piece);
+        }
         segment.truncate(segment_bytes as usize);
-        Ok(segment)
+        Ok(())
     }
 }
 

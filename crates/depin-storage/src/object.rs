@@ -80,25 +80,110 @@ pub fn prepare_segment(
     plain: &[u8],
     seal: Option<Seal<'_>>,
 ) -> Result<PreparedSegment, ObjectError> {
-    let sealed;
-    let segment: &[u8] = match seal {
-        Some(seal) => {
-            sealed = crypto::encrypt_with_nonce(seal.owner_secret, &seal.nonce, plain);
-            &sealed
-        }
-        None => plain,
-    };
-    let pieces = coder.encode(segment)?;
-    let roots = pieces
-        .iter()
-        .map(|p| Hash(*blake3::hash(p).as_bytes()))
-        .collect();
+    let mut segments = SegmentCoder::new(coder);
+    let coded = segments.code(plain, seal)?;
+    let (segment_bytes, piece_bytes, roots) = (coded.segment_bytes, coded.piece_bytes, coded.roots);
     Ok(PreparedSegment {
-        segment_bytes: segment.len() as u64,
-        piece_bytes: coder.piece_bytes(segment.len() as u64),
-        pieces,
+        segment_bytes,
+        piece_bytes,
+        pieces: std::mem::take(&mut segments.pieces),
         roots,
     })
+}
+
+/// Codes (and restores) segment after segment in the same buffers: 64 MiB segments in fresh
+/// allocations cost more in page faults than the cipher and the code together.
+pub struct SegmentCoder<'c> {
+    coder: &'c dyn ErasureCoder,
+    sealed: Vec<u8>,
+    pieces: Vec<Vec<u8>>,
+}
+
+impl std::fmt::Debug for SegmentCoder<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "SegmentCoder({}/{})",
+            self.coder.data_pieces(),
+            self.coder.total_pieces()
+        )
+    }
+}
+
+/// A segment just coded by a [`SegmentCoder`]; its pieces live in the coder's buffers.
+#[derive(Debug)]
+pub struct CodedSegment<'a> {
+    pub segment_bytes: u64,
+    pub piece_bytes: u64,
+    pub pieces: &'a [Vec<u8>],
+    pub roots: Vec<Hash>,
+}
+
+impl CodedSegment<'_> {
+    /// What the deal says about this segment.
+    pub fn spec(&self) -> SegmentSpec {
+        SegmentSpec {
+            segment_bytes: self.segment_bytes,
+            piece_bytes: self.piece_bytes,
+            roots: self.roots.clone(),
+        }
+    }
+}
+
+impl<'c> SegmentCoder<'c> {
+    pub fn new(coder: &'c dyn ErasureCoder) -> SegmentCoder<'c> {
+        SegmentCoder {
+            coder,
+            sealed: Vec::new(),
+            pieces: Vec::new(),
+        }
+    }
+
+    /// Encrypts (when sealed) and codes one segment of the object.
+    pub fn code(
+        &mut self,
+        plain: &[u8],
+        seal: Option<Seal<'_>>,
+    ) -> Result<CodedSegment<'_>, ObjectError> {
+        let segment: &[u8] = match seal {
+            Some(seal) => {
+                crypto::encrypt_into(seal.owner_secret, &seal.nonce, plain, &mut self.sealed);
+                &self.sealed
+            }
+            None => plain,
+        };
+        self.coder.encode_into(segment, &mut self.pieces)?;
+        let roots = self
+            .pieces
+            .iter()
+            .map(|p| Hash(*blake3::hash(p).as_bytes()))
+            .collect();
+        Ok(CodedSegment {
+            segment_bytes: segment.len() as u64,
+            piece_bytes: self.coder.piece_bytes(segment.len() as u64),
+            pieces: &self.pieces,
+            roots,
+        })
+    }
+
+    /// The plain bytes of a segment from at least `data_pieces` verified pieces, into `plain`.
+    pub fn restore(
+        &mut self,
+        segment_bytes: u64,
+        pieces: &[(usize, Vec<u8>)],
+        owner_secret: Option<&[u8; 32]>,
+        plain: &mut Vec<u8>,
+    ) -> Result<(), ObjectError> {
+        match owner_secret {
+            Some(secret) => {
+                self.coder
+                    .decode_into(segment_bytes, pieces, &mut self.sealed)?;
+                crypto::decrypt_into(secret, &self.sealed, plain)?;
+            }
+            None => self.coder.decode_into(segment_bytes, pieces, plain)?,
+        }
+        Ok(())
+    }
 }
 
 /// The plain bytes of a segment from at least `data_pieces` verified pieces.
@@ -108,11 +193,9 @@ pub fn restore_segment(
     pieces: &[(usize, Vec<u8>)],
     owner_secret: Option<&[u8; 32]>,
 ) -> Result<Vec<u8>, ObjectError> {
-    let segment = coder.decode(segment_bytes, pieces)?;
-    Ok(match owner_secret {
-        Some(secret) => crypto::decrypt(secret, &segment)?,
-        None => segment,
-    })
+    let mut plain = Vec::new();
+    SegmentCoder::new(coder).restore(segment_bytes, pieces, owner_secret, &mut plain)?;
+    Ok(plain)
 }
 
 #[cfg(test)]

@@ -5,11 +5,12 @@
 use crate::protocol::{
     MAX_MESSAGE_BYTES, PIECE_PROTOCOL, PieceRequest, PieceResponse, TRANSFER_BYTES,
 };
-use crate::store::{PieceStore, StoreError};
+use crate::store::{PieceStore, PieceWriter, StoreError};
 use depin_protocol::storage::{Piece, PieceRef, PieceState};
 use depin_types::Address;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 /// What the provider needs to know from the chain.
@@ -21,12 +22,22 @@ pub trait Assignments: Send + Sync {
 /// Uploads in progress at most; more are refused as busy.
 const MAX_UPLOADS: usize = 64;
 
+/// An upload with no part for this long is dropped and its reserved space released.
+const UPLOAD_IDLE: Duration = Duration::from_secs(60);
+
+/// A piece being received: its part of the disk is reserved and written as parts arrive.
+struct Upload {
+    writer: PieceWriter,
+    touched: Instant,
+}
+
 /// Serves the piece protocol for one provider.
 pub struct PieceServer {
     store: Arc<PieceStore>,
     me: Address,
     chain: Arc<dyn Assignments>,
-    uploads: Mutex<HashMap<PieceRef, Vec<u8>>>,
+    /// Uploads between parts; an upload writing its part is out of the map meanwhile.
+    uploads: Mutex<HashMap<PieceRef, Upload>>,
     stored: mpsc::UnboundedSender<PieceRef>,
 }
 
@@ -63,7 +74,8 @@ impl PieceServer {
 
     /// Answers one encoded request (blocking: it may write to disk).
     pub fn handle(&self, request: &[u8]) -> PieceResponse {
-        let request: PieceRequest = match depin_types::decode_bounded(request, MAX_MESSAGE_BYTES) {
+        let request: PieceRequest = match depin_types::decode_bounded(request, MAX_MESSAGE_BYTES)
+        {
             Ok(r) => r,
             Err(e) => return PieceResponse::refused("malformed_request", e.to_string()),
         };
@@ -120,44 +132,92 @@ impl PieceServer {
             let _ = self.stored.send(r);
             return PieceResponse::Stored;
         }
-        let mut uploads = self.uploads.lock().unwrap_or_else(|p| p.into_inner());
-        if !uploads.contains_key(&r) && uploads.len() >= MAX_UPLOADS {
-            return PieceResponse::refused("busy", "too many uploads in progress");
-        }
-        let buffer = uploads.entry(r).or_default();
-        if offset != buffer.len() as u64 {
-            let expected = buffer.len();
-            if offset == 0 {
-                // A client that restarts an upload starts over.
-                buffer.clear();
-            } else {
-                return PieceResponse::refused(
-                    "out_of_order",
-                    format!("expected offset {expected}, got {offset}"),
-                );
-            }
-        }
-        if buffer.len() as u64 + bytes.len() as u64 > piece_bytes {
-            uploads.remove(&r);
+        let root = piece.root.as_bytes();
+        let mut upload = match self.take_upload(r, offset) {
+            Ok(Some(upload)) => upload,
+            Ok(None) => match self.store.begin(root, piece_bytes) {
+                Ok(Some(writer)) => Upload {
+                    writer,
+                    touched: Instant::now(),
+                },
+                Ok(None) => {
+                    let _ = self.stored.send(r);
+                    return PieceResponse::Stored;
+                }
+                Err(e) => return store_refusal(e),
+            },
+            Err(refusal) => return refusal,
+        };
+        if offset != upload.writer.written_bytes() {
+            let expected = upload.writer.written_bytes();
+            self.keep_upload(r, upload);
             return PieceResponse::refused(
-                "too_long",
-                format!("the piece has {piece_bytes} bytes"),
+                "out_of_order",
+                format!("expected offset {expected}, got {offset}"),
             );
         }
-        buffer.extend_from_slice(&bytes);
-        if (buffer.len() as u64) < piece_bytes {
-            return PieceResponse::Accepted {
-                received_bytes: buffer.len() as u64,
+        if let Err(e) = upload.writer.write(&bytes) {
+            self.store.abort(upload.writer);
+            return match e {
+                StoreError::Range { .. } => PieceResponse::refused(
+                    "too_long",
+                    format!("the piece has {piece_bytes} bytes"),
+                ),
+                other => store_refusal(other),
             };
         }
-        let data = uploads.remove(&r).unwrap_or_default();
-        drop(uploads);
-        match self.store.put(piece.root.as_bytes(), &data) {
+        let received_bytes = upload.writer.written_bytes();
+        if received_bytes < piece_bytes {
+            upload.touched = Instant::now();
+            self.keep_upload(r, upload);
+            return PieceResponse::Accepted { received_bytes };
+        }
+        match self.store.finish(upload.writer) {
             Ok(()) => {
                 let _ = self.stored.send(r);
                 PieceResponse::Stored
             }
             Err(e) => store_refusal(e),
+        }
+    }
+
+    /// The upload of `r` in progress, out of the map while its part is written; `None` to
+    /// start one. A part at offset 0 restarts the upload.
+    fn take_upload(&self, r: PieceRef, offset: u64) -> Result<Option<Upload>, PieceResponse> {
+        let mut uploads = self.uploads.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        let stale: Vec<PieceRef> = uploads
+            .iter()
+            .filter(|(_, u)| now.duration_since(u.touched) > UPLOAD_IDLE)
+            .map(|(k, _)| *k)
+            .collect();
+        for key in stale {
+            if let Some(upload) = uploads.remove(&key) {
+                self.store.abort(upload.writer);
+            }
+        }
+        match uploads.remove(&r) {
+            Some(upload) if offset == 0 && upload.writer.written_bytes() > 0 => {
+                self.store.abort(upload.writer);
+                Ok(None)
+            }
+            Some(upload) => Ok(Some(upload)),
+            None if offset != 0 => Err(PieceResponse::refused(
+                "out_of_order",
+                format!("expected offset 0, got {offset}"),
+            )),
+            None if uploads.len() >= MAX_UPLOADS => Err(PieceResponse::refused(
+                "busy",
+                "too many uploads in progress",
+            )),
+            None => Ok(None),
+        }
+    }
+
+    fn keep_upload(&self, r: PieceRef, upload: Upload) {
+        let mut uploads = self.uploads.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(previous) = uploads.insert(r, upload) {
+            self.store.abort(previous.writer);
         }
     }
 }
@@ -167,6 +227,7 @@ fn store_refusal(e: StoreError) -> PieceResponse {
         StoreError::RootMismatch { .. } => "root_mismatch",
         StoreError::OutOfSpace { .. } => "out_of_space",
         StoreError::UnknownPiece(_) => "unknown_piece",
+        StoreError::InProgress(_) => "busy",
         StoreError::Range { .. } => "bad_range",
         StoreError::Io(_) | StoreError::Db(_) => "internal",
     };
@@ -185,7 +246,8 @@ pub async fn serve(server: Arc<PieceServer>, net: depin_net::NetHandle) {
     while let Some(request) = requests.recv().await {
         let server = server.clone();
         tokio::spawn(async move {
-            let bytes = request.bytes.clone();
+            let mut request = request;
+            let bytes = std::mem::take(&mut request.bytes);
             let answer = tokio::task::spawn_blocking(move || server.handle(&bytes)).await;
             if let Ok(answer) = answer {
                 request.respond(depin_types::encode(&answer));

@@ -31,6 +31,8 @@ pub enum StoreError {
         free: u64,
         capacity: u64,
     },
+    #[error("piece {0} is being stored or removed")]
+    InProgress(String),
     #[error("unknown piece {0}")]
     UnknownPiece(String),
     #[error("range {offset}+{len} is outside the piece of {size} bytes")]
@@ -75,6 +77,54 @@ pub struct PieceStore {
     dir: PathBuf,
     db: Database,
     capacity_bytes: u64,
+}
+
+/// A piece being received into a temporary file, hashed as it arrives.
+pub struct PieceWriter {
+    root: [u8; 32],
+    size_bytes: u64,
+    tmp: PathBuf,
+    file: File,
+    tree: merkle::OutboardBuilder,
+    written: u64,
+}
+
+impl std::fmt::Debug for PieceWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "PieceWriter({}, {}/{} bytes)",
+            hex::encode(self.root),
+            self.written,
+            self.size_bytes
+        )
+    }
+}
+
+impl PieceWriter {
+    /// Appends the next bytes of the piece.
+    pub fn write(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
+        let end = self.written + bytes.len() as u64;
+        if end > self.size_bytes {
+            return Err(StoreError::Range {
+                offset: self.written,
+                len: bytes.len() as u64,
+                size: self.size_bytes,
+            });
+        }
+        self.file.write_all(bytes)?;
+        self.tree.update(bytes);
+        self.written = end;
+        Ok(())
+    }
+
+    pub fn written_bytes(&self) -> u64 {
+        self.written
+    }
+
+    pub fn size_bytes(&self) -> u64 {
+        self.size_bytes
+    }
 }
 
 impl std::fmt::Debug for PieceStore {
@@ -183,80 +233,137 @@ impl PieceStore {
     /// Stores a piece whose BLAKE3 hash must be `root`. Returns once it is durable: the
     /// caller may acknowledge it. Storing a piece already held is a no-op.
     pub fn put(&self, root: &[u8; 32], data: &[u8]) -> Result<(), StoreError> {
-        let computed = blake3::hash(data);
-        if computed.as_bytes() != root {
-            return Err(StoreError::RootMismatch {
-                root: hex::encode(root),
-                computed: computed.to_hex().to_string(),
-            });
-        }
-        if self
-            .meta(root)?
-            .is_some_and(|m| m.status == PieceStatus::Complete)
-        {
+        let Some(mut writer) = self.begin(root, data.len() as u64)? else {
             return Ok(());
+        };
+        if let Err(e) = writer.write(data) {
+            self.abort(writer);
+            return Err(e);
         }
-        let size = data.len() as u64;
-        let outboard = merkle::outboard(data);
-        // 1. Reserve the space (or refuse).
+        self.finish(writer)
+    }
+
+    /// Starts receiving a piece of `size_bytes` that must hash to `root`: reserves its space
+    /// (or refuses) before any byte is taken. `None` when the piece is already held. The
+    /// writer must end in [`PieceStore::finish`] or [`PieceStore::abort`]; a crash in
+    /// between is rolled back when the store is next opened.
+    pub fn begin(&self, root: &[u8; 32], size_bytes: u64) -> Result<Option<PieceWriter>, StoreError> {
         let write = self.db.begin_write()?;
         {
+            let mut pieces = write.open_table(PIECES)?;
+            if let Some(existing) = pieces.get(root)? {
+                return match decode_meta(existing.value())?.status {
+                    PieceStatus::Complete => Ok(None),
+                    PieceStatus::Pending | PieceStatus::Removing => {
+                        Err(StoreError::InProgress(hex::encode(root)))
+                    }
+                };
+            }
             let mut meta = write.open_table(META)?;
             let used = meta.get(USED)?.map(|v| v.value()).unwrap_or(0);
             let free = self.capacity_bytes.saturating_sub(used);
-            if size > free {
+            if size_bytes > free {
                 return Err(StoreError::OutOfSpace {
-                    needed: size,
+                    needed: size_bytes,
                     free,
                     capacity: self.capacity_bytes,
                 });
             }
-            meta.insert(USED, used + size)?;
-            let mut pieces = write.open_table(PIECES)?;
+            meta.insert(USED, used + size_bytes)?;
             let record = PieceMeta {
-                size_bytes: size,
+                size_bytes,
                 status: PieceStatus::Pending,
-                outboard: outboard.clone(),
+                outboard: Vec::new(),
             };
             pieces.insert(root, depin_types::encode(&record).as_slice())?;
         }
         write.commit()?;
-        // 2. Write, fsync and rename into place.
-        let written = self.write_file(root, data);
-        if let Err(e) = written {
-            self.forget(root, size)?;
-            return Err(e);
+        let mut nonce = [0u8; 8];
+        let _ = getrandom::fill(&mut nonce);
+        let tmp = self
+            .dir
+            .join("tmp")
+            .join(format!("{}.{}", hex::encode(root), hex::encode(nonce)));
+        match File::create(&tmp) {
+            Ok(file) => Ok(Some(PieceWriter {
+                root: *root,
+                size_bytes,
+                tmp,
+                file,
+                tree: merkle::OutboardBuilder::new(),
+                written: 0,
+            })),
+            Err(e) => {
+                self.forget(root, size_bytes)?;
+                Err(e.into())
+            }
         }
-        // 3. Mark complete.
+    }
+
+    /// Makes a fully written piece durable once its bytes hash to its root, then marks it
+    /// complete: only then may it be acknowledged. On error the reservation is released.
+    pub fn finish(&self, writer: PieceWriter) -> Result<(), StoreError> {
+        let PieceWriter {
+            root,
+            size_bytes,
+            tmp,
+            file,
+            tree,
+            written,
+        } = writer;
+        let fail = |e: StoreError| {
+            let _ = fs::remove_file(&tmp);
+            self.forget(&root, size_bytes)?;
+            Err(e)
+        };
+        let (_, computed, outboard) = tree.finish();
+        if written != size_bytes {
+            return fail(StoreError::Range {
+                offset: 0,
+                len: written,
+                size: size_bytes,
+            });
+        }
+        if computed != root {
+            return fail(StoreError::RootMismatch {
+                root: hex::encode(root),
+                computed: hex::encode(computed),
+            });
+        }
+        if let Err(e) = self.install(&root, &tmp, file) {
+            return fail(e);
+        }
         let write = self.db.begin_write()?;
         {
             let mut pieces = write.open_table(PIECES)?;
             let record = PieceMeta {
-                size_bytes: size,
+                size_bytes,
                 status: PieceStatus::Complete,
                 outboard,
             };
-            pieces.insert(root, depin_types::encode(&record).as_slice())?;
+            pieces.insert(&root, depin_types::encode(&record).as_slice())?;
         }
         write.commit()?;
         Ok(())
     }
 
-    fn write_file(&self, root: &[u8; 32], data: &[u8]) -> Result<(), StoreError> {
-        let mut nonce = [0u8; 8];
-        let _ = getrandom::fill(&mut nonce);
-        let tmp =
-            self.dir
-                .join("tmp")
-                .join(format!("{}.{}", hex::encode(root), hex::encode(nonce)));
-        let mut file = File::create(&tmp)?;
-        file.write_all(data)?;
+    /// Drops a piece being received and releases its space.
+    pub fn abort(&self, writer: PieceWriter) {
+        let _ = fs::remove_file(&writer.tmp);
+        if let Err(e) = self.forget(&writer.root, writer.size_bytes) {
+            tracing::warn!(error = %e, "cannot release an aborted piece; it is released on restart");
+        }
+    }
+
+    /// Fsyncs the temporary file, renames it into place and fsyncs the directory.
+    fn install(&self, root: &[u8; 32], tmp: &Path, file: File) -> Result<(), StoreError> {
         file.sync_all()?;
+        drop(file);
         let path = self.path(root);
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent)?;
         }
-        fs::rename(&tmp, &path)?;
+        fs::rename(tmp, &path)?;
         if let Some(parent) = path.parent() {
             File::open(parent)?.sync_all()?;
         }

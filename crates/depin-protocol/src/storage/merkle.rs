@@ -219,6 +219,68 @@ pub fn outboard(piece: &[u8]) -> Vec<[u8; 32]> {
         .collect()
 }
 
+/// Builds a piece's outboard and root from its bytes fed in order, in parts of any size:
+/// a receiver hashes each group once, as it arrives, instead of buffering the piece.
+#[derive(Debug, Default)]
+pub struct OutboardBuilder {
+    outboard: Vec<[u8; 32]>,
+    /// The bytes of the group not yet complete; the whole piece while it fits in one group.
+    partial: Vec<u8>,
+    piece_bytes: u64,
+}
+
+impl OutboardBuilder {
+    pub fn new() -> OutboardBuilder {
+        OutboardBuilder::default()
+    }
+
+    pub fn update(&mut self, mut bytes: &[u8]) {
+        let group = GROUP_BYTES as usize;
+        while !bytes.is_empty() {
+            if self.partial.len() == group {
+                // More bytes follow, so the buffered group is not the last.
+                let full = std::mem::take(&mut self.partial);
+                self.push_group(&full);
+                self.partial = full;
+                self.partial.clear();
+            }
+            if self.partial.is_empty() && bytes.len() > group {
+                // Whole groups straight from the input, keeping the last byte back: the
+                // piece's final group is hashed only once the piece's length is known.
+                let whole = (bytes.len() - 1) / group * group;
+                for g in bytes[..whole].chunks(group) {
+                    self.push_group(g);
+                }
+                bytes = &bytes[whole..];
+                continue;
+            }
+            let take = (group - self.partial.len()).min(bytes.len());
+            self.partial.extend_from_slice(&bytes[..take]);
+            bytes = &bytes[take..];
+        }
+    }
+
+    fn push_group(&mut self, group: &[u8]) {
+        let offset = self.outboard.len() as u64 * GROUP_BYTES;
+        self.outboard.push(subtree_cv(offset, group));
+        self.piece_bytes += group.len() as u64;
+    }
+
+    /// The piece's size, root and outboard (empty for a piece of one group or less).
+    pub fn finish(mut self) -> (u64, [u8; 32], Vec<[u8; 32]>) {
+        if self.outboard.is_empty() {
+            let root = *blake3::hash(&self.partial).as_bytes();
+            return (self.partial.len() as u64, root, Vec::new());
+        }
+        if !self.partial.is_empty() {
+            let last = std::mem::take(&mut self.partial);
+            self.push_group(&last);
+        }
+        let root = root_from_outboard(self.piece_bytes, &self.outboard).unwrap_or_default();
+        (self.piece_bytes, root, self.outboard)
+    }
+}
+
 /// The root an outboard commits to; a downloader checks the outboard against the deal's root
 /// before trusting it to check groups.
 pub fn root_from_outboard(piece_bytes: u64, outboard: &[[u8; 32]]) -> Option<[u8; 32]> {
@@ -253,6 +315,23 @@ mod tests {
                     .wrapping_add(u64::from(seed)) as u8
             })
             .collect()
+    }
+
+    #[test]
+    fn the_outboard_builder_matches_hashing_the_whole_piece_for_any_parts() {
+        for &len in LENGTHS {
+            let data = piece(len, 5);
+            for part in [1usize, 1000, 16 * 1024, 16 * 1024 + 1, 64 * 1024] {
+                let mut builder = OutboardBuilder::new();
+                for p in data.chunks(part) {
+                    builder.update(p);
+                }
+                let (size, root, built) = builder.finish();
+                assert_eq!(size, len as u64);
+                assert_eq!(&root, blake3::hash(&data).as_bytes(), "len {len} part {part}");
+                assert_eq!(built, outboard(&data), "len {len} part {part}");
+            }
+        }
     }
 
     const LENGTHS: &[usize] = &[
