@@ -9,6 +9,7 @@ mod devnet;
 mod keycmd;
 mod nodecmd;
 mod output;
+mod progress;
 mod query;
 mod storagecmd;
 mod txcmd;

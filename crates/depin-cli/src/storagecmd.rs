@@ -9,19 +9,21 @@ use crate::txcmd::{Network, TxOpts, send};
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use depin_net::{NetConfig, NetHandle};
-use depin_node::api_types::{DealResponse, DealsResponse, StatusResponse};
+use crate::progress::Progress;
+use depin_node::api_types::{DealResponse, DealsResponse, SegmentView, StatusResponse};
 use depin_protocol::Action;
-use depin_protocol::storage::{DealStatus, PieceRef, PieceState, StorageTx};
-use depin_storage::client::{ClientError, download_piece, upload_piece};
-use depin_storage::erasure::ReedSolomon;
-use depin_storage::object::{
-    Seal, plain_segment_bytes, prepare_segment, restore_segment, segment_nonce,
+use depin_protocol::storage::{DealStatus, PieceRef, PieceState, SegmentSpec, StorageTx};
+use depin_storage::client::{
+    ClientError, PieceSource, download_piece, upload_piece_with_progress,
 };
-use depin_types::{Hash, Keypair, ServiceKind};
+use depin_storage::erasure::ReedSolomon;
+use depin_storage::object::{SegmentCoder, Seal, plain_segment_bytes, segment_nonce};
+use depin_types::{Address, Hash, Keypair, ServiceKind};
 use serde::Serialize;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Subcommand, Debug)]
@@ -133,18 +135,23 @@ fn erasure(deal_k: u16, deal_n: u16) -> anyhow::Result<ReedSolomon> {
     ReedSolomon::new(usize::from(deal_k), usize::from(deal_n)).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
+/// Reads segment `index` of the object into `buf`, reusing its allocation.
 fn read_segment(
     file: &mut File,
     index: u64,
     per_segment: u64,
     total: u64,
-) -> anyhow::Result<Vec<u8>> {
+    buf: &mut Vec<u8>,
+) -> anyhow::Result<()> {
     let start = index * per_segment;
     let len = per_segment.min(total.saturating_sub(start));
     file.seek(SeekFrom::Start(start))?;
-    let mut buf = vec![0u8; len as usize];
-    file.read_exact(&mut buf)?;
-    Ok(buf)
+    buf.clear();
+    (&mut *file).take(len).read_to_end(buf)?;
+    if buf.len() as u64 != len {
+        bail!("the file shrank while it was being stored");
+    }
+    Ok(())
 }
 
 #[derive(Serialize)]
@@ -157,15 +164,87 @@ struct PutOutcome {
     status: String,
 }
 
+/// The pieces of one coded segment, shared by its uploads.
+struct SharedPiece {
+    pieces: Arc<Vec<Vec<u8>>>,
+    index: usize,
+}
+
+impl PieceSource for SharedPiece {
+    fn piece_bytes(&self) -> u64 {
+        self.pieces.get(self.index).map_or(0, |p| p.len() as u64)
+    }
+
+    fn append_to(&self, offset: u64, len: usize, out: &mut Vec<u8>) -> std::io::Result<()> {
+        match self.pieces.get(self.index) {
+            Some(piece) => piece.as_slice().append_to(offset, len, out),
+            None => Err(std::io::ErrorKind::NotFound.into()),
+        }
+    }
+}
+
+/// Codes every segment of the object to learn the piece roots the deal commits to, on all
+/// cores (the network is idle meanwhile); the pieces themselves are not kept.
+fn piece_roots<'s>(
+    path: &std::path::Path,
+    coder: &ReedSolomon,
+    segments: u64,
+    per_segment: u64,
+    total: u64,
+    seal: &(dyn Fn(u64) -> Option<Seal<'s>> + Sync),
+) -> anyhow::Result<Vec<SegmentSpec>> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(segments as usize)
+        .max(1) as u64;
+    let coding = Progress::new("coding", total);
+    let specs = std::sync::Mutex::new(vec![None; segments as usize]);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let (specs, coding) = (&specs, &coding);
+                scope.spawn(move || -> anyhow::Result<()> {
+                    let mut file = File::open(path)?;
+                    let mut segment_coder = SegmentCoder::new(coder);
+                    let mut plain = Vec::new();
+                    for i in (t..segments).step_by(threads as usize) {
+                        read_segment(&mut file, i, per_segment, total, &mut plain)?;
+                        let coded = segment_coder
+                            .code(&plain, seal(i))
+                            .map_err(|e| anyhow::anyhow!("{e}"))?;
+                        let spec = coded.spec();
+                        specs.lock().unwrap_or_else(|p| p.into_inner())[i as usize] = Some(spec);
+                        coding.add(plain.len() as u64);
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for worker in workers {
+            worker
+                .join()
+                .map_err(|_| anyhow::anyhow!("a coding thread panicked"))??;
+        }
+        Ok::<(), anyhow::Error>(())
+    })?;
+    coding.finish();
+    specs
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .into_iter()
+        .collect::<Option<Vec<_>>>()
+        .context("a segment was not coded")
+}
+
 fn put(ctx: &Ctx, args: PutArgs) -> anyhow::Result<()> {
     let key = read_key(&args.tx.key)?;
     let network = Network::fetch(&ctx.client)?;
     let params = network.genesis.storage.clone();
     let profile = params.erasure;
     let coder = erasure(profile.data_pieces, profile.total_pieces)?;
-    let mut file =
-        File::open(&args.file).with_context(|| format!("cannot open {}", args.file.display()))?;
-    let total = file.metadata()?.len();
+    let total = std::fs::metadata(&args.file)
+        .with_context(|| format!("cannot open {}", args.file.display()))?
+        .len();
     let encrypted = !args.public;
     let per_segment = plain_segment_bytes(params.max_segment_bytes, encrypted)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -186,15 +265,13 @@ fn put(ctx: &Ctx, args: PutArgs) -> anyhow::Result<()> {
             nonce: segment_nonce(&salt, i),
         })
     };
-    // Pass 1: the roots the deal commits to.
-    let mut specs = Vec::new();
-    for i in 0..segments {
-        let plain = read_segment(&mut file, i, per_segment, total)?;
-        let prepared =
-            prepare_segment(&coder, &plain, seal(i)).map_err(|e| anyhow::anyhow!("{e}"))?;
-        specs.push(prepared.spec());
-        eprintln!("coded segment {}/{segments}", i + 1);
-    }
+    // Pass 1: the deal commits to every piece root before any piece may be uploaded. Coding
+    // again in pass 2 costs less CPU than spooling twice the object to disk and back.
+    let specs = piece_roots(&args.file, &coder, segments, per_segment, total, &seal)?;
+    let upload_bytes: u64 = specs
+        .iter()
+        .map(|s| s.piece_bytes * s.roots.len() as u64)
+        .sum();
     let open = StorageTx::OpenDeal {
         object_bytes: total,
         encrypted,
@@ -220,85 +297,116 @@ fn put(ctx: &Ctx, args: PutArgs) -> anyhow::Result<()> {
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|id| id.parse::<Hash>().ok())
         .context("the deal transaction did not report a deal id")?;
-    eprintln!("deal {id} opened; uploading");
+    eprintln!("deal {id} opened");
     let deal: DealResponse = ctx.client.get(&format!("/v1/storage/deals/{id}"))?;
+    let success = usize::from(profile.success_threshold);
 
-    // Pass 2: code each segment again and upload its pieces in parallel.
+    // Pass 2: a thread codes segment after segment again while earlier ones upload.
+    let (ready, mut coded) = tokio::sync::mpsc::channel::<anyhow::Result<Arc<Vec<Vec<u8>>>>>(1);
+    let (recycle, recycled) = std::sync::mpsc::channel::<Vec<Vec<u8>>>();
+    let path = args.file.clone();
+    std::thread::spawn(move || {
+        let produce = || -> anyhow::Result<()> {
+            let mut file = File::open(&path)?;
+            let mut segment_coder = SegmentCoder::new(&coder);
+            let mut plain = Vec::new();
+            for i in 0..segments {
+                if let Ok(buffers) = recycled.try_recv() {
+                    segment_coder.give_back(buffers);
+                }
+                read_segment(&mut file, i, per_segment, total, &mut plain)?;
+                let seal = encrypted.then_some(Seal {
+                    owner_secret: &secret,
+                    nonce: segment_nonce(&salt, i),
+                });
+                segment_coder
+                    .code(&plain, seal)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                if ready
+                    .blocking_send(Ok(Arc::new(segment_coder.take_pieces())))
+                    .is_err()
+                {
+                    return Ok(());
+                }
+            }
+            Ok(())
+        };
+        if let Err(e) = produce() {
+            let _ = ready.blocking_send(Err(e));
+        }
+    });
     let rt = runtime()?;
     rt.block_on(async {
         let net = join_network(ctx, &network.chain_id).await?;
-        // Code segment i+1 on another thread while segment i uploads.
-        let (ready, mut prepared_rx) = tokio::sync::mpsc::channel(1);
-        let path = args.file.clone();
-        std::thread::spawn(move || {
-            let produce = || -> anyhow::Result<()> {
-                let mut file = File::open(&path)?;
-                for i in 0..segments {
-                    let plain = read_segment(&mut file, i, per_segment, total)?;
-                    let seal = encrypted.then_some(Seal {
-                        owner_secret: &secret,
-                        nonce: segment_nonce(&salt, i),
-                    });
-                    let prepared = prepare_segment(&coder, &plain, seal)
-                        .map_err(|e| anyhow::anyhow!("{e}"))?;
-                    if ready.blocking_send(Ok(prepared)).is_err() {
-                        return Ok(());
+        let progress = Arc::new(Progress::new("uploading", upload_bytes));
+        // Two segments upload at once: each provider holds at most a piece of each.
+        let in_flight = Arc::new(tokio::sync::Semaphore::new(2));
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut stored = vec![0usize; segments as usize];
+        let mut next_segment = 0usize;
+        let started = Instant::now();
+        let mut tail_deadline: Option<Instant> = None;
+        loop {
+            let producing = next_segment < deal.segments.len();
+            tokio::select! {
+                permit = in_flight.clone().acquire_owned(), if producing => {
+                    let permit = Arc::new(permit.context("upload slots closed")?);
+                    let pieces = coded.recv().await.context("the coding thread stopped")??;
+                    let segment = &deal.segments[next_segment];
+                    for piece in &segment.pieces {
+                        let Some(provider) = piece.provider else { continue };
+                        let source = SharedPiece {
+                            pieces: pieces.clone(),
+                            index: usize::from(piece.index),
+                        };
+                        let r = PieceRef { deal: id, segment: segment.index, piece: piece.index };
+                        let (net, progress, permit) = (net.clone(), progress.clone(), permit.clone());
+                        let recycle = recycle.clone();
+                        tasks.spawn(async move {
+                            let sent = move |bytes: u64| progress.add(bytes);
+                            let result = upload_with_retry(&net, &provider, r, &source, &sent).await;
+                            // The last upload of a segment hands its buffers back for reuse.
+                            if let Ok(buffers) = Arc::try_unwrap(source.pieces) {
+                                let _ = recycle.send(buffers);
+                            }
+                            drop(permit);
+                            (r.segment, result)
+                        });
+                    }
+                    next_segment += 1;
+                }
+                done = tasks.join_next(), if !tasks.is_empty() => {
+                    match done {
+                        Some(Ok((segment, Ok(())))) => stored[segment as usize] += 1,
+                        Some(Ok((segment, Err(e)))) => {
+                            eprintln!("a piece of segment {segment} was not stored: {e}")
+                        }
+                        Some(Err(e)) if e.is_cancelled() => {}
+                        Some(Err(e)) => eprintln!("a piece upload stopped: {e}"),
+                        None => {}
+                    }
+                    // The long tail: once every segment has its success count, the rest
+                    // get a grace period, then the deal activates without them.
+                    if tail_deadline.is_none() && stored.iter().all(|s| *s >= success) {
+                        let grace = (started.elapsed() / 4).max(Duration::from_secs(2));
+                        tail_deadline = Some(Instant::now() + grace);
                     }
                 }
-                Ok(())
-            };
-            if let Err(e) = produce() {
-                let _ = ready.blocking_send(Err(e));
-            }
-        });
-        for i in 0..segments {
-            let prepared = prepared_rx
-                .recv()
-                .await
-                .context("the coding thread stopped")??;
-            let segment = &deal.segments[i as usize];
-            let mut uploads = Vec::new();
-            for piece in &segment.pieces {
-                let Some(provider) = piece.provider else {
-                    continue;
-                };
-                let data = prepared.pieces[usize::from(piece.index)].clone();
-                let net = net.clone();
-                let r = PieceRef {
-                    deal: id,
-                    segment: i as u32,
-                    piece: piece.index,
-                };
-                uploads.push(tokio::spawn(async move {
-                    upload_with_retry(&net, &provider, r, &data).await
-                }));
-            }
-            let mut stored = 0;
-            for u in uploads {
-                match u.await {
-                    Ok(Ok(())) => stored += 1,
-                    Ok(Err(e)) => eprintln!("  a piece upload failed: {e}"),
-                    Err(e) => eprintln!("  a piece upload stopped: {e}"),
+                () = sleep_until(tail_deadline), if !tasks.is_empty() => {
+                    eprintln!(
+                        "cancelling {} slow piece upload(s): every segment has its {success} pieces",
+                        tasks.len()
+                    );
+                    tasks.abort_all();
                 }
-            }
-            eprintln!(
-                "segment {}/{segments}: {stored} of {} pieces stored ({:.0}%)",
-                i + 1,
-                segment
-                    .pieces
-                    .iter()
-                    .filter(|p| p.provider.is_some())
-                    .count(),
-                100.0 * (i + 1) as f64 / segments as f64
-            );
-            if stored < usize::from(profile.success_threshold) {
-                bail!(
-                    "segment {i}: only {stored} pieces stored, {} needed",
-                    profile.success_threshold
-                );
+                else => break,
             }
         }
+        progress.finish();
         net.shutdown().await;
+        if let Some((segment, count)) = stored.iter().enumerate().find(|(_, s)| **s < success) {
+            bail!("segment {segment}: only {count} pieces stored, {success} needed");
+        }
         Ok::<(), anyhow::Error>(())
     })?;
     // The providers confirm on chain; the deal activates at the success threshold.
@@ -308,7 +416,7 @@ fn put(ctx: &Ctx, args: PutArgs) -> anyhow::Result<()> {
         if deal.deal.status != DealStatus::Pending || Instant::now() > deadline {
             break deal.deal.status;
         }
-        std::thread::sleep(Duration::from_millis(300));
+        std::thread::sleep(Duration::from_millis(100));
     };
     let outcome = PutOutcome {
         id,
@@ -327,19 +435,30 @@ fn put(ctx: &Ctx, args: PutArgs) -> anyhow::Result<()> {
     })
 }
 
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Uploads a piece, retrying while the provider has not seen the deal yet (its copy of the
 /// chain may be a block behind) or cannot be reached yet.
 async fn upload_with_retry(
     net: &NetHandle,
-    provider: &depin_types::Address,
+    provider: &Address,
     piece: PieceRef,
-    data: &[u8],
+    data: &SharedPiece,
+    sent: &(dyn Fn(u64) + Send + Sync),
 ) -> Result<(), ClientError> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        match upload_piece(net, provider, piece, data).await {
+        match upload_piece_with_progress(net, provider, piece, data, sent).await {
             Ok(()) => return Ok(()),
-            Err(ClientError::Refused { code, message }) if code != "unknown_piece" => {
+            Err(ClientError::Refused { code, message })
+                if code != "unknown_piece" && code != "busy" =>
+            {
                 return Err(ClientError::Refused { code, message });
             }
             Err(e) if Instant::now() > deadline => return Err(e),
@@ -352,7 +471,7 @@ async fn upload_with_retry(
 /// after it refused or sent bad bytes.
 async fn download_with_retry(
     net: &NetHandle,
-    provider: &depin_types::Address,
+    provider: &Address,
     root: Hash,
     size: u64,
 ) -> Result<Vec<u8>, ClientError> {
@@ -367,6 +486,75 @@ async fn download_with_retry(
         }
     }
 }
+
+/// A segment's pieces: k fetched at once, data pieces first (with all of them decoding is a
+/// copy); another is asked for when one fails, or as a hedge when none has arrived for a
+/// while (a slow provider does not hold up the segment).
+async fn fetch_segment(
+    net: &NetHandle,
+    segment: &SegmentView,
+    k: usize,
+    progress: &Arc<Progress>,
+) -> anyhow::Result<Vec<(usize, Vec<u8>)>> {
+    let mut candidates: Vec<_> = segment
+        .pieces
+        .iter()
+        .filter(|p| matches!(p.state, PieceState::Stored | PieceState::Assigned))
+        .filter_map(|p| p.provider.map(|a| (p.index, p.root, a)))
+        .collect();
+    candidates.sort_by_key(|c| std::cmp::Reverse(c.0));
+    let mut pieces: Vec<(usize, Vec<u8>)> = Vec::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    let launch = |tasks: &mut tokio::task::JoinSet<_>, candidates: &mut Vec<_>| {
+        if let Some((index, root, provider)) = candidates.pop() {
+            let net = net.clone();
+            let size = segment.piece_bytes;
+            tasks.spawn(async move {
+                (
+                    index,
+                    download_with_retry(&net, &provider, root, size).await,
+                )
+            });
+        }
+    };
+    for _ in 0..k {
+        launch(&mut tasks, &mut candidates);
+    }
+    let mut hedge = HEDGE_AFTER;
+    while pieces.len() < k {
+        let done = match tokio::time::timeout(hedge, tasks.join_next()).await {
+            Ok(done) => done,
+            Err(_) => {
+                launch(&mut tasks, &mut candidates);
+                hedge *= 2;
+                continue;
+            }
+        };
+        let Some(done) = done else {
+            bail!(
+                "segment {}: only {} of the {k} pieces needed could be fetched",
+                segment.index,
+                pieces.len()
+            );
+        };
+        match done {
+            Ok((index, Ok(bytes))) => {
+                progress.add(bytes.len() as u64);
+                pieces.push((usize::from(index), bytes));
+            }
+            Ok((index, Err(e))) => {
+                eprintln!("piece {index} of segment {}: {e}", segment.index);
+                launch(&mut tasks, &mut candidates);
+            }
+            Err(e) => eprintln!("a download stopped: {e}"),
+        }
+    }
+    tasks.abort_all();
+    Ok(pieces)
+}
+
+/// A download with no piece arriving for this long asks one more provider.
+const HEDGE_AFTER: Duration = Duration::from_secs(3);
 
 #[derive(Serialize)]
 struct GetOutcome {
@@ -388,65 +576,45 @@ fn get(ctx: &Ctx, args: GetArgs) -> anyhow::Result<()> {
     let k = usize::from(deal.deal.data_pieces);
     let tmp = args.output.with_extension("part");
     let mut out = File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
-    let rt = runtime()?;
-    let written = rt.block_on(async {
-        let net = join_network(ctx, &network.chain_id).await?;
+    // Segment i is decoded, decrypted and written on this thread while i + 1 downloads.
+    let (fetched, mut to_restore) =
+        tokio::sync::mpsc::channel::<(u64, Vec<(usize, Vec<u8>)>)>(1);
+    let restorer = std::thread::spawn(move || -> anyhow::Result<(File, u64)> {
+        let mut segments = SegmentCoder::new(&coder);
+        let mut plain = Vec::new();
         let mut written = 0u64;
-        let count = deal.segments.len();
-        for segment in &deal.segments {
-            let mut candidates: Vec<_> = segment
-                .pieces
-                .iter()
-                .filter(|p| matches!(p.state, PieceState::Stored | PieceState::Assigned))
-                .filter_map(|p| p.provider.map(|a| (p.index, p.root, a)))
-                .collect();
-            // Data pieces first (popped from the end): with all of them, decoding is a copy.
-            candidates.sort_by_key(|c| std::cmp::Reverse(c.0));
-            // Ask k + 1 at once and keep the first k good ones; ask more if some fail.
-            let mut pieces: Vec<(usize, Vec<u8>)> = Vec::new();
-            let mut tasks = tokio::task::JoinSet::new();
-            let launch = |tasks: &mut tokio::task::JoinSet<_>, candidates: &mut Vec<_>| {
-                if let Some((index, root, provider)) = candidates.pop() {
-                    let net = net.clone();
-                    let size = segment.piece_bytes;
-                    tasks.spawn(async move {
-                        (
-                            index,
-                            download_with_retry(&net, &provider, root, size).await,
-                        )
-                    });
-                }
-            };
-            for _ in 0..k + 1 {
-                launch(&mut tasks, &mut candidates);
-            }
-            while pieces.len() < k {
-                let Some(done) = tasks.join_next().await else {
-                    bail!(
-                        "segment {}: only {} of the {k} pieces needed could be fetched",
-                        segment.index,
-                        pieces.len()
-                    );
-                };
-                match done {
-                    Ok((index, Ok(bytes))) => pieces.push((usize::from(index), bytes)),
-                    Ok((index, Err(e))) => {
-                        eprintln!("  piece {index} of segment {}: {e}", segment.index);
-                        launch(&mut tasks, &mut candidates);
-                    }
-                    Err(e) => eprintln!("  a download stopped: {e}"),
-                }
-            }
-            tasks.abort_all();
-            let plain = restore_segment(&coder, segment.segment_bytes, &pieces, secret.as_ref())
-                .map_err(|e| anyhow::anyhow!("segment {}: {e}", segment.index))?;
+        let mut index = 0u64;
+        while let Some((segment_bytes, pieces)) = to_restore.blocking_recv() {
+            segments
+                .restore(segment_bytes, &pieces, secret.as_ref(), &mut plain)
+                .map_err(|e| anyhow::anyhow!("segment {index}: {e}"))?;
+            index += 1;
             out.write_all(&plain)?;
             written += plain.len() as u64;
-            eprintln!("segment {}/{count} fetched", segment.index + 1);
         }
+        Ok((out, written))
+    });
+    let fetch_bytes = deal.segments.iter().map(|s| s.piece_bytes * k as u64).sum();
+    let rt = runtime()?;
+    let fetching = rt.block_on(async {
+        let net = join_network(ctx, &network.chain_id).await?;
+        let progress = Arc::new(Progress::new("fetching", fetch_bytes));
+        for segment in &deal.segments {
+            let pieces = fetch_segment(&net, segment, k, &progress).await?;
+            if fetched.send((segment.segment_bytes, pieces)).await.is_err() {
+                break; // the restorer failed; its error is reported below
+            }
+        }
+        progress.finish();
         net.shutdown().await;
-        Ok::<u64, anyhow::Error>(written)
-    })?;
+        Ok::<(), anyhow::Error>(())
+    });
+    drop(fetched);
+    let restored = restorer
+        .join()
+        .map_err(|_| anyhow::anyhow!("the decoding thread panicked"))?;
+    let (out, written) = restored?;
+    fetching?;
     out.sync_all()?;
     drop(out);
     std::fs::rename(&tmp, &args.output)?;

@@ -166,6 +166,18 @@ impl<'c> SegmentCoder<'c> {
         })
     }
 
+    /// Takes the pieces of the segment just coded out of the coder (to share them with
+    /// uploads); [`SegmentCoder::give_back`] returns their buffers for reuse.
+    pub fn take_pieces(&mut self) -> Vec<Vec<u8>> {
+        std::mem::take(&mut self.pieces)
+    }
+
+    pub fn give_back(&mut self, pieces: Vec<Vec<u8>>) {
+        if self.pieces.is_empty() {
+            self.pieces = pieces;
+        }
+    }
+
     /// The plain bytes of a segment from at least `data_pieces` verified pieces, into `plain`.
     pub fn restore(
         &mut self,

@@ -59,3 +59,101 @@ impl PieceResponse {
         }
     }
 }
+
+/// Appends exactly `len` bytes to a message being built.
+pub type Fill<'a> = &'a mut dyn FnMut(&mut Vec<u8>) -> std::io::Result<()>;
+
+/// The encoding of `PieceRequest::Put` (borsh, as derived), with the piece bytes appended by
+/// `fill` straight into the message: an upload copies each byte once on its way out.
+pub fn encode_put(
+    piece: PieceRef,
+    offset: u64,
+    len: usize,
+    fill: Fill<'_>,
+) -> std::io::Result<Vec<u8>> {
+    let mut head = vec![0u8]; // the variant index of `Put`
+    head.extend_from_slice(&depin_types::encode(&piece));
+    head.extend_from_slice(&offset.to_le_bytes());
+    encode_with_bytes(&head, len, fill)
+}
+
+/// The encoding of `PieceResponse::Data` with `len` bytes appended by `fill`.
+pub fn encode_data(len: usize, fill: Fill<'_>) -> std::io::Result<Vec<u8>> {
+    encode_with_bytes(&[3u8], len, fill) // the variant index of `Data`
+}
+
+fn encode_with_bytes(head: &[u8], len: usize, fill: Fill<'_>) -> std::io::Result<Vec<u8>> {
+    let prefix = u32::try_from(len)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "over 4 GiB"))?;
+    let mut message = Vec::with_capacity(head.len() + 4 + len);
+    message.extend_from_slice(head);
+    message.extend_from_slice(&prefix.to_le_bytes());
+    let start = message.len();
+    fill(&mut message)?;
+    if message.len() != start + len {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!("{} bytes for a part of {len}", message.len() - start),
+        ));
+    }
+    Ok(message)
+}
+
+/// The bytes of an encoded `PieceResponse::Data`, borrowed from the message; `None` for any
+/// other answer (decode it as a [`PieceResponse`]).
+pub fn data_bytes(message: &[u8]) -> Option<&[u8]> {
+    let (&tag, rest) = message.split_first()?;
+    if tag != 3 || rest.len() < 4 {
+        return None;
+    }
+    let (len, bytes) = rest.split_at(4);
+    let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
+    (bytes.len() == len).then_some(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hand_built_messages_match_the_derived_encoding() {
+        let piece = PieceRef {
+            deal: Hash([9u8; 32]),
+            segment: 3,
+            piece: 7,
+        };
+        let bytes: Vec<u8> = (0..1000u32).map(|i| i as u8).collect();
+        let put = encode_put(piece, 4096, bytes.len(), &mut |b| {
+            b.extend_from_slice(&bytes);
+            Ok(())
+        })
+        .expect("encode");
+        assert_eq!(
+            put,
+            depin_types::encode(&PieceRequest::Put {
+                piece,
+                offset: 4096,
+                bytes: bytes.clone()
+            })
+        );
+        let data = encode_data(bytes.len(), &mut |b| {
+            b.extend_from_slice(&bytes);
+            Ok(())
+        })
+        .expect("encode");
+        assert_eq!(
+            data,
+            depin_types::encode(&PieceResponse::Data {
+                bytes: bytes.clone()
+            })
+        );
+        assert_eq!(data_bytes(&data), Some(&bytes[..]));
+        assert_eq!(data_bytes(&data[..data.len() - 1]), None);
+        assert_eq!(data_bytes(&depin_types::encode(&PieceResponse::Stored)), None);
+        let short = encode_data(10, &mut |b| {
+            b.extend_from_slice(&[1, 2, 3]);
+            Ok(())
+        });
+        assert!(short.is_err());
+    }
+}

@@ -72,13 +72,48 @@ impl PieceServer {
         &self.store
     }
 
-    /// Answers one encoded request (blocking: it may write to disk).
-    pub fn handle(&self, request: &[u8]) -> PieceResponse {
+    /// Answers one encoded request with the encoded response (blocking: it may touch the
+    /// disk). Range reads go from the disk straight into the response message.
+    pub fn handle_encoded(&self, request: &[u8]) -> Vec<u8> {
         let request: PieceRequest = match depin_types::decode_bounded(request, MAX_MESSAGE_BYTES)
         {
             Ok(r) => r,
-            Err(e) => return PieceResponse::refused("malformed_request", e.to_string()),
+            Err(e) => {
+                return depin_types::encode(&PieceResponse::refused(
+                    "malformed_request",
+                    e.to_string(),
+                ));
+            }
         };
+        if let PieceRequest::Read { root, offset, len } = request
+            && len as usize <= TRANSFER_BYTES
+            && self
+                .store
+                .check_range(root.as_bytes(), offset, u64::from(len))
+                .is_ok()
+        {
+            let read = crate::protocol::encode_data(len as usize, &mut |out| {
+                self.store
+                    .append_range(root.as_bytes(), offset, u64::from(len), out)
+                    .map_err(std::io::Error::other)
+            });
+            return match read {
+                Ok(message) => message,
+                Err(e) => depin_types::encode(&PieceResponse::refused("internal", e.to_string())),
+            };
+        }
+        depin_types::encode(&self.answer(request))
+    }
+
+    /// Answers one encoded request (blocking: it may write to disk).
+    pub fn handle(&self, request: &[u8]) -> PieceResponse {
+        match depin_types::decode_bounded(request, MAX_MESSAGE_BYTES) {
+            Ok(request) => self.answer(request),
+            Err(e) => PieceResponse::refused("malformed_request", e.to_string()),
+        }
+    }
+
+    fn answer(&self, request: PieceRequest) -> PieceResponse {
         match request {
             PieceRequest::Put {
                 piece,
@@ -248,9 +283,9 @@ pub async fn serve(server: Arc<PieceServer>, net: depin_net::NetHandle) {
         tokio::spawn(async move {
             let mut request = request;
             let bytes = std::mem::take(&mut request.bytes);
-            let answer = tokio::task::spawn_blocking(move || server.handle(&bytes)).await;
+            let answer = tokio::task::spawn_blocking(move || server.handle_encoded(&bytes)).await;
             if let Ok(answer) = answer {
-                request.respond(depin_types::encode(&answer));
+                request.respond(answer);
             }
         });
     }

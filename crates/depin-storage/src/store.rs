@@ -399,15 +399,37 @@ impl PieceStore {
         offset: u64,
         len: u64,
     ) -> Result<Vec<u8>, StoreError> {
+        self.check_range(root, offset, len)?;
+        let mut buf = Vec::with_capacity(len as usize);
+        self.append_range(root, offset, len, &mut buf)?;
+        Ok(buf)
+    }
+
+    /// Refuses a range that is not inside a complete piece.
+    pub fn check_range(&self, root: &[u8; 32], offset: u64, len: u64) -> Result<(), StoreError> {
         let size = self.complete(root)?.size_bytes;
         if offset.checked_add(len).is_none_or(|end| end > size) {
             return Err(StoreError::Range { offset, len, size });
         }
+        Ok(())
+    }
+
+    /// Appends `len` bytes from `offset` of a piece whose range was checked to `out`.
+    pub fn append_range(
+        &self,
+        root: &[u8; 32],
+        offset: u64,
+        len: u64,
+        out: &mut Vec<u8>,
+    ) -> Result<(), StoreError> {
         let mut file = File::open(self.path(root))?;
         file.seek(SeekFrom::Start(offset))?;
-        let mut buf = vec![0u8; len as usize];
-        file.read_exact(&mut buf)?;
-        Ok(buf)
+        let start = out.len();
+        file.take(len).read_to_end(out)?;
+        if (out.len() - start) as u64 != len {
+            return Err(StoreError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+        }
+        Ok(())
     }
 
     /// Answers a challenge for chunk `index` from the chunk's 16 KiB group and the outboard,
