@@ -8,7 +8,7 @@
 use depin_protocol::params::ErasureProfile;
 use depin_protocol::storage::merkle;
 use depin_storage::erasure::ReedSolomon;
-use depin_storage::object::{Seal, plain_segment_bytes, prepare_segment};
+use depin_storage::object::{SegmentCoder, Seal, plain_segment_bytes};
 use depin_storage::store::PieceStore;
 use serde_json::Value;
 use std::io::Write;
@@ -84,14 +84,16 @@ fn main() {
     .expect("profile");
     let per_segment = plain_segment_bytes(64 << 20, true).expect("segment size") as usize;
     let secret = [7u8; 32];
+    // Buffers reused from segment to segment, as the client does.
+    let mut segments = SegmentCoder::new(&coder);
     let started = Instant::now();
     for (i, plain) in data.chunks(per_segment).enumerate() {
         let seal = Seal {
             owner_secret: &secret,
             nonce: [i as u8; 16],
         };
-        let prepared = prepare_segment(&coder, plain, Some(seal)).expect("prepare");
-        std::hint::black_box(prepared.roots);
+        let coded = segments.code(plain, Some(seal)).expect("code");
+        std::hint::black_box(coded.roots);
     }
     let secs = started.elapsed().as_secs_f64();
     println!(

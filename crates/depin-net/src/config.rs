@@ -19,7 +19,8 @@ pub struct NetConfig {
     pub keypair: depin_types::Keypair,
     /// TCP listen address, e.g. `/ip4/0.0.0.0/tcp/7301` (port 0 picks a free port).
     pub listen_tcp: Multiaddr,
-    /// QUIC listen address, e.g. `/ip4/0.0.0.0/udp/7301/quic-v1`, or none.
+    /// QUIC listen address, e.g. `/ip4/0.0.0.0/udp/7301/quic-v1`, or none: then the node
+    /// speaks TCP only (it does not dial QUIC addresses either).
     pub listen_quic: Option<Multiaddr>,
     /// Peers to join the network through; each address must end with `/p2p/<peer id>`.
     pub bootstrap: Vec<Multiaddr>,

@@ -203,7 +203,14 @@ async fn worker(
                 tracing::warn!(error = %e, "storage garbage collection failed");
             }
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Wake as soon as a piece is stored: the deal activates on its confirmation.
+        match tokio::time::timeout(Duration::from_millis(500), stored.recv()).await {
+            Ok(Some(r)) => {
+                to_confirm.insert(r);
+            }
+            Ok(None) => tokio::time::sleep(Duration::from_millis(500)).await,
+            Err(_) => {}
+        }
     }
 }
 
