@@ -8,7 +8,7 @@
 use depin_protocol::params::ErasureProfile;
 use depin_protocol::storage::merkle;
 use depin_storage::erasure::ReedSolomon;
-use depin_storage::object::{SegmentCoder, Seal, plain_segment_bytes};
+use depin_storage::object::{Seal, SegmentCoder, plain_segment_bytes};
 use depin_storage::store::PieceStore;
 use serde_json::Value;
 use std::io::Write;

@@ -58,7 +58,9 @@ impl Progress {
         let secs = now.duration_since(self.started).as_secs_f64().max(1e-3);
         let mib = |b: u64| b as f64 / f64::from(1 << 20);
         let percent = (done * 100).checked_div(self.total).unwrap_or(100);
-        let filled = (done * BAR_CELLS).checked_div(self.total).unwrap_or(BAR_CELLS);
+        let filled = (done * BAR_CELLS)
+            .checked_div(self.total)
+            .unwrap_or(BAR_CELLS);
         let line = format!(
             "{:<10} [{}{}] {percent:>3}% {:.1}/{:.1} MiB {:.0} MiB/s",
             self.what,

@@ -5,19 +5,17 @@
 
 use crate::Ctx;
 use crate::keycmd::read_key;
+use crate::progress::Progress;
 use crate::txcmd::{Network, TxOpts, send};
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use depin_net::{NetConfig, NetHandle};
-use crate::progress::Progress;
 use depin_node::api_types::{DealResponse, DealsResponse, SegmentView, StatusResponse};
 use depin_protocol::Action;
 use depin_protocol::storage::{DealStatus, PieceRef, PieceState, SegmentSpec, StorageTx};
-use depin_storage::client::{
-    ClientError, PieceSource, download_piece, upload_piece_with_progress,
-};
+use depin_storage::client::{ClientError, PieceSource, download_piece, upload_piece_with_progress};
 use depin_storage::erasure::ReedSolomon;
-use depin_storage::object::{SegmentCoder, Seal, plain_segment_bytes, segment_nonce};
+use depin_storage::object::{Seal, SegmentCoder, plain_segment_bytes, segment_nonce};
 use depin_types::{Address, Hash, Keypair, ServiceKind};
 use serde::Serialize;
 use std::fs::File;
@@ -577,8 +575,7 @@ fn get(ctx: &Ctx, args: GetArgs) -> anyhow::Result<()> {
     let tmp = args.output.with_extension("part");
     let mut out = File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
     // Segment i is decoded, decrypted and written on this thread while i + 1 downloads.
-    let (fetched, mut to_restore) =
-        tokio::sync::mpsc::channel::<(u64, Vec<(usize, Vec<u8>)>)>(1);
+    let (fetched, mut to_restore) = tokio::sync::mpsc::channel::<(u64, Vec<(usize, Vec<u8>)>)>(1);
     let restorer = std::thread::spawn(move || -> anyhow::Result<(File, u64)> {
         let mut segments = SegmentCoder::new(&coder);
         let mut plain = Vec::new();

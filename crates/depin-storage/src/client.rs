@@ -100,7 +100,9 @@ pub async fn upload_piece_with_progress<S: PieceSource + ?Sized>(
     loop {
         let end = (offset + TRANSFER_BYTES as u64).min(size);
         let len = (end - offset) as usize;
-        let request = encode_put(piece, offset, len, &mut |out| data.append_to(offset, len, out))
+        let request = encode_put(piece, offset, len, &mut |out| {
+            data.append_to(offset, len, out)
+        })
         .map_err(|e| ClientError::Source(e.to_string()))?;
         let answer = net.request(peer, PIECE_PROTOCOL, request).await?;
         let response: PieceResponse = depin_types::decode_bounded(&answer, MAX_MESSAGE_BYTES)

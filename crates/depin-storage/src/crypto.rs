@@ -92,7 +92,8 @@ pub fn encrypt_into(
     header.copy_from_slice(&out[..HEADER_BYTES]);
     let blocks = plain.len().div_ceil(BLOCK_BYTES).max(1);
     for i in 0..blocks {
-        let block = &plain[(i * BLOCK_BYTES).min(plain.len())..((i + 1) * BLOCK_BYTES).min(plain.len())];
+        let block =
+            &plain[(i * BLOCK_BYTES).min(plain.len())..((i + 1) * BLOCK_BYTES).min(plain.len())];
         let nonce = block_nonce(object_nonce, i as u64);
         let aad = aad(&header, i as u64, i + 1 == blocks);
         let start = out.len();

@@ -41,8 +41,7 @@ pub trait ErasureCoder: Send + Sync {
     }
     /// Like [`ErasureCoder::encode`], into `pieces`, reusing the buffers already there: a
     /// client coding segment after segment then allocates once.
-    fn encode_into(&self, segment: &[u8], pieces: &mut Vec<Vec<u8>>)
-    -> Result<(), ErasureError>;
+    fn encode_into(&self, segment: &[u8], pieces: &mut Vec<Vec<u8>>) -> Result<(), ErasureError>;
     /// The segment of `segment_bytes` from at least `data_pieces` distinct `(index, piece)`.
     fn decode(
         &self,
@@ -111,11 +110,7 @@ impl ErasureCoder for ReedSolomon {
         p + p % 2
     }
 
-    fn encode_into(
-        &self,
-        segment: &[u8],
-        pieces: &mut Vec<Vec<u8>>,
-    ) -> Result<(), ErasureError> {
+    fn encode_into(&self, segment: &[u8], pieces: &mut Vec<Vec<u8>>) -> Result<(), ErasureError> {
         let piece_bytes = self.piece_bytes(segment.len() as u64) as usize;
         pieces.resize_with(self.total, Vec::new);
         for (i, piece) in pieces.iter_mut().enumerate() {

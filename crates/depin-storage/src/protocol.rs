@@ -149,7 +149,10 @@ mod tests {
         );
         assert_eq!(data_bytes(&data), Some(&bytes[..]));
         assert_eq!(data_bytes(&data[..data.len() - 1]), None);
-        assert_eq!(data_bytes(&depin_types::encode(&PieceResponse::Stored)), None);
+        assert_eq!(
+            data_bytes(&depin_types::encode(&PieceResponse::Stored)),
+            None
+        );
         let short = encode_data(10, &mut |b| {
             b.extend_from_slice(&[1, 2, 3]);
             Ok(())

@@ -75,8 +75,7 @@ impl PieceServer {
     /// Answers one encoded request with the encoded response (blocking: it may touch the
     /// disk). Range reads go from the disk straight into the response message.
     pub fn handle_encoded(&self, request: &[u8]) -> Vec<u8> {
-        let request: PieceRequest = match depin_types::decode_bounded(request, MAX_MESSAGE_BYTES)
-        {
+        let request: PieceRequest = match depin_types::decode_bounded(request, MAX_MESSAGE_BYTES) {
             Ok(r) => r,
             Err(e) => {
                 return depin_types::encode(&PieceResponse::refused(
@@ -194,10 +193,9 @@ impl PieceServer {
         if let Err(e) = upload.writer.write(&bytes) {
             self.store.abort(upload.writer);
             return match e {
-                StoreError::Range { .. } => PieceResponse::refused(
-                    "too_long",
-                    format!("the piece has {piece_bytes} bytes"),
-                ),
+                StoreError::Range { .. } => {
+                    PieceResponse::refused("too_long", format!("the piece has {piece_bytes} bytes"))
+                }
                 other => store_refusal(other),
             };
         }

@@ -247,7 +247,11 @@ impl PieceStore {
     /// (or refuses) before any byte is taken. `None` when the piece is already held. The
     /// writer must end in [`PieceStore::finish`] or [`PieceStore::abort`]; a crash in
     /// between is rolled back when the store is next opened.
-    pub fn begin(&self, root: &[u8; 32], size_bytes: u64) -> Result<Option<PieceWriter>, StoreError> {
+    pub fn begin(
+        &self,
+        root: &[u8; 32],
+        size_bytes: u64,
+    ) -> Result<Option<PieceWriter>, StoreError> {
         let write = self.db.begin_write()?;
         {
             let mut pieces = write.open_table(PIECES)?;
@@ -280,10 +284,10 @@ impl PieceStore {
         write.commit()?;
         let mut nonce = [0u8; 8];
         let _ = getrandom::fill(&mut nonce);
-        let tmp = self
-            .dir
-            .join("tmp")
-            .join(format!("{}.{}", hex::encode(root), hex::encode(nonce)));
+        let tmp =
+            self.dir
+                .join("tmp")
+                .join(format!("{}.{}", hex::encode(root), hex::encode(nonce)));
         match File::create(&tmp) {
             Ok(file) => Ok(Some(PieceWriter {
                 root: *root,
@@ -534,6 +538,72 @@ mod tests {
             .collect();
         let root = *blake3::hash(&data).as_bytes();
         (data, root)
+    }
+
+    #[test]
+    fn a_streamed_piece_reserves_first_and_gives_back_on_abort_or_bad_bytes() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = PieceStore::open(dir.path(), 100_000).expect("open");
+        let (data, root) = piece(70_000, 4);
+        let used = || store.used_bytes().expect("used");
+        assert!(
+            matches!(
+                store.begin(&root, 200_000),
+                Err(StoreError::OutOfSpace { .. })
+            ),
+            "refused before a byte is taken"
+        );
+        let mut writer = store.begin(&root, 70_000).expect("begin").expect("new");
+        assert_eq!(used(), 70_000, "reserved up front");
+        assert!(matches!(
+            store.begin(&root, 70_000),
+            Err(StoreError::InProgress(_))
+        ));
+        writer.write(&data[..20_000]).expect("part");
+        store.abort(writer);
+        assert_eq!(used(), 0);
+        assert!(!store.contains(&root).expect("contains"));
+
+        // Bytes that do not hash to the root, and bytes past the announced size.
+        let mut writer = store.begin(&root, 70_000).expect("begin").expect("new");
+        writer.write(&data[1..]).expect("part");
+        writer.write(&[0]).expect("part");
+        assert!(matches!(
+            store.finish(writer),
+            Err(StoreError::RootMismatch { .. })
+        ));
+        assert_eq!(used(), 0);
+        let mut writer = store.begin(&root, 70_000).expect("begin").expect("new");
+        assert!(writer.write(&[0u8; 70_001]).is_err());
+        store.abort(writer);
+        assert_eq!(used(), 0);
+
+        // In odd-sized parts: stored, with the same outboard as hashing it whole.
+        let mut writer = store.begin(&root, 70_000).expect("begin").expect("new");
+        for part in data.chunks(9_999) {
+            writer.write(part).expect("part");
+        }
+        store.finish(writer).expect("finish");
+        assert!(store.contains(&root).expect("contains"));
+        assert_eq!(
+            store.outboard(&root).expect("outboard"),
+            merkle::outboard(&data)
+        );
+        assert_eq!(used(), 70_000);
+        assert!(
+            store.begin(&root, 70_000).expect("begin").is_none(),
+            "already held"
+        );
+        assert!(store.verify(&root).expect("verify"));
+        // A short piece is refused at the end too.
+        let (short, short_root) = piece(5_000, 6);
+        let mut writer = store
+            .begin(&short_root, 5_000)
+            .expect("begin")
+            .expect("new");
+        writer.write(&short[..4_000]).expect("part");
+        assert!(store.finish(writer).is_err());
+        assert_eq!(used(), 70_000);
     }
 
     #[test]

@@ -328,7 +328,11 @@ mod tests {
                 }
                 let (size, root, built) = builder.finish();
                 assert_eq!(size, len as u64);
-                assert_eq!(&root, blake3::hash(&data).as_bytes(), "len {len} part {part}");
+                assert_eq!(
+                    &root,
+                    blake3::hash(&data).as_bytes(),
+                    "len {len} part {part}"
+                );
                 assert_eq!(built, outboard(&data), "len {len} part {part}");
             }
         }
