@@ -69,6 +69,10 @@ pub struct GetArgs {
     /// Key file of the owner (needed for encrypted objects).
     #[arg(long)]
     pub key: Option<PathBuf>,
+    /// Pieces asked for beyond the k needed, per segment; the slowest are cancelled once k
+    /// arrive. More are asked for anyway when one fails or nothing arrives for 3 s.
+    #[arg(long, default_value_t = 1)]
+    pub extra: usize,
 }
 
 pub fn run(ctx: &Ctx, command: StorageCommand) -> anyhow::Result<()> {
@@ -384,9 +388,11 @@ fn put(ctx: &Ctx, args: PutArgs) -> anyhow::Result<()> {
                         None => {}
                     }
                     // The long tail: once every segment has its success count, the rest
-                    // get a grace period, then the deal activates without them.
+                    // get as long again as the upload took so far (at least LONG_TAIL_GRACE:
+                    // a provider whose copy of the chain lags a few blocks behind is not a
+                    // slow one), then the deal activates without them.
                     if tail_deadline.is_none() && stored.iter().all(|s| *s >= success) {
-                        let grace = (started.elapsed() / 4).max(Duration::from_secs(2));
+                        let grace = started.elapsed().max(LONG_TAIL_GRACE);
                         tail_deadline = Some(Instant::now() + grace);
                     }
                 }
@@ -432,6 +438,9 @@ fn put(ctx: &Ctx, args: PutArgs) -> anyhow::Result<()> {
         ))
     })
 }
+
+/// The least time the uploads beyond a segment's success count get before they are cancelled.
+const LONG_TAIL_GRACE: Duration = Duration::from_secs(10);
 
 /// Sleeps until `deadline`, or forever without one.
 async fn sleep_until(deadline: Option<Instant>) {
@@ -485,13 +494,15 @@ async fn download_with_retry(
     }
 }
 
-/// A segment's pieces: k fetched at once, data pieces first (with all of them decoding is a
-/// copy); another is asked for when one fails, or as a hedge when none has arrived for a
-/// while (a slow provider does not hold up the segment).
+/// A segment's pieces: k + `extra` asked for at once, data pieces first (with all of them
+/// decoding is a copy), the first k kept and the rest cancelled; another is asked for when
+/// one fails, or as a hedge when none has arrived for a while (a slow provider does not hold
+/// up the segment).
 async fn fetch_segment(
     net: &NetHandle,
     segment: &SegmentView,
     k: usize,
+    extra: usize,
     progress: &Arc<Progress>,
 ) -> anyhow::Result<Vec<(usize, Vec<u8>)>> {
     let mut candidates: Vec<_> = segment
@@ -515,7 +526,7 @@ async fn fetch_segment(
             });
         }
     };
-    for _ in 0..k {
+    for _ in 0..k + extra {
         launch(&mut tasks, &mut candidates);
     }
     let mut hedge = HEDGE_AFTER;
@@ -597,7 +608,7 @@ fn get(ctx: &Ctx, args: GetArgs) -> anyhow::Result<()> {
         let net = join_network(ctx, &network.chain_id).await?;
         let progress = Arc::new(Progress::new("fetching", fetch_bytes));
         for segment in &deal.segments {
-            let pieces = fetch_segment(&net, segment, k, &progress).await?;
+            let pieces = fetch_segment(&net, segment, k, args.extra, &progress).await?;
             if fetched.send((segment.segment_bytes, pieces)).await.is_err() {
                 break; // the restorer failed; its error is reported below
             }
