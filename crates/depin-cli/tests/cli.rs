@@ -215,8 +215,16 @@ fn wait_devnet(guard: &mut Guard, dir: &Path, old_pids: &[i32]) -> Value {
             !pids.is_empty() && pids.iter().all(|p| !old_pids.contains(p))
         })
     });
+    // devnet.json names every process once started; their APIs may take a moment longer.
     for node in state["nodes"].as_array().expect("nodes") {
-        height(str_of(node, "api_url"));
+        let rpc = str_of(node, "api_url");
+        wait_until(Duration::from_secs(60), "every node's API", || {
+            guard.assert_running();
+            depin(&["--rpc", rpc, "chain", "status"])
+                .status
+                .success()
+                .then_some(())
+        });
     }
     state
 }
