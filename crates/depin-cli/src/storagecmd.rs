@@ -13,7 +13,10 @@ use depin_net::{NetConfig, NetHandle};
 use depin_node::api_types::{DealResponse, DealsResponse, SegmentView, StatusResponse};
 use depin_protocol::Action;
 use depin_protocol::storage::{DealStatus, PieceRef, PieceState, SegmentSpec, StorageTx};
-use depin_storage::client::{ClientError, PieceSource, download_piece, upload_piece_with_progress};
+use depin_storage::client::{
+    ClientError, FetchEvent, FetchPlan, PieceHolder, PieceSource, fetch_pieces,
+    upload_piece_with_progress,
+};
 use depin_storage::erasure::ReedSolomon;
 use depin_storage::object::{Seal, SegmentCoder, plain_segment_bytes, segment_nonce};
 use depin_types::{Address, Hash, Keypair, ServiceKind};
@@ -474,30 +477,7 @@ async fn upload_with_retry(
     }
 }
 
-/// Downloads a piece, retrying while the provider cannot be reached yet (discovery) but not
-/// after it refused or sent bad bytes.
-async fn download_with_retry(
-    net: &NetHandle,
-    provider: &Address,
-    root: Hash,
-    size: u64,
-) -> Result<Vec<u8>, ClientError> {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        match download_piece(net, provider, root, size).await {
-            Err(ClientError::Net(e)) if Instant::now() < deadline => {
-                tracing::debug!(error = %e, "retrying a piece download");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            other => return other,
-        }
-    }
-}
-
-/// A segment's pieces: k + `extra` asked for at once, data pieces first (with all of them
-/// decoding is a copy), the first k kept and the rest cancelled; another is asked for when
-/// one fails, or as a hedge when none has arrived for a while (a slow provider does not hold
-/// up the segment).
+/// A segment's pieces as the chain lists them, fetched with k + `extra` asked at once.
 async fn fetch_segment(
     net: &NetHandle,
     segment: &SegmentView,
@@ -505,65 +485,35 @@ async fn fetch_segment(
     extra: usize,
     progress: &Arc<Progress>,
 ) -> anyhow::Result<Vec<(usize, Vec<u8>)>> {
-    let mut candidates: Vec<_> = segment
+    let holders = segment
         .pieces
         .iter()
         .filter(|p| matches!(p.state, PieceState::Stored | PieceState::Assigned))
-        .filter_map(|p| p.provider.map(|a| (p.index, p.root, a)))
+        .filter_map(|p| {
+            p.provider.map(|provider| PieceHolder {
+                index: p.index,
+                root: p.root,
+                provider,
+            })
+        })
         .collect();
-    candidates.sort_by_key(|c| std::cmp::Reverse(c.0));
-    let mut pieces: Vec<(usize, Vec<u8>)> = Vec::new();
-    let mut tasks = tokio::task::JoinSet::new();
-    let launch = |tasks: &mut tokio::task::JoinSet<_>, candidates: &mut Vec<_>| {
-        if let Some((index, root, provider)) = candidates.pop() {
-            let net = net.clone();
-            let size = segment.piece_bytes;
-            tasks.spawn(async move {
-                (
-                    index,
-                    download_with_retry(&net, &provider, root, size).await,
-                )
-            });
+    let plan = FetchPlan {
+        piece_bytes: segment.piece_bytes,
+        needed: k,
+        extra,
+        hedge_after: Duration::from_secs(3),
+        retry_for: Duration::from_secs(15),
+    };
+    let report = |event: FetchEvent<'_>| match event {
+        FetchEvent::Piece { bytes } => progress.add(bytes),
+        FetchEvent::Failed { index, error } => {
+            eprintln!("piece {index} of segment {}: {error}", segment.index)
         }
     };
-    for _ in 0..k + extra {
-        launch(&mut tasks, &mut candidates);
-    }
-    let mut hedge = HEDGE_AFTER;
-    while pieces.len() < k {
-        let done = match tokio::time::timeout(hedge, tasks.join_next()).await {
-            Ok(done) => done,
-            Err(_) => {
-                launch(&mut tasks, &mut candidates);
-                hedge *= 2;
-                continue;
-            }
-        };
-        let Some(done) = done else {
-            bail!(
-                "segment {}: only {} of the {k} pieces needed could be fetched",
-                segment.index,
-                pieces.len()
-            );
-        };
-        match done {
-            Ok((index, Ok(bytes))) => {
-                progress.add(bytes.len() as u64);
-                pieces.push((usize::from(index), bytes));
-            }
-            Ok((index, Err(e))) => {
-                eprintln!("piece {index} of segment {}: {e}", segment.index);
-                launch(&mut tasks, &mut candidates);
-            }
-            Err(e) => eprintln!("a download stopped: {e}"),
-        }
-    }
-    tasks.abort_all();
-    Ok(pieces)
+    fetch_pieces(net, holders, &plan, &report)
+        .await
+        .map_err(|e| anyhow::anyhow!("segment {}: {e}", segment.index))
 }
-
-/// A download with no piece arriving for this long asks one more provider.
-const HEDGE_AFTER: Duration = Duration::from_secs(3);
 
 #[derive(Serialize)]
 struct GetOutcome {

@@ -8,6 +8,7 @@ use crate::protocol::{
 use depin_net::{NetError, NetHandle, peer_id_of};
 use depin_protocol::storage::{PieceRef, merkle};
 use depin_types::{Address, Hash};
+use std::time::Duration;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -198,4 +199,125 @@ pub async fn download_piece(
         return Err(ClientError::Corrupt { group: 0 });
     }
     Ok(data)
+}
+
+/// A piece of a segment and the provider the chain says holds it.
+#[derive(Debug, Clone, Copy)]
+pub struct PieceHolder {
+    pub index: u16,
+    pub root: Hash,
+    pub provider: Address,
+}
+
+/// How to fetch the pieces of one segment.
+#[derive(Debug, Clone)]
+pub struct FetchPlan {
+    pub piece_bytes: u64,
+    /// Pieces needed to rebuild the segment (k).
+    pub needed: usize,
+    /// Pieces asked for beyond `needed` at once; the slowest are cancelled.
+    pub extra: usize,
+    /// With nothing arriving for this long, one more provider is asked (then twice as long).
+    pub hedge_after: Duration,
+    /// How long a provider that cannot be reached is retried (it may not be discovered yet).
+    pub retry_for: Duration,
+}
+
+/// What happened during a fetch, for progress and diagnostics.
+#[derive(Debug)]
+pub enum FetchEvent<'a> {
+    Piece { bytes: u64 },
+    Failed { index: u16, error: &'a ClientError },
+}
+
+#[derive(Debug, Error)]
+#[error("only {got} of the {needed} pieces needed could be fetched")]
+pub struct FetchError {
+    pub got: usize,
+    pub needed: usize,
+}
+
+/// Fetches `plan.needed` verified pieces of a segment from its holders: data pieces first
+/// (with all of them decoding is a copy), `needed + extra` asked at once and the first
+/// `needed` kept; another holder is asked when one fails or as a hedge when nothing has
+/// arrived for a while, so dead, slow or lying providers (up to n - k of them) cost time,
+/// not the download.
+pub async fn fetch_pieces(
+    net: &NetHandle,
+    mut holders: Vec<PieceHolder>,
+    plan: &FetchPlan,
+    report: &(dyn Fn(FetchEvent<'_>) + Send + Sync),
+) -> Result<Vec<(usize, Vec<u8>)>, FetchError> {
+    holders.sort_by_key(|h| std::cmp::Reverse(h.index));
+    let mut pieces: Vec<(usize, Vec<u8>)> = Vec::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    let launch = |tasks: &mut tokio::task::JoinSet<_>, holders: &mut Vec<PieceHolder>| {
+        if let Some(holder) = holders.pop() {
+            let net = net.clone();
+            let (size, retry_for) = (plan.piece_bytes, plan.retry_for);
+            tasks.spawn(async move {
+                let result = download_with_retry(&net, &holder, size, retry_for).await;
+                (holder.index, result)
+            });
+        }
+    };
+    for _ in 0..plan.needed + plan.extra {
+        launch(&mut tasks, &mut holders);
+    }
+    let mut hedge = plan.hedge_after;
+    while pieces.len() < plan.needed {
+        let done = match tokio::time::timeout(hedge, tasks.join_next()).await {
+            Ok(done) => done,
+            Err(_) => {
+                launch(&mut tasks, &mut holders);
+                hedge = hedge.saturating_mul(2);
+                continue;
+            }
+        };
+        match done {
+            None => break,
+            Some(Ok((index, Ok(bytes)))) => {
+                report(FetchEvent::Piece {
+                    bytes: bytes.len() as u64,
+                });
+                pieces.push((usize::from(index), bytes));
+            }
+            Some(Ok((index, Err(error)))) => {
+                report(FetchEvent::Failed {
+                    index,
+                    error: &error,
+                });
+                launch(&mut tasks, &mut holders);
+            }
+            Some(Err(_)) => launch(&mut tasks, &mut holders),
+        }
+    }
+    tasks.abort_all();
+    if pieces.len() < plan.needed {
+        return Err(FetchError {
+            got: pieces.len(),
+            needed: plan.needed,
+        });
+    }
+    Ok(pieces)
+}
+
+/// Downloads a piece, retrying while the provider cannot be reached (it may not be
+/// discovered yet) but not after it refused or sent bad bytes.
+async fn download_with_retry(
+    net: &NetHandle,
+    holder: &PieceHolder,
+    piece_bytes: u64,
+    retry_for: Duration,
+) -> Result<Vec<u8>, ClientError> {
+    let deadline = tokio::time::Instant::now() + retry_for;
+    loop {
+        match download_piece(net, &holder.provider, holder.root, piece_bytes).await {
+            Err(ClientError::Net(e)) if tokio::time::Instant::now() < deadline => {
+                tracing::debug!(error = %e, "retrying a piece download");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            other => return other,
+        }
+    }
 }

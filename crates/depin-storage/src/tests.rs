@@ -245,3 +245,98 @@ async fn a_provider_killed_mid_upload_keeps_nothing_partial_and_takes_the_piece_
     client.shutdown().await;
     provider_net.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_segment_comes_back_with_n_minus_k_providers_dead_or_lying() {
+    use crate::client::{FetchPlan, PieceHolder, fetch_pieces};
+    use crate::erasure::ReedSolomon;
+    use crate::object::{prepare_segment, restore_segment};
+
+    let coder = ReedSolomon::new(4, 8).expect("profile");
+    let segment = bytes(200_003, 5);
+    let prepared = prepare_segment(&coder, &segment, None).expect("code");
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut providers = Vec::new();
+    for (i, piece) in prepared.pieces.iter().enumerate() {
+        let key = Keypair::from_seed(format!("provider {i}").as_bytes());
+        let address = key.address();
+        let r = piece_ref(i as u16);
+        let record = Piece {
+            root: prepared.roots[i],
+            provider: Some(address),
+            state: PieceState::Assigned,
+            checked_epoch: None,
+            misses: 0,
+            repairer: None,
+        };
+        let chain = FakeChain(HashMap::from([(r, (record, prepared.piece_bytes))]));
+        let store =
+            Arc::new(PieceStore::open(&dir.path().join(i.to_string()), 1 << 20).expect("store"));
+        store.put(prepared.roots[i].as_bytes(), piece).expect("put");
+        let (server, _stored) = PieceServer::new(store.clone(), address, Arc::new(chain));
+        let (net, _events) = Network::start(config(key)).await.expect("provider net");
+        tokio::spawn(serve(server, net.clone()));
+        providers.push((address, net, store));
+    }
+    let mut client_config = config(Keypair::from_seed(b"client"));
+    for (_, net, _) in &providers {
+        client_config.bootstrap.push(listen_addr(net).await);
+    }
+    let (client, _client_events) = Network::start(client_config).await.expect("client net");
+    // n - k = 4 bad holders: three data pieces' providers are gone, one provider's piece rotted.
+    for (_, net, _) in &providers[..3] {
+        net.shutdown().await;
+    }
+    providers[5]
+        .2
+        .corrupt_for_tests(prepared.roots[5].as_bytes(), 30_000)
+        .expect("rot");
+    let holders: Vec<PieceHolder> = providers
+        .iter()
+        .enumerate()
+        .map(|(i, (address, _, _))| PieceHolder {
+            index: i as u16,
+            root: prepared.roots[i],
+            provider: *address,
+        })
+        .collect();
+    let plan = FetchPlan {
+        piece_bytes: prepared.piece_bytes,
+        needed: 4,
+        extra: 1,
+        hedge_after: Duration::from_millis(300),
+        retry_for: Duration::from_secs(1),
+    };
+    let failed = std::sync::Mutex::new(Vec::new());
+    let report = |event: crate::client::FetchEvent<'_>| {
+        if let crate::client::FetchEvent::Failed { index, .. } = event {
+            failed.lock().expect("lock").push(index);
+        }
+    };
+    let pieces = tokio::time::timeout(
+        Duration::from_secs(30),
+        fetch_pieces(&client, holders.clone(), &plan, &report),
+    )
+    .await
+    .expect("in time")
+    .expect("fetched");
+    let mut got: Vec<usize> = pieces.iter().map(|(i, _)| *i).collect();
+    got.sort();
+    assert_eq!(got, vec![3, 4, 6, 7]);
+    assert!(
+        failed.lock().expect("lock").contains(&5),
+        "the rotten piece was refused"
+    );
+    let restored = restore_segment(&coder, segment.len() as u64, &pieces, None).expect("restore");
+    assert_eq!(restored, segment);
+
+    // One more bad holder is one too many: a clear error, not a hang.
+    providers[7].1.shutdown().await;
+    let short = tokio::time::timeout(
+        Duration::from_secs(30),
+        fetch_pieces(&client, holders, &plan, &report),
+    )
+    .await
+    .expect("in time");
+    assert!(short.is_err());
+}
