@@ -502,4 +502,15 @@ fn a_segment_that_lost_pieces_is_repaired_onto_a_new_provider_and_the_repairer_p
     };
     assert_eq!(f.balance(&repairer), balance - fee * FEE.0 + 6_000);
     f.check_supply();
+
+    // A holder that deregisters is gone at the next epoch's end: its piece is lost at once,
+    // without waiting for missed proofs, and its space released.
+    f.ok(&holders[1], Action::DeregisterProvider);
+    assert_eq!(f.piece(&id, 1).state, PieceState::Stored);
+    let next = f.height + EPOCH_BLOCKS;
+    f.end_blocks_through(next);
+    let gone = f.piece(&id, 1);
+    assert_eq!(gone.state, PieceState::Lost);
+    assert_eq!(gone.misses, 0, "lost for leaving, not for missing proofs");
+    f.check_supply();
 }
