@@ -7,6 +7,7 @@
 //! decides where bytes live and how they are committed to.
 
 pub mod block;
+pub mod compute;
 pub mod error;
 pub mod params;
 pub mod service;
@@ -91,6 +92,7 @@ impl Protocol {
             services: BTreeMap::new(),
         };
         protocol.register_service(Arc::new(storage::StorageModule));
+        protocol.register_service(Arc::new(compute::ComputeModule));
         Ok(protocol)
     }
 

@@ -28,6 +28,10 @@ pub struct Genesis {
     /// the storage service get the devnet defaults.
     #[serde(default = "StorageParams::devnet")]
     pub storage: StorageParams,
+    /// Compute service: job limits and the commit-reveal windows. Genesis files written
+    /// before the compute service get the defaults.
+    #[serde(default = "ComputeParams::devnet")]
+    pub compute: ComputeParams,
     #[serde(default)]
     pub validators: Vec<GenesisValidator>,
     #[serde(default)]
@@ -154,6 +158,36 @@ pub struct StorageParams {
     pub activation_epochs: u64,
     /// Consecutive missed proofs after which a piece counts as lost (and is repaired).
     pub missed_proofs_to_lose: u8,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComputeParams {
+    pub max_replicas: u8,
+    pub max_fuel: u64,
+    pub max_memory_mib: u32,
+    pub max_deadline_blocks: u64,
+    pub max_module_bytes: u64,
+    pub max_input_bytes: u64,
+    /// Blocks for reveals once every replica committed or the commit deadline passed.
+    pub reveal_blocks: u64,
+    /// Rounds on fresh providers after a round without a majority.
+    pub max_retries: u8,
+}
+
+impl ComputeParams {
+    pub fn devnet() -> ComputeParams {
+        ComputeParams {
+            max_replicas: 7,
+            max_fuel: 1_000_000_000_000,
+            max_memory_mib: 4096,
+            max_deadline_blocks: 100_000,
+            max_module_bytes: 64 << 20,
+            max_input_bytes: 4 << 30,
+            reveal_blocks: 20,
+            max_retries: 1,
+        }
+    }
 }
 
 impl StorageParams {
@@ -314,6 +348,15 @@ impl Genesis {
         {
             return bad("storage limits must be positive");
         }
+        let c = &self.compute;
+        if c.max_replicas == 0
+            || c.max_fuel == 0
+            || c.max_memory_mib == 0
+            || c.max_deadline_blocks == 0
+            || c.reveal_blocks == 0
+        {
+            return bad("compute limits must be positive");
+        }
         if self.validators.is_empty() {
             return bad("at least one validator is required");
         }
@@ -402,6 +445,7 @@ impl Genesis {
                 fee_per_byte: Amount(1),
             },
             storage: StorageParams::devnet(),
+            compute: ComputeParams::devnet(),
             validators: validators
                 .iter()
                 .map(|a| GenesisValidator {

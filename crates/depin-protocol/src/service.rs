@@ -70,7 +70,55 @@ impl std::fmt::Debug for ServiceContext<'_, '_> {
     }
 }
 
+/// Draws up to `count` distinct indices of `weights`, each with probability proportional to
+/// its weight among those not drawn yet; draw `n` takes its randomness from `entropy(n)`
+/// (e.g. the parent block hash, tagged). Zero weights are never drawn. Deterministic.
+pub fn weighted_distinct(
+    weights: &[u128],
+    count: usize,
+    entropy: impl Fn(u32) -> depin_types::Hash,
+) -> Vec<usize> {
+    let mut eligible: Vec<usize> = (0..weights.len()).filter(|i| weights[*i] > 0).collect();
+    let mut chosen = Vec::with_capacity(count.min(eligible.len()));
+    let mut draw = 0u32;
+    while chosen.len() < count && !eligible.is_empty() {
+        let total: u128 = eligible.iter().map(|i| weights[*i]).sum();
+        let digest = entropy(draw);
+        let mut r = [0u8; 16];
+        r.copy_from_slice(&digest.as_bytes()[..16]);
+        let mut point = u128::from_be_bytes(r) % total.max(1);
+        let mut pick = 0;
+        for (pos, i) in eligible.iter().enumerate() {
+            if point < weights[*i] {
+                pick = pos;
+                break;
+            }
+            point -= weights[*i];
+        }
+        chosen.push(eligible.remove(pick));
+        draw += 1;
+    }
+    chosen
+}
+
 impl ServiceContext<'_, '_> {
+    /// A borsh record of this service, decoded.
+    pub fn get_decoded<T: borsh::BorshDeserialize>(
+        &self,
+        key: &[u8],
+    ) -> Result<Option<T>, StoreError> {
+        match self.get_record(key)? {
+            Some(bytes) => borsh::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| StoreError(format!("{} record: {e}", self.service))),
+            None => Ok(None),
+        }
+    }
+
+    pub fn put_encoded<T: borsh::BorshSerialize>(&mut self, key: &[u8], value: &T) {
+        self.put_record(key, Some(depin_types::encode(value)));
+    }
+
     pub fn get_record(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         self.state
             .get_raw(&StateKey::Service(self.service, key.to_vec()).to_bytes())

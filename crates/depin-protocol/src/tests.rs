@@ -359,6 +359,12 @@ impl Fixture {
                     data_credits += deal.escrow_dc + deal.repair_budget_dc;
                     Vec::new()
                 }
+                StateKey::Service(ServiceKind::Compute, k) if k.starts_with(b"j/") => {
+                    // Data Credits held for a job still exist.
+                    let job: crate::compute::Job = borsh::from_slice(value).expect("job decodes");
+                    data_credits += job.escrow_dc;
+                    Vec::new()
+                }
                 StateKey::Stake(_) => {
                     let stake: Stake = borsh::from_slice(value).expect("stake decodes");
                     let unbonding = stake.unbonding_total().expect("unbonding fits u128");
@@ -802,7 +808,7 @@ fn rejections_have_specific_codes_and_leave_state_untouched() {
         ),
         (
             "service with no module",
-            f.tx(&alice, service(ServiceKind::Compute, Vec::new())),
+            f.tx(&alice, service(ServiceKind::Video, Vec::new())),
             "service_not_enabled",
         ),
         (
@@ -1404,4 +1410,5 @@ fn the_validator_set_is_the_top_stake_among_candidates_one_epoch_ahead() {
     f.check_supply();
 }
 
+mod compute;
 mod storage;

@@ -7,7 +7,7 @@ use super::types::*;
 use crate::block::Event;
 use crate::error::TxError;
 use crate::params::BPS_DENOMINATOR;
-use crate::service::{ServiceContext, ServiceModule};
+use crate::service::{ServiceContext, ServiceModule, weighted_distinct};
 use crate::state::{Provider, Stake, StateKey, StoreError};
 use borsh::{BorshDeserialize, BorshSerialize};
 use depin_types::{Address, Hash, ServiceKind};
@@ -40,16 +40,11 @@ fn get<T: BorshDeserialize>(
     ctx: &ServiceContext<'_, '_>,
     key: &[u8],
 ) -> Result<Option<T>, StoreError> {
-    match ctx.get_record(key)? {
-        Some(bytes) => borsh::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| StoreError(format!("storage record: {e}"))),
-        None => Ok(None),
-    }
+    ctx.get_decoded(key)
 }
 
 fn put<T: BorshSerialize>(ctx: &mut ServiceContext<'_, '_>, key: &[u8], value: &T) {
-    ctx.put_record(key, Some(depin_types::encode(value)));
+    ctx.put_encoded(key, value);
 }
 
 /// Data Credits for storing one piece of `piece_bytes` for one epoch (at least 1).
@@ -339,14 +334,12 @@ fn place_segment(
     piece_bytes: u64,
     count: usize,
 ) -> Vec<Address> {
-    let mut eligible: Vec<usize> = (0..candidates.len())
+    let eligible: Vec<usize> = (0..candidates.len())
         .filter(|i| candidates[*i].free_bytes >= piece_bytes)
         .collect();
-    let mut chosen = Vec::with_capacity(count);
-    let mut draw = 0u32;
-    while chosen.len() < count && !eligible.is_empty() {
-        let total: u128 = eligible.iter().map(|i| candidates[*i].weight).sum();
-        let digest = Hash::tagged(
+    let weights: Vec<u128> = eligible.iter().map(|i| candidates[*i].weight).collect();
+    let picks = weighted_distinct(&weights, count, |draw| {
+        Hash::tagged(
             "depin storage placement",
             &[
                 ctx.block.parent.as_bytes(),
@@ -354,24 +347,16 @@ fn place_segment(
                 &segment.to_be_bytes(),
                 &draw.to_be_bytes(),
             ],
-        );
-        let mut r = [0u8; 16];
-        r.copy_from_slice(&digest.as_bytes()[..16]);
-        let mut point = u128::from_be_bytes(r) % total.max(1);
-        let mut pick = 0;
-        for (pos, i) in eligible.iter().enumerate() {
-            if point < candidates[*i].weight {
-                pick = pos;
-                break;
-            }
-            point -= candidates[*i].weight;
-        }
-        let index = eligible.remove(pick);
-        candidates[index].free_bytes -= piece_bytes;
-        chosen.push(candidates[index].address);
-        draw += 1;
-    }
-    chosen
+        )
+    });
+    picks
+        .into_iter()
+        .map(|pick| {
+            let index = eligible[pick];
+            candidates[index].free_bytes -= piece_bytes;
+            candidates[index].address
+        })
+        .collect()
 }
 
 fn reserve(

@@ -1,0 +1,13 @@
+//! The compute service's consensus rules: jobs (escrow, deterministic assignment of replicas),
+//! commit-reveal of their results, settlement by majority with payment by fuel, slashing of
+//! dissenting and silent replicas, retry or refund. Pure: running the WebAssembly is
+//! `depin-compute`'s job.
+
+mod module;
+mod types;
+
+pub use module::{ComputeModule, FUEL_PER_PRICE_UNIT, fuel_cost_dc};
+pub use types::{
+    ComputeTx, ComputeUsage, ExitKind, Job, JobOutcome, JobSpec, JobStatus, MAX_JOB_STRING_BYTES,
+    MAX_JOB_STRINGS, Replica, commitment, keys,
+};
