@@ -43,6 +43,9 @@ pub enum ExitKind {
     OutOfFuel,
     OutOfMemory,
     Trapped,
+    /// The bytes are not a WebAssembly module, or it imports what the sandbox does not
+    /// provide: nothing ran.
+    InvalidModule,
 }
 
 /// A replica's result: the exit, the fuel it burned (deterministic under fuel metering) and

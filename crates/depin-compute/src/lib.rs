@@ -1,0 +1,6 @@
+//! depin-compute: the compute service's runtime. Runs a job's WebAssembly module (WASI
+//! preview 1) under wasmtime with deterministic fuel metering, a memory cap, a fixed clock
+//! and seeded randomness, and reports the outcome replicas commit to. Decides nothing the
+//! chain accepts: settlement is in `depin_protocol::compute`.
+
+pub mod runner;
