@@ -16,3 +16,8 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust with rustup" >&2; exit 1; }
+
+# The example compute jobs (examples/compute) are built for WebAssembly by the tests.
+if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx wasm32-wasip1; then
+  rustup target add wasm32-wasip1
+fi

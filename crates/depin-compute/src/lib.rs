@@ -4,3 +4,6 @@
 //! chain accepts: settlement is in `depin_protocol::compute`.
 
 pub mod runner;
+
+#[cfg(test)]
+mod tests;
