@@ -1,0 +1,106 @@
+//! Sandbox overhead: the example jobs run natively (built for the host) and under the
+//! sandbox (wasmtime, fuel metering on), on the same input. Prints a table of medians.
+//! Run: `cargo bench -p depin-compute --bench compute`. BENCH_MIB sets the input (default 64).
+
+use depin_compute::runner::{JobRun, Runner};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+fn built(native: bool) -> Vec<PathBuf> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/compute/build.sh");
+    let mut command = Command::new("bash");
+    command.arg(script);
+    if native {
+        command.arg("native");
+    }
+    let out = command.output().expect("build the examples");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(PathBuf::from)
+        .collect()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let mib: usize = std::env::var("BENCH_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64);
+    let input = tempfile::tempdir().expect("tmp");
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let text: Vec<u8> = (0..mib << 20)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            // Letters and spaces, so wordcount has words to count.
+            b"abcdefgh ijklmnop qrstuvwxyz\n"[(state % 29) as usize]
+        })
+        .collect();
+    std::fs::write(input.path().join("input.txt"), &text).expect("write input");
+    let wasm = built(false);
+    let native = built(true);
+    let runner = Runner::new().expect("engine");
+    println!("compute: {mib} MiB input, medians of 3 runs, this machine");
+    println!("| job | native s | sandbox s (compile + run) | ratio |");
+    println!("|---|---:|---:|---:|");
+    for (module_path, native_path) in wasm.iter().zip(&native) {
+        let name = native_path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let out = tempfile::tempdir().expect("tmp");
+        let native_secs = median(
+            (0..3)
+                .map(|_| {
+                    let started = Instant::now();
+                    let status = Command::new(native_path)
+                        .arg(input.path())
+                        .arg(out.path())
+                        .stdout(std::process::Stdio::null())
+                        .status()
+                        .expect("native run");
+                    assert!(status.success());
+                    started.elapsed().as_secs_f64()
+                })
+                .collect(),
+        );
+        let module = std::fs::read(module_path).expect("module");
+        let mut fuel = 0;
+        let sandbox_secs = median(
+            (0..3)
+                .map(|_| {
+                    let started = Instant::now();
+                    let run = runner
+                        .run(&JobRun {
+                            module: &module,
+                            input_dir: Some(input.path()),
+                            stdin: b"",
+                            args: &[],
+                            env: &[],
+                            seed: [0; 32],
+                            max_fuel: u64::MAX / 2,
+                            max_memory_bytes: 4 << 30,
+                        })
+                        .expect("sandbox run");
+                    fuel = run.outcome.fuel_used;
+                    started.elapsed().as_secs_f64()
+                })
+                .collect(),
+        );
+        println!(
+            "| {name} ({fuel} fuel) | {native_secs:.3} | {sandbox_secs:.3} | {:.2}x |",
+            sandbox_secs / native_secs
+        );
+    }
+}
