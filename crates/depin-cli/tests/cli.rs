@@ -849,11 +849,18 @@ fn storage_put_and_get_survive_providers_going_down() {
             })
             .unwrap_or_default()
     };
+    let mut last_seen = String::new();
     wait_until(
         Duration::from_secs(240),
         "the segment to be repaired",
         || {
             let deal = json(&rpc, &["storage", "status", &big_id]);
+            // Each new state of the segment goes to stderr: shown if the wait times out.
+            let segment = deal["segments"][0].to_string();
+            if segment != last_seen {
+                eprintln!("segment 0 now: {segment}");
+                last_seen = segment;
+            }
             let now = stored_by(&deal);
             (now.len() >= 6
                 && deal["segments"][0]["needs_repair"] == false

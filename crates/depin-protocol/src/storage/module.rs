@@ -17,10 +17,6 @@ const GIB: u128 = 1 << 30;
 /// A provider below this reputation (parts per million) gets no new pieces.
 pub const MIN_PLACEMENT_REPUTATION_PPM: u64 = 500_000;
 
-/// Proofs judged (valid or not) before a provider below the placement bar is disqualified and
-/// its pieces are repaired elsewhere: one early failure does not condemn a new provider.
-pub const DISQUALIFY_AFTER_PROOFS: u64 = 10;
-
 /// Most proofs or confirmations in one transaction.
 pub const MAX_ITEMS_PER_TX: usize = 256;
 
@@ -761,18 +757,14 @@ fn end_epoch(ctx: &mut ServiceContext<'_, '_>, epoch: u64) -> Result<(), TxError
     Ok(())
 }
 
-/// Whether a provider can no longer be counted on to hold pieces: it deregistered, or its
-/// proof record fell below the placement bar after enough proofs to judge it.
+/// Whether a provider can no longer be counted on to hold pieces: it deregistered.
+/// (Disqualification by reputation is left out until reputation forgets old failures: with
+/// plain counts, a new provider's first bad epoch would condemn all its pieces at once.)
 fn provider_gone(ctx: &ServiceContext<'_, '_>, provider: &Address) -> Result<bool, TxError> {
-    Ok(
-        match ctx.state.get::<Provider>(&StateKey::Provider(*provider))? {
-            None => true,
-            Some(p) => {
-                p.reputation_alpha.saturating_add(p.reputation_beta) >= DISQUALIFY_AFTER_PROOFS
-                    && p.reputation_ppm() < MIN_PLACEMENT_REPUTATION_PPM
-            }
-        },
-    )
+    Ok(ctx
+        .state
+        .get::<Provider>(&StateKey::Provider(*provider))?
+        .is_none())
 }
 
 fn sweep_missed(ctx: &mut ServiceContext<'_, '_>, deal: &Deal, epoch: u64) -> Result<(), TxError> {
@@ -785,8 +777,8 @@ fn sweep_missed(ctx: &mut ServiceContext<'_, '_>, deal: &Deal, epoch: u64) -> Re
             let Some(provider) = piece.provider else {
                 continue;
             };
-            // A deregistered or disqualified provider's pieces count as lost at once, so
-            // the segment is repaired without waiting for missed proofs.
+            // A deregistered provider's pieces count as lost at once, so the segment is
+            // repaired without waiting for missed proofs.
             if provider_gone(ctx, &provider)? {
                 lose_piece(ctx, &r, &mut piece, info.piece_bytes)?;
                 continue;
