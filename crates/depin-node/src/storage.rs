@@ -162,6 +162,9 @@ async fn worker(
     let mut to_confirm: BTreeSet<PieceRef> = BTreeSet::new();
     let mut proven: HashSet<(PieceRef, u64)> = HashSet::new();
     let mut last_gc = Instant::now();
+    // A rebuild (downloads, decoding, uploads) runs beside this loop, one at a time: the
+    // provider's own proofs must never wait for a repair.
+    let rebuilding = Arc::new(AtomicBool::new(false));
     while !stop.load(Ordering::SeqCst) {
         while let Ok(r) = stored.try_recv() {
             to_confirm.insert(r);
@@ -194,7 +197,7 @@ async fn worker(
         if let Err(e) = answer_challenges(&node, &store, &mut proven).await {
             tracing::warn!(error = %e, "cannot answer storage challenges");
         }
-        if let Err(e) = repair_duty(&node, &store).await {
+        if let Err(e) = repair_duty(&node, &store, &rebuilding).await {
             tracing::warn!(error = %e, "storage repair failed");
         }
         if last_gc.elapsed() > Duration::from_secs(10) {
@@ -301,7 +304,11 @@ fn collect_garbage(node: &Arc<Node>, store: &PieceStore) -> Result<(), String> {
 /// piece of a segment flagged for repair, the one with the lowest address starts the repair
 /// on chain, rebuilds the segment from any k pieces (its own and downloaded ones, all
 /// verified), codes the lost pieces again and uploads them to the providers the chain chose.
-async fn repair_duty(node: &Arc<Node>, store: &PieceStore) -> Result<(), String> {
+async fn repair_duty(
+    node: &Arc<Node>,
+    store: &Arc<PieceStore>,
+    rebuilding: &Arc<AtomicBool>,
+) -> Result<(), String> {
     let chain = node.chain();
     let me = node.key.address();
     let open: Vec<Hash> = chain
@@ -363,7 +370,20 @@ async fn repair_duty(node: &Arc<Node>, store: &PieceStore) -> Result<(), String>
                 }
                 continue;
             }
-            rebuild_and_upload(node, store, &deal, info, &holders, &mine).await?;
+            if rebuilding.swap(true, Ordering::SeqCst) {
+                return Ok(());
+            }
+            let (node, store, flag) = (node.clone(), store.clone(), rebuilding.clone());
+            let (deal, info) = (deal.clone(), info.clone());
+            tokio::spawn(async move {
+                if let Err(e) =
+                    rebuild_and_upload(&node, &store, &deal, &info, &holders, &mine).await
+                {
+                    tracing::warn!(error = %e, "storage repair failed");
+                }
+                flag.store(false, Ordering::SeqCst);
+            });
+            return Ok(());
         }
     }
     Ok(())
