@@ -2,29 +2,10 @@
 //! sandbox (wasmtime, fuel metering on), on the same input. Prints a table of medians.
 //! Run: `cargo bench -p depin-compute --bench compute`. BENCH_MIB sets the input (default 64).
 
+use depin_compute::examples;
 use depin_compute::runner::{JobRun, Runner};
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
-
-fn built(native: bool) -> Vec<PathBuf> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/compute/build.sh");
-    let mut command = Command::new("bash");
-    command.arg(script);
-    if native {
-        command.arg("native");
-    }
-    let out = command.output().expect("build the examples");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(PathBuf::from)
-        .collect()
-}
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -48,8 +29,8 @@ fn main() {
         })
         .collect();
     std::fs::write(input.path().join("input.txt"), &text).expect("write input");
-    let wasm = built(false);
-    let native = built(true);
+    let wasm = examples::build(false).expect("wasm examples");
+    let native = examples::build(true).expect("native examples");
     let runner = Runner::new().expect("engine");
     println!("compute: {mib} MiB input, medians of 3 runs, this machine");
     println!("| job | native s | sandbox s (compile + run) | ratio |");

@@ -3,6 +3,7 @@
 //! and seeded randomness, and reports the outcome replicas commit to. Decides nothing the
 //! chain accepts: settlement is in `depin_protocol::compute`.
 
+pub mod examples;
 pub mod runner;
 
 #[cfg(test)]

@@ -4,34 +4,17 @@
 
 use crate::runner::{JobRun, Runner};
 use depin_protocol::compute::ExitKind;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
-/// Paths printed by `examples/compute/build.sh [native]`, built once per test binary.
+/// The example jobs, built once per test binary.
 fn built(native: bool) -> Vec<PathBuf> {
     static WASM: OnceLock<Vec<PathBuf>> = OnceLock::new();
     static NATIVE: OnceLock<Vec<PathBuf>> = OnceLock::new();
     let cell = if native { &NATIVE } else { &WASM };
-    cell.get_or_init(|| {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/compute/build.sh");
-        let mut command = Command::new("bash");
-        command.arg(&script);
-        if native {
-            command.arg("native");
-        }
-        let out = command.output().expect("run examples/compute/build.sh");
-        assert!(
-            out.status.success(),
-            "building the example jobs failed (is the wasm32-wasip1 target installed? scripts/setup.sh adds it):\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(PathBuf::from)
-            .collect()
-    })
-    .clone()
+    cell.get_or_init(|| crate::examples::build(native).unwrap_or_else(|e| panic!("{e}")))
+        .clone()
 }
 
 fn example(name: &str, native: bool) -> PathBuf {
@@ -61,18 +44,21 @@ fn the_example_jobs_give_native_answers_in_the_sandbox() {
     let input = input_dir();
     for name in ["digest", "wordcount"] {
         let module = std::fs::read(example(name, false)).expect("module");
-        let run = runner
-            .run(&JobRun {
-                module: &module,
-                input_dir: Some(input.path()),
-                stdin: b"",
-                args: &[],
-                env: &[],
-                seed: [0; 32],
-                max_fuel: 50_000_000_000,
-                max_memory_bytes: 256 << 20,
-            })
-            .expect("run");
+        let sandboxed = || {
+            runner
+                .run(&JobRun {
+                    module: &module,
+                    input_dir: Some(input.path()),
+                    stdin: b"",
+                    args: &[],
+                    env: &[],
+                    seed: [0; 32],
+                    max_fuel: 50_000_000_000,
+                    max_memory_bytes: 256 << 20,
+                })
+                .expect("run")
+        };
+        let run = sandboxed();
         assert_eq!(
             run.outcome.exit,
             ExitKind::Exited(0),
@@ -105,18 +91,7 @@ fn the_example_jobs_give_native_answers_in_the_sandbox() {
             assert_eq!(counts.1, run.stdout);
         }
         // A replica running it again commits to the same outcome.
-        let again = runner
-            .run(&JobRun {
-                module: &module,
-                input_dir: Some(input.path()),
-                stdin: b"",
-                args: &[],
-                env: &[],
-                seed: [0; 32],
-                max_fuel: 50_000_000_000,
-                max_memory_bytes: 256 << 20,
-            })
-            .expect("run");
+        let again = sandboxed();
         assert_eq!(again.outcome, run.outcome);
     }
 }

@@ -70,6 +70,58 @@ impl std::fmt::Debug for ServiceContext<'_, '_> {
     }
 }
 
+/// A provider below this reputation (parts per million) gets no new work from any service:
+/// it is jailed until its record improves.
+pub const MIN_PLACEMENT_REPUTATION_PPM: u64 = 500_000;
+
+/// A registered provider that may take new work of a service.
+#[derive(Debug, Clone)]
+pub struct EligibleProvider {
+    pub address: Address,
+    pub offer: crate::tx::ServiceOffer,
+    /// Reputation in parts per million (at least [`MIN_PLACEMENT_REPUTATION_PPM`]).
+    pub reputation_ppm: u64,
+    /// Bonded stake in whole multiples of the service's minimum, 1..=1,000,000: keeps weight
+    /// products far from overflow.
+    pub stake_weight: u128,
+}
+
+/// The providers, in registry order and not in `excluded`, that offer `service`, are above
+/// the reputation bar and have at least the service's minimum stake bonded.
+pub fn eligible_providers(
+    state: &Overlay<'_>,
+    genesis: &Genesis,
+    service: ServiceKind,
+    excluded: &[Address],
+) -> Result<Vec<EligibleProvider>, StoreError> {
+    let set: Vec<Address> = state.get(&StateKey::ProviderSet)?.unwrap_or_default();
+    let minimum = genesis.staking.min_stake(service);
+    let mut out = Vec::new();
+    for address in set.into_iter().filter(|a| !excluded.contains(a)) {
+        let Some(provider) = state.get::<Provider>(&StateKey::Provider(address))? else {
+            continue;
+        };
+        let Some(offer) = provider.services.iter().find(|o| o.service == service) else {
+            continue;
+        };
+        let reputation_ppm = provider.reputation_ppm();
+        if reputation_ppm < MIN_PLACEMENT_REPUTATION_PPM {
+            continue;
+        }
+        let stake: Stake = state.get(&StateKey::Stake(address))?.unwrap_or_default();
+        if stake.bonded < minimum || stake.bonded.is_zero() {
+            continue;
+        }
+        out.push(EligibleProvider {
+            address,
+            offer: offer.clone(),
+            reputation_ppm,
+            stake_weight: (stake.bonded.0 / minimum.0.max(1)).clamp(1, 1_000_000),
+        });
+    }
+    Ok(out)
+}
+
 /// Draws up to `count` distinct indices of `weights`, each with probability proportional to
 /// its weight among those not drawn yet; draw `n` takes its randomness from `entropy(n)`
 /// (e.g. the parent block hash, tagged). Zero weights are never drawn. Deterministic.

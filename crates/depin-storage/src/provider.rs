@@ -104,14 +104,6 @@ impl PieceServer {
         depin_types::encode(&self.answer(request))
     }
 
-    /// Answers one encoded request (blocking: it may write to disk).
-    pub fn handle(&self, request: &[u8]) -> PieceResponse {
-        match depin_types::decode_bounded(request, MAX_MESSAGE_BYTES) {
-            Ok(request) => self.answer(request),
-            Err(e) => PieceResponse::refused("malformed_request", e.to_string()),
-        }
-    }
-
     fn answer(&self, request: PieceRequest) -> PieceResponse {
         match request {
             PieceRequest::Put {

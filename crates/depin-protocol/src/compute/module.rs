@@ -5,9 +5,8 @@
 use super::types::*;
 use crate::block::Event;
 use crate::error::TxError;
-use crate::service::{ServiceContext, ServiceModule, weighted_distinct};
-use crate::state::{Provider, Stake, StateKey, StoreError};
-use crate::storage::MIN_PLACEMENT_REPUTATION_PPM;
+use crate::service::{ServiceContext, ServiceModule, eligible_providers, weighted_distinct};
+use crate::state::StoreError;
 use depin_types::{Address, Hash, ServiceKind};
 use std::collections::BTreeMap;
 
@@ -215,8 +214,8 @@ fn submit_job(
 }
 
 /// Draws the replicas of a job's round from the block's entropy, weighted by stake and free
-/// slots, among providers offering compute at or under the job's price, in good standing,
-/// and not excluded.
+/// slots, among eligible providers (a provider below the reputation bar is jailed) offering
+/// compute at or under the job's price, and not excluded.
 fn assign(
     ctx: &ServiceContext<'_, '_>,
     job: &Hash,
@@ -224,42 +223,22 @@ fn assign(
     spec: &JobSpec,
     excluded: &[Address],
 ) -> Result<Vec<Address>, TxError> {
-    let set: Vec<Address> = ctx.state.get(&StateKey::ProviderSet)?.unwrap_or_default();
-    let minimum = ctx.genesis.staking.min_stake(ServiceKind::Compute);
     let mut candidates = Vec::new();
     let mut weights = Vec::new();
-    for address in set.into_iter().filter(|a| !excluded.contains(a)) {
-        let Some(provider) = ctx.state.get::<Provider>(&StateKey::Provider(address))? else {
-            continue;
-        };
-        let Some(offer) = provider
-            .services
-            .iter()
-            .find(|o| o.service == ServiceKind::Compute)
-        else {
-            continue;
-        };
-        // A provider below the reputation bar is jailed: it gets no new work.
-        if offer.price_dc_per_unit > spec.max_price_dc_per_mfuel
-            || provider.reputation_ppm() < MIN_PLACEMENT_REPUTATION_PPM
-        {
+    let eligible = eligible_providers(ctx.state, ctx.genesis, ServiceKind::Compute, excluded)?;
+    for p in eligible {
+        if p.offer.price_dc_per_unit > spec.max_price_dc_per_mfuel {
             continue;
         }
-        let stake: Stake = ctx
-            .state
-            .get(&StateKey::Stake(address))?
+        let usage: ComputeUsage = ctx
+            .get_decoded(&keys::usage(&p.address))?
             .unwrap_or_default();
-        if stake.bonded < minimum || stake.bonded.is_zero() {
-            continue;
-        }
-        let usage: ComputeUsage = ctx.get_decoded(&keys::usage(&address))?.unwrap_or_default();
-        let free_slots = offer.capacity.saturating_sub(usage.running.len() as u64);
+        let free_slots = p.offer.capacity.saturating_sub(usage.running.len() as u64);
         if free_slots == 0 {
             continue;
         }
-        let stake_weight = (stake.bonded.0 / minimum.0.max(1)).clamp(1, 1_000_000);
-        candidates.push(address);
-        weights.push(stake_weight * u128::from(free_slots.min(1_000_000)));
+        candidates.push(p.address);
+        weights.push(p.stake_weight * u128::from(free_slots.min(1_000_000)));
     }
     let picks = weighted_distinct(&weights, usize::from(spec.replicas), |draw| {
         Hash::tagged(

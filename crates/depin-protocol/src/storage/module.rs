@@ -7,15 +7,14 @@ use super::types::*;
 use crate::block::Event;
 use crate::error::TxError;
 use crate::params::BPS_DENOMINATOR;
-use crate::service::{ServiceContext, ServiceModule, weighted_distinct};
-use crate::state::{Provider, Stake, StateKey, StoreError};
+use crate::service::{ServiceContext, ServiceModule, eligible_providers, weighted_distinct};
+use crate::state::{Provider, StateKey, StoreError};
 use borsh::{BorshDeserialize, BorshSerialize};
 use depin_types::{Address, Hash, ServiceKind};
 
 const GIB: u128 = 1 << 30;
 
-/// A provider below this reputation (parts per million) gets no new pieces.
-pub const MIN_PLACEMENT_REPUTATION_PPM: u64 = 500_000;
+pub use crate::service::MIN_PLACEMENT_REPUTATION_PPM;
 
 /// Most proofs or confirmations in one transaction.
 pub const MAX_ITEMS_PER_TX: usize = 256;
@@ -280,41 +279,16 @@ fn placement_candidates(
     ctx: &ServiceContext<'_, '_>,
     excluded: &[Address],
 ) -> Result<Vec<Candidate>, TxError> {
-    let set: Vec<Address> = ctx.state.get(&StateKey::ProviderSet)?.unwrap_or_default();
-    let minimum = ctx.genesis.staking.min_stake(ServiceKind::Storage);
     let mut out = Vec::new();
-    for address in set.into_iter().filter(|a| !excluded.contains(a)) {
-        let Some(provider) = ctx.state.get::<Provider>(&StateKey::Provider(address))? else {
-            continue;
-        };
-        let Some(offer) = provider
-            .services
-            .iter()
-            .find(|o| o.service == ServiceKind::Storage)
-        else {
-            continue;
-        };
-        let reputation = provider.reputation_ppm();
-        if reputation < MIN_PLACEMENT_REPUTATION_PPM {
-            continue;
-        }
-        let stake: Stake = ctx
-            .state
-            .get(&StateKey::Stake(address))?
-            .unwrap_or_default();
-        if stake.bonded < minimum || stake.bonded.is_zero() {
-            continue;
-        }
-        let usage: ProviderUsage = get(ctx, &keys::usage(&address))?.unwrap_or_default();
+    for p in eligible_providers(ctx.state, ctx.genesis, ServiceKind::Storage, excluded)? {
+        let usage: ProviderUsage = get(ctx, &keys::usage(&p.address))?.unwrap_or_default();
         if usage.pieces.len() >= MAX_PIECES_PER_PROVIDER {
             continue;
         }
-        // Stake in whole thousandths of the minimum keeps the weight product far from overflow.
-        let stake_weight = (stake.bonded.0 / minimum.0.max(1)).clamp(1, 1_000_000);
         out.push(Candidate {
-            address,
-            weight: stake_weight * u128::from(reputation),
-            free_bytes: offer.capacity.saturating_sub(usage.committed_bytes),
+            address: p.address,
+            weight: p.stake_weight * u128::from(p.reputation_ppm),
+            free_bytes: p.offer.capacity.saturating_sub(usage.committed_bytes),
         });
     }
     Ok(out)
