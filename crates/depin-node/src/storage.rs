@@ -356,8 +356,19 @@ async fn repair_duty(
                 .filter(|(_, p)| p.state == PieceState::Assigned && p.repairer == Some(me))
                 .filter_map(|(r, p)| p.provider.map(|a| (*r, a)))
                 .collect();
-            if mine.is_empty() {
-                if pieces.iter().any(|(_, p)| p.state == PieceState::Lost) {
+            // A new provider that never confirms its repaired piece (unreachable, full) is
+            // replaced once the chain counts the placement as stalled.
+            let genesis = chain.protocol().genesis();
+            let epoch = chain.head().height / genesis.chain.epoch_blocks.max(1);
+            let stalled = pieces.iter().any(|(_, p)| {
+                p.state == PieceState::Assigned
+                    && p.repairer.is_some()
+                    && p.checked_epoch.is_some_and(|assigned| {
+                        epoch >= assigned + genesis.storage.activation_epochs
+                    })
+            });
+            if mine.is_empty() || stalled {
+                if stalled || pieces.iter().any(|(_, p)| p.state == PieceState::Lost) {
                     tracing::info!(deal = %id, segment = s, "starting a repair");
                     submit_and_wait(
                         node,
