@@ -33,12 +33,15 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_millis(200);
 /// Lines of a node's log shown when it fails to start.
 const LOG_TAIL_LINES: usize = 20;
-/// What each devnet provider offers: 1 TiB of storage and 1_000_000 fuel of compute.
 /// Disk each devnet provider offers to the storage service.
 const DEVNET_STORAGE_BYTES: u64 = 8 << 30;
+/// Compute jobs each devnet provider runs at once.
+const DEVNET_COMPUTE_SLOTS: u64 = 4;
+/// What each devnet provider offers, each at 1 DC per unit of the service (for compute, per
+/// million fuel).
 const PROVIDER_OFFERS: [(ServiceKind, u64); 2] = [
     (ServiceKind::Storage, DEVNET_STORAGE_BYTES),
-    (ServiceKind::Compute, 1_000_000),
+    (ServiceKind::Compute, DEVNET_COMPUTE_SLOTS),
 ];
 /// Environment overrides of NodeConfig::load that would make every devnet node share one
 /// port, folder or upstream; the children must read their own config files.

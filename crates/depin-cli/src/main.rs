@@ -5,6 +5,7 @@
 //! types and leaves every check to the node, which answers with a stable error code.
 
 mod client;
+mod computecmd;
 mod devnet;
 mod keycmd;
 mod nodecmd;
@@ -65,6 +66,9 @@ enum Command {
     /// Store files on the network and get them back.
     #[command(subcommand)]
     Storage(storagecmd::StorageCommand),
+    /// Run WebAssembly jobs on providers, verified by replicas.
+    #[command(subcommand)]
+    Compute(computecmd::ComputeCommand),
     /// Data Credits: burn tokens to buy usage credits.
     #[command(subcommand)]
     Dc(DcCommand),
@@ -167,6 +171,7 @@ fn dispatch(ctx: &Ctx, command: Command) -> anyhow::Result<()> {
         Command::Transfer(args) => txcmd::transfer(ctx, args),
         Command::Stake(cmd) => txcmd::stake(ctx, cmd),
         Command::Storage(cmd) => storagecmd::run(ctx, cmd),
+        Command::Compute(cmd) => computecmd::run(ctx, cmd),
         Command::Provider(cmd) => match cmd {
             ProviderCommand::Register(args) => txcmd::provider(ctx, args, false),
             ProviderCommand::Update(args) => txcmd::provider(ctx, args, true),

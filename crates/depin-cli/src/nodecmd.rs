@@ -114,6 +114,7 @@ pub fn node_config(
         bootstrap: Vec::new(),
         storage_capacity_bytes: 0,
         storage_dir: None,
+        compute_fault: None,
         log: DEFAULT_LOG.into(),
     }
 }

@@ -88,7 +88,7 @@ pub fn run(ctx: &Ctx, command: StorageCommand) -> anyhow::Result<()> {
     }
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     // Network diagnostics on stderr when asked for (RUST_LOG=depin_net=debug).
     if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() {
         let _ = tracing_subscriber::fmt()
@@ -104,7 +104,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// A libp2p client bootstrapped from the node the CLI talks to.
-async fn join_network(ctx: &Ctx, chain_id: &str) -> anyhow::Result<NetHandle> {
+pub(crate) async fn join_network(ctx: &Ctx, chain_id: &str) -> anyhow::Result<NetHandle> {
     let status: StatusResponse = ctx.client.get("/v1/status")?;
     if status.net_addrs.is_empty() {
         bail!(

@@ -128,6 +128,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/storage/deals", get(storage_deals))
         .route("/v1/storage/deals/{id}", get(storage_deal))
         .route("/v1/storage/providers/{address}", get(storage_provider))
+        .route("/v1/compute/jobs/{id}", get(compute_job))
         .route("/v1/openapi.json", get(openapi))
         .route("/metrics", get(metrics))
         .fallback(|| async {
@@ -602,6 +603,20 @@ fn storage_record<T: borsh::BorshDeserialize>(node: &Node, key: &[u8]) -> ApiRes
     Ok(node
         .chain()
         .service_record(depin_types::ServiceKind::Storage, key)?)
+}
+
+async fn compute_job(
+    State(node): NodeState,
+    Path(id): Path<String>,
+) -> ApiResult<Json<depin_protocol::compute::Job>> {
+    use depin_protocol::compute::{Job, keys};
+    let id: depin_types::Hash = id
+        .parse()
+        .map_err(|_| ApiError::bad_request("bad_job_id", "a job id is 64 hex digits"))?;
+    node.chain()
+        .service_record::<Job>(depin_types::ServiceKind::Compute, &keys::job(&id))?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("unknown_job", format!("no job {id}")))
 }
 
 async fn storage_deal(

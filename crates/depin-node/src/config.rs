@@ -32,6 +32,16 @@ impl Role {
     }
 }
 
+/// How a compute provider misbehaves in a fault test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ComputeFault {
+    /// Commits to (and reveals) a result that is not what the job produced.
+    WrongResult,
+    /// Stops the node process right after its commitment is in a block.
+    ExitAfterCommit,
+}
+
 /// The node's configuration file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -66,6 +76,9 @@ pub struct NodeConfig {
     /// chain data.
     #[serde(default)]
     pub storage_dir: Option<PathBuf>,
+    /// Misbehaviour for fault tests of the compute service; never set it on a real node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compute_fault: Option<ComputeFault>,
     /// tracing filter, e.g. `info` or `depin_chain=debug`.
     #[serde(default = "default_log")]
     pub log: String,

@@ -7,10 +7,12 @@
 
 mod api;
 pub mod api_types;
+mod compute;
 pub mod config;
 mod follow;
 mod metrics;
 mod openapi;
+mod own_tx;
 mod storage;
 
 pub use api::router;
@@ -40,6 +42,8 @@ pub enum NodeError {
     NotAValidator(String),
     #[error("storage: {0}")]
     Storage(String),
+    #[error("compute: {0}")]
+    Compute(String),
     #[error("cannot listen on {addr}: {cause}")]
     Listen {
         addr: std::net::SocketAddr,
@@ -69,6 +73,8 @@ pub struct Node {
     net_max_response: usize,
     /// The storage provider's piece store, when the node offers storage.
     pub pieces: std::sync::OnceLock<Arc<depin_storage::store::PieceStore>>,
+    /// Held while one of the node's own transactions is submitted and waited for.
+    own_tx: tokio::sync::Mutex<()>,
 }
 
 /// A bounded set of recent hashes (oldest forgotten first).
@@ -148,6 +154,7 @@ impl Node {
             net: std::sync::OnceLock::new(),
             net_max_response: net_max_response(genesis_limits),
             pieces: std::sync::OnceLock::new(),
+            own_tx: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -209,6 +216,7 @@ pub async fn run_until(
     }
     let stop = Arc::new(AtomicBool::new(false));
     storage::start(&node, stop.clone())?;
+    compute::start(&node, stop.clone())?;
     // A consensus failure (e.g. its port is taken) stops the whole node.
     let fatal = Arc::new(tokio::sync::Notify::new());
     let worker = match node.config.role {

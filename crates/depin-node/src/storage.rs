@@ -7,7 +7,6 @@ use depin_protocol::storage::{
     Deal, DealStatus, Piece, PieceProof, PieceRef, PieceState, ProviderUsage, StorageTx,
     challenge_chunk, keys,
 };
-use depin_protocol::{Action, Transaction};
 use depin_storage::provider::{Assignments, PieceServer, serve};
 use depin_storage::store::PieceStore;
 use depin_types::{Hash, ServiceKind};
@@ -67,90 +66,8 @@ pub(crate) fn start(node: &Arc<Node>, stop: Arc<AtomicBool>) -> Result<(), crate
     Ok(())
 }
 
-/// Signs `action` with the node's key at its next nonce and the minimum fee, and hands it to
-/// the validators (directly on a validator, else by gossip and the upstream if any).
-pub(crate) async fn submit_own(node: &Arc<Node>, action: Action) -> Result<Hash, String> {
-    let chain = node.chain();
-    let nonce = own_nonce(node);
-    let mut tx = Transaction {
-        chain_id: chain.protocol().genesis().chain_id.clone(),
-        sender: node.key.address(),
-        nonce,
-        fee: depin_types::Amount::ZERO,
-        action,
-    };
-    let size = tx.clone().sign(&node.key).size_bytes();
-    tx.fee = chain.protocol().min_fee(size);
-    let signed = tx.sign(&node.key);
-    let hash = signed.hash();
-    let bytes = signed.to_bytes();
-    if node.config.role == crate::Role::Validator {
-        let app = node.app.clone();
-        let local = bytes.clone();
-        tokio::task::spawn_blocking(move || app.submit_bytes(&local))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
-    } else {
-        node.remember_forwarded(hash);
-        if let Some(upstream) = node.config.upstream.clone() {
-            let http = node.http.clone();
-            let body = serde_json::json!({ "tx": hex::encode(&bytes) });
-            let _ = tokio::task::spawn_blocking(move || {
-                http.post(&format!("{}/v1/txs", upstream.trim_end_matches('/')))
-                    .send_json(body)
-            })
-            .await;
-        }
-    }
-    crate::gossip_tx(node, bytes).await;
-    Ok(hash)
-}
-
-/// The node account's next nonce as its copy of the chain sees it.
-fn own_nonce(node: &Node) -> u64 {
-    node.chain()
-        .account(&node.key.address())
-        .ok()
-        .flatten()
-        .map(|a| a.nonce)
-        .unwrap_or(0)
-}
-
-/// Waits until the node's account nonce moves past `nonce` (its transaction is in a block),
-/// at most `limit`.
-async fn wait_committed(node: &Node, nonce: u64, limit: Duration) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if own_nonce(node) > nonce {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    false
-}
-
 async fn submit_and_wait(node: &Arc<Node>, tx: StorageTx) -> bool {
-    let nonce = own_nonce(node);
-    let action = Action::Service {
-        service: ServiceKind::Storage,
-        payload: depin_types::encode(&tx),
-    };
-    match submit_own(node, action).await {
-        Ok(hash) => {
-            let interval = node.chain().protocol().genesis().chain.block_interval_ms;
-            let committed =
-                wait_committed(node, nonce, Duration::from_millis(interval * 10 + 5_000)).await;
-            if !committed {
-                tracing::warn!(%hash, "storage transaction not committed in time");
-            }
-            committed
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "storage transaction refused");
-            false
-        }
-    }
+    crate::own_tx::submit_and_wait(node, ServiceKind::Storage, depin_types::encode(&tx)).await
 }
 
 async fn worker(

@@ -45,6 +45,7 @@ fn node_config(
         bootstrap: Vec::new(),
         storage_capacity_bytes: 0,
         storage_dir: None,
+        compute_fault: None,
         log: "info".into(),
     }
 }

@@ -3,7 +3,7 @@
 
 use borsh::{BorshDeserialize, BorshSerialize};
 use depin_types::{Address, Hash};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Longest argument or environment string, and most of them, a job may carry.
 pub const MAX_JOB_STRING_BYTES: usize = 1024;
@@ -11,7 +11,7 @@ pub const MAX_JOB_STRINGS: usize = 64;
 
 /// What the consumer asks to be run. The module and the input bundle are content-addressed;
 /// their bytes travel off chain from the consumer (or any holder) to the assigned providers.
-#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 pub struct JobSpec {
     /// BLAKE3 of the WebAssembly module (WASI preview 1).
     pub module: Hash,
@@ -36,7 +36,17 @@ pub struct JobSpec {
 /// How a run ended. Running out of fuel or memory, trapping and missing the deadline are
 /// results like any other: replicas agree on them and are paid for the fuel burned.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, BorshSerialize, BorshDeserialize, Serialize,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    BorshSerialize,
+    BorshDeserialize,
+    Serialize,
+    Deserialize,
 )]
 pub enum ExitKind {
     Exited(i32),
@@ -51,7 +61,17 @@ pub enum ExitKind {
 /// A replica's result: the exit, the fuel it burned (deterministic under fuel metering) and
 /// the BLAKE3 of its outputs (stdout, stderr and output files, as the runtime bundles them).
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, BorshSerialize, BorshDeserialize, Serialize,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    BorshSerialize,
+    BorshDeserialize,
+    Serialize,
+    Deserialize,
 )]
 pub struct JobOutcome {
     pub exit: ExitKind,
@@ -59,7 +79,9 @@ pub struct JobOutcome {
     pub outputs: Hash,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
 pub enum JobStatus {
     /// Assigned replicas run the job and commit until `commit_deadline`.
     Committing,
@@ -73,14 +95,14 @@ pub enum JobStatus {
 }
 
 /// One assigned replica and what it has sent.
-#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 pub struct Replica {
     pub provider: Address,
     pub commitment: Option<Hash>,
     pub revealed: Option<JobOutcome>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 pub struct Job {
     pub id: Hash,
     pub owner: Address,
@@ -103,7 +125,9 @@ pub struct Job {
 }
 
 /// Replica slots a provider is running.
-#[derive(Debug, Clone, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize)]
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
 pub struct ComputeUsage {
     pub running: Vec<Hash>,
 }

@@ -1,0 +1,571 @@
+//! The compute wire protocol over depin-net request-response: a consumer pushes a job's
+//! module and input to the replicas the chain assigned; any holder (a replica, or a replica
+//! of an earlier round) serves them to a provider that lacks them; replicas serve their
+//! result bundles to the consumer. Every blob is checked against its BLAKE3 before use.
+
+use crate::blobs::{BlobError, BlobStore, BlobWriter};
+use borsh::{BorshDeserialize, BorshSerialize};
+use depin_net::{NetError, NetHandle, peer_id_of};
+use depin_types::{Address, Hash};
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use thiserror::Error;
+
+/// Request-response protocol name (depin-net adds the chain id).
+pub const BLOB_PROTOCOL: &str = "compute/blob/1";
+
+/// Bytes per message.
+pub const PART_BYTES: usize = 1 << 20;
+
+/// Largest request or response: one part plus framing.
+pub const MAX_MESSAGE_BYTES: usize = PART_BYTES + 64 * 1024;
+
+/// Uploads in progress at most on a provider.
+const MAX_UPLOADS: usize = 32;
+
+/// An upload with no part for this long is dropped.
+const UPLOAD_IDLE: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub enum BlobRequest {
+    /// Bytes from `offset` of a blob the chain says one of the provider's jobs needs. A part
+    /// at another offset than the provider expects is answered with where to go on.
+    Put {
+        blob: Hash,
+        total: u64,
+        offset: u64,
+        bytes: Vec<u8>,
+    },
+    Get {
+        blob: Hash,
+        offset: u64,
+        len: u32,
+    },
+    /// The encoded [`crate::bundle::ResultBundle`] of a job this provider ran.
+    GetResult {
+        job: Hash,
+        offset: u64,
+        len: u32,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub enum BlobResponse {
+    /// The provider has `next` bytes of the blob; `complete` once it is whole and checked.
+    Accepted {
+        next: u64,
+        complete: bool,
+    },
+    Data {
+        total: u64,
+        bytes: Vec<u8>,
+    },
+    Refused {
+        code: String,
+        message: String,
+    },
+}
+
+fn refused(code: &str, message: impl Into<String>) -> BlobResponse {
+    BlobResponse::Refused {
+        code: code.into(),
+        message: message.into(),
+    }
+}
+
+/// What the provider needs to know from the chain.
+pub trait WantedBlobs: Send + Sync {
+    /// The length of `blob` if a job assigned to this provider needs it.
+    fn wanted(&self, blob: &Hash) -> Option<u64>;
+}
+
+struct Upload {
+    writer: BlobWriter,
+    touched: Instant,
+}
+
+/// Serves [`BLOB_PROTOCOL`] for one provider.
+pub struct BlobServer {
+    store: Arc<BlobStore>,
+    wanted: Arc<dyn WantedBlobs>,
+    uploads: Mutex<HashMap<Hash, Upload>>,
+    stored: tokio::sync::mpsc::UnboundedSender<Hash>,
+}
+
+impl std::fmt::Debug for BlobServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BlobServer({})", self.store.dir().display())
+    }
+}
+
+impl BlobServer {
+    /// A server whose completed uploads are announced on the returned channel.
+    pub fn new(
+        store: Arc<BlobStore>,
+        wanted: Arc<dyn WantedBlobs>,
+    ) -> (Arc<BlobServer>, tokio::sync::mpsc::UnboundedReceiver<Hash>) {
+        let (stored, rx) = tokio::sync::mpsc::unbounded_channel();
+        let server = BlobServer {
+            store,
+            wanted,
+            uploads: Mutex::new(HashMap::new()),
+            stored,
+        };
+        (Arc::new(server), rx)
+    }
+
+    /// Answers one encoded request (blocking: it touches the disk).
+    pub fn handle_encoded(&self, request: &[u8]) -> Vec<u8> {
+        let answer = match depin_types::decode_bounded::<BlobRequest>(request, MAX_MESSAGE_BYTES) {
+            Ok(request) => self.handle(request),
+            Err(e) => refused("malformed", e.to_string()),
+        };
+        depin_types::encode(&answer)
+    }
+
+    pub fn handle(&self, request: BlobRequest) -> BlobResponse {
+        match request {
+            BlobRequest::Put {
+                blob,
+                total,
+                offset,
+                bytes,
+            } => self.put(blob, total, offset, &bytes),
+            BlobRequest::Get { blob, offset, len } => {
+                match self
+                    .store
+                    .read_blob(&blob, offset, (len as usize).min(PART_BYTES))
+                {
+                    Ok((total, bytes)) => BlobResponse::Data { total, bytes },
+                    Err(BlobError::Unknown(_)) => {
+                        refused("unknown_blob", format!("no blob {blob}"))
+                    }
+                    Err(e) => refused("internal", e.to_string()),
+                }
+            }
+            BlobRequest::GetResult { job, offset, len } => {
+                match self
+                    .store
+                    .read_result(&job, offset, (len as usize).min(PART_BYTES))
+                {
+                    Ok((total, bytes)) => BlobResponse::Data { total, bytes },
+                    Err(BlobError::Unknown(_)) => {
+                        refused("unknown_result", format!("no result of job {job} here"))
+                    }
+                    Err(e) => refused("internal", e.to_string()),
+                }
+            }
+        }
+    }
+
+    fn put(&self, blob: Hash, total: u64, offset: u64, bytes: &[u8]) -> BlobResponse {
+        if self.store.has(&blob) {
+            return BlobResponse::Accepted {
+                next: total,
+                complete: true,
+            };
+        }
+        match self.wanted.wanted(&blob) {
+            Some(size) if size == total => {}
+            Some(size) => {
+                return refused(
+                    "wrong_size",
+                    format!("blob {blob} is {size} bytes on chain"),
+                );
+            }
+            None => {
+                return refused(
+                    "not_wanted",
+                    format!("no job assigned here needs blob {blob} (yet)"),
+                );
+            }
+        }
+        let mut uploads = self.uploads.lock().unwrap_or_else(|p| p.into_inner());
+        let stale: Vec<Hash> = uploads
+            .iter()
+            .filter(|(_, u)| u.touched.elapsed() > UPLOAD_IDLE)
+            .map(|(h, _)| *h)
+            .collect();
+        for h in stale {
+            if let Some(u) = uploads.remove(&h) {
+                self.store.abort(u.writer);
+            }
+        }
+        if !uploads.contains_key(&blob) {
+            if offset != 0 {
+                return BlobResponse::Accepted {
+                    next: 0,
+                    complete: false,
+                };
+            }
+            if uploads.len() >= MAX_UPLOADS {
+                return refused("busy", "too many uploads in progress");
+            }
+            match self.store.begin(blob, total) {
+                Ok(writer) => {
+                    uploads.insert(
+                        blob,
+                        Upload {
+                            writer,
+                            touched: Instant::now(),
+                        },
+                    );
+                }
+                Err(e) => return refused("internal", e.to_string()),
+            }
+        }
+        let Some(upload) = uploads.get_mut(&blob) else {
+            return refused("internal", "upload vanished");
+        };
+        if offset != upload.writer.written() {
+            return BlobResponse::Accepted {
+                next: upload.writer.written(),
+                complete: false,
+            };
+        }
+        upload.touched = Instant::now();
+        if let Err(e) = upload.writer.write(bytes) {
+            if let Some(u) = uploads.remove(&blob) {
+                self.store.abort(u.writer);
+            }
+            return refused("bad_part", e.to_string());
+        }
+        if !upload.writer.is_complete() {
+            return BlobResponse::Accepted {
+                next: upload.writer.written(),
+                complete: false,
+            };
+        }
+        let Some(done) = uploads.remove(&blob) else {
+            return refused("internal", "upload vanished");
+        };
+        drop(uploads);
+        match self.store.finish(done.writer) {
+            Ok(()) => {
+                let _ = self.stored.send(blob);
+                BlobResponse::Accepted {
+                    next: total,
+                    complete: true,
+                }
+            }
+            Err(e @ BlobError::HashMismatch { .. }) => refused("hash_mismatch", e.to_string()),
+            Err(e) => refused("internal", e.to_string()),
+        }
+    }
+}
+
+/// Serves [`BLOB_PROTOCOL`] on `net` until the network stops.
+pub async fn serve(server: Arc<BlobServer>, net: NetHandle) {
+    let mut requests = match net.serve(BLOB_PROTOCOL).await {
+        Ok(rx) => rx,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot serve the compute protocol");
+            return;
+        }
+    };
+    while let Some(mut request) = requests.recv().await {
+        let server = server.clone();
+        tokio::spawn(async move {
+            let bytes = std::mem::take(&mut request.bytes);
+            let answer = tokio::task::spawn_blocking(move || server.handle_encoded(&bytes)).await;
+            if let Ok(answer) = answer {
+                request.respond(answer);
+            }
+        });
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum TransferError {
+    #[error("network: {0}")]
+    Net(#[from] NetError),
+    #[error("{code}: {message}")]
+    Refused { code: String, message: String },
+    #[error("bad answer: {0}")]
+    Malformed(String),
+    #[error("{0}")]
+    Blob(#[from] BlobError),
+    #[error("cannot read what is sent: {0}")]
+    Source(#[from] std::io::Error),
+    #[error("no holder had it: {0}")]
+    NoHolder(String),
+}
+
+async fn ask(
+    net: &NetHandle,
+    provider: &Address,
+    request: &BlobRequest,
+) -> Result<BlobResponse, TransferError> {
+    let peer = peer_id_of(provider)?;
+    let answer = net
+        .request(peer, BLOB_PROTOCOL, depin_types::encode(request))
+        .await?;
+    match depin_types::decode_bounded::<BlobResponse>(&answer, MAX_MESSAGE_BYTES) {
+        Ok(BlobResponse::Refused { code, message }) => {
+            Err(TransferError::Refused { code, message })
+        }
+        Ok(other) => Ok(other),
+        Err(e) => Err(TransferError::Malformed(e.to_string())),
+    }
+}
+
+/// Pushes the file at `source` (whose BLAKE3 is `blob`) to `provider`, resuming where the
+/// provider says it is. A provider whose chain has not seen the job yet refuses with
+/// `not_wanted`: that is retried for `patience`. `sent` is told of every part delivered.
+pub async fn push_blob(
+    net: &NetHandle,
+    provider: &Address,
+    blob: Hash,
+    source: &Path,
+    patience: Duration,
+    sent: &(dyn Fn(u64) + Send + Sync),
+) -> Result<(), TransferError> {
+    let mut file = std::fs::File::open(source)?;
+    let total = file.metadata()?.len();
+    let started = Instant::now();
+    let mut offset = 0u64;
+    let mut failures = 0u32;
+    loop {
+        let len = (PART_BYTES as u64).min(total - offset.min(total)) as usize;
+        let mut bytes = Vec::with_capacity(len);
+        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(offset))?;
+        (&mut file).take(len as u64).read_to_end(&mut bytes)?;
+        let request = BlobRequest::Put {
+            blob,
+            total,
+            offset,
+            bytes,
+        };
+        match ask(net, provider, &request).await {
+            Ok(BlobResponse::Accepted { next, complete }) => {
+                if complete {
+                    sent(total.saturating_sub(offset));
+                    return Ok(());
+                }
+                if next > offset {
+                    sent(next - offset);
+                }
+                offset = next.min(total);
+                failures = 0;
+            }
+            Ok(_) => {
+                return Err(TransferError::Malformed(
+                    "unexpected answer to a put".into(),
+                ));
+            }
+            Err(TransferError::Refused { code, message })
+                if (code == "not_wanted" || code == "busy") && started.elapsed() < patience =>
+            {
+                tracing::debug!(%code, %message, "provider not ready for the blob yet");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(TransferError::Net(e)) if failures < 5 && started.elapsed() < patience => {
+                failures += 1;
+                tracing::debug!(error = %e, "blob part not delivered; again");
+                tokio::time::sleep(Duration::from_millis(200 << failures)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Downloads all of something a holder serves (a blob or a result), part after part.
+async fn download(
+    net: &NetHandle,
+    holder: &Address,
+    max_bytes: u64,
+    part: impl Fn(u64) -> BlobRequest,
+    mut write: impl FnMut(&[u8]) -> Result<(), TransferError>,
+) -> Result<u64, TransferError> {
+    let mut offset = 0u64;
+    loop {
+        match ask(net, holder, &part(offset)).await? {
+            BlobResponse::Data { total, bytes } => {
+                if total > max_bytes {
+                    return Err(TransferError::Malformed(format!(
+                        "{total} bytes, at most {max_bytes} expected"
+                    )));
+                }
+                if bytes.is_empty() && offset < total {
+                    return Err(TransferError::Malformed("an empty part".into()));
+                }
+                write(&bytes)?;
+                offset += bytes.len() as u64;
+                if offset >= total {
+                    return Ok(total);
+                }
+            }
+            _ => {
+                return Err(TransferError::Malformed(
+                    "unexpected answer to a read".into(),
+                ));
+            }
+        }
+    }
+}
+
+/// Fetches `blob` of `total` bytes from the first of `holders` that serves it whole and
+/// right, into `store`.
+pub async fn fetch_blob(
+    net: &NetHandle,
+    holders: &[Address],
+    blob: Hash,
+    total: u64,
+    store: &BlobStore,
+) -> Result<(), TransferError> {
+    let mut reasons = Vec::new();
+    for holder in holders {
+        let mut writer = store.begin(blob, total)?;
+        let got = download(
+            net,
+            holder,
+            total,
+            |offset| BlobRequest::Get {
+                blob,
+                offset,
+                len: PART_BYTES as u32,
+            },
+            |bytes| writer.write(bytes).map_err(TransferError::from),
+        )
+        .await;
+        match got {
+            Ok(_) => match store.finish(writer) {
+                Ok(()) => return Ok(()),
+                Err(e) => reasons.push(format!("{holder}: {e}")),
+            },
+            Err(e) => {
+                store.abort(writer);
+                reasons.push(format!("{holder}: {e}"));
+            }
+        }
+    }
+    Err(TransferError::NoHolder(reasons.join("; ")))
+}
+
+/// The encoded result bundle of `job` from `holder`.
+pub async fn fetch_result(
+    net: &NetHandle,
+    holder: &Address,
+    job: Hash,
+    max_bytes: u64,
+) -> Result<Vec<u8>, TransferError> {
+    let mut out = Vec::new();
+    download(
+        net,
+        holder,
+        max_bytes,
+        |offset| BlobRequest::GetResult {
+            job,
+            offset,
+            len: PART_BYTES as u32,
+        },
+        |bytes| {
+            out.extend_from_slice(bytes);
+            Ok(())
+        },
+    )
+    .await?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Wants(Hash, u64);
+
+    impl WantedBlobs for Wants {
+        fn wanted(&self, blob: &Hash) -> Option<u64> {
+            (*blob == self.0).then_some(self.1)
+        }
+    }
+
+    #[test]
+    fn a_provider_takes_only_wanted_blobs_in_order_and_checks_their_hash() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = Arc::new(BlobStore::open(dir.path()).expect("open"));
+        let bytes: Vec<u8> = (0..3 * PART_BYTES as u32 / 2)
+            .map(|i| (i % 253) as u8)
+            .collect();
+        let blob = Hash(*blake3::hash(&bytes).as_bytes());
+        let total = bytes.len() as u64;
+        let (server, mut stored) = BlobServer::new(store.clone(), Arc::new(Wants(blob, total)));
+        let put = |blob: Hash, total: u64, offset: u64, part: &[u8]| {
+            server.handle(BlobRequest::Put {
+                blob,
+                total,
+                offset,
+                bytes: part.to_vec(),
+            })
+        };
+        let stranger = Hash(*blake3::hash(b"stranger").as_bytes());
+        assert!(
+            matches!(put(stranger, 8, 0, b"stranger"), BlobResponse::Refused { code, .. } if code == "not_wanted")
+        );
+        assert!(
+            matches!(put(blob, total + 1, 0, b"x"), BlobResponse::Refused { code, .. } if code == "wrong_size")
+        );
+        // Out of order: told where to go on.
+        assert_eq!(
+            put(blob, total, 5, &bytes[5..10]),
+            BlobResponse::Accepted {
+                next: 0,
+                complete: false
+            }
+        );
+        let half = PART_BYTES;
+        assert_eq!(
+            put(blob, total, 0, &bytes[..half]),
+            BlobResponse::Accepted {
+                next: half as u64,
+                complete: false
+            }
+        );
+        assert_eq!(
+            put(blob, total, 0, &bytes[..half]),
+            BlobResponse::Accepted {
+                next: half as u64,
+                complete: false
+            }
+        );
+        assert_eq!(
+            put(blob, total, half as u64, &bytes[half..]),
+            BlobResponse::Accepted {
+                next: total,
+                complete: true
+            }
+        );
+        assert_eq!(stored.try_recv().ok(), Some(blob));
+        assert_eq!(
+            server.handle(BlobRequest::Get {
+                blob,
+                offset: 10,
+                len: 5
+            }),
+            BlobResponse::Data {
+                total,
+                bytes: bytes[10..15].to_vec()
+            }
+        );
+
+        // Bytes that do not hash to the wanted blob are thrown away.
+        let other: Vec<u8> = vec![9u8; 100];
+        let want = Hash(*blake3::hash(b"the real thing").as_bytes());
+        let (server, _) = BlobServer::new(store.clone(), Arc::new(Wants(want, 100)));
+        let answer = server.handle(BlobRequest::Put {
+            blob: want,
+            total: 100,
+            offset: 0,
+            bytes: other,
+        });
+        assert!(matches!(answer, BlobResponse::Refused { code, .. } if code == "hash_mismatch"));
+        assert!(!store.has(&want));
+        assert!(matches!(
+            server.handle_encoded(b"\xff\xff junk").as_slice(),
+            bytes if matches!(depin_types::decode_bounded::<BlobResponse>(bytes, MAX_MESSAGE_BYTES), Ok(BlobResponse::Refused { .. }))
+        ));
+    }
+}

@@ -1,0 +1,379 @@
+//! A compute provider inside the node: serves the blob protocol (job bytes in, results out)
+//! and runs a worker that picks up the jobs the chain assigned to this node, gets their
+//! module and input (pushed by the consumer, or fetched from another holder), runs them in
+//! the sandbox, commits to the outcome, reveals it once reveals open, and settles jobs whose
+//! reveal window passed.
+
+use crate::config::ComputeFault;
+use crate::{Node, NodeError, Role};
+use borsh::{BorshDeserialize, BorshSerialize};
+use depin_compute::blobs::BlobStore;
+use depin_compute::bundle::{ResultBundle, unpack};
+use depin_compute::runner::{JobRun, Runner};
+use depin_compute::transfer::{BlobServer, WantedBlobs, fetch_blob, serve};
+use depin_protocol::compute::{
+    ComputeTx, ComputeUsage, Job, JobOutcome, JobStatus, commitment, keys,
+};
+use depin_types::{Address, Hash, ServiceKind};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long a replica waits for the consumer's push before fetching from other holders.
+const PUSH_WAIT: Duration = Duration::from_secs(5);
+/// Worker loop period when nothing wakes it.
+const TICK: Duration = Duration::from_millis(250);
+
+/// What this provider keeps of a job it ran, durably, so a restart can still reveal.
+#[derive(Debug, Clone, BorshSerialize, BorshDeserialize)]
+struct LocalJob {
+    job: Hash,
+    module: Hash,
+    input: Option<Hash>,
+    outcome: JobOutcome,
+    salt: Hash,
+}
+
+fn job_record(node: &Node, id: &Hash) -> Option<Job> {
+    node.chain()
+        .service_record(ServiceKind::Compute, &keys::job(id))
+        .ok()
+        .flatten()
+}
+
+fn running_jobs(node: &Node, provider: &Address) -> Vec<Hash> {
+    node.chain()
+        .service_record::<ComputeUsage>(ServiceKind::Compute, &keys::usage(provider))
+        .ok()
+        .flatten()
+        .map(|u| u.running)
+        .unwrap_or_default()
+}
+
+/// Blobs the chain says this provider's current jobs need.
+struct ChainWanted(Arc<Node>);
+
+impl WantedBlobs for ChainWanted {
+    fn wanted(&self, blob: &Hash) -> Option<u64> {
+        let me = self.0.key.address();
+        running_jobs(&self.0, &me).iter().find_map(|id| {
+            let job = job_record(&self.0, id)?;
+            if job.spec.module == *blob {
+                Some(job.spec.module_bytes)
+            } else if job.spec.input == Some(*blob) {
+                Some(job.spec.input_bytes)
+            } else {
+                None
+            }
+        })
+    }
+}
+
+/// Starts the compute provider on a provider node with a service network.
+pub(crate) fn start(node: &Arc<Node>, stop: Arc<AtomicBool>) -> Result<(), NodeError> {
+    if node.config.role != Role::Provider {
+        return Ok(());
+    }
+    let Some(net) = node.net.get().cloned() else {
+        return Ok(());
+    };
+    let dir = node.config.data_dir.join("compute");
+    let store = Arc::new(BlobStore::open(&dir).map_err(|e| NodeError::Compute(e.to_string()))?);
+    let runner = Runner::new().map_err(|e| NodeError::Compute(e.to_string()))?;
+    let (server, stored) = BlobServer::new(store.clone(), Arc::new(ChainWanted(node.clone())));
+    tokio::spawn(serve(server, net.clone()));
+    let worker = Worker {
+        node: node.clone(),
+        net,
+        store,
+        runner,
+        jobs_dir: dir.join("jobs"),
+    };
+    std::fs::create_dir_all(&worker.jobs_dir).map_err(|e| NodeError::Compute(e.to_string()))?;
+    tokio::spawn(worker.run(stored, stop));
+    tracing::info!(dir = %dir.display(), "compute provider started");
+    Ok(())
+}
+
+#[derive(Clone)]
+struct Worker {
+    node: Arc<Node>,
+    net: depin_net::NetHandle,
+    store: Arc<BlobStore>,
+    runner: Runner,
+    jobs_dir: PathBuf,
+}
+
+impl Worker {
+    fn load_local(&self) -> BTreeMap<Hash, LocalJob> {
+        let mut out = BTreeMap::new();
+        let Ok(entries) = std::fs::read_dir(&self.jobs_dir) else {
+            return out;
+        };
+        for entry in entries.flatten() {
+            let Ok(bytes) = std::fs::read(entry.path()) else {
+                continue;
+            };
+            if let Ok(local) = depin_types::decode_bounded::<LocalJob>(&bytes, 4096) {
+                out.insert(local.job, local);
+            }
+        }
+        out
+    }
+
+    fn save_local(&self, local: &LocalJob) -> std::io::Result<()> {
+        let path = self.jobs_dir.join(local.job.to_string());
+        let temp = path.with_extension("tmp");
+        std::fs::write(&temp, depin_types::encode(local))?;
+        std::fs::File::open(&temp)?.sync_all()?;
+        std::fs::rename(temp, path)
+    }
+
+    async fn run(
+        self,
+        mut stored: tokio::sync::mpsc::UnboundedReceiver<Hash>,
+        stop: Arc<AtomicBool>,
+    ) {
+        let me = self.node.key.address();
+        let mut local = self.load_local();
+        let mut running: BTreeSet<Hash> = BTreeSet::new();
+        let (done_tx, mut done_rx) =
+            tokio::sync::mpsc::unbounded_channel::<(Hash, Option<LocalJob>)>();
+        while !stop.load(Ordering::SeqCst) {
+            tokio::select! {
+                _ = stored.recv() => {},
+                _ = tokio::time::sleep(TICK) => {},
+            }
+            while let Ok((id, ran)) = done_rx.try_recv() {
+                running.remove(&id);
+                if let Some(ran) = ran {
+                    local.insert(id, ran);
+                }
+            }
+            let height = self.node.chain().head().height;
+            for id in running_jobs(&self.node, &me) {
+                if running.contains(&id) || local.contains_key(&id) {
+                    continue;
+                }
+                let Some(job) = job_record(&self.node, &id) else {
+                    continue;
+                };
+                let mine = job.replicas.iter().find(|r| r.provider == me);
+                if job.status != JobStatus::Committing
+                    || height > job.commit_deadline
+                    || mine.is_none_or(|r| r.commitment.is_some())
+                {
+                    continue;
+                }
+                running.insert(id);
+                let (worker, done) = (self.clone(), done_tx.clone());
+                tokio::spawn(async move {
+                    let ran = worker.run_job(&job).await;
+                    let _ = done.send((id, ran));
+                });
+            }
+            let ids: Vec<Hash> = local.keys().copied().collect();
+            for id in ids {
+                let Some(ran) = local.get(&id).cloned() else {
+                    continue;
+                };
+                if !self.advance(&ran, height).await {
+                    self.forget(&ran, &local);
+                    local.remove(&id);
+                }
+            }
+        }
+    }
+
+    /// Moves a job this provider ran one step on: commit, reveal or finalize. Returns false
+    /// once the job is settled (or gone) and nothing is left to do.
+    async fn advance(&self, ran: &LocalJob, height: u64) -> bool {
+        let me = self.node.key.address();
+        let Some(job) = job_record(&self.node, &ran.job) else {
+            return false;
+        };
+        if matches!(job.status, JobStatus::Done | JobStatus::Failed) {
+            return false;
+        }
+        let Some(mine) = job.replicas.iter().find(|r| r.provider == me) else {
+            // A later round runs on other providers; this one only serves the bytes.
+            return true;
+        };
+        let tx = if mine.commitment.is_none() {
+            if job.status != JobStatus::Committing || height > job.commit_deadline {
+                return true;
+            }
+            ComputeTx::Commit {
+                job: job.id,
+                commitment: commitment(&job.id, &me, &ran.outcome, &ran.salt),
+            }
+        } else if mine.revealed.is_none() {
+            let open = match job.status {
+                JobStatus::Revealing => height <= job.reveal_deadline,
+                _ => height > job.commit_deadline && height <= job.reveal_deadline,
+            };
+            if !open {
+                return true;
+            }
+            ComputeTx::Reveal {
+                job: job.id,
+                outcome: ran.outcome,
+                salt: ran.salt,
+            }
+        } else if height > job.reveal_deadline {
+            ComputeTx::Finalize { job: job.id }
+        } else {
+            return true;
+        };
+        let committing = matches!(tx, ComputeTx::Commit { .. });
+        let sent = crate::own_tx::submit_and_wait(
+            &self.node,
+            ServiceKind::Compute,
+            depin_types::encode(&tx),
+        )
+        .await;
+        if sent && committing {
+            tracing::info!(job = %job.id, "compute result committed");
+            if self.node.config.compute_fault == Some(ComputeFault::ExitAfterCommit) {
+                tracing::warn!(job = %job.id, "compute fault: leaving after the commitment");
+                std::process::exit(3);
+            }
+        }
+        true
+    }
+
+    /// Drops a settled job's module and input unless another job here still needs them.
+    /// Its result stays, for the consumer to fetch.
+    fn forget(&self, ran: &LocalJob, local: &BTreeMap<Hash, LocalJob>) {
+        let _ = std::fs::remove_file(self.jobs_dir.join(ran.job.to_string()));
+        for blob in std::iter::once(ran.module).chain(ran.input) {
+            let shared = local
+                .values()
+                .filter(|other| other.job != ran.job)
+                .any(|other| other.module == blob || other.input == Some(blob));
+            if !shared {
+                self.store.remove(&blob);
+            }
+        }
+    }
+
+    /// Gets the job's bytes, runs it, keeps its result and commitment salt. None when the
+    /// bytes could not be had before the commit deadline or the sandbox failed.
+    async fn run_job(&self, job: &Job) -> Option<LocalJob> {
+        let me = self.node.key.address();
+        let mut blobs = vec![(job.spec.module, job.spec.module_bytes)];
+        if let Some(input) = job.spec.input {
+            blobs.push((input, job.spec.input_bytes));
+        }
+        // Holders besides the consumer: the other replicas, and those of earlier rounds.
+        let holders: Vec<Address> = job
+            .replicas
+            .iter()
+            .map(|r| r.provider)
+            .chain(job.excluded.iter().copied())
+            .filter(|p| *p != me)
+            .collect();
+        let assigned = Instant::now();
+        for (blob, size) in &blobs {
+            loop {
+                if self.store.has(blob) {
+                    break;
+                }
+                if self.node.chain().head().height > job.commit_deadline {
+                    tracing::warn!(job = %job.id, %blob, "job bytes never arrived");
+                    return None;
+                }
+                if assigned.elapsed() >= PUSH_WAIT {
+                    match fetch_blob(&self.net, &holders, *blob, *size, &self.store).await {
+                        Ok(()) => break,
+                        Err(e) => tracing::debug!(job = %job.id, error = %e, "no holder yet"),
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        let worker = self.clone();
+        let job = job.clone();
+        let ran = tokio::task::spawn_blocking(move || worker.execute(&job)).await;
+        match ran {
+            Ok(Ok(local)) => Some(local),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "compute job not run");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "compute job panicked");
+                None
+            }
+        }
+    }
+
+    /// Runs the job in the sandbox (blocking) and keeps what the consumer will fetch.
+    fn execute(&self, job: &Job) -> Result<LocalJob, String> {
+        let started = Instant::now();
+        let module = std::fs::read(self.store.path(&job.spec.module)).map_err(|e| e.to_string())?;
+        let input_dir = tempfile::Builder::new()
+            .prefix("run-")
+            .tempdir_in(self.store.dir())
+            .map_err(|e| e.to_string())?;
+        if let Some(input) = job.spec.input {
+            let file = std::fs::File::open(self.store.path(&input)).map_err(|e| e.to_string())?;
+            unpack(file, job.spec.input_bytes, input_dir.path()).map_err(|e| e.to_string())?;
+        }
+        let output = self
+            .runner
+            .run(&JobRun {
+                module: &module,
+                input_dir: job.spec.input.map(|_| input_dir.path()),
+                stdin: b"",
+                args: &job.spec.args,
+                env: &job.spec.env,
+                seed: *job.spec.seed.as_bytes(),
+                max_fuel: job.spec.max_fuel,
+                max_memory_bytes: u64::from(job.spec.max_memory_mib) << 20,
+            })
+            .map_err(|e| e.to_string())?;
+        let bundle = ResultBundle {
+            exit: output.outcome.exit,
+            fuel_used: output.outcome.fuel_used,
+            stdout: output.stdout,
+            stderr: output.stderr,
+            files: output.files,
+        };
+        self.store
+            .put_result(&job.id, &depin_types::encode(&bundle))
+            .map_err(|e| e.to_string())?;
+        let mut outcome = output.outcome;
+        if self.node.config.compute_fault == Some(ComputeFault::WrongResult) {
+            outcome.outputs = Hash::tagged("depin compute fault", &[outcome.outputs.as_bytes()]);
+            tracing::warn!(job = %job.id, "compute fault: committing to a wrong result");
+        }
+        // Only this node can compute the salt, so its commitment reveals nothing early.
+        let salt = Hash::tagged(
+            "depin compute salt",
+            &[
+                &self.node.key.secret_bytes(),
+                job.id.as_bytes(),
+                &[job.round],
+            ],
+        );
+        let local = LocalJob {
+            job: job.id,
+            module: job.spec.module,
+            input: job.spec.input,
+            outcome,
+            salt,
+        };
+        self.save_local(&local).map_err(|e| e.to_string())?;
+        tracing::info!(
+            job = %job.id,
+            exit = ?outcome.exit,
+            fuel = outcome.fuel_used,
+            ms = started.elapsed().as_millis() as u64,
+            "compute job ran"
+        );
+        Ok(local)
+    }
+}
