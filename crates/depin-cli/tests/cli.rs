@@ -932,3 +932,211 @@ fn storage_put_and_get_survive_providers_going_down() {
     let deal = json(&rpc, &["storage", "status", &big_id]);
     assert_eq!(deal["deal"]["status"], "deleted");
 }
+
+/// A provider process restarted from its devnet config with a compute fault switched on.
+fn restart_with_fault(node: &Value, fault: &str, log: &Path) -> Guard {
+    let pid = node["pid"].as_i64().expect("pid") as i32;
+    kill(Pid::from_raw(pid), Signal::SIGTERM).expect("SIGTERM");
+    wait_until(Duration::from_secs(30), "the provider to stop", || {
+        (!pid_alive(pid)).then_some(())
+    });
+    let config = str_of(node, "config_file");
+    let mut text = std::fs::read_to_string(config).expect("config");
+    text.push_str(&format!("compute_fault = \"{fault}\"\n"));
+    std::fs::write(config, text).expect("config");
+    start_node(
+        &["node", "run", "--config", config],
+        log,
+        str_of(node, "api_url"),
+    )
+}
+
+/// The compute service across processes: jobs pushed to five providers, one of which lies
+/// and one of which vanishes after committing; the honest majority's result is accepted,
+/// paid and fetched; the liar and the silent one are slashed; bad jobs are refused.
+#[test]
+fn compute_jobs_are_run_by_replicas_and_the_majority_result_wins() {
+    let modules = depin_compute::examples::build(false).unwrap_or_else(|e| panic!("{e}"));
+    let digest = modules
+        .iter()
+        .find(|p| p.file_stem().is_some_and(|s| s == "digest"))
+        .expect("digest example")
+        .to_string_lossy()
+        .into_owned();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("devnet");
+    let dir_s = dir.to_string_lossy().into_owned();
+    let base = free_base_port(6).to_string();
+    let args = [
+        "devnet",
+        "--dir",
+        &dir_s,
+        "--providers",
+        "5",
+        "--base-port",
+        &base,
+        "--block-interval-ms",
+        "300",
+    ];
+    let mut devnet = Guard::spawn(&args, &tmp.path().join("devnet.log"), Some(&dir));
+    let state = wait_devnet(&mut devnet, &dir, &[]);
+    let nodes = state["nodes"].as_array().expect("nodes").clone();
+    let rpc = str_of(&nodes[0], "api_url").to_string();
+    let user_key = str_of(&state, "user_key_file").to_string();
+    json(&rpc, &["dc", "buy", "--amount", "10", "--key", &user_key]);
+    let with_rpc = |args: &[&str]| -> Vec<String> {
+        ["--rpc", rpc.as_str()]
+            .iter()
+            .chain(args)
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let failing = |args: &[&str]| {
+        let all = with_rpc(args);
+        fails(&all.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+
+    // Bad jobs leave nothing behind: more replicas than providers, an escrow bigger than the
+    // Data Credits held, a malformed id, an unknown job.
+    let dc_before =
+        json(&rpc, &["account", "show", str_of(&state, "user_address")])["data_credits"]
+            .to_string();
+    let err = failing(&[
+        "compute",
+        "submit",
+        &digest,
+        "--replicas",
+        "6",
+        "--key",
+        &user_key,
+    ]);
+    assert!(err.contains("not_enough_providers"), "{err}");
+    let err = failing(&[
+        "compute",
+        "submit",
+        &digest,
+        "--max-fuel",
+        "100000000000",
+        "--max-price",
+        "1000",
+        "--key",
+        &user_key,
+    ]);
+    assert!(err.contains("insufficient_data_credits"), "{err}");
+    let err = failing(&["compute", "status", "00"]);
+    assert!(err.contains("bad_job_id"), "{err}");
+    let err = failing(&["compute", "status", &"0".repeat(64)]);
+    assert!(err.contains("unknown_job"), "{err}");
+    let dc_after = json(&rpc, &["account", "show", str_of(&state, "user_address")])["data_credits"]
+        .to_string();
+    assert_eq!(dc_before, dc_after);
+
+    // Provider 1 will lie about its result; provider 2 will vanish once it has committed.
+    let liar = str_of(&nodes[1], "address").to_string();
+    let vanisher = str_of(&nodes[2], "address").to_string();
+    let _liar_node = restart_with_fault(&nodes[1], "wrong_result", &tmp.path().join("liar.log"));
+    let _gone_node = restart_with_fault(
+        &nodes[2],
+        "exit_after_commit",
+        &tmp.path().join("vanisher.log"),
+    );
+
+    // An input folder; the digest job prints the SHA-256 of every file in it.
+    let input = tmp.path().join("input");
+    std::fs::create_dir_all(input.join("sub")).expect("mkdir");
+    std::fs::write(input.join("a.txt"), "the quick brown fox\n").expect("write");
+    let big: Vec<u8> = (0..2_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(input.join("sub/big.bin"), &big).expect("write");
+    let input_s = input.to_string_lossy().into_owned();
+    let submitted = json(
+        &rpc,
+        &[
+            "compute",
+            "submit",
+            &digest,
+            "--input",
+            &input_s,
+            "--replicas",
+            "5",
+            "--wait",
+            "--key",
+            &user_key,
+        ],
+    );
+    let id = str_of(&submitted, "id").to_string();
+    let job = &submitted["job"];
+    assert_eq!(job["status"], "Done", "{submitted}");
+    let agreed: Vec<&str> = job["agreed"]
+        .as_array()
+        .expect("agreed")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(agreed.len(), 3, "{submitted}");
+    assert!(!agreed.contains(&liar.as_str()) && !agreed.contains(&vanisher.as_str()));
+    assert_eq!(job["accepted"]["exit"]["Exited"], 0, "{submitted}");
+    assert!(
+        job["paid_dc"].as_u64().is_some_and(|dc| dc > 0),
+        "{submitted}"
+    );
+    assert_eq!(job["escrow_dc"], 0, "{submitted}");
+
+    // The result comes back from a replica that agreed, checked against the chain's outcome.
+    let out = tmp.path().join("result");
+    let out_s = out.to_string_lossy().into_owned();
+    let fetched = json(&rpc, &["compute", "result", &id, "-o", &out_s]);
+    assert_eq!(fetched["exit_code"], 0, "{fetched}");
+    let stdout = std::fs::read_to_string(out.join("stdout")).expect("stdout");
+    let expected = Command::new("sha256sum")
+        .arg("sub/big.bin")
+        .current_dir(&input)
+        .output()
+        .expect("sha256sum");
+    let expected = String::from_utf8_lossy(&expected.stdout).trim().to_string();
+    assert!(stdout.contains(&expected), "{stdout} lacks {expected}");
+    assert_eq!(
+        std::fs::read_to_string(out.join("exit")).expect("exit"),
+        "exited 0\n"
+    );
+
+    // The liar was outvoted and the vanished replica counted silent: both slashed.
+    let shown = json(&rpc, &["provider", "show", &liar]).to_string();
+    assert!(shown.contains("compute result outvoted"), "{shown}");
+    let shown = json(&rpc, &["provider", "show", &vanisher]).to_string();
+    assert!(shown.contains("no compute result revealed"), "{shown}");
+
+    // Bad modules end as results the replicas agree on: not wasm, and an endless loop that
+    // stops at its fuel limit.
+    let junk = tmp.path().join("junk.wasm");
+    std::fs::write(&junk, b"this is not webassembly").expect("write");
+    let endless = tmp.path().join("endless.wat");
+    std::fs::write(
+        &endless,
+        r#"(module (func (export "_start") (loop (br 0))))"#,
+    )
+    .expect("write");
+    for (module, exit, fuel) in [
+        (&junk, "InvalidModule", None),
+        (&endless, "OutOfFuel", Some(5_000_000u64)),
+    ] {
+        let module_s = module.to_string_lossy().into_owned();
+        let settled = json(
+            &rpc,
+            &[
+                "compute",
+                "submit",
+                &module_s,
+                "--max-fuel",
+                "5000000",
+                "--wait",
+                "--key",
+                &user_key,
+            ],
+        );
+        assert_eq!(settled["job"]["status"], "Done", "{settled}");
+        assert_eq!(settled["job"]["accepted"]["exit"], exit, "{settled}");
+        if let Some(fuel) = fuel {
+            assert_eq!(settled["job"]["accepted"]["fuel_used"], fuel, "{settled}");
+        }
+    }
+}

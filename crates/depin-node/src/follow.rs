@@ -40,6 +40,9 @@ pub(crate) struct BlocksResponse {
     pub blocks: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
+/// How long a follower waits for one peer's blocks before asking another.
+const BLOCK_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+
 fn idle_delay(node: &Node) -> Duration {
     let interval_ms = node.chain().protocol().genesis().chain.block_interval_ms;
     Duration::from_millis((interval_ms / 2).clamp(50, 1000))
@@ -226,13 +229,23 @@ pub(crate) async fn follow_network(
             from,
             count: MAX_BLOCKS_PER_REQUEST,
         });
-        let answer = net.request(peer, BLOCK_PROTOCOL, request).await;
+        // A slow or stuck peer must not hold the follower back for the network's whole
+        // request timeout: the next peer is asked instead.
+        let answer = tokio::time::timeout(
+            BLOCK_REQUEST_TIMEOUT.max(idle * 8),
+            net.request(peer, BLOCK_PROTOCOL, request),
+        )
+        .await;
         let bytes = match answer {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                tracing::debug!(error = %e, %peer, "block request failed");
+            Ok(Ok(bytes)) => bytes,
+            failed => {
+                if let Ok(Err(e)) = failed {
+                    tracing::debug!(error = %e, %peer, "block request failed");
+                } else {
+                    tracing::debug!(%peer, "block request timed out");
+                }
                 acceptor = Some(current);
-                tokio::time::sleep(idle).await;
+                tokio::time::sleep(idle / peers.len().max(1) as u32).await;
                 continue;
             }
         };

@@ -184,7 +184,7 @@ impl ComputeParams {
             max_deadline_blocks: 100_000,
             max_module_bytes: 64 << 20,
             max_input_bytes: 4 << 30,
-            reveal_blocks: 20,
+            reveal_blocks: 60,
             max_retries: 1,
         }
     }
