@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{Devnet, free_base_port};
+use common::start_devnet;
 
 const BIN: &str = env!("CARGO_BIN_EXE_depin");
 
@@ -116,43 +116,7 @@ fn main() {
     let _ = std::fs::remove_file(&copy);
 
     // Put and get through a devnet.
-    let base = free_base_port(providers as u16 + 1);
-    let dir = tmp.path().join("net");
-    let child = Command::new(BIN)
-        .args([
-            "devnet",
-            "--dir",
-            &dir.to_string_lossy(),
-            "--providers",
-            &providers.to_string(),
-            "--base-port",
-            &base.to_string(),
-            "--block-interval-ms",
-            "500",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("devnet");
-    let _devnet = Devnet(child);
-    let state_path = dir.join("devnet.json");
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let state: Value = loop {
-        assert!(Instant::now() < deadline, "devnet did not start");
-        if let Some(v) = std::fs::read_to_string(&state_path)
-            .ok()
-            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-            .filter(|v| {
-                v["nodes"]
-                    .as_array()
-                    .is_some_and(|n| n.iter().all(|n| n["pid"].as_u64().unwrap_or(0) > 0))
-            })
-        {
-            break v;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    std::thread::sleep(Duration::from_secs(5));
+    let (_devnet, state) = start_devnet(BIN, &tmp.path().join("net"), providers as u16, 500);
     let rpc = state["nodes"][0]["api_url"]
         .as_str()
         .expect("api")

@@ -116,8 +116,18 @@ struct Submitted {
     /// Replicas that did not take the bytes from us (they fetch them from the others).
     not_delivered: Vec<Address>,
     status: JobStatus,
+    /// Milliseconds: the escrow transaction until its block, pushing the bytes to every
+    /// replica, and (with --wait) from then until the job settled.
+    timings_ms: Timings,
     #[serde(skip_serializing_if = "Option::is_none")]
     job: Option<Job>,
+}
+
+#[derive(Serialize)]
+struct Timings {
+    submit: u64,
+    transfer: u64,
+    settle: Option<u64>,
 }
 
 fn submit(ctx: &Ctx, args: SubmitArgs) -> anyhow::Result<()> {
@@ -173,6 +183,7 @@ fn submit(ctx: &Ctx, args: SubmitArgs) -> anyhow::Result<()> {
         max_price_dc_per_mfuel: args.max_price,
     };
     let escrow = u128::from(args.replicas) * fuel_cost_dc(args.max_fuel, args.max_price);
+    let started = Instant::now();
     eprintln!("escrowing {escrow} DC for {} replica(s)", args.replicas);
     let outcome = send(
         &ctx.client,
@@ -195,6 +206,7 @@ fn submit(ctx: &Ctx, args: SubmitArgs) -> anyhow::Result<()> {
         .context("the job transaction did not report a job id")?;
     eprintln!("job {id} submitted");
     let job = fetch_job(ctx, &id)?;
+    let submit_ms = started.elapsed().as_millis() as u64;
     let replicas: Vec<Address> = job.replicas.iter().map(|r| r.provider).collect();
     let mut blobs: Vec<(Hash, PathBuf, u64)> = vec![(module, args.module.clone(), module_bytes)];
     if let Some(input) = input {
@@ -242,10 +254,18 @@ fn submit(ctx: &Ctx, args: SubmitArgs) -> anyhow::Result<()> {
         }
         Ok::<Vec<Address>, anyhow::Error>(failed)
     })?;
+    let transfer_ms = started.elapsed().as_millis() as u64 - submit_ms;
     let job = if args.wait {
         Some(wait_settled(ctx, &id)?)
     } else {
         None
+    };
+    let timings_ms = Timings {
+        submit: submit_ms,
+        transfer: transfer_ms,
+        settle: job
+            .as_ref()
+            .map(|_| started.elapsed().as_millis() as u64 - submit_ms - transfer_ms),
     };
     let submitted = Submitted {
         id,
@@ -256,6 +276,7 @@ fn submit(ctx: &Ctx, args: SubmitArgs) -> anyhow::Result<()> {
         seed,
         not_delivered,
         status: job.as_ref().map_or(JobStatus::Committing, |j| j.status),
+        timings_ms,
         job,
     };
     ctx.out.emit(&submitted, || {

@@ -1,7 +1,10 @@
 //! Helpers shared by the benchmarks that run a devnet.
 
+use serde_json::Value;
 use std::net::TcpListener;
-use std::process::{Child, Command};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// A running `depin devnet`; stopped with SIGTERM when dropped.
 pub struct Devnet(pub Child);
@@ -31,4 +34,46 @@ pub fn free_base_port(nodes: u16) -> u16 {
             return base;
         }
     }
+}
+
+/// Starts `depin devnet` with `providers` providers in `dir` and waits until every node runs
+/// and has had a few seconds to connect; returns it with its devnet.json.
+pub fn start_devnet(bin: &str, dir: &Path, providers: u16, block_ms: u64) -> (Devnet, Value) {
+    let base = free_base_port(providers + 1);
+    let child = Command::new(bin)
+        .args([
+            "devnet",
+            "--dir",
+            &dir.to_string_lossy(),
+            "--providers",
+            &providers.to_string(),
+            "--base-port",
+            &base.to_string(),
+            "--block-interval-ms",
+            &block_ms.to_string(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("devnet");
+    let devnet = Devnet(child);
+    let state_path = dir.join("devnet.json");
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let state: Value = loop {
+        assert!(Instant::now() < deadline, "devnet did not start");
+        if let Some(v) = std::fs::read_to_string(&state_path)
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            .filter(|v| {
+                v["nodes"]
+                    .as_array()
+                    .is_some_and(|n| n.iter().all(|n| n["pid"].as_u64().unwrap_or(0) > 0))
+            })
+        {
+            break v;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    std::thread::sleep(Duration::from_secs(5));
+    (devnet, state)
 }

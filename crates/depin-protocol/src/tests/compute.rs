@@ -407,3 +407,41 @@ fn bad_jobs_are_refused_and_leave_state_untouched() {
     assert_eq!(compute_code(f.reject(&junk)), "malformed_compute_tx");
     f.check_supply();
 }
+
+/// Benchmark, not a test (run with `cargo test -p depin-protocol --release -- --ignored
+/// scheduler --nocapture`): SubmitJob transactions applied per second (signature check,
+/// escrow, the weighted draw among the providers, the job record), in batches, as the open
+/// jobs pile up. The state is in memory: redb reads are not counted.
+#[test]
+#[ignore = "benchmark"]
+fn scheduler_assigns_jobs_per_second() {
+    // As many as the fixture's validator can fund (300 tokens each).
+    const PROVIDERS: usize = 30;
+    const BATCH: usize = 500;
+    let mut f = compute_setup(PROVIDERS);
+    let owner = f.validator.clone();
+    f.ok(&owner, buy_credits(100 * UNIT));
+    println!("scheduler: {PROVIDERS} compute providers, 3 replicas per job, in-memory state");
+    println!("| open jobs before | jobs/s |");
+    println!("|---:|---:|");
+    let mut seed = 0u64;
+    for batch in 0..4 {
+        let txs: Vec<_> = (0..BATCH)
+            .map(|i| {
+                seed += 1;
+                let mut s = spec(3);
+                s.seed = Hash::of(&seed.to_le_bytes());
+                f.sign(&owner, compute(ComputeTx::SubmitJob(s)), |tx| {
+                    tx.nonce += i as u64
+                })
+            })
+            .collect();
+        let started = std::time::Instant::now();
+        for tx in &txs {
+            f.apply(tx)
+                .unwrap_or_else(|e| panic!("submit rejected: {e}"));
+        }
+        let secs = started.elapsed().as_secs_f64();
+        println!("| {} | {:.0} |", batch * BATCH, BATCH as f64 / secs);
+    }
+}
