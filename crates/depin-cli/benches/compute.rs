@@ -105,6 +105,7 @@ fn main() {
                         seed: [0; 32],
                         max_fuel: 1_000_000_000_000,
                         max_memory_bytes: 1 << 30,
+                        deadline: None,
                     })
                     .expect("sandbox run");
                 started.elapsed().as_secs_f64()

@@ -358,6 +358,12 @@ fn describe(job: &Job) -> String {
             a.outputs
         ));
     }
+    if job.status == JobStatus::Failed {
+        text.push_str(
+            "failed: no majority of the replicas revealed the same result before the deadlines \
+             (a run that outlasts its deadline is stopped); the escrow was refunded\n",
+        );
+    }
     text.push_str(&format!(
         "paid {} DC, {} DC still escrowed\n",
         job.paid_dc, job.escrow_dc

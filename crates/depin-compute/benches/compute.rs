@@ -72,6 +72,7 @@ fn main() {
                             seed: [0; 32],
                             max_fuel: u64::MAX / 2,
                             max_memory_bytes: 4 << 30,
+                            deadline: None,
                         })
                         .expect("sandbox run");
                     fuel = run.outcome.fuel_used;

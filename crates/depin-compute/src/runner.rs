@@ -31,7 +31,14 @@ pub enum RunError {
     Io(#[from] std::io::Error),
     #[error("the job's outputs exceed {MAX_OUTPUT_BYTES} bytes")]
     OutputTooLarge,
+    /// The wall-clock deadline passed mid-run. Not an outcome: how far a run gets in a given
+    /// time differs between machines, so there is nothing replicas could agree on.
+    #[error("the run was stopped at its deadline")]
+    DeadlinePassed,
 }
+
+/// How often the engine's epoch advances: the granularity of run deadlines.
+const EPOCH_TICK: Duration = Duration::from_millis(50);
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -44,6 +51,8 @@ pub struct JobRun<'a> {
     pub seed: [u8; 32],
     pub max_fuel: u64,
     pub max_memory_bytes: u64,
+    /// Stop the run (with [`RunError::DeadlinePassed`]) once this instant has passed.
+    pub deadline: Option<std::time::Instant>,
 }
 
 /// What a run produced; `outcome` is what a replica commits to.
@@ -171,9 +180,20 @@ impl Runner {
         // compiled in).
         config.cranelift_nan_canonicalization(true);
         config.wasm_relaxed_simd(false);
-        Ok(Runner {
-            engine: Engine::new(&config).map_err(sandbox)?,
-        })
+        // Deadlines are wall-clock, checked at epoch ticks (never part of the outcome).
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config).map_err(sandbox)?;
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("wasm-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = weak.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })?;
+        Ok(Runner { engine })
     }
 
     /// Runs a job to its end: exit, fuel exhausted, memory refused or trap are all
@@ -232,6 +252,14 @@ impl Runner {
         let mut store = Store::new(&self.engine, guest);
         store.limiter(|g| &mut g.limits);
         store.set_fuel(job.max_fuel).map_err(sandbox)?;
+        let deadline = job.deadline;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            Ok(match deadline {
+                Some(at) if std::time::Instant::now() >= at => wasmtime::UpdateDeadline::Interrupt,
+                _ => wasmtime::UpdateDeadline::Continue(1),
+            })
+        });
         let mut linker: Linker<Guest> = Linker::new(&self.engine);
         wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |g| &mut g.wasi).map_err(sandbox)?;
         let instance = match linker.instantiate(&mut store, &module) {
@@ -257,6 +285,9 @@ impl Runner {
         let (exit, note) = match start.call(&mut store, ()) {
             Ok(()) => (ExitKind::Exited(0), None),
             Err(e) => {
+                if matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
+                    return Err(RunError::DeadlinePassed);
+                }
                 if let Some(exit) = e.downcast_ref::<wasmtime_wasi::I32Exit>() {
                     (ExitKind::Exited(exit.0), None)
                 } else if matches!(e.downcast_ref::<Trap>(), Some(Trap::OutOfFuel)) {
@@ -388,8 +419,32 @@ mod tests {
                 seed: [seed; 32],
                 max_fuel,
                 max_memory_bytes: 2 << 20,
+                deadline: None,
             })
             .expect("run")
+    }
+
+    #[test]
+    fn a_run_past_its_deadline_is_stopped_not_reported() {
+        let runner = Runner::new().expect("engine");
+        let endless = r#"(module (func (export "_start") (loop (br 0))))"#;
+        let started = std::time::Instant::now();
+        let result = runner.run(&JobRun {
+            module: endless.as_bytes(),
+            input_dir: None,
+            stdin: b"",
+            args: &[],
+            env: &[],
+            seed: [0; 32],
+            max_fuel: u64::MAX / 2,
+            max_memory_bytes: 2 << 20,
+            deadline: Some(started + Duration::from_millis(300)),
+        });
+        assert!(
+            matches!(result, Err(RunError::DeadlinePassed)),
+            "{result:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(20));
     }
 
     #[test]

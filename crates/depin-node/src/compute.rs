@@ -310,7 +310,8 @@ impl Worker {
         }
     }
 
-    /// Runs the job in the sandbox (blocking) and keeps what the consumer will fetch.
+    /// Runs the job in the sandbox (blocking) and keeps what the consumer will fetch. A run
+    /// still going when the commit deadline nears is stopped: nothing is committed.
     fn execute(&self, job: &Job) -> Result<LocalJob, String> {
         let started = Instant::now();
         let module = std::fs::read(self.store.path(&job.spec.module)).map_err(|e| e.to_string())?;
@@ -333,6 +334,7 @@ impl Worker {
                 seed: *job.spec.seed.as_bytes(),
                 max_fuel: job.spec.max_fuel,
                 max_memory_bytes: u64::from(job.spec.max_memory_mib) << 20,
+                deadline: Some(run_deadline(&self.node, job)),
             })
             .map_err(|e| e.to_string())?;
         let bundle = ResultBundle {
@@ -376,4 +378,13 @@ impl Worker {
         );
         Ok(local)
     }
+}
+
+/// When a run must stop so its commitment can still make the commit deadline: the blocks left
+/// at the chain's block interval, less two blocks for the commitment itself.
+fn run_deadline(node: &Node, job: &Job) -> Instant {
+    let height = node.chain().head().height;
+    let interval = node.chain().protocol().genesis().chain.block_interval_ms;
+    let blocks = job.commit_deadline.saturating_sub(height).saturating_sub(2);
+    Instant::now() + Duration::from_millis(blocks.saturating_mul(interval))
 }

@@ -38,6 +38,7 @@ pub fn free_base_port(nodes: u16) -> u16 {
 
 /// Starts `depin devnet` with `providers` providers in `dir` and waits until every node runs
 /// and has had a few seconds to connect; returns it with its devnet.json.
+#[allow(dead_code)] // the finality bench starts its own validators
 pub fn start_devnet(bin: &str, dir: &Path, providers: u16, block_ms: u64) -> (Devnet, Value) {
     let base = free_base_port(providers + 1);
     let child = Command::new(bin)
