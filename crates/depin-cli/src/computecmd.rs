@@ -13,7 +13,7 @@ use crate::txcmd::{Network, TxOpts, send};
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use depin_compute::bundle::{MAX_RESULT_BYTES, ResultBundle, exit_text, pack};
-use depin_compute::transfer::{fetch_result, push_blob};
+use depin_compute::transfer::{TransferError, fetch_result, push_blob};
 use depin_protocol::Action;
 use depin_protocol::compute::{ComputeTx, ExitKind, Job, JobSpec, JobStatus, fuel_cost_dc};
 use depin_types::{Address, Hash, ServiceKind};
@@ -44,6 +44,9 @@ pub struct SubmitArgs {
     /// A file or folder the job sees read-only under /input.
     #[arg(long)]
     pub input: Option<PathBuf>,
+    /// A file of the input (its path inside --input) fed to the job as stdin.
+    #[arg(long)]
+    pub stdin: Option<String>,
     /// Environment variables, KEY=VALUE (repeat the option).
     #[arg(long = "env", value_parser = parse_env)]
     pub env: Vec<(String, String)>,
@@ -158,6 +161,18 @@ fn submit(ctx: &Ctx, args: SubmitArgs) -> anyhow::Result<()> {
         }
         None => (None, 0),
     };
+    if let Some(name) = &args.stdin {
+        let inside = match &args.input {
+            Some(path) if path.is_dir() => path.join(name).is_file(),
+            Some(path) => path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy() == *name),
+            None => false,
+        };
+        if !inside {
+            bail!("--stdin {name:?} must name a file of --input (its path inside it)");
+        }
+    }
     let seed = match &args.seed {
         Some(text) => text
             .parse::<Hash>()
@@ -175,6 +190,7 @@ fn submit(ctx: &Ctx, args: SubmitArgs) -> anyhow::Result<()> {
         input_bytes,
         args: args.args.clone(),
         env: args.env.clone(),
+        stdin: args.stdin.clone(),
         seed,
         max_fuel: args.max_fuel,
         max_memory_mib: args.max_memory_mib,
@@ -405,20 +421,34 @@ fn result(ctx: &Ctx, id: &str, output: &Path) -> anyhow::Result<()> {
     let network = Network::fetch(&ctx.client)?;
     let (bundle, from) = runtime()?.block_on(async {
         let net = join_network(ctx, &network.chain_id).await?;
-        let mut reasons = Vec::new();
+        // A fresh session finds the replicas through the network's discovery: an
+        // unreachable replica is asked again for a while before giving up.
+        let deadline = Instant::now() + Duration::from_secs(20);
         let mut found = None;
-        for holder in &job.agreed {
-            match fetch_result(&net, holder, id, MAX_RESULT_BYTES).await {
-                Ok(bytes) => match ResultBundle::decode(&bytes) {
-                    Ok(bundle) if bundle.matches(&accepted) => {
-                        found = Some((bundle, *holder));
-                        break;
+        let mut reasons = Vec::new();
+        while found.is_none() {
+            reasons.clear();
+            let mut retry = false;
+            for holder in &job.agreed {
+                match fetch_result(&net, holder, id, MAX_RESULT_BYTES).await {
+                    Ok(bytes) => match ResultBundle::decode(&bytes) {
+                        Ok(bundle) if bundle.matches(&accepted) => {
+                            found = Some((bundle, *holder));
+                            break;
+                        }
+                        Ok(_) => reasons.push(format!("{holder}: not the accepted result")),
+                        Err(e) => reasons.push(format!("{holder}: {e}")),
+                    },
+                    Err(e) => {
+                        retry |= matches!(e, TransferError::Net(_));
+                        reasons.push(format!("{holder}: {e}"));
                     }
-                    Ok(_) => reasons.push(format!("{holder}: not the accepted result")),
-                    Err(e) => reasons.push(format!("{holder}: {e}")),
-                },
-                Err(e) => reasons.push(format!("{holder}: {e}")),
+                }
             }
+            if found.is_some() || !retry || Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
         net.shutdown().await;
         found.ok_or_else(|| anyhow::anyhow!("no replica served the result: {}", reasons.join("; ")))

@@ -1105,6 +1105,48 @@ fn compute_jobs_are_run_by_replicas_and_the_majority_result_wins() {
     let shown = json(&rpc, &["provider", "show", &vanisher]).to_string();
     assert!(shown.contains("no compute result revealed"), "{shown}");
 
+    // Arguments and stdin reach the job, and output files come back: wordcount given a
+    // folder that does not exist counts its stdin, a file of the input.
+    let wordcount = modules
+        .iter()
+        .find(|p| p.file_stem().is_some_and(|s| s == "wordcount"))
+        .expect("wordcount example")
+        .to_string_lossy()
+        .into_owned();
+    let counted = json(
+        &rpc,
+        &[
+            "compute",
+            "submit",
+            &wordcount,
+            "--input",
+            &input_s,
+            "--stdin",
+            "a.txt",
+            "--wait",
+            "--key",
+            &user_key,
+            "--args",
+            "/no/such/folder",
+        ],
+    );
+    assert_eq!(counted["job"]["status"], "Done", "{counted}");
+    let counted_id = str_of(&counted, "id").to_string();
+    let out = tmp.path().join("counted");
+    let out_s = out.to_string_lossy().into_owned();
+    let fetched = json(&rpc, &["compute", "result", &counted_id, "-o", &out_s]);
+    assert_eq!(
+        fetched["files"],
+        serde_json::json!(["counts.txt"]),
+        "{fetched}"
+    );
+    let stdout = std::fs::read_to_string(out.join("stdout")).expect("stdout");
+    assert!(stdout.contains("1 lines 4 words 20 bytes"), "{stdout}");
+    assert_eq!(
+        std::fs::read_to_string(out.join("files/counts.txt")).expect("counts"),
+        stdout
+    );
+
     // Bad modules end as results the replicas agree on: not wasm, and an endless loop that
     // stops at its fuel limit.
     let junk = tmp.path().join("junk.wasm");

@@ -569,3 +569,145 @@ mod tests {
         ));
     }
 }
+
+#[cfg(test)]
+mod network_tests {
+    //! The blob protocol over real libp2p on loopback.
+    use super::*;
+    use depin_net::{Multiaddr, NetConfig, Network};
+    use depin_types::Keypair;
+
+    struct Wants(Vec<(Hash, u64)>);
+
+    impl WantedBlobs for Wants {
+        fn wanted(&self, blob: &Hash) -> Option<u64> {
+            self.0.iter().find(|(h, _)| h == blob).map(|(_, len)| *len)
+        }
+    }
+
+    fn config(key: Keypair) -> NetConfig {
+        let mut c = NetConfig::new(key, "compute-test");
+        c.listen_tcp = "/ip4/127.0.0.1/tcp/0".parse().expect("addr");
+        c.listen_quic = None;
+        c.max_request_bytes = MAX_MESSAGE_BYTES;
+        c.max_response_bytes = MAX_MESSAGE_BYTES;
+        c.request_timeout = Duration::from_secs(5);
+        c
+    }
+
+    async fn listen_addr(net: &NetHandle) -> Multiaddr {
+        for _ in 0..100 {
+            if let Some(a) = net.listen_addrs().await.into_iter().next() {
+                return a;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("no listen address");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn blobs_go_from_consumer_to_replica_and_from_any_holder_to_a_latecomer() {
+        let module: Vec<u8> = (0..(2 * PART_BYTES + 12_345) as u32)
+            .map(|i| (i % 241) as u8)
+            .collect();
+        let module_hash = Hash(*blake3::hash(&module).as_bytes());
+        let total = module.len() as u64;
+        let tmp = tempfile::tempdir().expect("tmp");
+        let source = tmp.path().join("module.wasm");
+        std::fs::write(&source, &module).expect("write");
+
+        // A replica that wants the module.
+        let replica_key = Keypair::from_seed(b"replica");
+        let replica_store = Arc::new(BlobStore::open(&tmp.path().join("replica")).expect("store"));
+        let (server, mut stored) = BlobServer::new(
+            replica_store.clone(),
+            Arc::new(Wants(vec![(module_hash, total)])),
+        );
+        let (replica_net, _e) = Network::start(config(replica_key.clone()))
+            .await
+            .expect("net");
+        tokio::spawn(serve(server, replica_net.clone()));
+        let replica_addr = listen_addr(&replica_net).await;
+
+        // The consumer pushes it, with progress adding up to the whole blob.
+        let mut consumer_config = config(Keypair::from_seed(b"consumer"));
+        consumer_config.bootstrap = vec![replica_addr.clone()];
+        let (consumer, _e) = Network::start(consumer_config).await.expect("net");
+        let sent = std::sync::atomic::AtomicU64::new(0);
+        let count = |n: u64| {
+            sent.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        };
+        push_blob(
+            &consumer,
+            &replica_key.address(),
+            module_hash,
+            &source,
+            Duration::from_secs(10),
+            &count,
+        )
+        .await
+        .expect("push");
+        assert_eq!(sent.load(std::sync::atomic::Ordering::Relaxed), total);
+        assert_eq!(stored.recv().await, Some(module_hash));
+        assert!(replica_store.has(&module_hash));
+        // A blob no job names is refused at once.
+        let stray = tmp.path().join("stray");
+        std::fs::write(&stray, b"nobody asked").expect("write");
+        let stray_hash = Hash(*blake3::hash(b"nobody asked").as_bytes());
+        let refused = push_blob(
+            &consumer,
+            &replica_key.address(),
+            stray_hash,
+            &stray,
+            Duration::ZERO,
+            &|_| {},
+        )
+        .await;
+        assert!(
+            matches!(refused, Err(TransferError::Refused { ref code, .. }) if code == "not_wanted"),
+            "{refused:?}"
+        );
+
+        // A latecomer (a retry round's fresh provider) fetches it from the holders: one that
+        // is not there, then the replica.
+        let late_store = BlobStore::open(&tmp.path().join("late")).expect("store");
+        let mut late_config = config(Keypair::from_seed(b"latecomer"));
+        late_config.bootstrap = vec![replica_addr];
+        let (late, _e) = Network::start(late_config).await.expect("net");
+        let nobody = Keypair::from_seed(b"nobody").address();
+        fetch_blob(
+            &late,
+            &[nobody, replica_key.address()],
+            module_hash,
+            total,
+            &late_store,
+        )
+        .await
+        .expect("fetch");
+        assert_eq!(
+            std::fs::read(late_store.path(&module_hash)).expect("read"),
+            module
+        );
+        // A blob nobody holds: a clear error naming each holder's answer.
+        let missing =
+            fetch_blob(&late, &[replica_key.address()], stray_hash, 12, &late_store).await;
+        assert!(
+            matches!(missing, Err(TransferError::NoHolder(ref why)) if why.contains("unknown_blob")),
+            "{missing:?}"
+        );
+
+        // Results come back whole.
+        let result: Vec<u8> = vec![42u8; PART_BYTES + 7];
+        let job = Hash::of(b"job");
+        replica_store.put_result(&job, &result).expect("result");
+        let fetched = fetch_result(&late, &replica_key.address(), job, 1 << 30)
+            .await
+            .expect("result");
+        assert_eq!(fetched, result);
+        let too_big = fetch_result(&late, &replica_key.address(), job, 100).await;
+        assert!(
+            matches!(too_big, Err(TransferError::Malformed(_))),
+            "{too_big:?}"
+        );
+    }
+}

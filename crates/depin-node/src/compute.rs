@@ -244,15 +244,18 @@ impl Worker {
         true
     }
 
-    /// Drops a settled job's module and input unless another job here still needs them.
-    /// Its result stays, for the consumer to fetch.
+    /// Drops a settled job's module and input unless another job here still needs them (one
+    /// it ran, or one the chain assigned to it: the same bytes may already be here for a new
+    /// job, its consumer told they arrived). Its result stays, for the consumer to fetch.
     fn forget(&self, ran: &LocalJob, local: &BTreeMap<Hash, LocalJob>) {
         let _ = std::fs::remove_file(self.jobs_dir.join(ran.job.to_string()));
+        let assigned = ChainWanted(self.node.clone());
         for blob in std::iter::once(ran.module).chain(ran.input) {
             let shared = local
                 .values()
                 .filter(|other| other.job != ran.job)
-                .any(|other| other.module == blob || other.input == Some(blob));
+                .any(|other| other.module == blob || other.input == Some(blob))
+                || assigned.wanted(&blob).is_some();
             if !shared {
                 self.store.remove(&blob);
             }
@@ -323,12 +326,25 @@ impl Worker {
             let file = std::fs::File::open(self.store.path(&input)).map_err(|e| e.to_string())?;
             unpack(file, job.spec.input_bytes, input_dir.path()).map_err(|e| e.to_string())?;
         }
+        // A stdin path that is not a plain path inside the input reads as empty, on every
+        // replica alike.
+        let stdin = job
+            .spec
+            .stdin
+            .as_deref()
+            .map(std::path::Path::new)
+            .filter(|p| {
+                p.components()
+                    .all(|c| matches!(c, std::path::Component::Normal(_)))
+            })
+            .and_then(|p| std::fs::read(input_dir.path().join(p)).ok())
+            .unwrap_or_default();
         let output = self
             .runner
             .run(&JobRun {
                 module: &module,
                 input_dir: job.spec.input.map(|_| input_dir.path()),
-                stdin: b"",
+                stdin: &stdin,
                 args: &job.spec.args,
                 env: &job.spec.env,
                 seed: *job.spec.seed.as_bytes(),

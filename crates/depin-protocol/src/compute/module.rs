@@ -119,10 +119,14 @@ fn check_spec(ctx: &ServiceContext<'_, '_>, spec: &JobSpec) -> Result<(), TxErro
             p.max_input_bytes
         ));
     }
+    if spec.stdin.is_some() && spec.input.is_none() {
+        return bad("stdin names a file of the input, and there is no input".into());
+    }
     let strings = spec
         .args
         .iter()
-        .chain(spec.env.iter().flat_map(|(k, v)| [k, v]));
+        .chain(spec.env.iter().flat_map(|(k, v)| [k, v]))
+        .chain(spec.stdin.iter());
     let mut count = 0;
     for s in strings {
         count += 1;

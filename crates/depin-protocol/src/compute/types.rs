@@ -21,6 +21,8 @@ pub struct JobSpec {
     pub input_bytes: u64,
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// A file of the input bundle (its path there) fed to the job as stdin; none: empty.
+    pub stdin: Option<String>,
     /// The only randomness the job sees (WASI `random_get`).
     pub seed: Hash,
     pub max_fuel: u64,

@@ -28,6 +28,7 @@ fn spec(replicas: u8) -> JobSpec {
         input_bytes: 0,
         args: vec!["wc".into(), "-w".into()],
         env: vec![("LANG".into(), "C".into())],
+        stdin: None,
         seed: Hash::of(b"seed"),
         max_fuel: MAX_FUEL,
         max_memory_mib: 64,
@@ -357,6 +358,10 @@ fn bad_jobs_are_refused_and_leave_state_untouched() {
         },
         JobSpec {
             args: vec!["a\0b".into()],
+            ..spec(1)
+        },
+        JobSpec {
+            stdin: Some("in.txt".into()),
             ..spec(1)
         },
     ] {
