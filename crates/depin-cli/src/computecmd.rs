@@ -471,9 +471,15 @@ fn result(ctx: &Ctx, id: &str, output: &Path) -> anyhow::Result<()> {
         files: bundle.files.iter().map(|(name, _)| name.clone()).collect(),
         output: output.to_path_buf(),
     };
+    // The chain's side of the result (fuel, who agreed) next to the files.
+    std::fs::write(
+        output.join("result.json"),
+        serde_json::to_vec_pretty(&fetched)?,
+    )
+    .with_context(|| format!("cannot write into {}", output.display()))?;
     ctx.out.emit(&fetched, || {
         Ok(format!(
-            "{}, {} fuel, checked against the result {} replica(s) agreed on\nstdout ({} bytes), stderr ({} bytes), exit and {} file(s) in {}",
+            "{}, {} fuel, checked against the result {} replica(s) agreed on\nstdout ({} bytes), stderr ({} bytes), exit, result.json and {} file(s) in {}",
             fetched.exit,
             fetched.fuel_used,
             fetched.agreed.len(),

@@ -1098,6 +1098,11 @@ fn compute_jobs_are_run_by_replicas_and_the_majority_result_wins() {
         std::fs::read_to_string(out.join("exit")).expect("exit"),
         "exited 0\n"
     );
+    let recorded: Value =
+        serde_json::from_slice(&std::fs::read(out.join("result.json")).expect("result.json"))
+            .expect("json");
+    assert_eq!(recorded["agreed"], job["agreed"]);
+    assert_eq!(recorded["fuel_used"], job["accepted"]["fuel_used"]);
 
     // The liar was outvoted and the vanished replica counted silent: both slashed.
     let shown = json(&rpc, &["provider", "show", &liar]).to_string();
