@@ -8,6 +8,7 @@
 
 pub mod block;
 pub mod compute;
+pub mod coverage;
 pub mod error;
 pub mod params;
 pub mod service;

@@ -1,0 +1,348 @@
+//! The proof-of-coverage checks at their edges, and the reward math against Helium's numbers.
+
+use super::rewards::*;
+use super::verify::*;
+use depin_types::{Address, Hash, Keypair};
+
+const SENT: u64 = 1_000_000_000;
+const FREQ: u64 = 868_100_000;
+/// Amsterdam, and a point about 2 km north of it.
+const HERE: (f64, f64) = (52.3700, 4.9000);
+const NORTH_2KM: (f64, f64) = (52.3880, 4.9000);
+
+fn addr(name: &str) -> Address {
+    Keypair::from_seed(name.as_bytes()).address()
+}
+
+fn hotspot(name: &str, at: (f64, f64)) -> HotspotInfo {
+    HotspotInfo {
+        address: addr(name),
+        location: location_cell(at.0, at.1),
+        gain_dbi_x10: 30,
+        elevation_m: 10,
+        region: Region::Eu868,
+        full_capability: true,
+        denylisted: false,
+    }
+}
+
+fn entropy() -> Entropy {
+    Entropy {
+        value: Hash::of(b"block hash"),
+        published_ms: SENT - 10_000,
+    }
+}
+
+fn beacon(beaconer: &HotspotInfo) -> BeaconReport {
+    BeaconReport {
+        beaconer: beaconer.address,
+        entropy: entropy().value,
+        sent_ms: SENT,
+        frequency_hz: FREQ,
+        payload: beacon_payload(&entropy().value, beaconer.region, beaconer.gain_dbi_x10),
+    }
+}
+
+fn witness_of(report: &BeaconReport, witness: &HotspotInfo) -> WitnessReport {
+    WitnessReport {
+        witness: witness.address,
+        beaconer: report.beaconer,
+        received_ms: SENT + 1_000,
+        frequency_hz: FREQ,
+        signal_dbm_x10: -1000,
+        snr_db_x10: 50,
+        payload: report.payload.clone(),
+    }
+}
+
+#[test]
+fn a_beacon_is_checked_for_its_hotspot_entropy_interval_and_payload() {
+    let p = PocParams::helium();
+    let b = hotspot("beaconer", HERE);
+    let e = entropy();
+    let report = beacon(&b);
+    assert_eq!(check_beacon(&p, Some(&b), Some(&e), None, &report), Ok(()));
+    assert_eq!(
+        check_beacon(&p, None, Some(&e), None, &report),
+        Err(Rejection::UnknownHotspot)
+    );
+    let mut h = b.clone();
+    h.location = None;
+    assert_eq!(
+        check_beacon(&p, Some(&h), Some(&e), None, &report),
+        Err(Rejection::NotLocated)
+    );
+    h = b.clone();
+    h.denylisted = true;
+    assert_eq!(
+        check_beacon(&p, Some(&h), Some(&e), None, &report),
+        Err(Rejection::Denylisted)
+    );
+    h = b.clone();
+    h.full_capability = false;
+    assert_eq!(
+        check_beacon(&p, Some(&h), Some(&e), None, &report),
+        Err(Rejection::NotFullCapability)
+    );
+    assert_eq!(
+        check_beacon(&p, Some(&b), None, None, &report),
+        Err(Rejection::UnknownEntropy)
+    );
+    // The entropy window: up to its lifetime after publication, never before.
+    let mut late = report.clone();
+    late.sent_ms = e.published_ms + p.entropy_lifetime_ms;
+    assert_eq!(check_beacon(&p, Some(&b), Some(&e), None, &late), Ok(()));
+    late.sent_ms += 1;
+    assert_eq!(
+        check_beacon(&p, Some(&b), Some(&e), None, &late),
+        Err(Rejection::EntropyWindow)
+    );
+    late.sent_ms = e.published_ms - 1;
+    assert_eq!(
+        check_beacon(&p, Some(&b), Some(&e), None, &late),
+        Err(Rejection::EntropyWindow)
+    );
+    // One beacon per interval.
+    let last = SENT - p.beacon_interval_ms;
+    assert_eq!(
+        check_beacon(&p, Some(&b), Some(&e), Some(last), &report),
+        Ok(())
+    );
+    assert!(matches!(
+        check_beacon(&p, Some(&b), Some(&e), Some(last + 1), &report),
+        Err(Rejection::TooSoon { .. })
+    ));
+    assert!(matches!(
+        check_beacon(&p, Some(&b), Some(&e), Some(SENT + 5), &report),
+        Err(Rejection::TooSoon { .. })
+    ));
+    // A payload made up, or made for another gain, is not the entropy's.
+    let mut forged = report.clone();
+    forged.payload = beacon_payload(&e.value, b.region, b.gain_dbi_x10 + 10);
+    assert_eq!(
+        check_beacon(&p, Some(&b), Some(&e), None, &forged),
+        Err(Rejection::PayloadMismatch)
+    );
+}
+
+#[test]
+fn a_witness_is_checked_at_every_edge() {
+    let p = PocParams::helium();
+    let b = hotspot("beaconer", HERE);
+    let w = hotspot("witness", NORTH_2KM);
+    let e = entropy();
+    let report = beacon(&b);
+    let verified = VerifiedBeacon {
+        report: &report,
+        beaconer: &b,
+        entropy: Some(&e),
+        first_witness_ms: None,
+    };
+    let good = witness_of(&report, &w);
+    let check = |v: &VerifiedBeacon<'_>, who: &HotspotInfo, dup: bool, r: &WitnessReport| {
+        check_witness(&p, v, Some(who), dup, r)
+    };
+    assert_eq!(check(&verified, &w, false, &good), Ok(()));
+    assert_eq!(
+        check(&verified, &b, false, &witness_of(&report, &b)),
+        Err(Rejection::SelfWitness)
+    );
+    assert_eq!(check(&verified, &w, true, &good), Err(Rejection::Duplicate));
+    assert_eq!(
+        check_witness(&p, &verified, None, false, &good),
+        Err(Rejection::UnknownHotspot)
+    );
+
+    // Lag: at most 4000 ms after the beacon, 1500 ms after the first witness.
+    let mut r = good.clone();
+    r.received_ms = SENT + p.max_witness_lag_ms;
+    assert_eq!(check(&verified, &w, false, &r), Ok(()));
+    r.received_ms += 1;
+    assert!(matches!(
+        check(&verified, &w, false, &r),
+        Err(Rejection::LagTooLong { .. })
+    ));
+    r.received_ms = SENT - 1;
+    assert!(matches!(
+        check(&verified, &w, false, &r),
+        Err(Rejection::LagTooLong { .. })
+    ));
+    let after_first = VerifiedBeacon {
+        first_witness_ms: Some(SENT + 100),
+        ..verified
+    };
+    r.received_ms = SENT + 100 + p.max_lag_after_first_ms;
+    assert_eq!(check(&after_first, &w, false, &r), Ok(()));
+    r.received_ms += 1;
+    assert!(matches!(
+        check(&after_first, &w, false, &r),
+        Err(Rejection::LateAfterFirst { .. })
+    ));
+
+    // Frequency within 100 kHz, same region, same payload.
+    r = good.clone();
+    r.frequency_hz = FREQ + p.max_frequency_diff_hz;
+    assert_eq!(check(&verified, &w, false, &r), Ok(()));
+    r.frequency_hz += 1;
+    assert!(matches!(
+        check(&verified, &w, false, &r),
+        Err(Rejection::Frequency { .. })
+    ));
+    let mut elsewhere = w.clone();
+    elsewhere.region = Region::Us915;
+    assert_eq!(
+        check(&verified, &elsewhere, false, &good),
+        Err(Rejection::Region)
+    );
+    r = good.clone();
+    r.payload[0] ^= 1;
+    assert_eq!(
+        check(&verified, &w, false, &r),
+        Err(Rejection::PayloadMismatch)
+    );
+
+    // Distance: at least 8 cells at resolution 11, at most 100 km.
+    let next_door = hotspot("next door", (52.3702, 4.9000));
+    assert!(matches!(
+        check(
+            &verified,
+            &next_door,
+            false,
+            &witness_of(&report, &next_door)
+        ),
+        Err(Rejection::TooClose { .. })
+    ));
+    let far = hotspot("far", (53.5, 4.9));
+    assert!(matches!(
+        check(&verified, &far, false, &witness_of(&report, &far)),
+        Err(Rejection::TooFar { .. })
+    ));
+
+    // Signal: up to the free-space bound plus the margin, not a tenth of a dB more.
+    let bound = {
+        let cell = |h: &HotspotInfo| {
+            h3o::LatLng::from(h3o::CellIndex::try_from(h.location.unwrap_or(0)).expect("cell"))
+        };
+        let d = cell(&b).distance_m(cell(&w));
+        max_signal_dbm_x10(&p, &b, &w, d, FREQ)
+    };
+    // About 97 dB of loss over 2 km at 868 MHz: the bound is near -75 dBm.
+    assert!((-800..=-700).contains(&bound), "{bound}");
+    r = good.clone();
+    r.signal_dbm_x10 = bound;
+    assert_eq!(check(&verified, &w, false, &r), Ok(()));
+    r.signal_dbm_x10 = bound + 1;
+    assert!(matches!(
+        check(&verified, &w, false, &r),
+        Err(Rejection::SignalTooStrong { .. })
+    ));
+}
+
+#[test]
+fn free_space_loss_follows_the_formula() {
+    // 1 km at 868 MHz: 20·log10(4π·1000·868e6/2.998e8) = 91.22 dB.
+    assert!((fspl_db(1000.0, 868e6) - 91.22).abs() < 0.01);
+    // Twice the distance costs 6.02 dB more.
+    assert!((fspl_db(2000.0, 868e6) - fspl_db(1000.0, 868e6) - 6.0206).abs() < 1e-3);
+}
+
+#[test]
+fn reciprocity_needs_both_a_beacon_and_a_witness_in_the_window() {
+    let p = PocParams::helium();
+    let now = 10 * p.reciprocity_window_ms;
+    let edge = now - p.reciprocity_window_ms;
+    assert_eq!(check_reciprocity(&p, now, Some(edge), Some(now)), Ok(()));
+    assert_eq!(
+        check_reciprocity(&p, now, Some(edge - 1), Some(now)),
+        Err(Rejection::NoReciprocity { missing: "beacon" })
+    );
+    assert_eq!(
+        check_reciprocity(&p, now, Some(now), None),
+        Err(Rejection::NoReciprocity { missing: "witness" })
+    );
+}
+
+#[test]
+fn hip15_units_match_helium() {
+    let beaconer: Vec<u64> = (0..=4).map(beaconer_units_ppm).collect();
+    assert_eq!(beaconer, vec![0, 250_000, 500_000, 750_000, 1_000_000]);
+    assert_eq!(
+        (0..=4).map(witness_units_ppm).collect::<Vec<_>>(),
+        vec![0, PPM, PPM, PPM, PPM]
+    );
+    // n = 5: beaconer 2 − 0.8 = 1.2; each witness (3 + 0.8) / 5 = 0.76.
+    assert_eq!(beaconer_units_ppm(5), 1_200_000);
+    assert_eq!(witness_units_ppm(5), 760_000);
+    // n = 14: beaconer 2 − 0.8^10 = 2 − 0.1073742 (0.8^10 rounded down to 0.107374).
+    assert_eq!(beaconer_units_ppm(14), 1_892_626);
+    // More witnesses never lower the beaconer's units, never past 2; the witnesses share a
+    // total of 3 + 0.8^(n−4), falling towards 3 (within rounding, a ppm per witness).
+    for n in 5..40 {
+        assert!(beaconer_units_ppm(n + 1) >= beaconer_units_ppm(n));
+        assert!(beaconer_units_ppm(n) < 2 * PPM);
+        let total = |n: u32| witness_units_ppm(n) * u64::from(n);
+        assert!(total(n + 1) <= total(n) + u64::from(n));
+        assert!(total(n) + u64::from(n) >= 3 * PPM);
+    }
+}
+
+#[test]
+fn hip17_scales_crowded_hexes_down() {
+    let tiers = hip17_tiers();
+    let res8 = tiers.iter().find(|t| t.resolution == 8).expect("res 8");
+    assert_eq!(hex_limit(res8, 0), 1);
+    let res4 = tiers.iter().find(|t| t.resolution == 4).expect("res 4");
+    assert_eq!(hex_limit(res4, 0), 500);
+    assert_eq!(hex_limit(res4, 2), 500);
+    assert_eq!(hex_limit(res4, 3), 1000);
+    assert_eq!(hex_limit(res4, 6), 1000);
+    let res7 = tiers.iter().find(|t| t.resolution == 7).expect("res 7");
+    assert_eq!(hex_limit(res7, 4), 5);
+    assert_eq!(hex_limit(res7, 5), 10);
+
+    // Alone, and far apart: full scale.
+    let lone = location_cell(HERE.0, HERE.1).expect("cell");
+    let faraway = location_cell(48.85, 2.35).expect("cell");
+    assert_eq!(hex_scales_ppm(&[lone, faraway], &tiers), vec![PPM, PPM]);
+    // Two in the same resolution-10 hex share it at resolutions 8, 9 and 10: 1/8 each.
+    let twin = location_cell(HERE.0 + 0.00001, HERE.1).expect("cell");
+    assert_eq!(
+        hex_scales_ppm(&[lone, twin], &tiers),
+        vec![125_000, 125_000]
+    );
+    // Not a cell: no scale.
+    assert_eq!(hex_scales_ppm(&[0], &tiers), vec![0]);
+}
+
+/// Benchmark, not a test (`cargo test -p depin-protocol --release --lib -- --ignored
+/// witness_checks --nocapture`): witness checks per second on one core.
+#[test]
+#[ignore = "benchmark"]
+fn witness_checks_per_second() {
+    let p = PocParams::helium();
+    let b = hotspot("beaconer", HERE);
+    let w = hotspot("witness", NORTH_2KM);
+    let e = entropy();
+    let report = beacon(&b);
+    let verified = VerifiedBeacon {
+        report: &report,
+        beaconer: &b,
+        entropy: Some(&e),
+        first_witness_ms: None,
+    };
+    let good = witness_of(&report, &w);
+    let n = 1_000_000u32;
+    let started = std::time::Instant::now();
+    let mut valid = 0u32;
+    for i in 0..n {
+        let mut r = good.clone();
+        r.signal_dbm_x10 -= (i % 100) as i32;
+        valid += u32::from(check_witness(&p, &verified, Some(&w), false, &r).is_ok());
+    }
+    let secs = started.elapsed().as_secs_f64();
+    assert_eq!(valid, n);
+    println!(
+        "| witness checks per second, one core | {:.0} |",
+        f64::from(n) / secs
+    );
+}
