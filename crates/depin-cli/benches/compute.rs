@@ -15,16 +15,9 @@ use std::time::Instant;
 
 mod common;
 
-use common::start_devnet;
+use common::{depin_json, env_u64, start_devnet};
 
 const BIN: &str = env!("CARGO_BIN_EXE_depin");
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -32,18 +25,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn depin(rpc: &str, args: &[&str]) -> Value {
-    let out = Command::new(BIN)
-        .args(["--rpc", rpc, "--json"])
-        .args(args)
-        .stderr(Stdio::null())
-        .output()
-        .expect("run depin");
-    assert!(
-        out.status.success(),
-        "depin {args:?}: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    serde_json::from_slice(&out.stdout).expect("json")
+    depin_json(BIN, rpc, args)
 }
 
 fn main() {

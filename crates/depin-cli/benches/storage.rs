@@ -13,35 +13,16 @@ use depin_storage::store::PieceStore;
 use serde_json::Value;
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Instant;
 
 mod common;
 
-use common::start_devnet;
+use common::{depin_json, env_u64, start_devnet};
 
 const BIN: &str = env!("CARGO_BIN_EXE_depin");
 
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn depin(rpc: &str, args: &[&str]) -> Value {
-    let out = Command::new(BIN)
-        .args(["--rpc", rpc, "--json"])
-        .args(args)
-        .stderr(Stdio::null())
-        .output()
-        .expect("run depin");
-    assert!(
-        out.status.success(),
-        "depin {args:?}: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    serde_json::from_slice(&out.stdout).expect("json")
+    depin_json(BIN, rpc, args)
 }
 
 fn random_file(path: &Path, bytes: u64) {

@@ -213,12 +213,7 @@ fn submit(ctx: &Ctx, args: SubmitArgs) -> anyhow::Result<()> {
         true,
     )?;
     let id = outcome
-        .events
-        .iter()
-        .filter_map(|e| e["name"].as_str())
-        .find_map(|n| n.strip_prefix("job_submitted "))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|id| id.parse::<Hash>().ok())
+        .event_id("job_submitted")
         .context("the job transaction did not report a job id")?;
     eprintln!("job {id} submitted");
     let job = fetch_job(ctx, &id)?;

@@ -295,12 +295,7 @@ fn put(ctx: &Ctx, args: PutArgs) -> anyhow::Result<()> {
         true,
     )?;
     let id = outcome
-        .events
-        .iter()
-        .filter_map(|e| e["name"].as_str())
-        .find_map(|n| n.strip_prefix("deal_opened "))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|id| id.parse::<Hash>().ok())
+        .event_id("deal_opened")
         .context("the deal transaction did not report a deal id")?;
     eprintln!("deal {id} opened");
     let deal: DealResponse = ctx.client.get(&format!("/v1/storage/deals/{id}"))?;

@@ -153,6 +153,20 @@ fn amount_error(e: AmountError) -> CodedError {
     }
 }
 
+impl TxOutcome {
+    /// The id a service event `<name> <id> ...` of this transaction reports (a new deal's,
+    /// a new job's).
+    pub fn event_id(&self, name: &str) -> Option<Hash> {
+        let prefix = format!("{name} ");
+        self.events
+            .iter()
+            .filter_map(|e| e["name"].as_str())
+            .find_map(|n| n.strip_prefix(prefix.as_str()))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|id| id.parse::<Hash>().ok())
+    }
+}
+
 /// Checks an amount's syntax before any request. The token's decimals are not known yet, so
 /// only what is wrong for every possible decimals (at most 18) is refused here.
 pub fn precheck_amount(text: &str) -> Result<(), CodedError> {

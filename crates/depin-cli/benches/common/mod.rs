@@ -78,3 +78,29 @@ pub fn start_devnet(bin: &str, dir: &Path, providers: u16, block_ms: u64) -> (De
     std::thread::sleep(Duration::from_secs(5));
     (devnet, state)
 }
+
+/// An environment variable as a number, or `default`.
+#[allow(dead_code)] // not every bench is sized from the environment
+pub fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// `depin --rpc RPC --json ARGS...` (the binary at `bin`), which must succeed, parsed.
+#[allow(dead_code)] // the finality bench talks to its nodes itself
+pub fn depin_json(bin: &str, rpc: &str, args: &[&str]) -> Value {
+    let out = Command::new(bin)
+        .args(["--rpc", rpc, "--json"])
+        .args(args)
+        .stderr(Stdio::null())
+        .output()
+        .expect("run depin");
+    assert!(
+        out.status.success(),
+        "depin {args:?}: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    serde_json::from_slice(&out.stdout).expect("json")
+}
