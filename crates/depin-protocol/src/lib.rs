@@ -94,6 +94,7 @@ impl Protocol {
         };
         protocol.register_service(Arc::new(storage::StorageModule));
         protocol.register_service(Arc::new(compute::ComputeModule));
+        protocol.register_service(Arc::new(coverage::CoverageModule));
         Ok(protocol)
     }
 
@@ -689,7 +690,19 @@ impl Protocol {
         block: &BlockContext,
     ) -> Result<Option<EpochRewards>, TxError> {
         let epoch_blocks = self.genesis.chain.epoch_blocks;
-        if block.height == 0 || !block.height.is_multiple_of(epoch_blocks) {
+        if block.height == 0 {
+            return Ok(None);
+        }
+        for module in self.services.values() {
+            let mut ctx = ServiceContext {
+                state,
+                genesis: &self.genesis,
+                block,
+                service: module.service(),
+            };
+            module.end_block(&mut ctx)?;
+        }
+        if !block.height.is_multiple_of(epoch_blocks) {
             return Ok(None);
         }
         let epoch = block.epoch(epoch_blocks);
@@ -702,7 +715,7 @@ impl Protocol {
             };
             module.end_epoch(&mut ctx, epoch)?;
         }
-        let rewards = self.distribute_epoch_rewards(state, block.height, epoch)?;
+        let rewards = self.distribute_epoch_rewards(state, block, epoch)?;
         state.put(&StateKey::EpochRewards(epoch), &rewards);
         self.choose_next_validator_set(state, block.height)?;
         Ok(Some(rewards))
@@ -746,9 +759,10 @@ impl Protocol {
     fn distribute_epoch_rewards(
         &self,
         state: &mut Overlay<'_>,
-        height: u64,
+        block: &BlockContext,
         epoch: u64,
     ) -> Result<EpochRewards, TxError> {
+        let height = block.height;
         let emission = self.epoch_emission(epoch);
         let split = &self.genesis.reward_split;
         let mut buckets = Vec::new();
@@ -780,6 +794,23 @@ impl Protocol {
             let allocation = emission
                 .mul_div(u128::from(split.service_bps(service)), BPS_DENOMINATOR)
                 .ok_or(TxError::AmountOverflow)?;
+            if let Some(module) = self.services.get(&service) {
+                let mut ctx = ServiceContext {
+                    state,
+                    genesis: &self.genesis,
+                    block,
+                    service,
+                };
+                if let Some(payouts) = module.epoch_rewards(&mut ctx, epoch, allocation)? {
+                    buckets.push(own_split_bucket(
+                        service,
+                        allocation,
+                        &payouts,
+                        &mut rewards,
+                    )?);
+                    continue;
+                }
+            }
             let weights: Vec<(Address, u128)> = work
                 .units
                 .get(&service)
@@ -887,6 +918,39 @@ fn split_bucket(
         minted,
         unallocated: allocation.saturating_sub(minted),
         work_units: total,
+    })
+}
+
+/// Records a service's own split of its allocation, refusing one that pays out more.
+fn own_split_bucket(
+    service: ServiceKind,
+    allocation: Amount,
+    payouts: &[(Address, Amount)],
+    rewards: &mut Vec<RewardEntry>,
+) -> Result<BucketOutcome, TxError> {
+    let kind = RewardKind::Service(service);
+    let mut minted = Amount::ZERO;
+    for (account, amount) in payouts {
+        minted = minted.checked_add(*amount).ok_or(TxError::AmountOverflow)?;
+        if !amount.is_zero() {
+            rewards.push(RewardEntry {
+                account: *account,
+                kind,
+                amount: *amount,
+            });
+        }
+    }
+    if minted > allocation {
+        return Err(TxError::Store(StoreError(format!(
+            "{service} split {minted} of an allocation of {allocation}"
+        ))));
+    }
+    Ok(BucketOutcome {
+        kind,
+        allocation,
+        minted,
+        unallocated: allocation.saturating_sub(minted),
+        work_units: payouts.len() as u128,
     })
 }
 

@@ -1,5 +1,6 @@
 //! Genesis: every protocol parameter, the initial balances and the validator set, as TOML.
 
+use crate::coverage::CoverageParams;
 use depin_types::{Address, Amount, ServiceKind};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -32,6 +33,10 @@ pub struct Genesis {
     /// before the compute service get the defaults.
     #[serde(default = "ComputeParams::devnet")]
     pub compute: ComputeParams,
+    /// Coverage service: proof-of-coverage limits, hex density tiers, the emission split and
+    /// packet prices. Genesis files written before the coverage service get the defaults.
+    #[serde(default = "CoverageParams::devnet")]
+    pub coverage: CoverageParams,
     #[serde(default)]
     pub validators: Vec<GenesisValidator>,
     #[serde(default)]
@@ -357,6 +362,30 @@ impl Genesis {
         {
             return bad("compute limits must be positive");
         }
+        let cv = &self.coverage;
+        if u32::from(cv.beacon_share_bps)
+            + u32::from(cv.witness_share_bps)
+            + u32::from(cv.data_share_bps)
+            != 10_000
+            || cv.flowback_witness_bps > 10_000
+        {
+            return bad("coverage shares must sum to 10000 bps (flowback at most 10000)");
+        }
+        if cv.entropy_interval_blocks == 0
+            || cv.bytes_per_dc == 0
+            || cv.max_receipts_per_tx == 0
+            || cv.max_witness_reports_per_beacon == 0
+            || cv.poc.entropy_lifetime_ms == 0
+        {
+            return bad("coverage limits must be positive");
+        }
+        if cv
+            .density_tiers
+            .iter()
+            .any(|t| !(4..=10).contains(&t.resolution) || t.target == 0 || t.max < t.target)
+        {
+            return bad("coverage.density_tiers need resolutions 4..=10 and 0 < target <= max");
+        }
         if self.validators.is_empty() {
             return bad("at least one validator is required");
         }
@@ -446,6 +475,7 @@ impl Genesis {
             },
             storage: StorageParams::devnet(),
             compute: ComputeParams::devnet(),
+            coverage: CoverageParams::devnet(),
             validators: validators
                 .iter()
                 .map(|a| GenesisValidator {

@@ -50,6 +50,22 @@ pub trait ServiceModule: Send + Sync {
     fn end_epoch(&self, _ctx: &mut ServiceContext<'_, '_>, _epoch: u64) -> Result<(), StoreError> {
         Ok(())
     }
+
+    /// Runs after every block's transactions, before any epoch processing.
+    fn end_block(&self, _ctx: &mut ServiceContext<'_, '_>) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Splits this service's share of an epoch's emission itself (at most `allocation` in
+    /// all). `None`, the default, splits it by the work units recorded in the epoch.
+    fn epoch_rewards(
+        &self,
+        _ctx: &mut ServiceContext<'_, '_>,
+        _epoch: u64,
+        _allocation: Amount,
+    ) -> Result<Option<Vec<(Address, Amount)>>, StoreError> {
+        Ok(None)
+    }
 }
 
 /// What a service may do to the ledger.

@@ -1411,4 +1411,5 @@ fn the_validator_set_is_the_top_stake_among_candidates_one_epoch_ahead() {
 }
 
 mod compute;
+mod coverage;
 mod storage;

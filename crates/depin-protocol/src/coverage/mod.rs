@@ -1,9 +1,19 @@
-//! The coverage service's pure rules (Helium-style proof of coverage): beacon and witness
-//! checks, and the reward math. Not registered as a service yet: hotspot registration,
-//! reports on chain and the epoch split are still to come.
+//! The coverage service's consensus rules (Helium-style proof of coverage): hotspots and their
+//! asserted locations, beacon and witness reports verified in batches once their entropy's
+//! window closes, HIP-15 reward units with HIP-17 hex density scaling, and device packets paid
+//! in Data Credits. Pure: the radio side (the packet-forwarder endpoint) is `depin-coverage`'s.
 
+mod module;
 pub mod rewards;
+mod types;
 pub mod verify;
+
+pub use module::CoverageModule;
+pub use types::{
+    CoverageEpoch, CoverageParams, CoverageTx, Device, EntropyRecord, FCNT_WINDOW, Hotspot,
+    HotspotAssertion, HotspotEpochReward, MAX_OUTCOMES_KEPT, PacketReceipt, PendingBeacon,
+    ReportOutcome, keys, packet_message,
+};
 
 #[cfg(test)]
 mod tests;

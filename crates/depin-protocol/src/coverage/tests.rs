@@ -39,7 +39,12 @@ fn beacon(beaconer: &HotspotInfo) -> BeaconReport {
         entropy: entropy().value,
         sent_ms: SENT,
         frequency_hz: FREQ,
-        payload: beacon_payload(&entropy().value, beaconer.region, beaconer.gain_dbi_x10),
+        payload: beacon_payload(
+            &entropy().value,
+            &beaconer.address,
+            beaconer.region,
+            beaconer.gain_dbi_x10,
+        ),
     }
 }
 
@@ -47,6 +52,7 @@ fn witness_of(report: &BeaconReport, witness: &HotspotInfo) -> WitnessReport {
     WitnessReport {
         witness: witness.address,
         beaconer: report.beaconer,
+        entropy: report.entropy,
         received_ms: SENT + 1_000,
         frequency_hz: FREQ,
         signal_dbm_x10: -1000,
@@ -118,7 +124,7 @@ fn a_beacon_is_checked_for_its_hotspot_entropy_interval_and_payload() {
     ));
     // A payload made up, or made for another gain, is not the entropy's.
     let mut forged = report.clone();
-    forged.payload = beacon_payload(&e.value, b.region, b.gain_dbi_x10 + 10);
+    forged.payload = beacon_payload(&e.value, &b.address, b.region, b.gain_dbi_x10 + 10);
     assert_eq!(
         check_beacon(&p, Some(&b), Some(&e), None, &forged),
         Err(Rejection::PayloadMismatch)
@@ -345,4 +351,77 @@ fn witness_checks_per_second() {
         "| witness checks per second, one core | {:.0} |",
         f64::from(n) / secs
     );
+}
+
+fn units(lat: f64, beacon: u64, witness: u64, data_dc: u64) -> EpochUnits {
+    EpochUnits {
+        location: location_cell(lat, 4.9),
+        beaconed_recently: true,
+        beacon_units_ppm: beacon,
+        witness_units_ppm: witness,
+        data_dc,
+    }
+}
+
+const SHARES: CoverageShares = CoverageShares {
+    beacon_bps: 750,
+    witness_bps: 3000,
+    data_bps: 6250,
+    flowback_witness_bps: 8000,
+};
+
+#[test]
+fn unused_data_share_flows_back_to_beacons_and_witnesses() {
+    // Two hotspots far apart (no density clipping); data worth 1,000 of a 625,000 data pool.
+    let hotspots = [units(52.0, 1_000_000, 0, 100), units(53.0, 0, 1_000_000, 0)];
+    let split = split_epoch(1_000_000, &hotspots, &hip17_tiers(), SHARES, |dc| u128::from(dc) * 10);
+    assert_eq!(split.data_pool, 625_000);
+    assert_eq!(split.data_flowback, 624_000);
+    // 20% of the flowback to beacons, 80% to witnesses.
+    assert_eq!(split.beacon_pool, 75_000 + 124_800);
+    assert_eq!(split.witness_pool, 300_000 + 499_200);
+    assert_eq!(split.shares[0].data, 1_000);
+    assert_eq!(split.shares[0].beacon, split.beacon_pool);
+    assert_eq!(split.shares[1].witness, split.witness_pool);
+    assert_eq!(split.total(), 1_000_000);
+}
+
+#[test]
+fn data_beyond_its_share_is_paid_pro_rata_and_nothing_flows_back() {
+    let hotspots = [units(52.0, 0, 0, 300_000), units(53.0, 0, 0, 100_000)];
+    let split = split_epoch(1_000_000, &hotspots, &hip17_tiers(), SHARES, |dc| u128::from(dc) * 10);
+    assert_eq!(split.data_flowback, 0);
+    assert_eq!(split.shares[0].data, 468_750);
+    assert_eq!(split.shares[1].data, 156_250);
+    // No PoC units: those pools stay unminted.
+    assert_eq!(split.total(), 625_000);
+}
+
+#[test]
+fn crowded_hotspots_share_a_hex_scaled_reward() {
+    // Two in one resolution-10 hex earn 1/8 each of what the lone one earns per unit.
+    let hotspots = [
+        units(52.0, 1_000_000, 0, 0),
+        units(53.0, 1_000_000, 0, 0),
+        units(53.0, 1_000_000, 0, 0),
+    ];
+    let split = split_epoch(1_000_000, &hotspots, &hip17_tiers(), SHARES, |_| 0);
+    assert_eq!(split.shares[1].scale_ppm, 125_000);
+    assert_eq!(split.shares[0].beacon, 8 * split.shares[1].beacon);
+    assert!(split.total() <= 1_000_000);
+}
+
+proptest::proptest! {
+    #[test]
+    fn a_split_never_pays_more_than_its_allocation(
+        allocation in 0u128..1u128 << 96,
+        raw in proptest::collection::vec((0u64..5_000_000, 0u64..20_000_000, 0u64..1u64 << 40, 0u8..4), 0..12),
+    ) {
+        let hotspots: Vec<EpochUnits> = raw
+            .iter()
+            .map(|(b, w, d, site)| units(50.0 + f64::from(*site) * 0.001, *b, *w, *d))
+            .collect();
+        let split = split_epoch(allocation, &hotspots, &hip17_tiers(), SHARES, |dc| u128::from(dc) * 10);
+        proptest::prop_assert!(split.total() <= allocation);
+    }
 }

@@ -120,6 +120,8 @@ pub struct BeaconReport {
 pub struct WitnessReport {
     pub witness: Address,
     pub beaconer: Address,
+    /// The entropy of the beacon heard (with `beaconer`, names the beacon).
+    pub entropy: Hash,
     pub received_ms: u64,
     pub frequency_hz: u64,
     pub signal_dbm_x10: i32,
@@ -169,21 +171,67 @@ pub enum Rejection {
     },
     #[error("no valid {missing} of its own within the reciprocity window")]
     NoReciprocity { missing: &'static str },
+    #[error("the beaconer reported no beacon for this entropy")]
+    NoBeacon,
+    #[error("the beacon heard was not valid")]
+    BeaconInvalid,
+    #[error("valid, but only the first {max} witnesses of a beacon are rewarded")]
+    NotSelected { max: u32 },
 }
 
-/// The payload a beacon for `entropy` must carry: derived from the entropy, the region and the
-/// beaconer's gain, so nobody can send it before the entropy exists.
-pub fn beacon_payload(entropy: &Hash, region: Region, gain_dbi_x10: i32) -> Vec<u8> {
-    Hash::tagged(
+impl Rejection {
+    /// A short, stable name of the reason, for tallies and JSON.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Rejection::UnknownHotspot => "unknown_hotspot",
+            Rejection::NotLocated => "not_located",
+            Rejection::Denylisted => "denylisted",
+            Rejection::NotFullCapability => "not_full_capability",
+            Rejection::UnknownEntropy => "unknown_entropy",
+            Rejection::EntropyWindow => "entropy_window",
+            Rejection::TooSoon { .. } => "too_soon",
+            Rejection::PayloadMismatch => "payload_mismatch",
+            Rejection::SelfWitness => "self_witness",
+            Rejection::Duplicate => "duplicate",
+            Rejection::LagTooLong { .. } => "lag_too_long",
+            Rejection::LateAfterFirst { .. } => "late_after_first",
+            Rejection::Frequency { .. } => "frequency",
+            Rejection::Region => "region",
+            Rejection::TooClose { .. } => "too_close",
+            Rejection::TooFar { .. } => "too_far",
+            Rejection::SignalTooStrong { .. } => "signal_too_strong",
+            Rejection::NoReciprocity { .. } => "no_reciprocity",
+            Rejection::NoBeacon => "no_beacon",
+            Rejection::BeaconInvalid => "beacon_invalid",
+            Rejection::NotSelected { .. } => "not_selected",
+        }
+    }
+}
+
+/// Bytes of the beaconer's address a beacon opens with, so a witness knows whose it heard.
+pub const BEACON_ID_BYTES: usize = 8;
+
+/// The payload a beacon for `entropy` must carry: the beaconer's short id, then a tag derived
+/// from the entropy, the beaconer, its region and its gain, so nobody can send it before the
+/// entropy exists or claim another hotspot's beacon.
+pub fn beacon_payload(
+    entropy: &Hash,
+    beaconer: &Address,
+    region: Region,
+    gain_dbi_x10: i32,
+) -> Vec<u8> {
+    let tag = Hash::tagged(
         "depin coverage beacon",
         &[
             entropy.as_bytes(),
+            beaconer.as_bytes(),
             &depin_types::encode(&region),
             &gain_dbi_x10.to_le_bytes(),
         ],
-    )
-    .as_bytes()[..20]
-        .to_vec()
+    );
+    let mut payload = beaconer.as_bytes()[..BEACON_ID_BYTES].to_vec();
+    payload.extend_from_slice(&tag.as_bytes()[..20]);
+    payload
 }
 
 fn located(hotspot: Option<&HotspotInfo>) -> Result<(&HotspotInfo, CellIndex), Rejection> {
@@ -233,7 +281,14 @@ pub fn check_beacon(
             });
         }
     }
-    if report.payload != beacon_payload(&report.entropy, hotspot.region, hotspot.gain_dbi_x10) {
+    if report.payload
+        != beacon_payload(
+            &report.entropy,
+            &hotspot.address,
+            hotspot.region,
+            hotspot.gain_dbi_x10,
+        )
+    {
         return Err(Rejection::PayloadMismatch);
     }
     Ok(())

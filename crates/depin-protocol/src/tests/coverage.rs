@@ -1,0 +1,403 @@
+//! The coverage service's rules through real transactions: hotspot assertions and the fee on a
+//! move, beacon and witness reports verified once their entropy's window closes (with the
+//! reason of every refusal kept on the hotspot), reciprocity, the epoch split of the coverage
+//! emission, and packets paid once in Data Credits.
+
+use super::*;
+use crate::coverage::verify::{BeaconReport, Region, WitnessReport, beacon_payload};
+use crate::coverage::{
+    CoverageEpoch, CoverageTx, Device, EntropyRecord, Hotspot, HotspotAssertion, PacketReceipt,
+    keys, packet_message,
+};
+use depin_types::Hash;
+
+/// Long enough for several beacon rounds in one epoch.
+const COVERAGE_EPOCH_BLOCKS: u64 = 400;
+const FREQ: u64 = 868_100_000;
+/// Amsterdam and points about 2 and 4 km north (far enough apart, close enough to hear).
+const SITES: [(i32, i32); 3] = [
+    (523_700_000, 49_000_000),
+    (523_880_000, 49_000_000),
+    (524_060_000, 49_000_000),
+];
+
+fn coverage(tx: CoverageTx) -> Action {
+    Action::Service {
+        service: ServiceKind::Coverage,
+        payload: depin_types::encode(&tx),
+    }
+}
+
+fn assertion(site: (i32, i32), eui: u64) -> HotspotAssertion {
+    HotspotAssertion {
+        lat_e7: site.0,
+        lon_e7: site.1,
+        gain_dbi_x10: 30,
+        elevation_m: 5,
+        region: Region::Eu868,
+        full_capability: true,
+        gateway_eui: eui,
+    }
+}
+
+/// Users 0..3 are hotspots at [`SITES`]; the validator owns devices and holds Data Credits.
+fn coverage_setup() -> Fixture {
+    let mut f = setup_with(|g| g.chain.epoch_blocks = COVERAGE_EPOCH_BLOCKS);
+    for i in 0..3 {
+        let u = f.user(i);
+        f.make_provider(&u, 200 * UNIT, &[ServiceKind::Coverage]);
+        f.ok(&u, coverage(CoverageTx::AssertHotspot(assertion(SITES[i], 0xA0 + i as u64))));
+    }
+    let owner = f.validator.clone();
+    f.ok(&owner, buy_credits(10 * UNIT));
+    f
+}
+
+impl Fixture {
+    fn hotspot(&self, who: &Keypair) -> Hotspot {
+        self.get(&StateKey::Service(
+            ServiceKind::Coverage,
+            keys::hotspot(&who.address()),
+        ))
+        .expect("hotspot exists")
+    }
+
+    fn live_entropy(&self) -> Vec<EntropyRecord> {
+        self.get(&StateKey::Service(
+            ServiceKind::Coverage,
+            keys::LIVE_ENTROPY.to_vec(),
+        ))
+        .unwrap_or_default()
+    }
+
+    /// Ends blocks until a new entropy is published; returns it.
+    fn next_entropy(&mut self) -> EntropyRecord {
+        let known = self.live_entropy().last().map(|e| e.value);
+        loop {
+            self.end_block();
+            if let Some(e) = self.live_entropy().last()
+                && Some(e.value) != known
+            {
+                return *e;
+            }
+        }
+    }
+
+    /// Ends blocks until `entropy`'s reports have been verified.
+    fn verify(&mut self, entropy: &EntropyRecord) {
+        while self.live_entropy().iter().any(|e| e.value == entropy.value) {
+            self.end_block();
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.block().timestamp_ms
+    }
+
+    fn data_credits(&self, who: &Keypair) -> u128 {
+        self.account(who).data_credits
+    }
+}
+
+fn beacon(f: &Fixture, who: &Keypair, entropy: &EntropyRecord) -> BeaconReport {
+    BeaconReport {
+        beaconer: who.address(),
+        entropy: entropy.value,
+        sent_ms: f.now_ms(),
+        frequency_hz: FREQ,
+        payload: beacon_payload(&entropy.value, &who.address(), Region::Eu868, 30),
+    }
+}
+
+fn witness(who: &Keypair, of: &BeaconReport, signal_dbm_x10: i32) -> WitnessReport {
+    WitnessReport {
+        witness: who.address(),
+        beaconer: of.beaconer,
+        entropy: of.entropy,
+        received_ms: of.sent_ms + 300,
+        frequency_hz: FREQ,
+        signal_dbm_x10,
+        snr_db_x10: 50,
+        payload: of.payload.clone(),
+    }
+}
+
+/// One round: `beaconer` beacons on a fresh entropy and `witnesses` hear it; then verified.
+fn round(f: &mut Fixture, beaconer: usize, witnesses: &[usize]) -> EntropyRecord {
+    let entropy = f.next_entropy();
+    let b = f.user(beaconer);
+    let report = beacon(f, &b, &entropy);
+    f.ok(&b, coverage(CoverageTx::Beacon(report.clone())));
+    for w in witnesses {
+        let key = f.user(*w);
+        f.ok(&key, coverage(CoverageTx::Witness(witness(&key, &report, -900))));
+    }
+    f.verify(&entropy);
+    entropy
+}
+
+fn last_rejection(h: &Hotspot) -> Option<String> {
+    h.recent.last().expect("an outcome").rejection.clone()
+}
+
+#[test]
+fn a_hotspot_asserts_its_location_and_pays_to_move() {
+    let mut f = coverage_setup();
+    let a = f.user(0);
+    let h = f.hotspot(&a);
+    assert_eq!(h.info.location, crate::coverage::verify::location_cell(52.37, 4.9));
+    assert_eq!(h.location_changes, 0);
+
+    // Moving costs the location fee in Data Credits, which are burned.
+    let fee = u128::from(f.protocol.genesis().coverage.location_fee_dc);
+    let too_poor = f.tx(&a, coverage(CoverageTx::AssertHotspot(assertion(SITES[2], 0xA0))));
+    assert!(matches!(
+        f.reject(&too_poor),
+        TxError::InsufficientDataCredits { .. }
+    ));
+    f.ok(&a, buy_credits(UNIT));
+    let credits = f.data_credits(&a);
+    let outstanding = f.supply().data_credits_outstanding;
+    // Same place, new gain: free.
+    let mut same = assertion(SITES[0], 0xA0);
+    same.gain_dbi_x10 = 50;
+    f.ok(&a, coverage(CoverageTx::AssertHotspot(same)));
+    assert_eq!(f.data_credits(&a), credits);
+    f.ok(&a, coverage(CoverageTx::AssertHotspot(assertion((523_000_000, 49_000_000), 0xA0))));
+    assert_eq!(f.data_credits(&a), credits - fee);
+    assert_eq!(f.supply().data_credits_outstanding, outstanding - fee);
+    assert_eq!(f.hotspot(&a).location_changes, 1);
+    f.check_supply();
+
+    // Refusals leave the state untouched.
+    let stranger = f.user(3);
+    let not_provider = f.tx(&stranger, coverage(CoverageTx::AssertHotspot(assertion(SITES[0], 0xB0))));
+    assert!(f.reject(&not_provider).to_string().contains("coverage"));
+    let off_globe = f.tx(&a, coverage(CoverageTx::AssertHotspot(assertion((910_000_000, 0), 0xA0))));
+    assert!(f.reject(&off_globe).to_string().contains("latitude"));
+    let taken = f.tx(&a, coverage(CoverageTx::AssertHotspot(assertion(SITES[0], 0xA1))));
+    assert!(f.reject(&taken).to_string().contains("belongs to"));
+    let mut loud = assertion(SITES[0], 0xA0);
+    loud.gain_dbi_x10 = 900;
+    let loud = f.tx(&a, coverage(CoverageTx::AssertHotspot(loud)));
+    assert!(f.reject(&loud).to_string().contains("gain"));
+    let junk = f.tx(
+        &a,
+        Action::Service {
+            service: ServiceKind::Coverage,
+            payload: vec![9, 9, 9],
+        },
+    );
+    assert!(f.reject(&junk).to_string().contains("malformed"));
+}
+
+#[test]
+fn reports_are_verified_when_the_entropy_closes_and_rewarded_with_reciprocity() {
+    let mut f = coverage_setup();
+    let (a, b, c) = (f.user(0), f.user(1), f.user(2));
+
+    // Round 1: everything is valid, but nobody has the other half of reciprocity yet.
+    round(&mut f, 0, &[1, 2]);
+    let ha = f.hotspot(&a);
+    assert!(last_rejection(&ha).expect("unrewarded").contains("no valid witness"));
+    assert_eq!(ha.last_valid_beacon_ms.is_some(), true);
+    assert!(last_rejection(&f.hotspot(&b)).expect("unrewarded").contains("no valid beacon"));
+
+    // Rounds 2 and 3 give b and c their beacons and a its witness; from then on all earn.
+    round(&mut f, 1, &[0, 2]);
+    round(&mut f, 2, &[0, 1]);
+    // The beacon interval (60 s on devnet) has passed for a by now.
+    while f.now_ms() < ha.last_beacon_ms.expect("beaconed") + 61_000 {
+        f.end_block();
+    }
+    round(&mut f, 0, &[1, 2]);
+    let ha = f.hotspot(&a);
+    let last = ha.recent.last().expect("outcome");
+    assert_eq!((last.kind.as_str(), last.rejection.clone()), ("beacon", None));
+    // HIP-15 with two witnesses: the beaconer earns 2/4, each witness 1.
+    assert_eq!(last.units_ppm, 500_000);
+    assert_eq!(f.hotspot(&b).recent.last().expect("outcome").units_ppm, 1_000_000);
+    assert!(f.hotspot(&c).witness_units_ppm >= 1_000_000);
+
+    // The epoch pays the coverage share by units and hex scale.
+    let rewards = f.end_blocks_through(COVERAGE_EPOCH_BLOCKS);
+    let epoch = rewards.last().expect("the epoch ended");
+    let bucket = epoch
+        .buckets
+        .iter()
+        .find(|b| b.kind == RewardKind::Service(ServiceKind::Coverage))
+        .expect("coverage bucket");
+    assert!(bucket.minted <= bucket.allocation);
+    // No packets: the whole data share flowed back, so PoC pays out nearly everything.
+    assert!(bucket.minted.0 * 1000 >= bucket.allocation.0 * 999, "{bucket:?}");
+    let record: CoverageEpoch = f
+        .get(&StateKey::Service(ServiceKind::Coverage, keys::LAST_EPOCH.to_vec()))
+        .expect("epoch record");
+    assert_eq!(record.data_flowback, record.data_pool);
+    assert_eq!(record.hotspots.len(), 3);
+    for who in [&a, &b, &c] {
+        let paid = epoch
+            .rewards
+            .iter()
+            .find(|r| r.account == who.address() && r.kind == RewardKind::Service(ServiceKind::Coverage));
+        assert!(paid.is_some_and(|r| r.amount.0 > 0), "{who:?} unpaid");
+    }
+    f.check_supply();
+}
+
+#[test]
+fn every_refused_report_says_why_on_the_hotspot() {
+    let mut f = coverage_setup();
+    let (a, b, c) = (f.user(0), f.user(1), f.user(2));
+
+    // A witness louder than free space allows, and one for a beacon never sent.
+    let entropy = f.next_entropy();
+    let report = beacon(&f, &a, &entropy);
+    f.ok(&a, coverage(CoverageTx::Beacon(report.clone())));
+    f.ok(&b, coverage(CoverageTx::Witness(witness(&b, &report, 0))));
+    let mut phantom = witness(&c, &report, -900);
+    phantom.beaconer = b.address();
+    f.ok(&c, coverage(CoverageTx::Witness(phantom)));
+    f.verify(&entropy);
+    assert!(last_rejection(&f.hotspot(&b)).expect("refused").contains("stronger than free space"));
+    assert!(last_rejection(&f.hotspot(&c)).expect("refused").contains("no beacon"));
+    // a's beacon was heard by nobody valid: not a valid beacon for reciprocity.
+    assert_eq!(f.hotspot(&a).last_valid_beacon_ms, None);
+
+    // A beacon whose payload is not the entropy's.
+    let entropy = f.next_entropy();
+    let mut forged = beacon(&f, &b, &entropy);
+    forged.payload = vec![7; 20];
+    f.ok(&b, coverage(CoverageTx::Beacon(forged.clone())));
+    f.ok(&c, coverage(CoverageTx::Witness(witness(&c, &forged, -900))));
+    f.verify(&entropy);
+    assert!(last_rejection(&f.hotspot(&b)).expect("refused").contains("payload"));
+    assert!(last_rejection(&f.hotspot(&c)).expect("refused").contains("not valid"));
+}
+
+#[test]
+fn bad_reports_are_refused_outright_and_change_nothing() {
+    let mut f = coverage_setup();
+    let (a, b) = (f.user(0), f.user(1));
+    let entropy = f.next_entropy();
+    let report = beacon(&f, &a, &entropy);
+
+    let mut unknown = report.clone();
+    unknown.entropy = Hash::of(b"never published");
+    let tx = f.tx(&a, coverage(CoverageTx::Beacon(unknown)));
+    assert!(f.reject(&tx).to_string().contains("not live"));
+    let tx = f.tx(&b, coverage(CoverageTx::Beacon(report.clone())));
+    assert!(f.reject(&tx).to_string().contains("beaconer"));
+    let stranger = f.user(3);
+    let mut theirs = report.clone();
+    theirs.beaconer = stranger.address();
+    let tx = f.tx(&stranger, coverage(CoverageTx::Beacon(theirs)));
+    assert!(f.reject(&tx).to_string().contains("not a hotspot"));
+
+    f.ok(&a, coverage(CoverageTx::Beacon(report.clone())));
+    let tx = f.tx(&a, coverage(CoverageTx::Beacon(report.clone())));
+    assert!(f.reject(&tx).to_string().contains("already reported"));
+    f.ok(&b, coverage(CoverageTx::Witness(witness(&b, &report, -900))));
+    let tx = f.tx(&b, coverage(CoverageTx::Witness(witness(&b, &report, -950))));
+    assert!(f.reject(&tx).to_string().contains("already reported"));
+
+    // Once verified, the entropy is closed: late reports are refused.
+    f.verify(&entropy);
+    let c = f.user(2);
+    let tx = f.tx(&c, coverage(CoverageTx::Witness(witness(&c, &report, -900))));
+    assert!(f.reject(&tx).to_string().contains("not live"));
+}
+
+fn device_key() -> Keypair {
+    Keypair::from_seed(b"device 1")
+}
+
+fn receipt(dev_addr: u32, fcnt: u32, payload: &[u8], signer: &Keypair) -> PacketReceipt {
+    let payload_hash = Hash::of(payload);
+    let payload_bytes = payload.len() as u32;
+    PacketReceipt {
+        dev_addr,
+        fcnt,
+        payload_bytes,
+        payload_hash,
+        device_signature: signer.sign(&packet_message(dev_addr, fcnt, payload_bytes, &payload_hash)),
+        received_ms: 0,
+    }
+}
+
+#[test]
+fn packets_burn_the_owners_credits_once_and_pay_the_first_hotspot() {
+    let mut f = coverage_setup();
+    let (a, b) = (f.user(0), f.user(1));
+    let owner = f.validator.clone();
+    let device = device_key();
+    f.ok(
+        &owner,
+        coverage(CoverageTx::RegisterDevice {
+            dev_addr: 0x2601_0001,
+            device_key: device.address(),
+        }),
+    );
+    let taken = f.tx(
+        &a,
+        coverage(CoverageTx::RegisterDevice {
+            dev_addr: 0x2601_0001,
+            device_key: a.address(),
+        }),
+    );
+    assert!(f.reject(&taken).to_string().contains("belongs to"));
+
+    let credits = f.data_credits(&owner);
+    // 1 byte costs 1 DC, 24 bytes 1 DC, 25 bytes 2 DC, 100 bytes 5 DC.
+    let packets = [
+        receipt(0x2601_0001, 1, &[1], &device),
+        receipt(0x2601_0001, 2, &[2; 24], &device),
+        receipt(0x2601_0001, 3, &[3; 25], &device),
+        receipt(0x2601_0001, 4, &[4; 100], &device),
+    ];
+    f.ok(&a, coverage(CoverageTx::PacketReceipts(packets.to_vec())));
+    assert_eq!(f.data_credits(&owner), credits - 9);
+    assert_eq!(f.hotspot(&a).data_dc, 9);
+
+    // The same packets heard by b are paid once: to a, who reported them first.
+    let r = f.ok(&b, coverage(CoverageTx::PacketReceipts(packets[2..].to_vec())));
+    assert!(format!("{:?}", r.events).contains("duplicates=2"));
+    assert_eq!(f.data_credits(&owner), credits - 9);
+    assert_eq!(f.hotspot(&b).data_dc, 0);
+    let dev: Device = f
+        .get(&StateKey::Service(ServiceKind::Coverage, keys::device(0x2601_0001)))
+        .expect("device");
+    assert_eq!((dev.packets_paid, dev.data_credits_paid), (4, 9));
+
+    // Forged, unknown and empty receipts are refused and change nothing.
+    let forged = receipt(0x2601_0001, 9, &[9], &a);
+    let tx = f.tx(&b, coverage(CoverageTx::PacketReceipts(vec![forged])));
+    assert!(f.reject(&tx).to_string().contains("not signed"));
+    let unknown = receipt(0x0BAD_0001, 1, &[1], &device);
+    let tx = f.tx(&b, coverage(CoverageTx::PacketReceipts(vec![unknown])));
+    assert!(f.reject(&tx).to_string().contains("not registered"));
+    let tx = f.tx(&b, coverage(CoverageTx::PacketReceipts(Vec::new())));
+    assert!(f.reject(&tx).to_string().contains("receipts per transaction"));
+    // A counter far behind the highest paid is a replay.
+    let late = receipt(0x2601_0001, 200, &[1], &device);
+    f.ok(&b, coverage(CoverageTx::PacketReceipts(vec![late])));
+    let replay = receipt(0x2601_0001, 5, &[1], &device);
+    let r = f.ok(&b, coverage(CoverageTx::PacketReceipts(vec![replay])));
+    assert!(format!("{:?}", r.events).contains("duplicates=1"));
+
+    // The epoch pays a the token value of its Data Credits from the data share.
+    let rewards = f.end_blocks_through(COVERAGE_EPOCH_BLOCKS);
+    let record: CoverageEpoch = f
+        .get(&StateKey::Service(ServiceKind::Coverage, keys::LAST_EPOCH.to_vec()))
+        .expect("epoch record");
+    let line = record
+        .hotspots
+        .iter()
+        .find(|h| h.hotspot == a.address())
+        .expect("a earned");
+    // 1 DC = $0.00001 = 10 base units at $1 a token.
+    assert_eq!(line.data_reward.0, 90);
+    assert_eq!(record.data_flowback.0, record.data_pool.0 - 100);
+    assert!(rewards.last().is_some());
+    f.check_supply();
+}
