@@ -12,6 +12,7 @@ mod nodecmd;
 mod output;
 mod progress;
 mod query;
+mod simcmd;
 mod storagecmd;
 mod txcmd;
 
@@ -88,6 +89,9 @@ enum Command {
     Rewards(query::RewardsArgs),
     /// Token supply, Data Credits outstanding and prices.
     Supply,
+    /// Simulate a world of service providers through the real protocols.
+    #[command(subcommand)]
+    Sim(simcmd::SimCommand),
 }
 
 #[derive(Subcommand)]
@@ -186,6 +190,7 @@ fn dispatch(ctx: &Ctx, command: Command) -> anyhow::Result<()> {
         Command::Tx(TxCommand::Show { hash }) => query::tx(ctx, &hash),
         Command::Rewards(args) => query::rewards(ctx, args),
         Command::Supply => query::supply(ctx),
+        Command::Sim(cmd) => simcmd::run_sim(ctx.out, cmd),
     }
 }
 

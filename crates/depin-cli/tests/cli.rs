@@ -301,6 +301,54 @@ fn key_files_round_trip_through_mnemonic() {
 }
 
 #[test]
+fn coverage_sim_reports_outcomes_by_reason_and_writes_a_map() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let map = tmp.path().join("map.geojson");
+    let map_arg = map.to_string_lossy().into_owned();
+    let args = [
+        "--json",
+        "sim",
+        "coverage",
+        "--hotspots",
+        "24",
+        "--seed",
+        "5",
+        "--cheaters",
+        "0.25",
+        "--rounds",
+        "2",
+        "--map",
+        &map_arg,
+    ];
+    let out: Value = serde_json::from_str(&ok(&args)).expect("one json object");
+    let report = &out["report"];
+    assert_eq!(report["hotspots"].as_array().map(Vec::len), Some(24));
+    assert!(
+        report["outcomes"]["witness_rewarded"].as_u64().unwrap_or(0) > 0,
+        "{report}"
+    );
+    let map: Value =
+        serde_json::from_slice(&std::fs::read(&map).expect("map written")).expect("geojson");
+    assert_eq!(map["type"], "FeatureCollection");
+    let human = ok(&[
+        "sim",
+        "coverage",
+        "--hotspots",
+        "8",
+        "--rounds",
+        "2",
+        "--map",
+        &map_arg,
+    ]);
+    assert!(
+        human.contains("beacon_rewarded") && human.contains("honest"),
+        "{human}"
+    );
+    assert!(fails(&["sim", "coverage", "--hotspots", "1"]).contains("at least 2"));
+    assert!(fails(&["sim", "coverage", "--cheaters", "2"]).contains("fraction"));
+}
+
+#[test]
 fn devnet_runs_transactions_and_resumes() {
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path().join("devnet");

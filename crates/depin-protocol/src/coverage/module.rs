@@ -69,8 +69,7 @@ impl ServiceModule for CoverageModule {
 
     fn end_block(&self, ctx: &mut ServiceContext<'_, '_>) -> Result<(), StoreError> {
         let params = &ctx.genesis.coverage;
-        let mut live: Vec<EntropyRecord> =
-            ctx.get_decoded(keys::LIVE_ENTROPY)?.unwrap_or_default();
+        let mut live: Vec<EntropyRecord> = ctx.get_decoded(keys::LIVE_ENTROPY)?.unwrap_or_default();
         let before = live.len();
         let closes_ms = params.poc.entropy_lifetime_ms + params.report_grace_ms;
         let now = ctx.block.timestamp_ms;
@@ -108,7 +107,10 @@ impl ServiceModule for CoverageModule {
     }
 }
 
-fn load_hotspot(ctx: &ServiceContext<'_, '_>, address: &Address) -> Result<Option<Hotspot>, StoreError> {
+fn load_hotspot(
+    ctx: &ServiceContext<'_, '_>,
+    address: &Address,
+) -> Result<Option<Hotspot>, StoreError> {
     ctx.get_decoded(&keys::hotspot(address))
 }
 
@@ -154,7 +156,10 @@ fn assert_hotspot(
         ));
     }
     if assertion.gateway_eui == 0 {
-        return Err(reject("bad_gateway_eui", "the gateway EUI must not be zero"));
+        return Err(reject(
+            "bad_gateway_eui",
+            "the gateway EUI must not be zero",
+        ));
     }
     let gateway_key = keys::gateway(assertion.gateway_eui);
     if let Some(owner) = ctx.get_decoded::<Address>(&gateway_key)?
@@ -229,7 +234,9 @@ fn live_entropy(ctx: &ServiceContext<'_, '_>, value: &Hash) -> Result<EntropyRec
     live.into_iter().find(|e| e.value == *value).ok_or_else(|| {
         reject(
             "unknown_entropy",
-            format!("entropy {value} is not live: never published, or its reports were verified already"),
+            format!(
+                "entropy {value} is not live: never published, or its reports were verified already"
+            ),
         )
     })
 }
@@ -265,10 +272,16 @@ fn receive_beacon(
     report: BeaconReport,
 ) -> Result<Vec<Event>, TxError> {
     if report.beaconer != sender {
-        return Err(reject("sender_mismatch", "a beacon is reported by its beaconer"));
+        return Err(reject(
+            "sender_mismatch",
+            "a beacon is reported by its beaconer",
+        ));
     }
     if report.payload.len() > MAX_BEACON_PAYLOAD_BYTES {
-        return Err(reject("payload_too_large", "a beacon payload is at most 64 bytes"));
+        return Err(reject(
+            "payload_too_large",
+            "a beacon payload is at most 64 bytes",
+        ));
     }
     registered_hotspot(ctx, &sender)?;
     let entropy = live_entropy(ctx, &report.entropy)?;
@@ -281,7 +294,10 @@ fn receive_beacon(
     }
     pending.beacon = Some(report);
     ctx.put_encoded(&keys::pending(&entropy.value, &sender), &pending);
-    Ok(vec![event(format!("beacon_reported entropy={}", entropy.value))])
+    Ok(vec![event(format!(
+        "beacon_reported entropy={}",
+        entropy.value
+    ))])
 }
 
 fn receive_witness(
@@ -290,10 +306,16 @@ fn receive_witness(
     report: super::verify::WitnessReport,
 ) -> Result<Vec<Event>, TxError> {
     if report.witness != sender {
-        return Err(reject("sender_mismatch", "a witness is reported by its witness"));
+        return Err(reject(
+            "sender_mismatch",
+            "a witness is reported by its witness",
+        ));
     }
     if report.payload.len() > MAX_BEACON_PAYLOAD_BYTES {
-        return Err(reject("payload_too_large", "a beacon payload is at most 64 bytes"));
+        return Err(reject(
+            "payload_too_large",
+            "a beacon payload is at most 64 bytes",
+        ));
     }
     registered_hotspot(ctx, &sender)?;
     let entropy = live_entropy(ctx, &report.entropy)?;
@@ -349,7 +371,9 @@ fn register_device(
         },
     };
     ctx.put_encoded(&key, &device);
-    Ok(vec![event(format!("device_registered dev_addr={dev_addr:08x}"))])
+    Ok(vec![event(format!(
+        "device_registered dev_addr={dev_addr:08x}"
+    ))])
 }
 
 fn packet_receipts(
@@ -368,11 +392,12 @@ fn packet_receipts(
     let mut devices: BTreeMap<u32, Device> = BTreeMap::new();
     for r in &receipts {
         if !devices.contains_key(&r.dev_addr) {
-            let device: Device = ctx
-                .get_decoded(&keys::device(r.dev_addr))?
-                .ok_or_else(|| {
-                    reject("unknown_device", format!("device {:08x} is not registered", r.dev_addr))
-                })?;
+            let device: Device = ctx.get_decoded(&keys::device(r.dev_addr))?.ok_or_else(|| {
+                reject(
+                    "unknown_device",
+                    format!("device {:08x} is not registered", r.dev_addr),
+                )
+            })?;
             devices.insert(r.dev_addr, device);
         }
         let device = &devices[&r.dev_addr];
@@ -380,7 +405,10 @@ fn packet_receipts(
         depin_types::verify(&device.device_key, &message, &r.device_signature).map_err(|_| {
             reject(
                 "bad_device_signature",
-                format!("packet {} of device {:08x} is not signed by it", r.fcnt, r.dev_addr),
+                format!(
+                    "packet {} of device {:08x} is not signed by it",
+                    r.fcnt, r.dev_addr
+                ),
             )
         })?;
     }
@@ -405,7 +433,8 @@ fn packet_receipts(
             Err(e) => return Err(e),
         }
         update_supply(ctx.state, |s| {
-            s.data_credits_outstanding = s.data_credits_outstanding.checked_sub(u128::from(cost))?;
+            s.data_credits_outstanding =
+                s.data_credits_outstanding.checked_sub(u128::from(cost))?;
             Some(())
         })?;
         device.mark_paid(r.fcnt);
@@ -434,7 +463,10 @@ fn checked_info(genesis: &Genesis, hotspot: &Hotspot) -> HotspotInfo {
 
 /// Verifies every report under an entropy whose window has closed, records each outcome on
 /// the hotspots concerned and credits reward units to the current epoch.
-fn verify_entropy(ctx: &mut ServiceContext<'_, '_>, entropy: &EntropyRecord) -> Result<(), StoreError> {
+fn verify_entropy(
+    ctx: &mut ServiceContext<'_, '_>,
+    entropy: &EntropyRecord,
+) -> Result<(), StoreError> {
     let index_key = keys::pending_index(&entropy.value);
     let mut beaconers: Vec<Address> = ctx.get_decoded(&index_key)?.unwrap_or_default();
     ctx.put_record(&index_key, None);
@@ -457,7 +489,11 @@ struct Touched {
 }
 
 impl Touched {
-    fn get(&mut self, ctx: &ServiceContext<'_, '_>, who: &Address) -> Result<Option<&mut Hotspot>, StoreError> {
+    fn get(
+        &mut self,
+        ctx: &ServiceContext<'_, '_>,
+        who: &Address,
+    ) -> Result<Option<&mut Hotspot>, StoreError> {
         if !self.records.contains_key(who) {
             match load_hotspot(ctx, who)? {
                 Some(h) => {
@@ -576,7 +612,9 @@ fn verify_beacon(
     let mut results: Vec<(Address, u64, Result<(), Rejection>)> = Vec::new();
     let mut valid = 0u32;
     for w in &witnesses {
-        let info = touched.get(ctx, &w.witness)?.map(|h| checked_info(ctx.genesis, h));
+        let info = touched
+            .get(ctx, &w.witness)?
+            .map(|h| checked_info(ctx.genesis, h));
         let mut result = check_witness(&params, &verified, info.as_ref(), false, w);
         if result.is_ok() {
             if valid >= params.max_witnesses_per_beacon {
@@ -600,8 +638,13 @@ fn verify_beacon(
                     continue;
                 };
                 h.last_valid_witness_ms = Some(*received_ms);
-                check_reciprocity(&params, *received_ms, h.last_valid_beacon_ms, h.last_valid_witness_ms)
-                    .map(|()| witness_units)
+                check_reciprocity(
+                    &params,
+                    *received_ms,
+                    h.last_valid_beacon_ms,
+                    h.last_valid_witness_ms,
+                )
+                .map(|()| witness_units)
             }
             Err(r) => Err(r.clone()),
         };
@@ -657,7 +700,8 @@ fn split_coverage_epoch(
         let beaconed_recently = h
             .last_valid_beacon_ms
             .is_some_and(|t| now.saturating_sub(t) <= window);
-        let earned = current && (h.beacon_units_ppm > 0 || h.witness_units_ppm > 0 || h.data_dc > 0);
+        let earned =
+            current && (h.beacon_units_ppm > 0 || h.witness_units_ppm > 0 || h.data_dc > 0);
         if !earned && !beaconed_recently {
             continue;
         }

@@ -217,10 +217,7 @@ pub fn split_epoch(
     let counted: Vec<usize> = (0..units.len())
         .filter(|i| units[*i].beaconed_recently && units[*i].location.is_some())
         .collect();
-    let locations: Vec<u64> = counted
-        .iter()
-        .filter_map(|i| units[*i].location)
-        .collect();
+    let locations: Vec<u64> = counted.iter().filter_map(|i| units[*i].location).collect();
     let counted_scales = hex_scales_ppm(&locations, tiers);
     let mut scales = vec![PPM; units.len()];
     for (i, scale) in counted.iter().zip(counted_scales) {

@@ -374,7 +374,9 @@ const SHARES: CoverageShares = CoverageShares {
 fn unused_data_share_flows_back_to_beacons_and_witnesses() {
     // Two hotspots far apart (no density clipping); data worth 1,000 of a 625,000 data pool.
     let hotspots = [units(52.0, 1_000_000, 0, 100), units(53.0, 0, 1_000_000, 0)];
-    let split = split_epoch(1_000_000, &hotspots, &hip17_tiers(), SHARES, |dc| u128::from(dc) * 10);
+    let split = split_epoch(1_000_000, &hotspots, &hip17_tiers(), SHARES, |dc| {
+        u128::from(dc) * 10
+    });
     assert_eq!(split.data_pool, 625_000);
     assert_eq!(split.data_flowback, 624_000);
     // 20% of the flowback to beacons, 80% to witnesses.
@@ -389,7 +391,9 @@ fn unused_data_share_flows_back_to_beacons_and_witnesses() {
 #[test]
 fn data_beyond_its_share_is_paid_pro_rata_and_nothing_flows_back() {
     let hotspots = [units(52.0, 0, 0, 300_000), units(53.0, 0, 0, 100_000)];
-    let split = split_epoch(1_000_000, &hotspots, &hip17_tiers(), SHARES, |dc| u128::from(dc) * 10);
+    let split = split_epoch(1_000_000, &hotspots, &hip17_tiers(), SHARES, |dc| {
+        u128::from(dc) * 10
+    });
     assert_eq!(split.data_flowback, 0);
     assert_eq!(split.shares[0].data, 468_750);
     assert_eq!(split.shares[1].data, 156_250);

@@ -106,7 +106,12 @@ pub struct PacketReceipt {
 }
 
 /// The bytes a device signs for one uplink.
-pub fn packet_message(dev_addr: u32, fcnt: u32, payload_bytes: u32, payload_hash: &Hash) -> Vec<u8> {
+pub fn packet_message(
+    dev_addr: u32,
+    fcnt: u32,
+    payload_bytes: u32,
+    payload_hash: &Hash,
+) -> Vec<u8> {
     let mut message = b"depin coverage uplink".to_vec();
     message.extend_from_slice(&dev_addr.to_le_bytes());
     message.extend_from_slice(&fcnt.to_le_bytes());
@@ -244,7 +249,9 @@ impl Device {
 }
 
 /// An entropy value and when the chain published it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
 pub struct EntropyRecord {
     pub value: Hash,
     pub published_ms: u64,
@@ -329,7 +336,9 @@ pub struct HotspotEpochReward {
 }
 
 /// An epoch's coverage split, kept for operators ("why was I paid this?").
-#[derive(Debug, Clone, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
 pub struct CoverageEpoch {
     pub epoch: u64,
     pub allocation: depin_types::Amount,

@@ -46,7 +46,13 @@ fn coverage_setup() -> Fixture {
     for i in 0..3 {
         let u = f.user(i);
         f.make_provider(&u, 200 * UNIT, &[ServiceKind::Coverage]);
-        f.ok(&u, coverage(CoverageTx::AssertHotspot(assertion(SITES[i], 0xA0 + i as u64))));
+        f.ok(
+            &u,
+            coverage(CoverageTx::AssertHotspot(assertion(
+                SITES[i],
+                0xA0 + i as u64,
+            ))),
+        );
     }
     let owner = f.validator.clone();
     f.ok(&owner, buy_credits(10 * UNIT));
@@ -130,7 +136,10 @@ fn round(f: &mut Fixture, beaconer: usize, witnesses: &[usize]) -> EntropyRecord
     f.ok(&b, coverage(CoverageTx::Beacon(report.clone())));
     for w in witnesses {
         let key = f.user(*w);
-        f.ok(&key, coverage(CoverageTx::Witness(witness(&key, &report, -900))));
+        f.ok(
+            &key,
+            coverage(CoverageTx::Witness(witness(&key, &report, -900))),
+        );
     }
     f.verify(&entropy);
     entropy
@@ -145,12 +154,18 @@ fn a_hotspot_asserts_its_location_and_pays_to_move() {
     let mut f = coverage_setup();
     let a = f.user(0);
     let h = f.hotspot(&a);
-    assert_eq!(h.info.location, crate::coverage::verify::location_cell(52.37, 4.9));
+    assert_eq!(
+        h.info.location,
+        crate::coverage::verify::location_cell(52.37, 4.9)
+    );
     assert_eq!(h.location_changes, 0);
 
     // Moving costs the location fee in Data Credits, which are burned.
     let fee = u128::from(f.protocol.genesis().coverage.location_fee_dc);
-    let too_poor = f.tx(&a, coverage(CoverageTx::AssertHotspot(assertion(SITES[2], 0xA0))));
+    let too_poor = f.tx(
+        &a,
+        coverage(CoverageTx::AssertHotspot(assertion(SITES[2], 0xA0))),
+    );
     assert!(matches!(
         f.reject(&too_poor),
         TxError::InsufficientDataCredits { .. }
@@ -163,7 +178,13 @@ fn a_hotspot_asserts_its_location_and_pays_to_move() {
     same.gain_dbi_x10 = 50;
     f.ok(&a, coverage(CoverageTx::AssertHotspot(same)));
     assert_eq!(f.data_credits(&a), credits);
-    f.ok(&a, coverage(CoverageTx::AssertHotspot(assertion((523_000_000, 49_000_000), 0xA0))));
+    f.ok(
+        &a,
+        coverage(CoverageTx::AssertHotspot(assertion(
+            (523_000_000, 49_000_000),
+            0xA0,
+        ))),
+    );
     assert_eq!(f.data_credits(&a), credits - fee);
     assert_eq!(f.supply().data_credits_outstanding, outstanding - fee);
     assert_eq!(f.hotspot(&a).location_changes, 1);
@@ -171,11 +192,20 @@ fn a_hotspot_asserts_its_location_and_pays_to_move() {
 
     // Refusals leave the state untouched.
     let stranger = f.user(3);
-    let not_provider = f.tx(&stranger, coverage(CoverageTx::AssertHotspot(assertion(SITES[0], 0xB0))));
+    let not_provider = f.tx(
+        &stranger,
+        coverage(CoverageTx::AssertHotspot(assertion(SITES[0], 0xB0))),
+    );
     assert!(f.reject(&not_provider).to_string().contains("coverage"));
-    let off_globe = f.tx(&a, coverage(CoverageTx::AssertHotspot(assertion((910_000_000, 0), 0xA0))));
+    let off_globe = f.tx(
+        &a,
+        coverage(CoverageTx::AssertHotspot(assertion((910_000_000, 0), 0xA0))),
+    );
     assert!(f.reject(&off_globe).to_string().contains("latitude"));
-    let taken = f.tx(&a, coverage(CoverageTx::AssertHotspot(assertion(SITES[0], 0xA1))));
+    let taken = f.tx(
+        &a,
+        coverage(CoverageTx::AssertHotspot(assertion(SITES[0], 0xA1))),
+    );
     assert!(f.reject(&taken).to_string().contains("belongs to"));
     let mut loud = assertion(SITES[0], 0xA0);
     loud.gain_dbi_x10 = 900;
@@ -199,9 +229,17 @@ fn reports_are_verified_when_the_entropy_closes_and_rewarded_with_reciprocity() 
     // Round 1: everything is valid, but nobody has the other half of reciprocity yet.
     round(&mut f, 0, &[1, 2]);
     let ha = f.hotspot(&a);
-    assert!(last_rejection(&ha).expect("unrewarded").contains("no valid witness"));
+    assert!(
+        last_rejection(&ha)
+            .expect("unrewarded")
+            .contains("no valid witness")
+    );
     assert_eq!(ha.last_valid_beacon_ms.is_some(), true);
-    assert!(last_rejection(&f.hotspot(&b)).expect("unrewarded").contains("no valid beacon"));
+    assert!(
+        last_rejection(&f.hotspot(&b))
+            .expect("unrewarded")
+            .contains("no valid beacon")
+    );
 
     // Rounds 2 and 3 give b and c their beacons and a its witness; from then on all earn.
     round(&mut f, 1, &[0, 2]);
@@ -213,10 +251,16 @@ fn reports_are_verified_when_the_entropy_closes_and_rewarded_with_reciprocity() 
     round(&mut f, 0, &[1, 2]);
     let ha = f.hotspot(&a);
     let last = ha.recent.last().expect("outcome");
-    assert_eq!((last.kind.as_str(), last.rejection.clone()), ("beacon", None));
+    assert_eq!(
+        (last.kind.as_str(), last.rejection.clone()),
+        ("beacon", None)
+    );
     // HIP-15 with two witnesses: the beaconer earns 2/4, each witness 1.
     assert_eq!(last.units_ppm, 500_000);
-    assert_eq!(f.hotspot(&b).recent.last().expect("outcome").units_ppm, 1_000_000);
+    assert_eq!(
+        f.hotspot(&b).recent.last().expect("outcome").units_ppm,
+        1_000_000
+    );
     assert!(f.hotspot(&c).witness_units_ppm >= 1_000_000);
 
     // The epoch pays the coverage share by units and hex scale.
@@ -229,17 +273,22 @@ fn reports_are_verified_when_the_entropy_closes_and_rewarded_with_reciprocity() 
         .expect("coverage bucket");
     assert!(bucket.minted <= bucket.allocation);
     // No packets: the whole data share flowed back, so PoC pays out nearly everything.
-    assert!(bucket.minted.0 * 1000 >= bucket.allocation.0 * 999, "{bucket:?}");
+    assert!(
+        bucket.minted.0 * 1000 >= bucket.allocation.0 * 999,
+        "{bucket:?}"
+    );
     let record: CoverageEpoch = f
-        .get(&StateKey::Service(ServiceKind::Coverage, keys::LAST_EPOCH.to_vec()))
+        .get(&StateKey::Service(
+            ServiceKind::Coverage,
+            keys::LAST_EPOCH.to_vec(),
+        ))
         .expect("epoch record");
     assert_eq!(record.data_flowback, record.data_pool);
     assert_eq!(record.hotspots.len(), 3);
     for who in [&a, &b, &c] {
-        let paid = epoch
-            .rewards
-            .iter()
-            .find(|r| r.account == who.address() && r.kind == RewardKind::Service(ServiceKind::Coverage));
+        let paid = epoch.rewards.iter().find(|r| {
+            r.account == who.address() && r.kind == RewardKind::Service(ServiceKind::Coverage)
+        });
         assert!(paid.is_some_and(|r| r.amount.0 > 0), "{who:?} unpaid");
     }
     f.check_supply();
@@ -259,8 +308,16 @@ fn every_refused_report_says_why_on_the_hotspot() {
     phantom.beaconer = b.address();
     f.ok(&c, coverage(CoverageTx::Witness(phantom)));
     f.verify(&entropy);
-    assert!(last_rejection(&f.hotspot(&b)).expect("refused").contains("stronger than free space"));
-    assert!(last_rejection(&f.hotspot(&c)).expect("refused").contains("no beacon"));
+    assert!(
+        last_rejection(&f.hotspot(&b))
+            .expect("refused")
+            .contains("stronger than free space")
+    );
+    assert!(
+        last_rejection(&f.hotspot(&c))
+            .expect("refused")
+            .contains("no beacon")
+    );
     // a's beacon was heard by nobody valid: not a valid beacon for reciprocity.
     assert_eq!(f.hotspot(&a).last_valid_beacon_ms, None);
 
@@ -269,10 +326,21 @@ fn every_refused_report_says_why_on_the_hotspot() {
     let mut forged = beacon(&f, &b, &entropy);
     forged.payload = vec![7; 20];
     f.ok(&b, coverage(CoverageTx::Beacon(forged.clone())));
-    f.ok(&c, coverage(CoverageTx::Witness(witness(&c, &forged, -900))));
+    f.ok(
+        &c,
+        coverage(CoverageTx::Witness(witness(&c, &forged, -900))),
+    );
     f.verify(&entropy);
-    assert!(last_rejection(&f.hotspot(&b)).expect("refused").contains("payload"));
-    assert!(last_rejection(&f.hotspot(&c)).expect("refused").contains("not valid"));
+    assert!(
+        last_rejection(&f.hotspot(&b))
+            .expect("refused")
+            .contains("payload")
+    );
+    assert!(
+        last_rejection(&f.hotspot(&c))
+            .expect("refused")
+            .contains("not valid")
+    );
 }
 
 #[test]
@@ -297,14 +365,23 @@ fn bad_reports_are_refused_outright_and_change_nothing() {
     f.ok(&a, coverage(CoverageTx::Beacon(report.clone())));
     let tx = f.tx(&a, coverage(CoverageTx::Beacon(report.clone())));
     assert!(f.reject(&tx).to_string().contains("already reported"));
-    f.ok(&b, coverage(CoverageTx::Witness(witness(&b, &report, -900))));
-    let tx = f.tx(&b, coverage(CoverageTx::Witness(witness(&b, &report, -950))));
+    f.ok(
+        &b,
+        coverage(CoverageTx::Witness(witness(&b, &report, -900))),
+    );
+    let tx = f.tx(
+        &b,
+        coverage(CoverageTx::Witness(witness(&b, &report, -950))),
+    );
     assert!(f.reject(&tx).to_string().contains("already reported"));
 
     // Once verified, the entropy is closed: late reports are refused.
     f.verify(&entropy);
     let c = f.user(2);
-    let tx = f.tx(&c, coverage(CoverageTx::Witness(witness(&c, &report, -900))));
+    let tx = f.tx(
+        &c,
+        coverage(CoverageTx::Witness(witness(&c, &report, -900))),
+    );
     assert!(f.reject(&tx).to_string().contains("not live"));
 }
 
@@ -320,7 +397,12 @@ fn receipt(dev_addr: u32, fcnt: u32, payload: &[u8], signer: &Keypair) -> Packet
         fcnt,
         payload_bytes,
         payload_hash,
-        device_signature: signer.sign(&packet_message(dev_addr, fcnt, payload_bytes, &payload_hash)),
+        device_signature: signer.sign(&packet_message(
+            dev_addr,
+            fcnt,
+            payload_bytes,
+            &payload_hash,
+        )),
         received_ms: 0,
     }
 }
@@ -360,12 +442,18 @@ fn packets_burn_the_owners_credits_once_and_pay_the_first_hotspot() {
     assert_eq!(f.hotspot(&a).data_dc, 9);
 
     // The same packets heard by b are paid once: to a, who reported them first.
-    let r = f.ok(&b, coverage(CoverageTx::PacketReceipts(packets[2..].to_vec())));
+    let r = f.ok(
+        &b,
+        coverage(CoverageTx::PacketReceipts(packets[2..].to_vec())),
+    );
     assert!(format!("{:?}", r.events).contains("duplicates=2"));
     assert_eq!(f.data_credits(&owner), credits - 9);
     assert_eq!(f.hotspot(&b).data_dc, 0);
     let dev: Device = f
-        .get(&StateKey::Service(ServiceKind::Coverage, keys::device(0x2601_0001)))
+        .get(&StateKey::Service(
+            ServiceKind::Coverage,
+            keys::device(0x2601_0001),
+        ))
         .expect("device");
     assert_eq!((dev.packets_paid, dev.data_credits_paid), (4, 9));
 
@@ -377,7 +465,11 @@ fn packets_burn_the_owners_credits_once_and_pay_the_first_hotspot() {
     let tx = f.tx(&b, coverage(CoverageTx::PacketReceipts(vec![unknown])));
     assert!(f.reject(&tx).to_string().contains("not registered"));
     let tx = f.tx(&b, coverage(CoverageTx::PacketReceipts(Vec::new())));
-    assert!(f.reject(&tx).to_string().contains("receipts per transaction"));
+    assert!(
+        f.reject(&tx)
+            .to_string()
+            .contains("receipts per transaction")
+    );
     // A counter far behind the highest paid is a replay.
     let late = receipt(0x2601_0001, 200, &[1], &device);
     f.ok(&b, coverage(CoverageTx::PacketReceipts(vec![late])));
@@ -388,7 +480,10 @@ fn packets_burn_the_owners_credits_once_and_pay_the_first_hotspot() {
     // The epoch pays a the token value of its Data Credits from the data share.
     let rewards = f.end_blocks_through(COVERAGE_EPOCH_BLOCKS);
     let record: CoverageEpoch = f
-        .get(&StateKey::Service(ServiceKind::Coverage, keys::LAST_EPOCH.to_vec()))
+        .get(&StateKey::Service(
+            ServiceKind::Coverage,
+            keys::LAST_EPOCH.to_vec(),
+        ))
         .expect("epoch record");
     let line = record
         .hotspots
