@@ -429,3 +429,92 @@ proptest::proptest! {
         proptest::prop_assert!(split.total() <= allocation);
     }
 }
+
+/// Benchmark (`cargo test -p depin-protocol --release --lib -- --ignored epoch_rewards
+/// --nocapture`): a day's epoch of 100,000 hotspots on a ~1.2 km grid, each beaconing 4 times
+/// and heard by its 14 nearest grid neighbours: every witness checked, HIP-15 units summed,
+/// then the HIP-17-scaled split. One core.
+#[test]
+#[ignore = "benchmark"]
+fn epoch_rewards_for_100k_hotspots() {
+    const SIDE: usize = 316;
+    const BEACONS_PER_DAY: usize = 4;
+    let p = PocParams::helium();
+    let hotspots: Vec<HotspotInfo> = (0..SIDE * SIDE)
+        .map(|i| {
+            let (row, col) = ((i / SIDE) as f64, (i % SIDE) as f64);
+            let mut h = hotspot(&format!("h{i}"), (48.0 + row * 0.011, 2.0 + col * 0.016));
+            h.address = Address(Hash::of(&i.to_le_bytes()).0);
+            h
+        })
+        .collect();
+    let neighbours: Vec<(isize, isize)> = [
+        (0, 1), (1, 0), (0, -1), (-1, 0), (1, 1), (-1, -1), (1, -1), (-1, 1),
+        (0, 2), (2, 0), (0, -2), (-2, 0), (2, 2), (-2, -2),
+    ]
+    .to_vec();
+    let e = entropy();
+    let started = std::time::Instant::now();
+    let mut beacon_units = vec![0u64; hotspots.len()];
+    let mut witness_units = vec![0u64; hotspots.len()];
+    let (mut checked, mut valid_total) = (0u64, 0u64);
+    for round in 0..BEACONS_PER_DAY {
+        for (i, b) in hotspots.iter().enumerate() {
+            let mut report = beacon(b);
+            report.sent_ms += round as u64;
+            let verified = VerifiedBeacon {
+                report: &report,
+                beaconer: b,
+                entropy: Some(&e),
+                first_witness_ms: Some(SENT + 1_000),
+            };
+            let (row, col) = ((i / SIDE) as isize, (i % SIDE) as isize);
+            let mut valid = Vec::with_capacity(14);
+            for (dr, dc) in &neighbours {
+                let (r, c) = (row + dr, col + dc);
+                if !(0..SIDE as isize).contains(&r) || !(0..SIDE as isize).contains(&c) {
+                    continue;
+                }
+                let j = r as usize * SIDE + c as usize;
+                let mut w = witness_of(&report, &hotspots[j]);
+                w.signal_dbm_x10 = -1200;
+                checked += 1;
+                if check_witness(&p, &verified, Some(&hotspots[j]), false, &w).is_ok() {
+                    valid.push(j);
+                }
+            }
+            let n = valid.len() as u32;
+            beacon_units[i] += beaconer_units_ppm(n);
+            for j in valid {
+                witness_units[j] += witness_units_ppm(n);
+            }
+            valid_total += u64::from(n);
+        }
+    }
+    let verified_s = started.elapsed().as_secs_f64();
+    let units: Vec<EpochUnits> = hotspots
+        .iter()
+        .enumerate()
+        .map(|(i, h)| EpochUnits {
+            location: h.location,
+            beaconed_recently: true,
+            beacon_units_ppm: beacon_units[i],
+            witness_units_ppm: witness_units[i],
+            data_dc: (i % 7) as u64,
+        })
+        .collect();
+    let split_started = std::time::Instant::now();
+    let split = split_epoch(1_000_000_000_000, &units, &hip17_tiers(), SHARES, |dc| {
+        u128::from(dc) * 10
+    });
+    let split_s = split_started.elapsed().as_secs_f64();
+    assert!(split.total() <= 1_000_000_000_000);
+    assert!(valid_total * 10 > checked * 9, "{valid_total} of {checked} valid");
+    println!("| hotspots | beacons | witness checks | verify + units (s) | HIP-17 split (s) | total (s) |");
+    println!(
+        "| {} | {} | {checked} | {verified_s:.2} | {split_s:.2} | {:.2} |",
+        hotspots.len(),
+        hotspots.len() * BEACONS_PER_DAY,
+        verified_s + split_s
+    );
+}
