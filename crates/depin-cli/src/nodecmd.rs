@@ -115,6 +115,8 @@ pub fn node_config(
         storage_capacity_bytes: 0,
         storage_dir: None,
         compute_fault: None,
+        gateway_listen: None,
+        gateway_eui: None,
         log: DEFAULT_LOG.into(),
     }
 }

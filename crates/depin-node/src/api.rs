@@ -129,6 +129,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/storage/deals/{id}", get(storage_deal))
         .route("/v1/storage/providers/{address}", get(storage_provider))
         .route("/v1/compute/jobs/{id}", get(compute_job))
+        .route("/v1/coverage/hotspots/{address}", get(coverage_hotspot))
         .route("/v1/openapi.json", get(openapi))
         .route("/metrics", get(metrics))
         .fallback(|| async {
@@ -617,6 +618,20 @@ async fn compute_job(
         .service_record::<Job>(depin_types::ServiceKind::Compute, &keys::job(&id))?
         .map(Json)
         .ok_or_else(|| ApiError::not_found("unknown_job", format!("no job {id}")))
+}
+
+async fn coverage_hotspot(
+    State(node): NodeState,
+    Path(address): Path<String>,
+) -> ApiResult<Json<depin_protocol::coverage::Hotspot>> {
+    use depin_protocol::coverage::{Hotspot, keys};
+    let address = parse_address(&address)?;
+    node.chain()
+        .service_record::<Hotspot>(depin_types::ServiceKind::Coverage, &keys::hotspot(&address))?
+        .map(Json)
+        .ok_or_else(|| {
+            ApiError::not_found("unknown_hotspot", format!("{address} is not a hotspot"))
+        })
 }
 
 async fn storage_deal(

@@ -79,6 +79,13 @@ pub struct NodeConfig {
     /// Misbehaviour for fault tests of the compute service; never set it on a real node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compute_fault: Option<ComputeFault>,
+    /// Where this hotspot's LoRa packet forwarder sends its UDP datagrams (Semtech GWMP,
+    /// usually port 1700). Absent: the node is no hotspot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_listen: Option<SocketAddr>,
+    /// The EUI of that gateway, 16 hex digits, as asserted on chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_eui: Option<String>,
     /// tracing filter, e.g. `info` or `depin_chain=debug`.
     #[serde(default = "default_log")]
     pub log: String,
@@ -131,6 +138,14 @@ impl NodeConfig {
             *p = base.join(&*p);
         }
         config.apply_env()?;
+        if config.gateway_listen.is_some() != config.gateway_eui.is_some() {
+            return Err(ConfigError::Invalid(
+                "`gateway_listen` and `gateway_eui` go together".into(),
+            ));
+        }
+        if let Some(eui) = &config.gateway_eui {
+            parse_eui(eui).map_err(ConfigError::Invalid)?;
+        }
         if config.role != Role::Validator
             && config.upstream.is_none()
             && config.net_listen.is_none()
@@ -258,4 +273,17 @@ mod tests {
         }
         assert!(write_key_file(&path, &key).is_err(), "must not overwrite");
     }
+}
+
+/// A gateway EUI: 16 hex digits, with or without `0x` and `-`/`:` separators.
+pub fn parse_eui(text: &str) -> Result<u64, String> {
+    let digits: String = text
+        .trim_start_matches("0x")
+        .chars()
+        .filter(|c| *c != '-' && *c != ':')
+        .collect();
+    if digits.len() != 16 {
+        return Err(format!("gateway EUI {text:?} is not 16 hex digits"));
+    }
+    u64::from_str_radix(&digits, 16).map_err(|_| format!("gateway EUI {text:?} is not hex"))
 }

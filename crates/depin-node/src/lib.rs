@@ -9,6 +9,7 @@ mod api;
 pub mod api_types;
 mod compute;
 pub mod config;
+mod coverage;
 mod follow;
 mod metrics;
 mod openapi;
@@ -217,6 +218,7 @@ pub async fn run_until(
     let stop = Arc::new(AtomicBool::new(false));
     storage::start(&node, stop.clone())?;
     compute::start(&node, stop.clone())?;
+    coverage::start(&node, stop.clone());
     // A consensus failure (e.g. its port is taken) stops the whole node.
     let fatal = Arc::new(tokio::sync::Notify::new());
     let worker = match node.config.role {

@@ -46,6 +46,8 @@ fn node_config(
         storage_capacity_bytes: 0,
         storage_dir: None,
         compute_fault: None,
+        gateway_listen: None,
+        gateway_eui: None,
         log: "info".into(),
     }
 }
@@ -69,6 +71,14 @@ impl Fixture {
     /// With `net`, the validator also joins the libp2p service network on an ephemeral port
     /// (serving blocks to followers and taking gossiped transactions).
     async fn start_with(epoch_blocks: u64, net: bool) -> Fixture {
+        Fixture::start_configured(epoch_blocks, net, |_| {}).await
+    }
+
+    async fn start_configured(
+        epoch_blocks: u64,
+        net: bool,
+        tweak: impl FnOnce(&mut NodeConfig),
+    ) -> Fixture {
         let validator = Keypair::from_seed(b"validator");
         let user = Keypair::from_seed(b"user");
         let mut genesis = Genesis::devnet(
@@ -97,6 +107,7 @@ impl Fixture {
         if net {
             config.net_listen = Some(unused);
         }
+        tweak(&mut config);
         let node = Arc::new(Node::open(config).expect("open node"));
         if net {
             start_service_network(&node).await.expect("service network");
@@ -880,4 +891,272 @@ async fn follower_syncs_and_gossips_over_the_service_network() {
         .expect("follower stops within 10 s")
         .expect("follower task");
     assert!(result.is_ok(), "{result:?}");
+}
+
+mod hotspot {
+    use super::*;
+    use depin_coverage::frames::DeviceFrame;
+    use depin_coverage::gwmp::{Packet, PushDataBody, RxPk, TxAckBody, TxPkAck};
+    use depin_protocol::coverage::verify::{BeaconReport, Region, beacon_payload};
+    use depin_protocol::coverage::{
+        CoverageTx, Device, EntropyRecord, HotspotAssertion, PendingBeacon, keys,
+    };
+    use depin_types::Keypair;
+    use tokio::net::UdpSocket;
+
+    const NODE_EUI: u64 = 0xA0;
+
+    fn coverage(tx: CoverageTx) -> Action {
+        Action::Service {
+            service: ServiceKind::Coverage,
+            payload: depin_types::encode(&tx),
+        }
+    }
+
+    fn assertion(lat_e7: i32, eui: u64) -> HotspotAssertion {
+        HotspotAssertion {
+            lat_e7,
+            lon_e7: 49_000_000,
+            gain_dbi_x10: 30,
+            elevation_m: 5,
+            region: Region::Eu868,
+            full_capability: true,
+            gateway_eui: eui,
+        }
+    }
+
+    fn rxpk(payload: &[u8], rssi: i32) -> RxPk {
+        use base64::Engine as _;
+        RxPk {
+            time: None,
+            tmst: 1,
+            freq: 868.1,
+            chan: 0,
+            rfch: 0,
+            stat: 1,
+            modu: "LORA".into(),
+            datr: Value::String("SF9BW125".into()),
+            codr: Some("4/5".into()),
+            rssi,
+            lsnr: Some(6.0),
+            size: payload.len() as u32,
+            data: base64::engine::general_purpose::STANDARD.encode(payload),
+        }
+    }
+
+    fn push(gateway: u64, payload: &[u8]) -> Vec<u8> {
+        Packet::PushData {
+            version: 2,
+            token: 77,
+            gateway,
+            body: PushDataBody {
+                rxpk: vec![rxpk(payload, -90)],
+                stat: None,
+            },
+        }
+        .encode()
+    }
+
+    fn record<T: borsh::BorshDeserialize>(f: &Fixture, key: &[u8]) -> Option<T> {
+        f.node
+            .chain()
+            .service_record(ServiceKind::Coverage, key)
+            .expect("state reads")
+    }
+
+    async fn recv(socket: &UdpSocket, wait: Duration) -> Option<Packet> {
+        let mut buf = vec![0u8; 4096];
+        let (len, _) = tokio::time::timeout(wait, socket.recv_from(&mut buf))
+            .await
+            .ok()?
+            .ok()?;
+        Packet::decode(&buf[..len]).ok()
+    }
+
+    /// The node serves a packet forwarder played by the test: it beacons through PULL_RESP
+    /// on the chain's entropy, reports a neighbour's beacon it hears as a witness and a device's
+    /// frame as a packet receipt, and the chain verifies and pays them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_hotspot_beacons_through_its_forwarder_and_reports_what_it_hears() {
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .expect("a free udp port");
+        let f = Fixture::start_configured(100_000, false, |c| {
+            c.gateway_listen = Some(port);
+            c.gateway_eui = Some(format!("{NODE_EUI:016x}"));
+        })
+        .await;
+        let device = Keypair::from_seed(b"device");
+        let offer = vec![ServiceOffer {
+            service: ServiceKind::Coverage,
+            capacity: 1,
+            price_dc_per_unit: 1,
+        }];
+        let location = Some(GeoLocation {
+            lat_e7: 523_700_000,
+            lon_e7: 49_000_000,
+        });
+        for (key, site, eui) in [
+            (&f.validator, 523_700_000, NODE_EUI),
+            (&f.user, 523_880_000, 0xA1),
+        ] {
+            let actions = [
+                Action::Bond {
+                    amount: Amount(100 * DPN),
+                },
+                Action::RegisterProvider {
+                    services: offer.clone(),
+                    location,
+                },
+                coverage(CoverageTx::AssertHotspot(assertion(site, eui))),
+            ];
+            for (nonce, action) in actions.into_iter().enumerate() {
+                f.submit(&f.tx(key, nonce as u64, action)).await;
+            }
+        }
+        f.submit(&f.tx(
+            &f.user,
+            3,
+            Action::BuyDataCredits {
+                amount: Amount(DPN),
+            },
+        ))
+        .await;
+        f.submit(&f.tx(
+            &f.user,
+            4,
+            coverage(CoverageTx::RegisterDevice {
+                dev_addr: 0x2601_0001,
+                device_key: device.address(),
+            }),
+        ))
+        .await;
+        f.produce().await;
+        let credits = f
+            .node
+            .chain()
+            .account(&f.user.address())
+            .expect("reads")
+            .expect("user")
+            .data_credits;
+
+        let stop = Arc::new(AtomicBool::new(false));
+        crate::coverage::start(&f.node, stop.clone());
+        let forwarder = UdpSocket::bind("127.0.0.1:0").await.expect("forwarder");
+        let pull = Packet::PullData {
+            version: 2,
+            token: 1,
+            gateway: NODE_EUI,
+        }
+        .encode();
+        let mut acked = false;
+        for _ in 0..50 {
+            forwarder.send_to(&pull, port).await.expect("send");
+            if let Some(Packet::PullAck { .. }) = recv(&forwarder, Duration::from_millis(100)).await
+            {
+                acked = true;
+                break;
+            }
+        }
+        assert!(acked, "no PULL_ACK from the hotspot");
+
+        // Blocks until an entropy is published and the hotspot beacons on it.
+        let mut beacon = None;
+        for _ in 0..100 {
+            f.produce().await;
+            if let Some(Packet::PullResp { token, body, .. }) =
+                recv(&forwarder, Duration::from_millis(60)).await
+            {
+                let ack = Packet::TxAck {
+                    version: 2,
+                    token,
+                    gateway: NODE_EUI,
+                    body: Some(TxAckBody {
+                        txpk_ack: TxPkAck {
+                            error: "NONE".into(),
+                        },
+                    }),
+                };
+                forwarder.send_to(&ack.encode(), port).await.expect("ack");
+                beacon = Some(body.txpk);
+                break;
+            }
+        }
+        let beacon = beacon.expect("the hotspot beaconed through PULL_RESP");
+        let live: Vec<EntropyRecord> = record(&f, keys::LIVE_ENTROPY).expect("entropy");
+        let entropy = *live.last().expect("live entropy");
+        let me = f.validator.address();
+        assert_eq!(
+            beacon.payload().expect("payload"),
+            beacon_payload(&entropy.value, &me, Region::Eu868, 30)
+        );
+
+        // The neighbour (the user) beacons too; the gateway hears it, and a device's frame,
+        // and a datagram from a gateway this hotspot does not serve.
+        let theirs = BeaconReport {
+            beaconer: f.user.address(),
+            entropy: entropy.value,
+            sent_ms: f.node.chain().head().timestamp_ms,
+            frequency_hz: 868_100_000,
+            payload: beacon_payload(&entropy.value, &f.user.address(), Region::Eu868, 30),
+        };
+        f.submit(&f.tx(&f.user, 5, coverage(CoverageTx::Beacon(theirs.clone()))))
+            .await;
+        let frame = DeviceFrame::sign(&device, 0x2601_0001, 1, b"21.5C").expect("fits");
+        for datagram in [
+            push(NODE_EUI, &theirs.payload),
+            push(NODE_EUI, &frame.encode()),
+            push(0xBAD, &frame.encode()),
+        ] {
+            forwarder.send_to(&datagram, port).await.expect("push");
+            assert!(matches!(
+                recv(&forwarder, Duration::from_secs(2)).await,
+                Some(Packet::PushAck { .. }) | None
+            ));
+        }
+
+        // The hotspot's beacon, its witness and the receipt reach the chain.
+        let mine = keys::pending(&entropy.value, &me);
+        let heard = keys::pending(&entropy.value, &f.user.address());
+        let device_key = keys::device(0x2601_0001);
+        let mut landed = false;
+        for _ in 0..150 {
+            f.produce().await;
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            let beaconed = record::<PendingBeacon>(&f, &mine).is_some_and(|p| p.beacon.is_some());
+            let witnessed = record::<PendingBeacon>(&f, &heard)
+                .is_some_and(|p| p.witnesses.iter().any(|w| w.witness == me));
+            let paid = record::<Device>(&f, &device_key).is_some_and(|d| d.packets_paid == 1);
+            if beaconed && witnessed && paid {
+                landed = true;
+                break;
+            }
+        }
+        assert!(landed, "beacon, witness and receipt did not all land");
+        let after = f
+            .node
+            .chain()
+            .account(&f.user.address())
+            .expect("reads")
+            .expect("user")
+            .data_credits;
+        assert_eq!(after, credits - 1, "a 5-byte packet costs 1 DC");
+
+        // Once the entropy's window closes, the verdicts are on the hotspot's record.
+        while record::<Vec<EntropyRecord>>(&f, keys::LIVE_ENTROPY)
+            .unwrap_or_default()
+            .iter()
+            .any(|e| e.value == entropy.value)
+        {
+            f.produce().await;
+        }
+        stop.store(true, Ordering::Relaxed);
+        let hotspot = f.get_ok(&format!("/v1/coverage/hotspots/{me}")).await;
+        let tally = hotspot["tally"].as_object().expect("tally");
+        assert!(tally.keys().any(|k| k.starts_with("beacon_")), "{hotspot}");
+        assert!(tally.keys().any(|k| k.starts_with("witness_")), "{hotspot}");
+        assert_eq!(hotspot["packets"], 1);
+        let (status, body) = f.get("/v1/coverage/hotspots/depin1nothing").await;
+        assert_eq!(status, 400, "{body}");
+    }
 }

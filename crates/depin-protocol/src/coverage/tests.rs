@@ -449,8 +449,20 @@ fn epoch_rewards_for_100k_hotspots() {
         })
         .collect();
     let neighbours: Vec<(isize, isize)> = [
-        (0, 1), (1, 0), (0, -1), (-1, 0), (1, 1), (-1, -1), (1, -1), (-1, 1),
-        (0, 2), (2, 0), (0, -2), (-2, 0), (2, 2), (-2, -2),
+        (0, 1),
+        (1, 0),
+        (0, -1),
+        (-1, 0),
+        (1, 1),
+        (-1, -1),
+        (1, -1),
+        (-1, 1),
+        (0, 2),
+        (2, 0),
+        (0, -2),
+        (-2, 0),
+        (2, 2),
+        (-2, -2),
     ]
     .to_vec();
     let e = entropy();
@@ -509,8 +521,13 @@ fn epoch_rewards_for_100k_hotspots() {
     });
     let split_s = split_started.elapsed().as_secs_f64();
     assert!(split.total() <= 1_000_000_000_000);
-    assert!(valid_total * 10 > checked * 9, "{valid_total} of {checked} valid");
-    println!("| hotspots | beacons | witness checks | verify + units (s) | HIP-17 split (s) | total (s) |");
+    assert!(
+        valid_total * 10 > checked * 9,
+        "{valid_total} of {checked} valid"
+    );
+    println!(
+        "| hotspots | beacons | witness checks | verify + units (s) | HIP-17 split (s) | total (s) |"
+    );
     println!(
         "| {} | {} | {checked} | {verified_s:.2} | {split_s:.2} | {:.2} |",
         hotspots.len(),

@@ -1,0 +1,238 @@
+//! The hotspot: serves its LoRa gateway's packet forwarder (Semtech UDP), beacons through it
+//! once per beacon interval on the chain's newest entropy, and reports what the gateway hears:
+//! other hotspots' beacons as witness reports, registered devices' frames as packet receipts.
+//! Report times are the chain's (the head block's timestamp), the clock the verifier judges by.
+
+use crate::Node;
+use crate::config::parse_eui;
+use depin_coverage::endpoint::{Clock, GatewayEndpoint, GatewayEvent, Uplink};
+use depin_coverage::frames::{Heard, KnownBeaconer, beacon_report, classify, witness_report};
+use depin_coverage::gwmp::TxPk;
+use depin_protocol::coverage::verify::Region;
+use depin_protocol::coverage::{CoverageTx, EntropyRecord, Hotspot, PacketReceipt, keys};
+use depin_types::{Address, Hash, ServiceKind};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// Where beacons go out, per frequency plan (a channel every region's hotspots listen on).
+fn beacon_frequency_hz(region: Region) -> u64 {
+    match region {
+        Region::Eu868 => 868_100_000,
+        Region::Us915 => 904_600_000,
+        Region::Au915 => 916_800_000,
+        Region::As923 => 923_200_000,
+        Region::Kr920 => 922_100_000,
+        Region::In865 => 865_062_500,
+    }
+}
+
+/// Starts the hotspot when `gateway_listen` is configured. A bind failure is logged, not
+/// fatal: the node's other roles go on.
+pub(crate) fn start(node: &Arc<Node>, stop: Arc<AtomicBool>) {
+    let (Some(listen), Some(eui)) = (
+        node.config.gateway_listen,
+        node.config.gateway_eui.as_deref(),
+    ) else {
+        return;
+    };
+    let eui = match parse_eui(eui) {
+        Ok(eui) => eui,
+        Err(e) => {
+            tracing::error!(error = %e, "hotspot not started");
+            return;
+        }
+    };
+    let node = node.clone();
+    tokio::spawn(async move {
+        let clock: Clock = {
+            let node = node.clone();
+            Arc::new(move || node.chain().head().timestamp_ms)
+        };
+        match GatewayEndpoint::bind(listen, BTreeSet::from([eui]), clock).await {
+            Ok(endpoint) => {
+                tracing::info!(%listen, eui = format!("{eui:016x}"), "hotspot serving its packet forwarder");
+                HotspotWorker::new(node, eui).run(endpoint, stop).await;
+            }
+            Err(e) => tracing::error!(%listen, error = %e, "hotspot cannot bind its gateway port"),
+        }
+    });
+}
+
+struct HotspotWorker {
+    node: Arc<Node>,
+    eui: u64,
+    me: Address,
+    known: Vec<KnownBeaconer>,
+    known_at_height: u64,
+    last_beacon_entropy: Option<Hash>,
+    last_beacon_ms: Option<u64>,
+    receipts: Vec<PacketReceipt>,
+}
+
+impl HotspotWorker {
+    fn new(node: Arc<Node>, eui: u64) -> HotspotWorker {
+        let me = node.key.address();
+        HotspotWorker {
+            node,
+            eui,
+            me,
+            known: Vec::new(),
+            known_at_height: 0,
+            last_beacon_entropy: None,
+            last_beacon_ms: None,
+            receipts: Vec::new(),
+        }
+    }
+
+    fn record<T: borsh::BorshDeserialize>(&self, key: &[u8]) -> Option<T> {
+        self.node
+            .chain()
+            .service_record(ServiceKind::Coverage, key)
+            .ok()
+            .flatten()
+    }
+
+    fn live_entropy(&self) -> Vec<EntropyRecord> {
+        self.record(keys::LIVE_ENTROPY).unwrap_or_default()
+    }
+
+    /// The hotspots whose beacons this one can recognise, re-read every few blocks.
+    fn refresh_known(&mut self) {
+        let height = self.node.chain().head().height;
+        if !self.known.is_empty() && height < self.known_at_height + 10 {
+            return;
+        }
+        let all: Vec<Address> = self.record(keys::HOTSPOTS).unwrap_or_default();
+        self.known = all
+            .iter()
+            .filter_map(|a| self.record::<Hotspot>(&keys::hotspot(a)))
+            .map(|h| KnownBeaconer {
+                address: h.info.address,
+                region: h.info.region,
+                gain_dbi_x10: h.info.gain_dbi_x10,
+            })
+            .collect();
+        self.known_at_height = height;
+    }
+
+    fn submit(&self, tx: CoverageTx) {
+        let node = self.node.clone();
+        tokio::spawn(async move {
+            crate::own_tx::submit_and_wait(&node, ServiceKind::Coverage, depin_types::encode(&tx))
+                .await;
+        });
+    }
+
+    async fn run(mut self, mut endpoint: GatewayEndpoint, stop: Arc<AtomicBool>) {
+        let interval_ms = self
+            .node
+            .chain()
+            .protocol()
+            .genesis()
+            .chain
+            .block_interval_ms
+            .max(50);
+        let mut tick = tokio::time::interval(Duration::from_millis(interval_ms));
+        while !stop.load(Ordering::Relaxed) {
+            tokio::select! {
+                event = endpoint.next_event() => match event {
+                    Some(GatewayEvent::Uplink(up)) => self.heard(&up),
+                    Some(GatewayEvent::Refused { from, reason }) => {
+                        tracing::info!(%from, %reason, "gateway datagram refused");
+                    }
+                    None => break,
+                },
+                _ = tick.tick() => {
+                    self.beacon_if_due(&endpoint).await;
+                    if !self.receipts.is_empty() {
+                        let receipts = std::mem::take(&mut self.receipts);
+                        self.submit(CoverageTx::PacketReceipts(receipts));
+                    }
+                }
+            }
+        }
+    }
+
+    fn heard(&mut self, up: &Uplink) {
+        self.refresh_known();
+        let live: Vec<Hash> = self.live_entropy().iter().map(|e| e.value).collect();
+        match classify(&up.payload, &self.known, &live) {
+            Heard::Beacon { beaconer, entropy } if beaconer != self.me => {
+                tracing::info!(%beaconer, rssi = up.rssi_dbm_x10, "beacon heard; reporting a witness");
+                self.submit(CoverageTx::Witness(witness_report(
+                    self.me, beaconer, entropy, up,
+                )));
+            }
+            Heard::Device(frame) => {
+                let max = self
+                    .node
+                    .chain()
+                    .protocol()
+                    .genesis()
+                    .coverage
+                    .max_receipts_per_tx as usize;
+                if self.receipts.len() < max {
+                    self.receipts.push(frame.receipt(up.received_ms));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Beacons on the newest entropy when the interval since the last beacon has passed.
+    async fn beacon_if_due(&mut self, endpoint: &GatewayEndpoint) {
+        if !endpoint.has_downlink(self.eui) {
+            return;
+        }
+        let Some(me) = self.record::<Hotspot>(&keys::hotspot(&self.me)) else {
+            return;
+        };
+        if !me.info.full_capability {
+            return;
+        }
+        let Some(entropy) = self.live_entropy().last().copied() else {
+            return;
+        };
+        let now = self.node.chain().head().timestamp_ms;
+        let interval = self
+            .node
+            .chain()
+            .protocol()
+            .genesis()
+            .coverage
+            .poc
+            .beacon_interval_ms;
+        let last = self.last_beacon_ms.or(me.last_beacon_ms);
+        if self.last_beacon_entropy == Some(entropy.value)
+            || last.is_some_and(|t| now < t.saturating_add(interval))
+            || now < entropy.published_ms
+        {
+            return;
+        }
+        let frequency = beacon_frequency_hz(me.info.region);
+        let report = beacon_report(
+            self.me,
+            entropy.value,
+            me.info.region,
+            me.info.gain_dbi_x10,
+            now,
+            frequency,
+        );
+        let power_dbm = me.info.region.tx_power_dbm_x10() / 10;
+        let txpk = TxPk::lora_now(&report.payload, frequency, power_dbm, "SF9BW125");
+        self.last_beacon_entropy = Some(entropy.value);
+        match endpoint
+            .transmit(self.eui, txpk, Duration::from_secs(3))
+            .await
+        {
+            Ok(()) => {
+                tracing::info!(entropy = %entropy.value, "beacon transmitted");
+                self.last_beacon_ms = Some(now);
+                self.submit(CoverageTx::Beacon(report));
+            }
+            Err(e) => tracing::warn!(error = %e, "beacon not transmitted"),
+        }
+    }
+}
