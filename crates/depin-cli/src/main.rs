@@ -6,6 +6,7 @@
 
 mod client;
 mod computecmd;
+mod coveragecmd;
 mod devnet;
 mod keycmd;
 mod nodecmd;
@@ -70,6 +71,9 @@ enum Command {
     /// Run WebAssembly jobs on providers, verified by replicas.
     #[command(subcommand)]
     Compute(computecmd::ComputeCommand),
+    /// Hotspots and devices of the wireless coverage service.
+    #[command(subcommand)]
+    Coverage(coveragecmd::CoverageCommand),
     /// Data Credits: burn tokens to buy usage credits.
     #[command(subcommand)]
     Dc(DcCommand),
@@ -176,6 +180,7 @@ fn dispatch(ctx: &Ctx, command: Command) -> anyhow::Result<()> {
         Command::Stake(cmd) => txcmd::stake(ctx, cmd),
         Command::Storage(cmd) => storagecmd::run(ctx, cmd),
         Command::Compute(cmd) => computecmd::run(ctx, cmd),
+        Command::Coverage(cmd) => coveragecmd::run(ctx, cmd),
         Command::Provider(cmd) => match cmd {
             ProviderCommand::Register(args) => txcmd::provider(ctx, args, false),
             ProviderCommand::Update(args) => txcmd::provider(ctx, args, true),

@@ -327,7 +327,7 @@ pub fn send(
 
 /// The common path of every transaction verb. `amounts` are checked before any request;
 /// `build` turns the arguments into an action once the chain's parameters are known.
-fn run(
+pub(crate) fn run(
     ctx: &Ctx,
     opts: &TxOpts,
     amounts: &[&str],
