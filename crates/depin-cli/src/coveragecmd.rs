@@ -142,7 +142,10 @@ fn human(h: &Hotspot) -> String {
             h.info.location.map_or("none".into(), |c| format!("{c:x}")),
         ),
         ("region", format!("{:?}", h.info.region)),
-        ("gain", format!("{:.1} dBi", f64::from(h.info.gain_dbi_x10) / 10.0)),
+        (
+            "gain",
+            format!("{:.1} dBi", f64::from(h.info.gain_dbi_x10) / 10.0),
+        ),
         ("gateway", format!("{:016x}", h.gateway_eui)),
         (
             "this epoch",

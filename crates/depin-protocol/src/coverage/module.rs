@@ -266,25 +266,45 @@ fn pending_for(
 
 const MAX_BEACON_PAYLOAD_BYTES: usize = 64;
 
-fn receive_beacon(
-    ctx: &mut ServiceContext<'_, '_>,
+/// The checks every report passes before it is held: sent by the hotspot it names, a payload
+/// no longer than a beacon's, and an entropy that is still live.
+fn admit_report(
+    ctx: &ServiceContext<'_, '_>,
     sender: Address,
-    report: BeaconReport,
-) -> Result<Vec<Event>, TxError> {
-    if report.beaconer != sender {
+    reporter: Address,
+    role: &str,
+    payload: &[u8],
+    entropy: &Hash,
+) -> Result<EntropyRecord, TxError> {
+    if reporter != sender {
         return Err(reject(
             "sender_mismatch",
-            "a beacon is reported by its beaconer",
+            format!("a {role} report is sent by the hotspot it names"),
         ));
     }
-    if report.payload.len() > MAX_BEACON_PAYLOAD_BYTES {
+    if payload.len() > MAX_BEACON_PAYLOAD_BYTES {
         return Err(reject(
             "payload_too_large",
             "a beacon payload is at most 64 bytes",
         ));
     }
     registered_hotspot(ctx, &sender)?;
-    let entropy = live_entropy(ctx, &report.entropy)?;
+    live_entropy(ctx, entropy)
+}
+
+fn receive_beacon(
+    ctx: &mut ServiceContext<'_, '_>,
+    sender: Address,
+    report: BeaconReport,
+) -> Result<Vec<Event>, TxError> {
+    let entropy = admit_report(
+        ctx,
+        sender,
+        report.beaconer,
+        "beacon",
+        &report.payload,
+        &report.entropy,
+    )?;
     let mut pending = pending_for(ctx, &entropy.value, &sender)?;
     if pending.beacon.is_some() {
         return Err(reject(
@@ -305,20 +325,14 @@ fn receive_witness(
     sender: Address,
     report: super::verify::WitnessReport,
 ) -> Result<Vec<Event>, TxError> {
-    if report.witness != sender {
-        return Err(reject(
-            "sender_mismatch",
-            "a witness is reported by its witness",
-        ));
-    }
-    if report.payload.len() > MAX_BEACON_PAYLOAD_BYTES {
-        return Err(reject(
-            "payload_too_large",
-            "a beacon payload is at most 64 bytes",
-        ));
-    }
-    registered_hotspot(ctx, &sender)?;
-    let entropy = live_entropy(ctx, &report.entropy)?;
+    let entropy = admit_report(
+        ctx,
+        sender,
+        report.witness,
+        "witness",
+        &report.payload,
+        &report.entropy,
+    )?;
     let beaconer = report.beaconer;
     let mut pending = pending_for(ctx, &entropy.value, &beaconer)?;
     if pending.witnesses.iter().any(|w| w.witness == sender) {

@@ -355,7 +355,7 @@ fn bad_reports_are_refused_outright_and_change_nothing() {
     let tx = f.tx(&a, coverage(CoverageTx::Beacon(unknown)));
     assert!(f.reject(&tx).to_string().contains("not live"));
     let tx = f.tx(&b, coverage(CoverageTx::Beacon(report.clone())));
-    assert!(f.reject(&tx).to_string().contains("beaconer"));
+    assert!(f.reject(&tx).to_string().contains("hotspot it names"));
     let stranger = f.user(3);
     let mut theirs = report.clone();
     theirs.beaconer = stranger.address();
