@@ -14,7 +14,6 @@ use depin_protocol::coverage::verify::{Region, fspl_db};
 use depin_protocol::coverage::{
     CoverageEpoch, CoverageTx, EntropyRecord, Hotspot, HotspotAssertion, keys,
 };
-use depin_protocol::state::EpochRewards;
 use depin_protocol::tx::{GeoLocation, ServiceOffer};
 use depin_protocol::{
     Action, BlockContext, Genesis, Overlay, Protocol, SignedTransaction, StateKey, Transaction,
@@ -118,11 +117,10 @@ fn offset(at: (f64, f64), north_m: f64, east_m: f64) -> (f64, f64) {
 }
 
 fn distance_m(a: (f64, f64), b: (f64, f64)) -> f64 {
-    let (la, lb) = (a.0.to_radians(), b.0.to_radians());
-    let dlat = lb - la;
-    let dlon = (b.1 - a.1).to_radians();
-    let h = (dlat / 2.0).sin().powi(2) + la.cos() * lb.cos() * (dlon / 2.0).sin().powi(2);
-    2.0 * 6_371_008.8 * h.sqrt().asin()
+    match (h3o::LatLng::new(a.0, a.1), h3o::LatLng::new(b.0, b.1)) {
+        (Ok(a), Ok(b)) => a.distance_m(b),
+        _ => f64::INFINITY,
+    }
 }
 
 const FREQ_HZ: u64 = 868_100_000;
@@ -165,7 +163,6 @@ struct Chain {
     validator: Keypair,
     transactions: u64,
     refused: BTreeMap<String, u64>,
-    last_rewards: Option<EpochRewards>,
     /// The simulated time the hotspots' endpoints stamp uplinks with.
     clock: Arc<AtomicU64>,
 }
@@ -203,15 +200,11 @@ impl Chain {
 
     fn end_block(&mut self) -> Result<(), String> {
         let mut overlay = Overlay::new(&self.state);
-        let rewards = self
-            .protocol
+        self.protocol
             .end_block(&mut overlay, &self.block())
             .map_err(|e| e.to_string())?;
         let writes = overlay.into_writes();
         apply(&mut self.state, writes);
-        if rewards.is_some() {
-            self.last_rewards = rewards;
-        }
         self.height += 1;
         self.clock.store(self.now_ms(), Ordering::Relaxed);
         Ok(())
@@ -517,7 +510,6 @@ pub async fn run(config: &SimConfig, progress: &dyn Fn(&str)) -> Result<SimRepor
         validator,
         transactions: 0,
         refused: BTreeMap::new(),
-        last_rewards: None,
         clock: Arc::new(AtomicU64::new(0)),
     };
     chain.clock.store(chain.now_ms(), Ordering::Relaxed);

@@ -579,7 +579,8 @@ fn verify_beacon(
     let beacon_info = touched
         .get(ctx, &beaconer)?
         .map(|h| (checked_info(ctx.genesis, h), h.last_beacon_ms));
-    let Some(report) = pending.beacon else {
+    // A beacon never reported, or reported by a hotspot since gone: nothing was heard.
+    let (Some(report), Some((beacon_info, last_beacon_ms))) = (pending.beacon, beacon_info) else {
         for w in &witnesses {
             witness_outcome(&mut touched, ctx, &w.witness, Err(Rejection::NoBeacon))?;
         }
@@ -591,17 +592,11 @@ fn verify_beacon(
     };
     let checked = check_beacon(
         &params,
-        beacon_info.as_ref().map(|(info, _)| info),
+        Some(&beacon_info),
         Some(&chain_entropy),
-        beacon_info.as_ref().and_then(|(_, last)| *last),
+        last_beacon_ms,
         &report,
     );
-    let Some((beacon_info, _)) = beacon_info else {
-        for w in &witnesses {
-            witness_outcome(&mut touched, ctx, &w.witness, Err(Rejection::NoBeacon))?;
-        }
-        return write_back(ctx, touched);
-    };
     if let Err(rejection) = checked {
         if let Some(h) = touched.get(ctx, &beaconer)? {
             let (o, code) = outcome("beacon", beaconer, entropy.value, height, Err(rejection));
