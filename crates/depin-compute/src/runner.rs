@@ -7,6 +7,7 @@ use depin_protocol::compute::{ExitKind, JobOutcome};
 use depin_types::Hash;
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use thiserror::Error;
 use wasmtime::{Config, Engine, Linker, Module, ResourceLimiter, Store, Trap};
@@ -37,9 +38,6 @@ pub enum RunError {
     DeadlinePassed,
 }
 
-/// How often the engine's epoch advances: the granularity of run deadlines.
-const EPOCH_TICK: Duration = Duration::from_millis(50);
-
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct JobRun<'a> {
@@ -65,10 +63,50 @@ pub struct RunOutput {
     pub files: Vec<(String, Vec<u8>)>,
 }
 
-/// The compiled-code cache and settings shared by every run.
+/// The engine and the compiled-module cache shared by every run (clones share both).
 #[derive(Clone)]
 pub struct Runner {
     engine: Engine,
+    compiled: Arc<Mutex<CompiledModules>>,
+}
+
+/// Modules kept compiled: a provider sees the same program again with new inputs, and
+/// compiling costs about as much as a short run (~0.2 s for a Rust module with std).
+const CACHED_MODULES: usize = 16;
+
+/// Fuel between the run's checks of its wall-clock deadline (a few milliseconds of guest
+/// code). Fuel is metered anyway, so the check costs nothing in the guest's loops.
+const DEADLINE_CHECK_FUEL: u64 = 10_000_000;
+
+/// Compiled modules by the BLAKE3 of their bytes, least recently used evicted first.
+#[derive(Default)]
+struct CompiledModules {
+    entries: Vec<(Hash, Module, u64)>,
+    uses: u64,
+}
+
+impl CompiledModules {
+    fn get(&mut self, id: &Hash) -> Option<Module> {
+        self.uses += 1;
+        let uses = self.uses;
+        self.entries
+            .iter_mut()
+            .find(|(h, _, _)| h == id)
+            .map(|(_, module, used)| {
+                *used = uses;
+                module.clone()
+            })
+    }
+
+    fn insert(&mut self, id: Hash, module: Module) {
+        if self.entries.len() >= CACHED_MODULES
+            && let Some(oldest) = (0..self.entries.len()).min_by_key(|&i| self.entries[i].2)
+        {
+            self.entries.swap_remove(oldest);
+        }
+        self.uses += 1;
+        self.entries.push((id, module, self.uses));
+    }
 }
 
 impl std::fmt::Debug for Runner {
@@ -180,20 +218,32 @@ impl Runner {
         // compiled in).
         config.cranelift_nan_canonicalization(true);
         config.wasm_relaxed_simd(false);
-        // Deadlines are wall-clock, checked at epoch ticks (never part of the outcome).
-        config.epoch_interruption(true);
+        // No epoch interruption: runs are futures that yield every DEADLINE_CHECK_FUEL, so
+        // the wall-clock deadline costs no extra load and compare in every guest loop.
         let engine = Engine::new(&config).map_err(sandbox)?;
-        let weak = engine.weak();
-        std::thread::Builder::new()
-            .name("wasm-epoch".into())
-            .spawn(move || {
-                while let Some(engine) = weak.upgrade() {
-                    engine.increment_epoch();
-                    drop(engine);
-                    std::thread::sleep(EPOCH_TICK);
-                }
-            })?;
-        Ok(Runner { engine })
+        Ok(Runner {
+            engine,
+            compiled: Arc::default(),
+        })
+    }
+
+    /// The module compiled, from the cache when these exact bytes were compiled before.
+    fn compile(&self, bytes: &[u8]) -> wasmtime::Result<Module> {
+        let id = Hash(*blake3::hash(bytes).as_bytes());
+        let cached = self.cache().get(&id);
+        if let Some(module) = cached {
+            return Ok(module);
+        }
+        let module = Module::new(&self.engine, bytes)?;
+        self.cache().insert(id, module.clone());
+        Ok(module)
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, CompiledModules> {
+        // A panic elsewhere cannot leave the cache half-updated in a harmful way.
+        self.compiled
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Runs a job to its end: exit, fuel exhausted, memory refused or trap are all
@@ -213,7 +263,7 @@ impl Runner {
             stderr: stderr.into_bytes(),
             files: Vec::new(),
         };
-        let module = match Module::new(&self.engine, job.module) {
+        let module = match self.compile(job.module) {
             Ok(m) => m,
             Err(e) => return Ok(invalid(format!("not a valid WebAssembly module: {e}"))),
         };
@@ -252,42 +302,35 @@ impl Runner {
         let mut store = Store::new(&self.engine, guest);
         store.limiter(|g| &mut g.limits);
         store.set_fuel(job.max_fuel).map_err(sandbox)?;
-        let deadline = job.deadline;
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            Ok(match deadline {
-                Some(at) if std::time::Instant::now() >= at => wasmtime::UpdateDeadline::Interrupt,
-                _ => wasmtime::UpdateDeadline::Continue(1),
-            })
-        });
+        store
+            .fuel_async_yield_interval(Some(DEADLINE_CHECK_FUEL))
+            .map_err(sandbox)?;
         let mut linker: Linker<Guest> = Linker::new(&self.engine);
-        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |g| &mut g.wasi).map_err(sandbox)?;
-        let instance = match linker.instantiate(&mut store, &module) {
-            Ok(i) => i,
-            Err(e) if store.data().limits.refused => {
-                return self.finish(
-                    &store,
-                    job,
-                    ExitKind::OutOfMemory,
-                    &stdout,
-                    &stderr,
-                    &output_dir,
-                    Some(e.to_string()),
-                );
+        wasmtime_wasi::p1::add_to_linker_async(&mut linker, |g| &mut g.wasi).map_err(sandbox)?;
+        let ended = wasmtime_wasi::runtime::in_tokio(until_deadline(job.deadline, async {
+            let instance = linker.instantiate_async(&mut store, &module).await;
+            match instance {
+                Ok(instance) => match instance.get_typed_func::<(), ()>(&mut store, "_start") {
+                    Ok(start) => Ok(start.call_async(&mut store, ()).await),
+                    Err(_) => Err(Ended::NoStart),
+                },
+                Err(e) => Err(Ended::NotInstantiated(e)),
             }
-            Err(e) => return Ok(invalid(format!("cannot instantiate the module: {e}"))),
-        };
-        let Ok(start) = instance.get_typed_func::<(), ()>(&mut store, "_start") else {
-            return Ok(invalid(
-                "the module has no `_start` function (not a WASI command)".into(),
-            ));
-        };
-        let (exit, note) = match start.call(&mut store, ()) {
-            Ok(()) => (ExitKind::Exited(0), None),
-            Err(e) => {
-                if matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
-                    return Err(RunError::DeadlinePassed);
-                }
+        }))?;
+        let (exit, note) = match ended {
+            Err(Ended::NoStart) => {
+                return Ok(invalid(
+                    "the module has no `_start` function (not a WASI command)".into(),
+                ));
+            }
+            Err(Ended::NotInstantiated(e)) if store.data().limits.refused => {
+                (ExitKind::OutOfMemory, Some(e.to_string()))
+            }
+            Err(Ended::NotInstantiated(e)) => {
+                return Ok(invalid(format!("cannot instantiate the module: {e}")));
+            }
+            Ok(Ok(())) => (ExitKind::Exited(0), None),
+            Ok(Err(e)) => {
                 if let Some(exit) = e.downcast_ref::<wasmtime_wasi::I32Exit>() {
                     (ExitKind::Exited(exit.0), None)
                 } else if matches!(e.downcast_ref::<Trap>(), Some(Trap::OutOfFuel)) {
@@ -338,6 +381,29 @@ impl Runner {
             files,
         })
     }
+}
+
+/// A run that did not reach the guest's code.
+enum Ended {
+    NotInstantiated(wasmtime::Error),
+    NoStart,
+}
+
+/// Drives `run` until it finishes, or stops it (dropping it, and with it the guest) once
+/// `deadline` has passed. The guest yields every [`DEADLINE_CHECK_FUEL`], so it is polled
+/// again at least that often.
+async fn until_deadline<T>(
+    deadline: Option<std::time::Instant>,
+    run: impl Future<Output = T>,
+) -> Result<T, RunError> {
+    let mut run = std::pin::pin!(run);
+    std::future::poll_fn(|cx| {
+        if deadline.is_some_and(|at| std::time::Instant::now() >= at) {
+            return std::task::Poll::Ready(Err(RunError::DeadlinePassed));
+        }
+        run.as_mut().poll(cx).map(Ok)
+    })
+    .await
 }
 
 fn exit_words(exit: ExitKind) -> &'static str {
@@ -445,6 +511,48 @@ mod tests {
             "{result:?}"
         );
         assert!(started.elapsed() < Duration::from_secs(20));
+    }
+
+    #[test]
+    fn modules_are_compiled_once_and_the_least_recently_used_evicted() {
+        let runner = Runner::new().expect("engine");
+        let module =
+            |n: usize| format!(r#"(module (func (export "_start") (drop (i32.const {n}))))"#);
+        let job = |text: &str| {
+            let run = JobRun {
+                module: text.as_bytes(),
+                input_dir: None,
+                stdin: b"",
+                args: &[],
+                env: &[],
+                seed: [0; 32],
+                max_fuel: 1_000,
+                max_memory_bytes: 2 << 20,
+                deadline: None,
+            };
+            runner.run(&run).expect("run").outcome
+        };
+        let first = job(&module(0));
+        let clone = runner.clone();
+        assert_eq!(clone.cache().entries.len(), 1, "clones share the cache");
+        assert_eq!(job(&module(0)), first, "the cached module runs the same");
+        assert_eq!(runner.cache().entries.len(), 1);
+        for n in 1..CACHED_MODULES {
+            job(&module(n));
+        }
+        job(&module(0));
+        job(&module(CACHED_MODULES));
+        let cached: Vec<Hash> = runner.cache().entries.iter().map(|e| e.0).collect();
+        assert_eq!(cached.len(), CACHED_MODULES);
+        let id = |n: usize| Hash(*blake3::hash(module(n).as_bytes()).as_bytes());
+        assert!(cached.contains(&id(0)), "used again, so kept");
+        assert!(!cached.contains(&id(1)), "least recently used, so evicted");
+        assert_eq!(job("not wasm").exit, ExitKind::InvalidModule);
+        assert_eq!(
+            runner.cache().entries.len(),
+            CACHED_MODULES,
+            "failures are not kept"
+        );
     }
 
     #[test]

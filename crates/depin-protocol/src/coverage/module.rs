@@ -405,16 +405,19 @@ fn packet_receipts(
     }
     let mut devices: BTreeMap<u32, Device> = BTreeMap::new();
     for r in &receipts {
-        if !devices.contains_key(&r.dev_addr) {
-            let device: Device = ctx.get_decoded(&keys::device(r.dev_addr))?.ok_or_else(|| {
-                reject(
-                    "unknown_device",
-                    format!("device {:08x} is not registered", r.dev_addr),
-                )
-            })?;
-            devices.insert(r.dev_addr, device);
-        }
-        let device = &devices[&r.dev_addr];
+        let device = match devices.entry(r.dev_addr) {
+            std::collections::btree_map::Entry::Occupied(known) => known.into_mut(),
+            std::collections::btree_map::Entry::Vacant(slot) => {
+                let device: Device =
+                    ctx.get_decoded(&keys::device(r.dev_addr))?.ok_or_else(|| {
+                        reject(
+                            "unknown_device",
+                            format!("device {:08x} is not registered", r.dev_addr),
+                        )
+                    })?;
+                slot.insert(device)
+            }
+        };
         let message = packet_message(r.dev_addr, r.fcnt, r.payload_bytes, &r.payload_hash);
         depin_types::verify(&device.device_key, &message, &r.device_signature).map_err(|_| {
             reject(

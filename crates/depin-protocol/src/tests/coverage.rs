@@ -43,15 +43,12 @@ fn assertion(site: (i32, i32), eui: u64) -> HotspotAssertion {
 /// Users 0..3 are hotspots at [`SITES`]; the validator owns devices and holds Data Credits.
 fn coverage_setup() -> Fixture {
     let mut f = setup_with(|g| g.chain.epoch_blocks = COVERAGE_EPOCH_BLOCKS);
-    for i in 0..3 {
+    for (i, site) in SITES.iter().enumerate() {
         let u = f.user(i);
         f.make_provider(&u, 200 * UNIT, &[ServiceKind::Coverage]);
         f.ok(
             &u,
-            coverage(CoverageTx::AssertHotspot(assertion(
-                SITES[i],
-                0xA0 + i as u64,
-            ))),
+            coverage(CoverageTx::AssertHotspot(assertion(*site, 0xA0 + i as u64))),
         );
     }
     let owner = f.validator.clone();
@@ -234,7 +231,7 @@ fn reports_are_verified_when_the_entropy_closes_and_rewarded_with_reciprocity() 
             .expect("unrewarded")
             .contains("no valid witness")
     );
-    assert_eq!(ha.last_valid_beacon_ms.is_some(), true);
+    assert!(ha.last_valid_beacon_ms.is_some());
     assert!(
         last_rejection(&f.hotspot(&b))
             .expect("unrewarded")
