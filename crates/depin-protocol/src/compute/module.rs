@@ -75,8 +75,8 @@ impl ServiceModule for ComputeModule {
         }
     }
 
-    fn end_epoch(&self, ctx: &mut ServiceContext<'_, '_>, _epoch: u64) -> Result<(), StoreError> {
-        sweep_expired(ctx).map_err(|e| match e {
+    fn end_epoch(&self, ctx: &mut ServiceContext<'_, '_>, epoch: u64) -> Result<(), StoreError> {
+        sweep_expired(ctx, epoch).map_err(|e| match e {
             TxError::Store(s) => s,
             other => StoreError(format!("compute epoch processing: {other}")),
         })
@@ -203,9 +203,7 @@ fn submit_job(
     };
     occupy(ctx, &job)?;
     ctx.put_encoded(keys::JOB_COUNTER, &counter);
-    let mut open: Vec<Hash> = ctx.get_decoded(keys::OPEN_JOBS)?.unwrap_or_default();
-    open.push(id);
-    ctx.put_encoded(keys::OPEN_JOBS, &open);
+    list_for_sweep(ctx, &job)?;
     let assigned_list: Vec<String> = assigned.iter().map(|a| a.to_string()).collect();
     ctx.put_encoded(&keys::job(&id), &job);
     Ok(vec![Event::Service {
@@ -313,7 +311,11 @@ fn commit(
     if job.replicas.iter().all(|r| r.commitment.is_some()) {
         // Everyone is bound: reveals open now, and the reveal window starts now.
         job.status = JobStatus::Revealing;
+        let listed = sweep_epoch(ctx, &job);
         job.reveal_deadline = ctx.block.height + ctx.genesis.compute.reveal_blocks;
+        if sweep_epoch(ctx, &job) != listed {
+            list_for_sweep(ctx, &job)?;
+        }
     }
     ctx.put_encoded(&keys::job(id), &job);
     Ok(vec![Event::Service {
@@ -470,6 +472,7 @@ fn settle(ctx: &mut ServiceContext<'_, '_>, mut job: Job) -> Result<Vec<Event>, 
                 job.reveal_deadline = job.commit_deadline + ctx.genesis.compute.reveal_blocks;
                 job.status = JobStatus::Committing;
                 occupy(ctx, &job)?;
+                list_for_sweep(ctx, &job)?;
                 events.push(Event::Service {
                     service: ServiceKind::Compute,
                     name: format!("job_retried {id} round={round}"),
@@ -483,9 +486,6 @@ fn settle(ctx: &mut ServiceContext<'_, '_>, mut job: Job) -> Result<Vec<Event>, 
             ctx.refund_data_credits(job.owner, job.escrow_dc)?;
             job.escrow_dc = 0;
         }
-        let mut open: Vec<Hash> = ctx.get_decoded(keys::OPEN_JOBS)?.unwrap_or_default();
-        open.retain(|j| *j != id);
-        ctx.put_encoded(keys::OPEN_JOBS, &open);
         if job.status == JobStatus::Failed {
             events.push(Event::Service {
                 service: ServiceKind::Compute,
@@ -497,14 +497,37 @@ fn settle(ctx: &mut ServiceContext<'_, '_>, mut job: Job) -> Result<Vec<Event>, 
     Ok(events)
 }
 
-/// Settles every open job whose reveal window has passed, so none stays open forever.
-fn sweep_expired(ctx: &mut ServiceContext<'_, '_>) -> Result<(), TxError> {
-    let open: Vec<Hash> = ctx.get_decoded(keys::OPEN_JOBS)?.unwrap_or_default();
-    for id in open {
+/// The epoch whose end is the first past the job's reveal deadline: `end_epoch` runs at
+/// the epoch's last block, height `(epoch + 1) × epoch_blocks`, which must exceed it.
+fn sweep_epoch(ctx: &ServiceContext<'_, '_>, job: &Job) -> u64 {
+    job.reveal_deadline / ctx.genesis.chain.epoch_blocks.max(1)
+}
+
+/// Lists the job to be swept at the end of the epoch its reveal window closes in: one entry
+/// and a count, so a submission costs the same however many jobs are open. A job whose
+/// deadline moves is listed again; entries of jobs settled or not yet due are skipped.
+fn list_for_sweep(ctx: &mut ServiceContext<'_, '_>, job: &Job) -> Result<(), TxError> {
+    let epoch = sweep_epoch(ctx, job);
+    let count: u64 = ctx.get_decoded(&keys::sweep_count(epoch))?.unwrap_or(0);
+    ctx.put_encoded(&keys::sweep_entry(epoch, count), &job.id);
+    ctx.put_encoded(&keys::sweep_count(epoch), &(count + 1));
+    Ok(())
+}
+
+/// Settles every job listed for this epoch whose reveal window has passed, so none stays
+/// open forever, and forgets the list.
+fn sweep_expired(ctx: &mut ServiceContext<'_, '_>, epoch: u64) -> Result<(), TxError> {
+    let count: u64 = ctx.get_decoded(&keys::sweep_count(epoch))?.unwrap_or(0);
+    for index in 0..count {
+        let entry = keys::sweep_entry(epoch, index);
+        let id: Option<Hash> = ctx.get_decoded(&entry)?;
+        ctx.put_record(&entry, None);
+        let Some(id) = id else { continue };
         let job = load_job(ctx, &id)?;
         if !job_closed(&job) && ctx.block.height > job.reveal_deadline {
             settle(ctx, job)?;
         }
     }
+    ctx.put_record(&keys::sweep_count(epoch), None);
     Ok(())
 }

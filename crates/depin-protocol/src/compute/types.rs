@@ -168,8 +168,22 @@ pub fn commitment(job: &Hash, provider: &Address, outcome: &JobOutcome, salt: &H
 pub mod keys {
     use depin_types::{Address, Hash};
 
-    pub const OPEN_JOBS: &[u8] = b"open";
     pub const JOB_COUNTER: &[u8] = b"count";
+
+    /// How many jobs are listed to be swept at the end of `epoch`.
+    pub fn sweep_count(epoch: u64) -> Vec<u8> {
+        [b"sc/".as_slice(), &epoch.to_be_bytes()].concat()
+    }
+
+    /// The `index`th job listed to be swept at the end of `epoch`.
+    pub fn sweep_entry(epoch: u64, index: u64) -> Vec<u8> {
+        [
+            b"se/".as_slice(),
+            &epoch.to_be_bytes(),
+            &index.to_be_bytes(),
+        ]
+        .concat()
+    }
 
     pub fn job(id: &Hash) -> Vec<u8> {
         [b"j/".as_slice(), id.as_bytes()].concat()

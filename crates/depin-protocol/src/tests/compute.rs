@@ -78,12 +78,23 @@ impl Fixture {
             .expect("job exists")
     }
 
+    /// Jobs listed for an epoch-end sweep (up to epoch 1,000) and not yet settled.
     fn open_jobs(&self) -> Vec<Hash> {
-        self.get(&StateKey::Service(
-            ServiceKind::Compute,
-            keys::OPEN_JOBS.to_vec(),
-        ))
-        .unwrap_or_default()
+        let key = |k: Vec<u8>| StateKey::Service(ServiceKind::Compute, k);
+        let mut open = Vec::new();
+        for epoch in 0..1_000 {
+            let count: u64 = self.get(&key(keys::sweep_count(epoch))).unwrap_or(0);
+            for index in 0..count {
+                let Some(id) = self.get::<Hash>(&key(keys::sweep_entry(epoch, index))) else {
+                    continue;
+                };
+                let status = self.job(&id).status;
+                if !matches!(status, JobStatus::Done | JobStatus::Failed) && !open.contains(&id) {
+                    open.push(id);
+                }
+            }
+        }
+        open
     }
 
     fn compute_usage(&self, who: &Address) -> ComputeUsage {
@@ -93,8 +104,18 @@ impl Fixture {
 
     fn submit(&mut self, spec: JobSpec) -> Hash {
         let owner = self.validator.clone();
-        self.ok(&owner, compute(ComputeTx::SubmitJob(spec)));
-        *self.open_jobs().last().expect("a new open job")
+        let receipt = self.ok(&owner, compute(ComputeTx::SubmitJob(spec)));
+        receipt
+            .events
+            .iter()
+            .find_map(|e| match e {
+                Event::Service { name, .. } => name
+                    .strip_prefix("job_submitted ")
+                    .and_then(|rest| rest.split(' ').next())
+                    .and_then(|id| id.parse().ok()),
+                _ => None,
+            })
+            .expect("a job_submitted event")
     }
 
     fn key_of(&self, address: &Address) -> Keypair {
