@@ -1234,4 +1234,35 @@ fn compute_jobs_are_run_by_replicas_and_the_majority_result_wins() {
             assert_eq!(settled["job"]["accepted"]["fuel_used"], fuel, "{settled}");
         }
     }
+
+    // A run that outlasts its deadline ends with that status: the replicas agree on it, are
+    // paid nothing, and the escrow goes back.
+    let endless_s = endless.to_string_lossy().into_owned();
+    let dc_before =
+        json(&rpc, &["account", "show", str_of(&state, "user_address")])["data_credits"]
+            .to_string();
+    let settled = json(
+        &rpc,
+        &[
+            "compute",
+            "submit",
+            &endless_s,
+            "--max-fuel",
+            "100000000000",
+            "--deadline-blocks",
+            "12",
+            "--wait",
+            "--key",
+            &user_key,
+        ],
+    );
+    assert_eq!(settled["job"]["status"], "Done", "{settled}");
+    assert_eq!(
+        settled["job"]["accepted"]["exit"], "DeadlineExceeded",
+        "{settled}"
+    );
+    assert_eq!(settled["job"]["paid_dc"], 0, "{settled}");
+    let dc_after = json(&rpc, &["account", "show", str_of(&state, "user_address")])["data_credits"]
+        .to_string();
+    assert_eq!(dc_before, dc_after, "the escrow went back");
 }

@@ -248,6 +248,7 @@ pub fn exit_text(exit: ExitKind) -> String {
         ExitKind::OutOfMemory => "out of memory".into(),
         ExitKind::Trapped => "trapped".into(),
         ExitKind::InvalidModule => "invalid module".into(),
+        ExitKind::DeadlineExceeded => "deadline exceeded".into(),
     }
 }
 

@@ -32,10 +32,6 @@ pub enum RunError {
     Io(#[from] std::io::Error),
     #[error("the job's outputs exceed {MAX_OUTPUT_BYTES} bytes")]
     OutputTooLarge,
-    /// The wall-clock deadline passed mid-run. Not an outcome: how far a run gets in a given
-    /// time differs between machines, so there is nothing replicas could agree on.
-    #[error("the run was stopped at its deadline")]
-    DeadlinePassed,
 }
 
 /// What to run.
@@ -49,7 +45,7 @@ pub struct JobRun<'a> {
     pub seed: [u8; 32],
     pub max_fuel: u64,
     pub max_memory_bytes: u64,
-    /// Stop the run (with [`RunError::DeadlinePassed`]) once this instant has passed.
+    /// Stop the run once this instant has passed: it ends as [`ExitKind::DeadlineExceeded`].
     pub deadline: Option<std::time::Instant>,
 }
 
@@ -316,7 +312,23 @@ impl Runner {
                 },
                 Err(e) => Err(Ended::NotInstantiated(e)),
             }
-        }))?;
+        }));
+        let Some(ended) = ended else {
+            // What the guest printed so far is kept for the consumer, but it is not part of
+            // the result: replicas stop at different points.
+            let mut stderr = stderr.contents().to_vec();
+            stderr.extend_from_slice(b"\n[depin: deadline exceeded]\n");
+            return Ok(RunOutput {
+                outcome: JobOutcome {
+                    exit: ExitKind::DeadlineExceeded,
+                    fuel_used: 0,
+                    outputs: outputs_hash(ExitKind::DeadlineExceeded, &[], &[], &[]),
+                },
+                stdout: stdout.contents().to_vec(),
+                stderr,
+                files: Vec::new(),
+            });
+        };
         let (exit, note) = match ended {
             Err(Ended::NoStart) => {
                 return Ok(invalid(
@@ -389,19 +401,19 @@ enum Ended {
     NoStart,
 }
 
-/// Drives `run` until it finishes, or stops it (dropping it, and with it the guest) once
-/// `deadline` has passed. The guest yields every [`DEADLINE_CHECK_FUEL`], so it is polled
-/// again at least that often.
+/// Drives `run` until it finishes (`Some`), or stops it (dropping it, and with it the
+/// guest) once `deadline` has passed (`None`). The guest yields every
+/// [`DEADLINE_CHECK_FUEL`], so it is polled again at least that often.
 async fn until_deadline<T>(
     deadline: Option<std::time::Instant>,
     run: impl Future<Output = T>,
-) -> Result<T, RunError> {
+) -> Option<T> {
     let mut run = std::pin::pin!(run);
     std::future::poll_fn(|cx| {
         if deadline.is_some_and(|at| std::time::Instant::now() >= at) {
-            return std::task::Poll::Ready(Err(RunError::DeadlinePassed));
+            return std::task::Poll::Ready(None);
         }
-        run.as_mut().poll(cx).map(Ok)
+        run.as_mut().poll(cx).map(Some)
     })
     .await
 }
@@ -413,6 +425,7 @@ fn exit_words(exit: ExitKind) -> &'static str {
         ExitKind::OutOfMemory => "out of memory",
         ExitKind::Trapped => "trapped",
         ExitKind::InvalidModule => "invalid module",
+        ExitKind::DeadlineExceeded => "deadline exceeded",
     }
 }
 
@@ -444,6 +457,8 @@ fn collect_files(
 }
 
 /// The digest of everything a run produced besides its fuel: what replicas must agree on.
+/// A module that did not load, or a run stopped at its deadline, is its kind alone: what
+/// it printed (a loader's message, a partial run) is for people, not for agreement.
 pub fn outputs_hash(
     exit: ExitKind,
     stdout: &[u8],
@@ -452,6 +467,9 @@ pub fn outputs_hash(
 ) -> Hash {
     let mut hasher = blake3::Hasher::new_derive_key("depin compute outputs");
     hasher.update(&depin_types::encode(&exit));
+    if matches!(exit, ExitKind::InvalidModule | ExitKind::DeadlineExceeded) {
+        return Hash(*hasher.finalize().as_bytes());
+    }
     for part in [stdout, stderr] {
         hasher.update(&(part.len() as u64).to_le_bytes());
         hasher.update(part);
@@ -491,7 +509,7 @@ mod tests {
     }
 
     #[test]
-    fn a_run_past_its_deadline_is_stopped_not_reported() {
+    fn a_run_past_its_deadline_ends_as_deadline_exceeded() {
         let runner = Runner::new().expect("engine");
         let endless = r#"(module (func (export "_start") (loop (br 0))))"#;
         let started = std::time::Instant::now();
@@ -506,11 +524,18 @@ mod tests {
             max_memory_bytes: 2 << 20,
             deadline: Some(started + Duration::from_millis(300)),
         });
-        assert!(
-            matches!(result, Err(RunError::DeadlinePassed)),
-            "{result:?}"
-        );
+        let ended = result.expect("an outcome");
         assert!(started.elapsed() < Duration::from_secs(20));
+        assert_eq!(ended.outcome.exit, ExitKind::DeadlineExceeded);
+        assert_eq!(
+            ended.outcome.fuel_used, 0,
+            "how far it got is not the result"
+        );
+        assert_eq!(
+            ended.outcome.outputs,
+            outputs_hash(ExitKind::DeadlineExceeded, b"", b"", &[])
+        );
+        assert!(String::from_utf8_lossy(&ended.stderr).contains("deadline exceeded"));
     }
 
     #[test]

@@ -440,8 +440,13 @@ fn settle(ctx: &mut ServiceContext<'_, '_>, mut job: Job) -> Result<Vec<Event>, 
                     job.escrow_dc -= dc;
                     job.paid_dc += dc;
                 }
-                let units = (u128::from(accepted.fuel_used) / FUEL_PER_PRICE_UNIT).max(1) as u64;
-                events.push(ctx.record_work(*provider, units)?);
+                // No fuel burned (a module that did not load, a run past its deadline): no
+                // work to count.
+                if accepted.fuel_used > 0 {
+                    let units =
+                        (u128::from(accepted.fuel_used) / FUEL_PER_PRICE_UNIT).max(1) as u64;
+                    events.push(ctx.record_work(*provider, units)?);
+                }
             }
             job.accepted = Some(accepted);
             job.agreed = agreed;

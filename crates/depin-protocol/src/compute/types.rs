@@ -58,6 +58,10 @@ pub enum ExitKind {
     /// The bytes are not a WebAssembly module, or it imports what the sandbox does not
     /// provide: nothing ran.
     InvalidModule,
+    /// The run had not ended when the job's deadline came. How far it got differs between
+    /// machines, so the kind alone is the result: no fuel, no outputs, nothing paid, and
+    /// replicas that say so together are not punished for the consumer's deadline.
+    DeadlineExceeded,
 }
 
 /// A replica's result: the exit, the fuel it burned (deterministic under fuel metering) and

@@ -295,6 +295,48 @@ fn a_job_is_escrowed_assigned_settled_by_majority_and_the_liar_slashed() {
     f.check_supply();
 }
 
+/// Replicas that all ran out of time agree on that: the job ends with that status, nobody is
+/// paid or slashed for the consumer's deadline, and the escrow goes back.
+#[test]
+fn a_job_past_its_deadline_ends_so_without_slashing_anyone() {
+    let mut f = compute_setup(4);
+    let owner = f.validator.clone();
+    let dc_before = f.account(&owner).data_credits;
+    let id = f.submit(spec(3));
+    let replicas = f.replica_keys(&id);
+    let timed_out = JobOutcome {
+        exit: ExitKind::DeadlineExceeded,
+        fuel_used: 0,
+        outputs: Hash::of(b"the kind alone"),
+    };
+    let stakes: Vec<Amount> = replicas.iter().map(|r| f.stake(r).bonded).collect();
+    let salts: Vec<Hash> = replicas
+        .iter()
+        .map(|r| f.commit_to(&id, r, &timed_out))
+        .collect();
+    for (r, salt) in replicas.iter().zip(salts) {
+        let receipt = f.reveal_to(&id, r, timed_out, salt);
+        assert!(
+            !receipt
+                .events
+                .iter()
+                .any(|e| matches!(e, Event::Slashed { .. } | Event::WorkRecorded { .. })),
+            "{:?}",
+            receipt.events
+        );
+    }
+    let job = f.job(&id);
+    assert_eq!(job.status, JobStatus::Done);
+    assert_eq!(job.accepted, Some(timed_out));
+    assert_eq!(job.agreed.len(), 3);
+    assert_eq!((job.paid_dc, job.escrow_dc), (0, 0));
+    assert_eq!(f.account(&owner).data_credits, dc_before, "escrow refunded");
+    for (r, stake) in replicas.iter().zip(stakes) {
+        assert_eq!(f.stake(r).bonded, stake, "not slashed");
+    }
+    f.check_supply();
+}
+
 #[test]
 fn a_split_vote_is_retried_on_fresh_providers_and_an_epoch_end_settles_stale_jobs() {
     let mut f = compute_setup(6);
