@@ -313,36 +313,24 @@ impl Runner {
                 Err(e) => Err(Ended::NotInstantiated(e)),
             }
         }));
-        let Some(ended) = ended else {
-            // What the guest printed so far is kept for the consumer, but it is not part of
-            // the result: replicas stop at different points.
-            let mut stderr = stderr.contents().to_vec();
-            stderr.extend_from_slice(b"\n[depin: deadline exceeded]\n");
-            return Ok(RunOutput {
-                outcome: JobOutcome {
-                    exit: ExitKind::DeadlineExceeded,
-                    fuel_used: 0,
-                    outputs: outputs_hash(ExitKind::DeadlineExceeded, &[], &[], &[]),
-                },
-                stdout: stdout.contents().to_vec(),
-                stderr,
-                files: Vec::new(),
-            });
-        };
         let (exit, note) = match ended {
-            Err(Ended::NoStart) => {
+            None => (
+                ExitKind::DeadlineExceeded,
+                Some("stopped at the wall-clock deadline".into()),
+            ),
+            Some(Err(Ended::NoStart)) => {
                 return Ok(invalid(
                     "the module has no `_start` function (not a WASI command)".into(),
                 ));
             }
-            Err(Ended::NotInstantiated(e)) if store.data().limits.refused => {
+            Some(Err(Ended::NotInstantiated(e))) if store.data().limits.refused => {
                 (ExitKind::OutOfMemory, Some(e.to_string()))
             }
-            Err(Ended::NotInstantiated(e)) => {
+            Some(Err(Ended::NotInstantiated(e))) => {
                 return Ok(invalid(format!("cannot instantiate the module: {e}")));
             }
-            Ok(Ok(())) => (ExitKind::Exited(0), None),
-            Ok(Err(e)) => {
+            Some(Ok(Ok(()))) => (ExitKind::Exited(0), None),
+            Some(Ok(Err(e))) => {
                 if let Some(exit) = e.downcast_ref::<wasmtime_wasi::I32Exit>() {
                     (ExitKind::Exited(exit.0), None)
                 } else if matches!(e.downcast_ref::<Trap>(), Some(Trap::OutOfFuel)) {
@@ -368,8 +356,13 @@ impl Runner {
         output_dir: &tempfile::TempDir,
         note: Option<String>,
     ) -> Result<RunOutput, RunError> {
-        let fuel_left = store.get_fuel().unwrap_or(0);
-        let fuel_used = job.max_fuel.saturating_sub(fuel_left);
+        // A run stopped at its deadline got as far as its machine allowed: that is not
+        // something replicas can agree on, so it counts no fuel (and `outputs_hash` takes the
+        // kind alone; what it printed so far is kept for the consumer).
+        let fuel_used = match exit {
+            ExitKind::DeadlineExceeded => 0,
+            _ => job.max_fuel.saturating_sub(store.get_fuel().unwrap_or(0)),
+        };
         let stdout = stdout.contents().to_vec();
         let mut stderr = stderr.contents().to_vec();
         if let Some(note) = note {
