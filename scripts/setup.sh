@@ -17,6 +17,13 @@ fi
 
 command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust with rustup" >&2; exit 1; }
 
+# The test command runs rustfmt and clippy as house checks.
+if command -v rustup >/dev/null; then
+  for component in rustfmt clippy; do
+    rustup component list --installed | grep -q "^$component" || rustup component add "$component"
+  done
+fi
+
 # The example compute jobs (examples/compute) are built for WebAssembly by the tests.
 if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx wasm32-wasip1; then
   rustup target add wasm32-wasip1

@@ -5,6 +5,9 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 # A one-off CI build gains nothing from incremental state, which costs GiBs of disk.
 if [ "${CI:-}" = "true" ]; then export CARGO_INCREMENTAL=0; fi
+# House checks first: formatting and clippy with warnings as errors, on every target.
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -- -D warnings
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast "$@"
 else

@@ -1,3 +1,6 @@
+//! Owns: the ledger on disk (redb), the state commitment, the mempool, consensus, crash recovery.
+//! Must not: hold protocol rules, serve HTTP, or touch a service's runtime.
+//!
 //! depin-chain: the ledger on disk. It executes `depin-protocol` on redb-backed state, commits
 //! to the whole state with a Jellyfish Merkle tree (incremental: only touched paths are
 //! rehashed), keeps blocks, transactions and receipts, holds the bounded mempool, and exposes
@@ -22,10 +25,10 @@ use depin_protocol::state::{
     ValidatorSet,
 };
 use depin_protocol::{
-    Block, BlockContext, BlockError, BlockHeader, Finality, Overlay, Protocol, Receipt,
-    SignedTransaction, StateKey, TxError,
+    Block, BlockContext, BlockError, BlockHeader, Event, Finality, Overlay, Protocol, Receipt,
+    ServiceHook, SignedTransaction, StateKey, TxError,
 };
-use depin_types::{Address, Hash};
+use depin_types::{Address, Hash, ServiceKind};
 use jmt::JellyfishMerkleTree;
 use redb::{Database, ReadableDatabase};
 use std::collections::{BTreeMap, HashMap};
@@ -34,22 +37,41 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 use store::{
-    BLOCK_INDEX, BLOCKS, Blake3Hasher, FINALITY, JMT_NODES, META, NodeSnapshot, RECEIPTS,
-    REWARDS_INDEX, STATE, StateSnapshot, TX_INDEX,
+    BLOCK_EVENTS, BLOCK_INDEX, BLOCKS, Blake3Hasher, FINALITY, JMT_NODES, META, NodeSnapshot,
+    RECEIPTS, REWARDS_INDEX, STATE, StateSnapshot, TX_INDEX,
 };
 
-/// Everything that can go wrong in the chain. Storage faults are the node's; the rest say
-/// what was wrong with a block.
+/// Everything that can go wrong in the chain. Database, disk and commitment faults are the
+/// node's own ([`ChainError::is_node_fault`]); the rest say what was wrong with a block.
 #[derive(Debug, thiserror::Error)]
 pub enum ChainError {
-    #[error("storage: {0}")]
-    Storage(String),
+    #[error("database: {0}")]
+    Database(#[from] redb::DatabaseError),
+    #[error("database transaction: {0}")]
+    Transaction(#[from] redb::TransactionError),
+    #[error("database table: {0}")]
+    Table(#[from] redb::TableError),
+    #[error("database storage: {0}")]
+    Storage(#[from] redb::StorageError),
+    #[error("database commit: {0}")]
+    Commit(#[from] redb::CommitError),
+    #[error("disk: {0}")]
+    Io(#[from] std::io::Error),
+    /// A record the chain wrote itself does not decode.
+    #[error("stored {what} does not decode: {source}")]
+    Corrupt {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("state: {0}")]
+    State(#[from] depin_protocol::StateError),
     #[error("state commitment: {0}")]
-    Commitment(String),
+    Commitment(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("the database belongs to chain {stored:?}, not {configured:?}")]
     GenesisMismatch { stored: String, configured: String },
     #[error("genesis state could not be built: {0}")]
-    Genesis(TxError),
+    Genesis(#[source] TxError),
     #[error("block {height} does not extend the head {head_height} ({head_hash})")]
     NotExtendingHead {
         height: u64,
@@ -61,35 +83,51 @@ pub enum ChainError {
     #[error("unknown parent block {0}")]
     UnknownParent(Hash),
     #[error("invalid block: {0}")]
-    InvalidBlock(String),
-    #[error("state root mismatch: block says {claimed}, execution gives {computed}")]
-    StateRootMismatch { claimed: Hash, computed: Hash },
+    Rejected(#[from] BlockRejected),
     #[error("bad finality certificate for block {0}")]
     BadFinality(Hash),
-    #[error(transparent)]
+    #[error("block execution: {0}")]
     Block(#[from] BlockError),
 }
 
-macro_rules! storage_err {
-    ($($t:ty),*) => {$(
-        impl From<$t> for ChainError {
-            fn from(e: $t) -> Self { ChainError::Storage(e.to_string()) }
+impl ChainError {
+    /// True when this node's database, disk or state backend failed: the block itself may
+    /// be fine, so this is no verdict on it.
+    pub fn is_node_fault(&self) -> bool {
+        match self {
+            ChainError::Database(_)
+            | ChainError::Transaction(_)
+            | ChainError::Table(_)
+            | ChainError::Storage(_)
+            | ChainError::Commit(_)
+            | ChainError::Io(_)
+            | ChainError::Corrupt { .. }
+            | ChainError::Commitment(_) => true,
+            ChainError::State(e) => e.is_backend(),
+            ChainError::Block(BlockError::Store(e)) => e.is_backend(),
+            _ => false,
         }
-    )*};
-}
-storage_err!(
-    redb::DatabaseError,
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError,
-    std::io::Error
-);
-
-impl From<depin_protocol::StoreError> for ChainError {
-    fn from(e: depin_protocol::StoreError) -> Self {
-        ChainError::Storage(e.0)
     }
+}
+
+/// Why a block proposed by someone else is not acceptable, before or after executing it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BlockRejected {
+    #[error("height {height} does not follow its parent at {parent_height}")]
+    HeightGap { height: u64, parent_height: u64 },
+    #[error("chain id {got:?} is not this network's")]
+    WrongChain { got: String },
+    #[error("timestamp {timestamp_ms} is earlier than its parent's {parent_timestamp_ms}")]
+    TimestampBeforeParent {
+        timestamp_ms: u64,
+        parent_timestamp_ms: u64,
+    },
+    #[error("transaction root or count does not match the transactions")]
+    TxRootMismatch,
+    #[error("transaction {index} has a bad signature")]
+    BadSignature { index: usize },
+    #[error("state root mismatch: block says {claimed}, execution gives {computed}")]
+    StateRootMismatch { claimed: Hash, computed: Hash },
 }
 
 /// The last finalized block.
@@ -117,6 +155,8 @@ pub struct ExecutedBlock {
     node_batch: jmt::storage::NodeBatch,
     pub receipts: Vec<Receipt>,
     pub epoch_rewards: Option<EpochRewards>,
+    /// What the end of the block did outside any transaction (failed service hooks).
+    pub events: Vec<Event>,
 }
 
 /// A proposed block and the transactions left out of it, with why.
@@ -143,7 +183,7 @@ pub struct LayeredState {
 }
 
 impl depin_protocol::StateRead for LayeredState {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, depin_protocol::StoreError> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, depin_protocol::StateError> {
         for layer in &self.layers {
             if let Some(value) = layer.state_writes.get(key) {
                 return Ok(value.clone());
@@ -218,6 +258,22 @@ pub struct ChainMetrics {
     /// Consensus peers blocked by the engine for invalid messages (bad signatures, malformed
     /// or conflicting votes and certificates).
     pub consensus_peers_blocked: AtomicU64,
+    /// Service hooks that failed in committed blocks, by service and hook.
+    pub service_hook_failures: Mutex<BTreeMap<(ServiceKind, ServiceHook), u64>>,
+}
+
+impl ChainMetrics {
+    fn count_block_events(&self, events: &[Event]) {
+        let mut failures = self
+            .service_hook_failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for event in events {
+            if let Event::ServiceHookFailed { service, hook, .. } = event {
+                *failures.entry((*service, *hook)).or_insert(0) += 1;
+            }
+        }
+    }
 }
 
 /// The ledger: database, protocol, head, and blocks executed but not yet final.
@@ -332,7 +388,10 @@ impl Chain {
                         configured: protocol.genesis().chain_id.clone(),
                     });
                 }
-                borsh::from_slice(&head).map_err(|e| ChainError::Storage(e.to_string()))?
+                borsh::from_slice(&head).map_err(|source| ChainError::Corrupt {
+                    what: "head",
+                    source,
+                })?
             }
             None => Self::write_genesis(&db, &protocol, &genesis_toml)?,
         };
@@ -396,6 +455,7 @@ impl Chain {
             node_batch: batch,
             receipts: Vec::new(),
             epoch_rewards: None,
+            events: Vec::new(),
         };
         let head = commit_block(db, &executed, &Finality::Genesis, Some(toml))?;
         Ok(head)
@@ -466,10 +526,13 @@ impl Chain {
                 Err(e) => rejected.push((tx.hash(), e)),
             }
         }
-        let epoch_rewards = self
+        let end = self
             .protocol
             .end_block(&mut overlay, &ctx)
-            .map_err(|e| ChainError::InvalidBlock(format!("epoch processing: {e}")))?;
+            .map_err(|e| match e {
+                TxError::Store(s) => ChainError::State(s),
+                other => ChainError::Block(BlockError::EndBlock(other)),
+            })?;
         let writes = overlay.into_writes();
         let (state_root, node_batch) = self.root_after(&writes, ctx.height, &view)?;
         let header = BlockHeader {
@@ -492,7 +555,8 @@ impl Chain {
             state_writes: writes,
             node_batch,
             receipts,
-            epoch_rewards,
+            epoch_rewards: end.epoch_rewards,
+            events: end.events,
         });
         self.remember_executed(&executed);
         self.metrics
@@ -590,29 +654,31 @@ impl Chain {
         let h = &block.header;
         let view = self.parent_view(h.parent)?;
         if h.height != view.height + 1 {
-            return Err(ChainError::InvalidBlock(format!(
-                "height {} does not follow its parent at {}",
-                h.height, view.height
-            )));
+            return Err(BlockRejected::HeightGap {
+                height: h.height,
+                parent_height: view.height,
+            }
+            .into());
         }
         if h.chain_id != self.protocol.genesis().chain_id {
-            return Err(ChainError::InvalidBlock("wrong chain id".into()));
+            return Err(BlockRejected::WrongChain {
+                got: h.chain_id.chars().take(64).collect(),
+            }
+            .into());
         }
         if h.timestamp_ms < view.timestamp_ms {
-            return Err(ChainError::InvalidBlock(
-                "timestamp earlier than parent".into(),
-            ));
+            return Err(BlockRejected::TimestampBeforeParent {
+                timestamp_ms: h.timestamp_ms,
+                parent_timestamp_ms: view.timestamp_ms,
+            }
+            .into());
         }
         if h.tx_count as usize != block.txs.len() || h.tx_root != Block::compute_tx_root(&block.txs)
         {
-            return Err(ChainError::InvalidBlock(
-                "transaction root or count mismatch".into(),
-            ));
+            return Err(BlockRejected::TxRootMismatch.into());
         }
-        if let Err(i) = self.verify_unseen_signatures(&block.txs) {
-            return Err(ChainError::InvalidBlock(format!(
-                "transaction {i} has a bad signature"
-            )));
+        if let Err(index) = self.verify_unseen_signatures(&block.txs) {
+            return Err(BlockRejected::BadSignature { index }.into());
         }
         let state = self.layered_state(&view)?;
         let mut overlay = Overlay::new(&state);
@@ -628,10 +694,11 @@ impl Chain {
         let writes = overlay.into_writes();
         let (computed, node_batch) = self.root_after(&writes, h.height, &view)?;
         if computed != h.state_root {
-            return Err(ChainError::StateRootMismatch {
+            return Err(BlockRejected::StateRootMismatch {
                 claimed: h.state_root,
                 computed,
-            });
+            }
+            .into());
         }
         let executed = Arc::new(ExecutedBlock {
             block: block.clone(),
@@ -640,6 +707,7 @@ impl Chain {
             node_batch,
             receipts: outcome.receipts,
             epoch_rewards: outcome.epoch_rewards,
+            events: outcome.events,
         });
         self.remember_executed(&executed);
         self.metrics
@@ -674,7 +742,7 @@ impl Chain {
         height: u64,
         finality: &Finality,
     ) -> Result<bool, ChainError> {
-        let epoch = self.consensus_epoch(height);
+        let epoch = self.validator_era(height);
         let validators = self.validator_set(epoch)?;
         Ok(match finality {
             Finality::Quorum { certificate } => consensus::certificate::verify_finalization(
@@ -749,6 +817,7 @@ impl Chain {
         self.metrics
             .txs_committed
             .fetch_add(block.txs.len() as u64, Ordering::Relaxed);
+        self.metrics.count_block_events(&executed.events);
         match self.head.write() {
             Ok(mut h) => *h = new_head,
             Err(p) => *p.into_inner() = new_head,
@@ -820,14 +889,14 @@ impl Chain {
         self.get_state(&StateKey::OraclePrice)
     }
 
-    /// The validators that finalize the next block (the set of its consensus epoch).
+    /// The validators that finalize the next block (the set of its era).
     pub fn validators(&self) -> Result<Vec<Address>, ChainError> {
-        self.validator_set(self.consensus_epoch(self.head().height + 1))
+        self.validator_set(self.validator_era(self.head().height + 1))
     }
 
-    /// The consensus epoch of a height (fixed-length epochs of `epoch_blocks`).
-    pub fn consensus_epoch(&self, height: u64) -> u64 {
-        depin_protocol::consensus_epoch(height, self.protocol.genesis().chain.epoch_blocks)
+    /// The validator-set era of a height (what commonware's engine calls its epoch).
+    pub fn validator_era(&self, height: u64) -> u64 {
+        depin_protocol::validator_era(height, self.protocol.genesis().chain.epoch_blocks)
     }
 
     /// The validator set of consensus `epoch`; empty when not chosen yet (more than one epoch
@@ -877,7 +946,10 @@ impl Chain {
             let mut epoch_bytes = [0u8; 8];
             epoch_bytes.copy_from_slice(&key[32..40]);
             let entries: Vec<RewardEntry> =
-                borsh::from_slice(v.value()).map_err(|e| ChainError::Storage(e.to_string()))?;
+                borsh::from_slice(v.value()).map_err(|source| ChainError::Corrupt {
+                    what: "record",
+                    source,
+                })?;
             out.push((u64::from_be_bytes(epoch_bytes), entries));
         }
         Ok(out)
@@ -892,9 +964,31 @@ impl Chain {
         let table = read.open_table(BLOCKS)?;
         match table.get(height)? {
             None => Ok(None),
-            Some(v) => Ok(Some(
-                borsh::from_slice(v.value()).map_err(|e| ChainError::Storage(e.to_string()))?,
-            )),
+            Some(v) => Ok(Some(borsh::from_slice(v.value()).map_err(|source| {
+                ChainError::Corrupt {
+                    what: "record",
+                    source,
+                }
+            })?)),
+        }
+    }
+
+    /// What the end of the block at `height` did outside any transaction (failed service
+    /// hooks); empty for most blocks.
+    pub fn block_events(&self, height: u64) -> Result<Vec<Event>, ChainError> {
+        let read = self.db.begin_read()?;
+        let table = match read.open_table(BLOCK_EVENTS) {
+            Ok(table) => table,
+            // Databases written before any hook failed have no such table.
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        match table.get(height)? {
+            None => Ok(Vec::new()),
+            Some(v) => borsh::from_slice(v.value()).map_err(|source| ChainError::Corrupt {
+                what: "block events",
+                source,
+            }),
         }
     }
 
@@ -929,9 +1023,12 @@ impl Chain {
         let table = read.open_table(FINALITY)?;
         match table.get(height)? {
             None => Ok(None),
-            Some(v) => Ok(Some(
-                borsh::from_slice(v.value()).map_err(|e| ChainError::Storage(e.to_string()))?,
-            )),
+            Some(v) => Ok(Some(borsh::from_slice(v.value()).map_err(|source| {
+                ChainError::Corrupt {
+                    what: "record",
+                    source,
+                }
+            })?)),
         }
     }
 
@@ -948,11 +1045,15 @@ impl Chain {
                 return Ok(None);
             };
             let location: TxLocation =
-                borsh::from_slice(loc.value()).map_err(|e| ChainError::Storage(e.to_string()))?;
+                borsh::from_slice(loc.value()).map_err(|source| ChainError::Corrupt {
+                    what: "transaction location",
+                    source,
+                })?;
             let receipt: Receipt = match receipts.get(hash.as_bytes().as_slice())? {
-                Some(r) => {
-                    borsh::from_slice(r.value()).map_err(|e| ChainError::Storage(e.to_string()))?
-                }
+                Some(r) => borsh::from_slice(r.value()).map_err(|source| ChainError::Corrupt {
+                    what: "receipt",
+                    source,
+                })?,
                 None => return Ok(None),
             };
             (location, receipt)
@@ -1012,7 +1113,7 @@ impl Chain {
         }
         let snapshot = self
             .state_snapshot()
-            .map_err(|e| TxError::Store(depin_protocol::StoreError(e.to_string())))?;
+            .map_err(|e| TxError::Store(depin_protocol::StateError::backend(e)))?;
         let mut overlay = Overlay::new(&snapshot);
         let account: Account = overlay
             .get(&StateKey::Account(tx.tx.sender))?
@@ -1068,7 +1169,7 @@ fn compute_root(
     let value_set = writes.iter().map(|(k, v)| (store::key_hash(k), v.clone()));
     let (root, batch) = tree
         .put_value_set(value_set, version)
-        .map_err(|e| ChainError::Commitment(e.to_string()))?;
+        .map_err(|e| ChainError::Commitment(e.into()))?;
     Ok((Hash(root.0), batch.node_batch))
 }
 
@@ -1136,6 +1237,10 @@ fn commit_block(
                 let key = rewards_key(&account, rewards.epoch);
                 idx.insert(key.as_slice(), depin_types::encode(&entries).as_slice())?;
             }
+        }
+        if !executed.events.is_empty() {
+            let mut events = write.open_table(BLOCK_EVENTS)?;
+            events.insert(height, depin_types::encode(&executed.events).as_slice())?;
         }
         let mut meta = write.open_table(META)?;
         meta.insert("head", depin_types::encode(&head).as_slice())?;

@@ -1,7 +1,7 @@
 //! The on-disk layout (redb tables) and the adapters that let the protocol read state and the
 //! Jellyfish Merkle tree read and write its nodes in the same database.
 
-use depin_protocol::{StateRead, StoreError};
+use depin_protocol::{StateError, StateRead};
 use jmt::storage::{LeafNode, Node, NodeKey, TreeReader};
 use jmt::{KeyHash, OwnedValue, Version};
 use redb::{ReadOnlyTable, TableDefinition};
@@ -18,6 +18,9 @@ pub const BLOCK_INDEX: TableDefinition<&[u8], u64> = TableDefinition::new("block
 pub const TX_INDEX: TableDefinition<&[u8], &[u8]> = TableDefinition::new("tx_index");
 /// Transaction hash to its receipt.
 pub const RECEIPTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("receipts");
+/// Height to what the end of that block did outside any transaction (failed service hooks);
+/// only blocks with such events have an entry.
+pub const BLOCK_EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("block_events");
 /// The latest ledger state: state key to record.
 pub const STATE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("state");
 /// Jellyfish Merkle tree nodes, every version (pruning is a later concern).
@@ -51,11 +54,11 @@ pub struct StateSnapshot {
 }
 
 impl StateRead for StateSnapshot {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
         self.table
             .get(key)
             .map(|v| v.map(|g| g.value().to_vec()))
-            .map_err(|e| StoreError(e.to_string()))
+            .map_err(StateError::backend)
     }
 }
 

@@ -122,7 +122,9 @@ fn rejects_tampered_blocks_and_certificates() {
     let cert = Finality::solo(&f1.validator, &wrong_root.hash());
     assert!(matches!(
         a2.finalize(&wrong_root, &cert),
-        Err(ChainError::StateRootMismatch { .. })
+        Err(ChainError::Rejected(
+            BlockRejected::StateRootMismatch { .. }
+        ))
     ));
     let stranger = Finality::solo(&Keypair::from_seed(b"stranger"), &block.hash());
     assert!(matches!(
@@ -134,7 +136,7 @@ fn rejects_tampered_blocks_and_certificates() {
     let cert = Finality::solo(&f1.validator, &extra_tx.hash());
     assert!(matches!(
         a2.finalize(&extra_tx, &cert),
-        Err(ChainError::InvalidBlock(_))
+        Err(ChainError::Rejected(BlockRejected::TxRootMismatch))
     ));
     assert_eq!(a2.chain.head(), before);
     assert!(a2.finalize(&block, &good).expect("good block"));
@@ -249,4 +251,89 @@ fn a_sibling_of_a_finalized_block_is_refused() {
             .propose(sibling.hash(), 3_000, f.validator.address(), vec![]),
         Err(ChainError::UnknownParent(_))
     ));
+}
+
+/// A service whose end-of-block hook always fails after writing a record.
+struct FailingBlockHook;
+
+impl depin_protocol::ServiceModule for FailingBlockHook {
+    fn service(&self) -> ServiceKind {
+        ServiceKind::Video
+    }
+
+    fn max_payload_bytes(&self) -> usize {
+        16
+    }
+
+    fn event_json(&self, _data: &[u8]) -> Option<serde_json::Value> {
+        None
+    }
+
+    fn apply(
+        &self,
+        _ctx: &mut depin_protocol::ServiceContext<'_, '_>,
+        _sender: depin_types::Address,
+        _payload: &[u8],
+    ) -> Result<Vec<Event>, TxError> {
+        Ok(Vec::new())
+    }
+
+    fn end_block(&self, ctx: &mut depin_protocol::ServiceContext<'_, '_>) -> Result<(), TxError> {
+        ctx.put_encoded(b"left behind", &ctx.block.height);
+        Err(TxError::AmountOverflow)
+    }
+}
+
+#[test]
+fn a_failing_service_hook_does_not_stop_the_chain() {
+    let (f1, f2) = (fixture(), fixture());
+    let open = |f: &Fixture| {
+        let mut protocol = Protocol::new(f.genesis.clone()).expect("protocol");
+        protocol.register_service(Arc::new(FailingBlockHook));
+        let chain = Arc::new(Chain::open(&f.path, protocol).expect("open"));
+        Arc::new(ChainApp::new(chain, Mempool::new(MempoolLimits::default())))
+    };
+    let (a1, a2) = (open(&f1), open(&f2));
+    let producer = SoloProducer::new(a1.clone(), f1.validator.clone());
+    // Past an epoch boundary, with a transaction in every block.
+    let blocks = f1.genesis.chain.epoch_blocks + 2;
+    for n in 0..blocks {
+        a1.submit_bytes(&f1.transfer(n, 7).to_bytes())
+            .expect("submit");
+        let block = producer.produce(2_000 + n).expect("the block is produced");
+        assert_eq!(block.txs.len(), 1);
+        // A follower re-executes it, reaches the same root and commits it too.
+        let finality = a1
+            .chain
+            .finality(block.header.height)
+            .expect("read")
+            .expect("certificate");
+        assert!(
+            a2.finalize(&block, &finality)
+                .expect("the follower commits")
+        );
+        let events = a2.chain.block_events(block.header.height).expect("events");
+        assert!(
+            matches!(
+                events.as_slice(),
+                [Event::ServiceHookFailed { service: ServiceKind::Video, hook: ServiceHook::EndBlock, reason }]
+                    if reason == "amount overflow"
+            ),
+            "{events:?}"
+        );
+    }
+    assert_eq!(a1.chain.head(), a2.chain.head());
+    assert_eq!(a1.chain.head().height, blocks);
+    assert!(a1.chain.epoch_rewards(0).expect("read").is_some());
+    let failures = a1
+        .chain
+        .metrics
+        .service_hook_failures
+        .lock()
+        .expect("metrics")
+        .clone();
+    assert_eq!(
+        failures.get(&(ServiceKind::Video, ServiceHook::EndBlock)),
+        Some(&blocks)
+    );
 }

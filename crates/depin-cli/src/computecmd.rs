@@ -15,7 +15,9 @@ use clap::{Args, Subcommand};
 use depin_compute::bundle::{MAX_RESULT_BYTES, ResultBundle, exit_text, pack};
 use depin_compute::transfer::{TransferError, fetch_result, push_blob};
 use depin_protocol::Action;
-use depin_protocol::compute::{ComputeTx, ExitKind, Job, JobSpec, JobStatus, fuel_cost_dc};
+use depin_protocol::compute::{
+    ComputeEvent, ComputeTx, ExitKind, Job, JobSpec, JobStatus, fuel_cost_dc,
+};
 use depin_types::{Address, Hash, ServiceKind};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -213,7 +215,11 @@ fn submit(ctx: &Ctx, args: SubmitArgs) -> anyhow::Result<()> {
         true,
     )?;
     let id = outcome
-        .event_id("job_submitted")
+        .service_events::<ComputeEvent>()
+        .find_map(|e| match e {
+            ComputeEvent::JobSubmitted { id, .. } => Some(id),
+            _ => None,
+        })
         .context("the job transaction did not report a job id")?;
     eprintln!("job {id} submitted");
     let job = fetch_job(ctx, &id)?;

@@ -1,3 +1,6 @@
+//! Owns: the `depin` binary: node run, devnet, and every client verb over the client libraries.
+//! Must not: hold protocol rules or a service's pipeline: it parses flags, calls libraries and prints.
+//!
 //! depin: the one binary of the network. `depin node run` starts a node, `depin devnet` starts a
 //! local network of node processes, and every other verb is a client of a node's HTTP API.
 //!

@@ -128,7 +128,12 @@ pub fn event(event: &Event, token: &TokenInfo) -> String {
             "{service}: {consumer} paid {data_credits} DC, {provider} earned {}",
             t(tokens_minted)
         ),
-        Event::Service { service, name } => format!("{service}: {name}"),
+        Event::Service { service, .. } => format!("{service} event"),
+        Event::ServiceHookFailed {
+            service,
+            hook,
+            reason,
+        } => format!("{service} {hook} hook failed (its writes were dropped): {reason}"),
         Event::ValidatorRegistered { consensus_address } => {
             format!("validator candidate at {consensus_address}")
         }
@@ -139,9 +144,20 @@ pub fn event(event: &Event, token: &TokenInfo) -> String {
 /// One line for an event as the node wrote it in JSON; an event this build cannot read is
 /// shown field by field.
 pub fn event_json(value: &serde_json::Value, token: &TokenInfo) -> String {
+    // A service event as its service decoded it on the node: `storage: deal opened id=…`.
+    if value["type"] == "service"
+        && let (Some(service), Some(decoded)) = (value["service"].as_str(), value.get("event"))
+    {
+        return format!("{service}: {}", fields_json(decoded, token));
+    }
     if let Ok(e) = serde_json::from_value::<Event>(value.clone()) {
         return event(&e, token);
     }
+    fields_json(value, token)
+}
+
+/// A tagged JSON object field by field: its `type` in words, then `key=value` pairs.
+fn fields_json(value: &serde_json::Value, token: &TokenInfo) -> String {
     let Some(fields) = value.as_object() else {
         return value.to_string();
     };
@@ -159,7 +175,14 @@ pub fn event_json(value: &serde_json::Value, token: &TokenInfo) -> String {
                 }
                 _ => units.to_string(),
             },
-            None => v.to_string(),
+            None => match v.as_array() {
+                Some(items) => items
+                    .iter()
+                    .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_string))
+                    .collect::<Vec<_>>()
+                    .join(","),
+                None => v.to_string(),
+            },
         };
         text.push_str(&format!(" {k}={shown}"));
     }

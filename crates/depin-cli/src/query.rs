@@ -178,12 +178,13 @@ pub fn status(ctx: &Ctx) -> anyhow::Result<()> {
             ("state root", s.state_root.to_string()),
             ("time", output::timestamp(s.timestamp_ms)),
             (
-                "epoch",
+                "reward epoch",
                 format!(
                     "{} ({} blocks of {} ms)",
                     s.epoch, s.epoch_blocks, s.block_interval_ms
                 ),
             ),
+            ("validator era", s.era.to_string()),
             ("validators", validators.join(", ")),
             (
                 "mempool",
@@ -252,7 +253,10 @@ pub fn tx(ctx: &Ctx, hash: &str) -> anyhow::Result<()> {
     ctx.out.emit(&lookup.raw, || {
         let t = ctx.token()?;
         let s = &lookup.status;
-        let mut items = vec![("hash", s.hash.to_string()), ("status", s.status.clone())];
+        let mut items = vec![
+            ("hash", s.hash.to_string()),
+            ("status", s.status.to_string()),
+        ];
         if let Some(height) = s.height {
             items.push(("height", height.to_string()));
         }

@@ -12,7 +12,9 @@ use clap::{Args, Subcommand};
 use depin_net::{NetConfig, NetHandle};
 use depin_node::api_types::{DealResponse, DealsResponse, SegmentView, StatusResponse};
 use depin_protocol::Action;
-use depin_protocol::storage::{DealStatus, PieceRef, PieceState, SegmentSpec, StorageTx};
+use depin_protocol::storage::{
+    DealStatus, PieceRef, PieceState, SegmentSpec, StorageEvent, StorageTx,
+};
 use depin_storage::client::{
     ClientError, FetchEvent, FetchPlan, PieceHolder, PieceSource, fetch_pieces,
     upload_piece_with_progress,
@@ -295,7 +297,11 @@ fn put(ctx: &Ctx, args: PutArgs) -> anyhow::Result<()> {
         true,
     )?;
     let id = outcome
-        .event_id("deal_opened")
+        .service_events::<StorageEvent>()
+        .find_map(|e| match e {
+            StorageEvent::DealOpened { id, .. } => Some(id),
+            _ => None,
+        })
         .context("the deal transaction did not report a deal id")?;
     eprintln!("deal {id} opened");
     let deal: DealResponse = ctx.client.get(&format!("/v1/storage/deals/{id}"))?;

@@ -10,8 +10,9 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use depin_node::api_types::{
     AccountResponse, ErrorDetail, StatusResponse, SubmitTxRequest, SubmitTxResponse, TokenInfo,
-    TxStatusResponse,
+    TxStatus, TxStatusResponse,
 };
+use depin_protocol::service::ServiceEvent;
 use depin_protocol::tx::{GeoLocation, ServiceOffer};
 use depin_protocol::{Action, Genesis, Protocol, SignedTransaction, Transaction};
 use depin_types::{Address, Amount, AmountError, Hash, Keypair, ServiceKind};
@@ -140,7 +141,7 @@ impl Network {
 #[derive(Debug, Serialize)]
 pub struct TxOutcome {
     pub hash: Hash,
-    pub status: String,
+    pub status: TxStatus,
     pub height: Option<u64>,
     #[serde(skip)]
     pub events: Vec<serde_json::Value>,
@@ -154,17 +155,20 @@ fn amount_error(e: AmountError) -> CodedError {
 }
 
 impl TxOutcome {
-    /// The id a service event `<name> <id> ...` of this transaction reports (a new deal's,
-    /// a new job's).
-    pub fn event_id(&self, name: &str) -> Option<Hash> {
-        let prefix = format!("{name} ");
-        self.events
-            .iter()
-            .filter_map(|e| e["name"].as_str())
-            .find_map(|n| n.strip_prefix(prefix.as_str()))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|id| id.parse::<Hash>().ok())
+    /// The events of service `E` this transaction reported, decoded from their bytes.
+    pub fn service_events<'a, E: ServiceEvent + 'a>(&'a self) -> impl Iterator<Item = E> + 'a {
+        self.events.iter().filter_map(decode_service_event::<E>)
     }
+}
+
+/// A service event of `E` from the node's JSON of an event: the borsh bytes in `data` of an
+/// event tagged `service` with `E`'s service.
+pub fn decode_service_event<E: ServiceEvent>(event: &serde_json::Value) -> Option<E> {
+    if event["type"] != "service" || event["service"] != E::SERVICE.as_str() {
+        return None;
+    }
+    let data = hex::decode(event["data"].as_str()?).ok()?;
+    depin_types::decode_bounded(&data, depin_protocol::block::MAX_SERVICE_EVENT_BYTES).ok()
 }
 
 /// Checks an amount's syntax before any request. The token's decimals are not known yet, so
@@ -266,16 +270,16 @@ pub fn wait_for_commit(client: &Client, hash: &Hash) -> anyhow::Result<TxLookup>
     loop {
         // Right after submission a follower may not know the transaction yet: keep asking.
         if let Some(lookup) = lookup_tx(client, hash)? {
-            match lookup.status.status.as_str() {
-                "committed" => return Ok(lookup),
-                "dropped" => {
+            match lookup.status.status {
+                TxStatus::Committed => return Ok(lookup),
+                TxStatus::Dropped => {
                     let error = lookup.status.error.unwrap_or(ErrorDetail {
                         code: "dropped".into(),
                         message: format!("transaction {hash} was dropped"),
                     });
                     return Err(CodedError::new(error.code, error.message).into());
                 }
-                other => last = other.to_string(),
+                TxStatus::Pending => last = TxStatus::Pending.to_string(),
             }
         }
         if Instant::now() >= deadline {
@@ -311,7 +315,7 @@ pub fn send(
     if !wait {
         return Ok(TxOutcome {
             hash,
-            status: "pending".into(),
+            status: TxStatus::Pending,
             height: None,
             events: Vec::new(),
         });

@@ -1,3 +1,6 @@
+//! Owns: the compute runtime: wasm jobs under wasmtime, input bundles, the blob store and protocol.
+//! Must not: decide what the chain accepts, or import another service.
+//!
 //! depin-compute: the compute service's runtime. Runs a job's WebAssembly module (WASI
 //! preview 1) under wasmtime with deterministic fuel metering, a memory cap, a fixed clock
 //! and seeded randomness, and reports the outcome replicas commit to. Decides nothing the

@@ -441,7 +441,10 @@ mod tests {
             },
         ];
         for p in packets {
-            assert_eq!(Packet::decode(&p.encode()).expect(p.name()), p);
+            assert_eq!(
+                Packet::decode(&p.encode()).unwrap_or_else(|e| panic!("{}: {e}", p.name())),
+                p
+            );
         }
         assert_eq!(tx.payload().expect("payload"), vec![1, 2, 3]);
         assert_eq!(tx.frequency_hz(), 869_525_000);

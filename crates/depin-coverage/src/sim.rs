@@ -721,14 +721,14 @@ pub async fn run(config: &SimConfig, progress: &dyn Fn(&str)) -> Result<SimRepor
                 continue;
             };
             let bytes = frame.encode();
-            for w in 0..nodes.len() {
-                let d = distance_m(*at, nodes[w].real);
+            for (w, node) in nodes.iter_mut().enumerate() {
+                let d = distance_m(*at, node.real);
                 let rssi = received_dbm(DEVICE_POWER_DBM, 3.0, d, &mut rng);
                 if rssi < SENSITIVITY_DBM {
                     continue;
                 }
                 token = token.wrapping_add(1);
-                if let Some(up) = push_uplink(&mut nodes[w], token, &bytes, rssi, 5.0).await?
+                if let Some(up) = push_uplink(node, token, &bytes, rssi, 5.0).await?
                     && let Heard::Device(frame) = classify(&up.payload, &known, &live)
                 {
                     receipts

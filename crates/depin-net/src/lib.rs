@@ -1,3 +1,6 @@
+//! Owns: the libp2p swarm: discovery, gossip, bounded request-response, shared blob transfer.
+//! Must not: decode transactions or service payloads, read the chain, or hold protocol rules.
+//!
 //! depin-net: the libp2p service network. It owns the swarm (TCP + Noise + Yamux and QUIC,
 //! with the node's ed25519 key as its identity), peer discovery (Kademlia from bootstrap
 //! peers, identify, ping), transaction gossip (gossipsub on `depin/txs/<chain_id>`) and a
@@ -38,6 +41,7 @@ mod metrics;
 pub use codec::{MAX_PROTOCOL_NAME_BYTES, validate_protocol_name};
 pub use config::NetConfig;
 pub use handle::NetHandle;
+pub use libp2p::multiaddr::Error as MultiaddrError;
 pub use libp2p::{Multiaddr, PeerId};
 pub use metrics::NetMetrics;
 

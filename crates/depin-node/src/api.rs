@@ -6,7 +6,7 @@ use crate::{Node, Role};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use axum::{Json, Router};
 use depin_chain::ChainError;
 use depin_chain::SubmitError;
@@ -15,29 +15,6 @@ use depin_types::{Address, Hash};
 use serde::Deserialize;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-
-/// Every route, for the OpenAPI document's completeness test.
-#[cfg(test)]
-pub(crate) const ROUTES: &[(&str, &str)] = &[
-    ("get", "/v1/status"),
-    ("get", "/v1/params"),
-    ("get", "/v1/supply"),
-    ("get", "/v1/accounts/{address}"),
-    ("get", "/v1/accounts/{address}/rewards"),
-    ("get", "/v1/blocks/{id}"),
-    ("get", "/v1/blocks/{height}/raw"),
-    ("post", "/v1/txs"),
-    ("get", "/v1/txs/{hash}"),
-    ("get", "/v1/providers"),
-    ("get", "/v1/providers/{address}"),
-    ("get", "/v1/rewards/{epoch}"),
-    ("get", "/v1/validators"),
-    ("get", "/v1/storage/deals"),
-    ("get", "/v1/storage/deals/{id}"),
-    ("get", "/v1/storage/providers/{address}"),
-    ("get", "/v1/openapi.json"),
-    ("get", "/metrics"),
-];
 
 /// An API failure.
 #[derive(Debug)]
@@ -106,32 +83,79 @@ fn tx_status(error: &SubmitError) -> StatusCode {
 type ApiResult<T> = Result<T, ApiError>;
 type NodeState = State<Arc<Node>>;
 
+/// The router's routes and the (method, path) of each, built from one table so the list a
+/// test checks against the OpenAPI document is the list the router serves.
+pub(crate) struct RouteTable {
+    router: Router<Arc<Node>>,
+    served: Vec<(&'static str, &'static str)>,
+}
+
+impl RouteTable {
+    fn new() -> RouteTable {
+        RouteTable {
+            router: Router::new(),
+            served: Vec::new(),
+        }
+    }
+
+    fn route(
+        mut self,
+        method: &'static str,
+        path: &'static str,
+        handler: MethodRouter<Arc<Node>>,
+    ) -> RouteTable {
+        self.served.push((method, path));
+        self.router = self.router.route(path, handler);
+        self
+    }
+
+    fn get<H, T>(self, path: &'static str, handler: H) -> RouteTable
+    where
+        H: axum::handler::Handler<T, Arc<Node>>,
+        T: 'static,
+    {
+        self.route("get", path, get(handler))
+    }
+}
+
+fn routes(max_tx_body_bytes: usize) -> RouteTable {
+    RouteTable::new()
+        .get("/v1/status", status)
+        .get("/v1/params", params)
+        .get("/v1/supply", supply)
+        .get("/v1/accounts/{address}", account)
+        .get("/v1/accounts/{address}/rewards", account_rewards)
+        .get("/v1/blocks/{id}", block)
+        .get("/v1/blocks/{height}/raw", raw_block)
+        .route(
+            "post",
+            "/v1/txs",
+            post(submit_tx).layer(DefaultBodyLimit::max(max_tx_body_bytes)),
+        )
+        .get("/v1/txs/{hash}", tx_status_handler)
+        .get("/v1/providers", providers)
+        .get("/v1/providers/{address}", provider)
+        .get("/v1/rewards/{epoch}", epoch_rewards)
+        .get("/v1/validators", validators)
+        .get("/v1/storage/deals", storage_deals)
+        .get("/v1/storage/deals/{id}", storage_deal)
+        .get("/v1/storage/providers/{address}", storage_provider)
+        .get("/v1/compute/jobs/{id}", compute_job)
+        .get("/v1/coverage/hotspots/{address}", coverage_hotspot)
+        .get("/v1/openapi.json", openapi)
+        .get("/metrics", metrics)
+}
+
+/// Every (method, path) the router serves.
+#[cfg(test)]
+pub(crate) fn served_routes() -> Vec<(&'static str, &'static str)> {
+    routes(0).served
+}
+
 pub fn router(node: Arc<Node>) -> Router {
     let max_body = node.chain().protocol().genesis().chain.max_tx_bytes as usize * 2 + 1024;
-    Router::new()
-        .route("/v1/status", get(status))
-        .route("/v1/params", get(params))
-        .route("/v1/supply", get(supply))
-        .route("/v1/accounts/{address}", get(account))
-        .route("/v1/accounts/{address}/rewards", get(account_rewards))
-        .route("/v1/blocks/{id}", get(block))
-        .route("/v1/blocks/{height}/raw", get(raw_block))
-        .route(
-            "/v1/txs",
-            post(submit_tx).layer(DefaultBodyLimit::max(max_body)),
-        )
-        .route("/v1/txs/{hash}", get(tx_status_handler))
-        .route("/v1/providers", get(providers))
-        .route("/v1/providers/{address}", get(provider))
-        .route("/v1/rewards/{epoch}", get(epoch_rewards))
-        .route("/v1/validators", get(validators))
-        .route("/v1/storage/deals", get(storage_deals))
-        .route("/v1/storage/deals/{id}", get(storage_deal))
-        .route("/v1/storage/providers/{address}", get(storage_provider))
-        .route("/v1/compute/jobs/{id}", get(compute_job))
-        .route("/v1/coverage/hotspots/{address}", get(coverage_hotspot))
-        .route("/v1/openapi.json", get(openapi))
-        .route("/metrics", get(metrics))
+    routes(max_body)
+        .router
         .fallback(|| async {
             ApiError::not_found("not_found", "no such route; see /v1/openapi.json")
         })
@@ -197,6 +221,7 @@ async fn status(State(node): NodeState) -> ApiResult<Json<StatusResponse>> {
         // Blocks 1..=epoch_blocks are epoch 0, as in the protocol.
         epoch: head.height.saturating_sub(1) / g.chain.epoch_blocks,
         epoch_blocks: g.chain.epoch_blocks,
+        era: chain.validator_era(head.height + 1),
         block_interval_ms: g.chain.block_interval_ms,
         mempool_txs,
         mempool_bytes,
@@ -216,7 +241,7 @@ async fn params(State(node): NodeState) -> Json<depin_protocol::Genesis> {
 
 async fn validators(State(node): NodeState) -> ApiResult<Json<ValidatorsResponse>> {
     let chain = node.chain();
-    let epoch = chain.consensus_epoch(chain.head().height + 1);
+    let era = chain.validator_era(chain.head().height + 1);
     let mut candidates = Vec::new();
     for c in chain.validator_candidates()? {
         let bonded = chain.stake(&c.address)?.unwrap_or_default().bonded;
@@ -228,10 +253,10 @@ async fn validators(State(node): NodeState) -> ApiResult<Json<ValidatorsResponse
         });
     }
     Ok(Json(ValidatorsResponse {
-        epoch,
-        epoch_blocks: chain.protocol().genesis().chain.epoch_blocks,
-        current: chain.validator_set(epoch)?,
-        next: chain.validator_set(epoch + 1)?,
+        era,
+        era_blocks: chain.protocol().genesis().chain.epoch_blocks,
+        current: chain.validator_set(era)?,
+        next: chain.validator_set(era + 1)?,
         candidates,
     }))
 }
@@ -326,11 +351,18 @@ async fn block(State(node): NodeState, Path(id): Path<String>) -> ApiResult<Json
         .finality(block.header.height)?
         .unwrap_or(depin_protocol::Finality::Genesis);
     let txs = block.txs.iter().map(TxView::from_tx).collect();
+    let protocol = chain.protocol();
+    let events = chain
+        .block_events(block.header.height)?
+        .iter()
+        .map(|e| protocol.event_json(e))
+        .collect();
     Ok(Json(BlockResponse::new(
         block.hash(),
         &block.header,
         txs,
         &finality,
+        events,
     )))
 }
 
@@ -375,7 +407,7 @@ async fn submit_tx(
                 StatusCode::ACCEPTED,
                 Json(SubmitTxResponse {
                     hash,
-                    status: "pending".into(),
+                    status: TxStatus::Pending,
                 }),
             ))
         }
@@ -409,7 +441,7 @@ async fn gossip_only(
         StatusCode::ACCEPTED,
         Json(SubmitTxResponse {
             hash,
-            status: "pending".into(),
+            status: TxStatus::Pending,
         }),
     ))
 }
@@ -486,7 +518,7 @@ async fn tx_status_handler(
     let hash = parse_hash(&hash)?;
     let empty = TxStatusResponse {
         hash,
-        status: String::new(),
+        status: TxStatus::Pending,
         height: None,
         index: None,
         tx: None,
@@ -494,25 +526,32 @@ async fn tx_status_handler(
         error: None,
     };
     if let Some((tx, receipt)) = node.chain().transaction(&hash)? {
+        let protocol = node.chain().protocol();
         return Ok(Json(TxStatusResponse {
-            status: "committed".into(),
+            status: TxStatus::Committed,
             height: Some(receipt.height),
             index: Some(receipt.index),
             tx: Some(TxView::from_tx(&tx)),
-            events: Some(receipt.events),
+            events: Some(
+                receipt
+                    .events
+                    .iter()
+                    .map(|e| protocol.event_json(e))
+                    .collect(),
+            ),
             ..empty
         }));
     }
     let pool = node.app.mempool();
     if pool.contains(&hash) || node.was_forwarded(&hash) {
         return Ok(Json(TxStatusResponse {
-            status: "pending".into(),
+            status: TxStatus::Pending,
             ..empty
         }));
     }
     if let Some(d) = pool.dropped(&hash) {
         return Ok(Json(TxStatusResponse {
-            status: "dropped".into(),
+            status: TxStatus::Dropped,
             error: Some(ErrorDetail {
                 code: d.code.clone(),
                 message: d.message.clone(),

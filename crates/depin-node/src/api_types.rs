@@ -1,7 +1,7 @@
 //! The JSON bodies of the HTTP API, shared by the server and the CLI client so the two cannot
 //! drift apart. Amounts are strings of base units; addresses are `depin1...`; hashes are hex.
 
-use depin_protocol::block::{BlockHeader, Event, Finality};
+use depin_protocol::block::{BlockHeader, Finality};
 use depin_protocol::state::{EpochRewards, ProofFailure, RewardEntry, Stake, Unbonding};
 use depin_protocol::tx::{Action, GeoLocation, ServiceOffer};
 use depin_types::{Address, Amount, Hash};
@@ -35,8 +35,12 @@ pub struct StatusResponse {
     pub head_hash: Hash,
     pub state_root: Hash,
     pub timestamp_ms: u64,
+    /// The reward epoch of the head block (blocks `1..=epoch_blocks` are epoch 0).
     pub epoch: u64,
     pub epoch_blocks: u64,
+    /// The validator-set era of the next block (heights `era * epoch_blocks ..`), whose set
+    /// is `validators`.
+    pub era: u64,
     pub block_interval_ms: u64,
     pub mempool_txs: usize,
     pub mempool_bytes: usize,
@@ -131,15 +135,26 @@ pub struct BlockResponse {
     pub header: serde_json::Value,
     pub txs: Vec<TxView>,
     pub finality: serde_json::Value,
+    /// What the end of the block did outside any transaction (a failed service hook), as
+    /// tagged JSON events.
+    #[serde(default)]
+    pub events: Vec<serde_json::Value>,
 }
 
 impl BlockResponse {
-    pub fn new(hash: Hash, header: &BlockHeader, txs: Vec<TxView>, finality: &Finality) -> Self {
+    pub fn new(
+        hash: Hash,
+        header: &BlockHeader,
+        txs: Vec<TxView>,
+        finality: &Finality,
+        events: Vec<serde_json::Value>,
+    ) -> Self {
         BlockResponse {
             hash,
             header: serde_json::to_value(header).unwrap_or_default(),
             txs,
             finality: serde_json::to_value(finality).unwrap_or_default(),
+            events,
         }
     }
 }
@@ -161,22 +176,51 @@ pub struct SubmitTxRequest {
     pub tx: String,
 }
 
+/// Where a transaction stands on the node that answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TxStatus {
+    /// In the mempool, or handed on towards the validators.
+    Pending,
+    /// In a finalized block.
+    Committed,
+    /// Left out of every block; `error` says why.
+    Dropped,
+}
+
+impl TxStatus {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            TxStatus::Pending => "pending",
+            TxStatus::Committed => "committed",
+            TxStatus::Dropped => "dropped",
+        }
+    }
+}
+
+impl std::fmt::Display for TxStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SubmitTxResponse {
     pub hash: Hash,
-    pub status: String,
+    pub status: TxStatus,
 }
 
 /// GET /v1/txs/{hash}
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TxStatusResponse {
     pub hash: Hash,
-    /// `committed`, `pending` or `dropped`.
-    pub status: String,
+    pub status: TxStatus,
     pub height: Option<u64>,
     pub index: Option<u32>,
     pub tx: Option<TxView>,
-    pub events: Option<Vec<Event>>,
+    /// Tagged JSON events (`Protocol::event_json`): a service event carries its bytes in
+    /// `data` and its decoded form in `event`.
+    pub events: Option<Vec<serde_json::Value>>,
     pub error: Option<ErrorDetail>,
 }
 
@@ -287,12 +331,14 @@ impl From<&RewardEntry> for RewardEntryView {
     }
 }
 
-/// GET /v1/validators: the sets of the consensus epoch of the next block and of the one
-/// after (chosen one epoch ahead; empty while not chosen), and every candidate.
+/// GET /v1/validators: the sets of the validator-set era of the next block and of the one
+/// after (chosen one era ahead; empty while not chosen), and every candidate.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ValidatorsResponse {
-    pub epoch: u64,
-    pub epoch_blocks: u64,
+    /// The validator-set era of the next block: heights `era * era_blocks ..` (not a reward
+    /// epoch, which starts one block later).
+    pub era: u64,
+    pub era_blocks: u64,
     pub current: Vec<Address>,
     pub next: Vec<Address>,
     pub candidates: Vec<ValidatorCandidateView>,

@@ -80,8 +80,8 @@ pub(crate) fn start(node: &Arc<Node>, stop: Arc<AtomicBool>) -> Result<(), NodeE
         return Ok(());
     };
     let dir = node.config.data_dir.join("compute");
-    let store = Arc::new(BlobStore::open(&dir).map_err(|e| NodeError::Compute(e.to_string()))?);
-    let runner = Runner::new().map_err(|e| NodeError::Compute(e.to_string()))?;
+    let store = Arc::new(BlobStore::open(&dir)?);
+    let runner = Runner::new()?;
     let (server, stored) = BlobServer::new(store.clone(), Arc::new(ChainWanted(node.clone())));
     tokio::spawn(serve(server, net.clone()));
     let worker = Worker {
@@ -91,7 +91,10 @@ pub(crate) fn start(node: &Arc<Node>, stop: Arc<AtomicBool>) -> Result<(), NodeE
         runner,
         jobs_dir: dir.join("jobs"),
     };
-    std::fs::create_dir_all(&worker.jobs_dir).map_err(|e| NodeError::Compute(e.to_string()))?;
+    std::fs::create_dir_all(&worker.jobs_dir).map_err(|source| NodeError::Io {
+        what: "compute jobs folder",
+        source,
+    })?;
     tokio::spawn(worker.run(stored, stop));
     tracing::info!(dir = %dir.display(), "compute provider started");
     Ok(())

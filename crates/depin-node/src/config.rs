@@ -254,6 +254,19 @@ pub fn read_key_file(path: &Path) -> Result<Keypair, ConfigError> {
     })
 }
 
+/// A gateway EUI: 16 hex digits, with or without `0x` and `-`/`:` separators.
+pub fn parse_eui(text: &str) -> Result<u64, String> {
+    let digits: String = text
+        .trim_start_matches("0x")
+        .chars()
+        .filter(|c| *c != '-' && *c != ':')
+        .collect();
+    if digits.len() != 16 {
+        return Err(format!("gateway EUI {text:?} is not 16 hex digits"));
+    }
+    u64::from_str_radix(&digits, 16).map_err(|_| format!("gateway EUI {text:?} is not hex"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,17 +286,4 @@ mod tests {
         }
         assert!(write_key_file(&path, &key).is_err(), "must not overwrite");
     }
-}
-
-/// A gateway EUI: 16 hex digits, with or without `0x` and `-`/`:` separators.
-pub fn parse_eui(text: &str) -> Result<u64, String> {
-    let digits: String = text
-        .trim_start_matches("0x")
-        .chars()
-        .filter(|c| *c != '-' && *c != ':')
-        .collect();
-    if digits.len() != 16 {
-        return Err(format!("gateway EUI {text:?} is not 16 hex digits"));
-    }
-    u64::from_str_radix(&digits, 16).map_err(|_| format!("gateway EUI {text:?} is not hex"))
 }

@@ -1,3 +1,6 @@
+//! Owns: the daemon: config, wiring of chain, network and enabled services, the HTTP API, metrics.
+//! Must not: hold protocol rules or a storage layout of its own.
+//!
 //! depin-node: the daemon. Wires the chain, the mempool and (for validators) the block
 //! producer together, follows an upstream node when it is not a validator, and serves the
 //! HTTP API, the OpenAPI document and Prometheus metrics.
@@ -33,29 +36,55 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub enum NodeError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("genesis {path}: {message}")]
-    Genesis { path: String, message: String },
+    #[error("genesis {path}: {source}")]
+    GenesisRead {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("genesis {path}: {source}")]
+    Genesis {
+        path: String,
+        #[source]
+        source: depin_protocol::GenesisError,
+    },
     #[error(transparent)]
     Chain(#[from] ChainError),
     #[error(
         "this node's key {0} is not a validator candidate; bond the validator minimum and run `depin stake register-validator`, or run it as a provider or full node"
     )]
     NotAValidator(String),
-    #[error("storage: {0}")]
-    Storage(String),
-    #[error("compute: {0}")]
-    Compute(String),
+    #[error("piece store: {0}")]
+    PieceStore(#[from] depin_storage::store::PieceStoreError),
+    #[error("compute blob store: {0}")]
+    Blobs(#[from] depin_compute::blobs::BlobError),
+    #[error("compute runner: {0}")]
+    Runner(#[from] depin_compute::runner::RunError),
+    #[error("{what}: {source}")]
+    Io {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot listen on {addr}: {cause}")]
     Listen {
         addr: std::net::SocketAddr,
+        #[source]
         cause: std::io::Error,
     },
-    #[error("server: {0}")]
-    Server(String),
     #[error("consensus: {0}")]
-    Consensus(String),
+    Consensus(#[from] depin_chain::consensus::validator::ValidatorError),
+    #[error("consensus thread panicked")]
+    ConsensusPanicked,
     #[error("service network: {0}")]
-    Net(String),
+    Net(#[from] depin_net::NetError),
+    #[error("{what} {value:?} is not a multiaddr: {source}")]
+    NetAddress {
+        what: &'static str,
+        value: String,
+        #[source]
+        source: depin_net::MultiaddrError,
+    },
 }
 
 /// Everything the API handlers and background tasks share.
@@ -115,18 +144,20 @@ impl std::fmt::Debug for Node {
 impl Node {
     /// Opens the chain and prepares a node without starting any task.
     pub fn open(config: NodeConfig) -> Result<Node, NodeError> {
-        let genesis_text =
-            std::fs::read_to_string(&config.genesis_file).map_err(|e| NodeError::Genesis {
-                path: config.genesis_file.display().to_string(),
-                message: e.to_string(),
-            })?;
-        let genesis = Genesis::from_toml(&genesis_text).map_err(|e| NodeError::Genesis {
-            path: config.genesis_file.display().to_string(),
-            message: e.to_string(),
+        let path = || config.genesis_file.display().to_string();
+        let genesis_text = std::fs::read_to_string(&config.genesis_file).map_err(|source| {
+            NodeError::GenesisRead {
+                path: path(),
+                source,
+            }
         })?;
-        let protocol = Protocol::new(genesis).map_err(|e| NodeError::Genesis {
-            path: config.genesis_file.display().to_string(),
-            message: e.to_string(),
+        let genesis = Genesis::from_toml(&genesis_text).map_err(|source| NodeError::Genesis {
+            path: path(),
+            source,
+        })?;
+        let protocol = Protocol::new(genesis).map_err(|source| NodeError::Genesis {
+            path: path(),
+            source,
         })?;
         let key = config::read_key_file(&config.key_file)?;
         let genesis_limits = protocol.genesis().chain.max_block_bytes;
@@ -264,7 +295,10 @@ pub async fn run_until(
     stop.store(true, Ordering::SeqCst);
     let consensus = worker.await.unwrap_or(Ok(()));
     tracing::info!(height = node.chain().head().height, "node stopped");
-    served.map_err(|e| NodeError::Server(e.to_string()))?;
+    served.map_err(|source| NodeError::Io {
+        what: "API server",
+        source,
+    })?;
     consensus
 }
 
@@ -279,10 +313,14 @@ async fn start_service_network(node: &Arc<Node>) -> Result<(), NodeError> {
         std::net::IpAddr::V4(v4) => format!("/ip4/{v4}"),
         std::net::IpAddr::V6(v6) => format!("/ip6/{v6}"),
     };
-    let bad = |what: &str, e: String| NodeError::Net(format!("{what}: {e}"));
-    config.listen_tcp = format!("{ip}/tcp/{}", listen.port())
+    let listen_tcp = format!("{ip}/tcp/{}", listen.port());
+    config.listen_tcp = listen_tcp
         .parse::<depin_net::Multiaddr>()
-        .map_err(|e| bad("net_listen", e.to_string()))?;
+        .map_err(|source| NodeError::NetAddress {
+            what: "net_listen",
+            value: listen_tcp.clone(),
+            source,
+        })?;
     config.listen_quic = format!("{ip}/udp/{}/quic-v1", listen.port()).parse().ok();
     config.bootstrap = node
         .config
@@ -290,16 +328,18 @@ async fn start_service_network(node: &Arc<Node>) -> Result<(), NodeError> {
         .iter()
         .map(|b| {
             b.parse::<depin_net::Multiaddr>()
-                .map_err(|e| bad(b, e.to_string()))
+                .map_err(|source| NodeError::NetAddress {
+                    what: "bootstrap",
+                    value: b.clone(),
+                    source,
+                })
         })
         .collect::<Result<_, _>>()?;
     config.max_message_bytes = genesis.chain.max_tx_bytes as usize;
     config.max_response_bytes = node.net_max_response;
     // Storage pieces travel in 1 MiB parts.
     config.max_request_bytes = depin_storage::protocol::MAX_MESSAGE_BYTES;
-    let (handle, mut events) = depin_net::Network::start(config)
-        .await
-        .map_err(|e| NodeError::Net(e.to_string()))?;
+    let (handle, mut events) = depin_net::Network::start(config).await?;
     tracing::info!(peer_id = %handle.local_peer_id(), listen = %listen, "service network started");
     tokio::spawn(follow::serve_blocks(
         node.clone(),
@@ -356,10 +396,10 @@ fn consensus_config(node: &Node) -> Result<ProcessConfig, NodeError> {
     let mut peers = Vec::new();
     let me = node.key.address();
     for (validator, addr) in listed.iter().filter(|(v, _)| **v != me) {
-        let key = public_key(validator).map_err(|e| NodeError::Consensus(e.to_string()))?;
+        let key = public_key(validator)?;
         peers.push((key, *addr));
     }
-    let key = public_key(&me).map_err(|e| NodeError::Consensus(e.to_string()))?;
+    let key = public_key(&me)?;
     peers.push((key, node.config.p2p_listen));
     Ok(ProcessConfig {
         secret_key: node.key.secret_bytes(),
@@ -386,7 +426,10 @@ async fn run_consensus(
     let thread = std::thread::Builder::new()
         .name("consensus".into())
         .spawn(move || run_validator(process, app, thread_stop))
-        .map_err(|e| NodeError::Consensus(e.to_string()))?;
+        .map_err(|source| NodeError::Io {
+            what: "consensus thread",
+            source,
+        })?;
     let mut observed = node.chain().head().height;
     while !stop.load(Ordering::SeqCst) && !thread.is_finished() {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -400,20 +443,22 @@ async fn run_consensus(
     }
     let result = tokio::task::spawn_blocking(move || thread.join())
         .await
-        .map_err(|e| NodeError::Consensus(e.to_string()))?;
+        .map_err(|_| NodeError::ConsensusPanicked)?;
     match result {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => {
             tracing::error!(error = %e, "consensus stopped");
             fatal.notify_one();
-            Err(NodeError::Consensus(e.to_string()))
+            Err(NodeError::Consensus(e))
         }
         Err(_) => {
             fatal.notify_one();
-            Err(NodeError::Consensus("consensus thread panicked".into()))
+            Err(NodeError::ConsensusPanicked)
         }
     }
 }
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tidy;

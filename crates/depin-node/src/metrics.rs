@@ -141,6 +141,22 @@ impl NodeMetrics {
                 .consensus_peers_blocked
                 .load(Ordering::Relaxed),
         );
+        let _ = writeln!(
+            out,
+            "# HELP depin_service_hook_failures_total Service block and epoch hooks that failed in committed blocks (their writes dropped), by service and hook.\n# TYPE depin_service_hook_failures_total counter"
+        );
+        let hook_failures = chain
+            .metrics
+            .service_hook_failures
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_default();
+        for ((service, hook), n) in hook_failures {
+            let _ = writeln!(
+                out,
+                "depin_service_hook_failures_total{{service=\"{service}\",hook=\"{hook}\"}} {n}"
+            );
+        }
         counter(
             &mut out,
             "depin_txs_applied_total",

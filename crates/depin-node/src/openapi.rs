@@ -94,7 +94,7 @@ pub fn document() -> Value {
         "paths": {
             "/v1/status": {"get": operation("Node and chain status", vec![], ok_response("Status", object("StatusResponse")), &[])},
             "/v1/params": {"get": operation("Genesis parameters", vec![], ok_response("Genesis", object("Genesis")), &[])},
-            "/v1/validators": {"get": operation("Validator sets of the current and next consensus epoch, and every candidate with its bonded stake", vec![], ok_response("Validators", object("ValidatorsResponse")), &[])},
+            "/v1/validators": {"get": operation("Validator sets of the current and next validator-set era, and every candidate with its bonded stake", vec![], ok_response("Validators", object("ValidatorsResponse")), &[])},
             "/v1/storage/deals": {"get": operation("Open (pending or active) storage deals, optionally of one owner",
                 vec![query_param("owner", "depin1... address of the owner")],
                 ok_response("Deals", object("DealsResponse")), &[bad_request])},
@@ -152,13 +152,23 @@ pub fn document() -> Value {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn every_route_is_documented() {
+    fn every_route_served_is_documented_and_every_documented_route_served() {
         let doc = super::document();
-        for (method, path) in crate::api::ROUTES {
+        let served = crate::api::served_routes();
+        for (method, path) in &served {
             assert!(
                 doc["paths"][path][method].is_object(),
-                "{method} {path} missing from the OpenAPI document"
+                "{method} {path} is served but missing from the OpenAPI document"
             );
+        }
+        let paths = doc["paths"].as_object().expect("paths");
+        for (path, operations) in paths {
+            for method in operations.as_object().expect("operations").keys() {
+                assert!(
+                    served.iter().any(|(m, p)| m == method && p == path),
+                    "{method} {path} is documented but not served"
+                );
+            }
         }
     }
 }

@@ -51,9 +51,7 @@ pub(crate) fn start(node: &Arc<Node>, stop: Arc<AtomicBool>) -> Result<(), crate
         .storage_dir
         .clone()
         .unwrap_or_else(|| node.config.data_dir.join("storage"));
-    let store = Arc::new(
-        PieceStore::open(&dir, capacity).map_err(|e| crate::NodeError::Storage(e.to_string()))?,
-    );
+    let store = Arc::new(PieceStore::open(&dir, capacity)?);
     let _ = node.pieces.set(store.clone());
     let (server, stored) = PieceServer::new(
         store.clone(),

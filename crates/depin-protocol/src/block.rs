@@ -160,14 +160,50 @@ pub enum Event {
         data_credits: u128,
         tokens_minted: Amount,
     },
+    /// A service's own event: its event enum in borsh (see [`crate::service::ServiceEvent`]).
     Service {
         service: ServiceKind,
-        name: String,
+        #[serde(with = "hex_bytes")]
+        data: Vec<u8>,
     },
     ValidatorRegistered {
         consensus_address: String,
     },
     ValidatorDeregistered,
+    /// A service's block or epoch hook failed: its writes were dropped and the chain went on.
+    ServiceHookFailed {
+        service: ServiceKind,
+        hook: crate::service::ServiceHook,
+        reason: String,
+    },
+}
+
+/// Largest encoded service event a reader decodes.
+pub const MAX_SERVICE_EVENT_BYTES: usize = 64 * 1024;
+
+impl Event {
+    /// This event as service `E`'s event, when it is one of `E`'s and decodes.
+    pub fn service_event<E: crate::service::ServiceEvent>(&self) -> Option<E> {
+        match self {
+            Event::Service { service, data } if *service == E::SERVICE => {
+                depin_types::decode_bounded(data, MAX_SERVICE_EVENT_BYTES).ok()
+            }
+            _ => None,
+        }
+    }
+}
+
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = <String as Deserialize>::deserialize(d)?;
+        hex::decode(&text).map_err(|_| serde::de::Error::custom("invalid hex"))
+    }
 }
 
 /// The outcome of one included transaction. Only successful transactions are included, so a
@@ -178,7 +214,7 @@ pub struct Receipt {
     pub height: u64,
     pub index: u32,
     pub sender: Address,
-    pub kind: String,
+    pub kind: crate::tx::ActionKind,
     pub fee: Amount,
     pub events: Vec<Event>,
 }

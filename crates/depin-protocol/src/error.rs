@@ -2,7 +2,7 @@
 
 use depin_types::{Amount, ServiceKind};
 
-use crate::state::StoreError;
+use crate::state::StateError;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TxError {
@@ -67,7 +67,7 @@ pub enum TxError {
     #[error("invalid consensus address: {0}")]
     InvalidConsensusAddress(String),
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(#[from] StateError),
 }
 
 impl TxError {
@@ -110,4 +110,20 @@ impl TxError {
     pub fn is_internal(&self) -> bool {
         matches!(self, TxError::Store(_))
     }
+}
+
+/// An error and every source under it, joined by ": " (what a log line or an event keeps).
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let line = cause.to_string();
+        // `#[error(transparent)]` and wrappers that repeat their source add nothing.
+        if !text.ends_with(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        source = cause.source();
+    }
+    text
 }

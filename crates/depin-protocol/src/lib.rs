@@ -1,3 +1,6 @@
+//! Owns: the consensus rules: genesis, transactions, state, execution, epochs, the service seam and each service's rules.
+//! Must not: do I/O, read a clock or OS randomness, use floating point, or import a runtime crate.
+//!
 //! depin-protocol: the consensus-critical rules of depin — transactions, state transitions,
 //! epoch emission and rewards, slashing hooks, genesis parameters, and the seam through which
 //! services add their own transactions and proof checks.
@@ -19,9 +22,9 @@ pub mod tx;
 pub use block::{Block, BlockHeader, Event, Finality, Receipt};
 pub use error::TxError;
 pub use params::{Genesis, GenesisError};
-pub use service::{BlockContext, ServiceContext, ServiceModule};
-pub use state::{Overlay, StateKey, StateRead, StoreError};
-pub use tx::{Action, SignedTransaction, Transaction};
+pub use service::{BlockContext, ServiceContext, ServiceHook, ServiceModule};
+pub use state::{Overlay, StateError, StateKey, StateRead};
+pub use tx::{Action, ActionKind, SignedTransaction, Transaction};
 
 use depin_types::{Address, Amount, ServiceKind};
 use params::BPS_DENOMINATOR;
@@ -40,9 +43,11 @@ pub const MAX_VALIDATOR_CANDIDATES: usize = 256;
 /// Longest `host:port` a validator may register as its consensus endpoint.
 pub const MAX_CONSENSUS_ADDRESS_BYTES: usize = 128;
 
-/// The consensus epoch of a block height: heights `e * epoch_blocks ..= (e + 1) * epoch_blocks - 1`
-/// (commonware's fixed epocher). The set of epoch `e + 1` is chosen at height `e * epoch_blocks`.
-pub fn consensus_epoch(height: u64, epoch_blocks: u64) -> u64 {
+/// The validator-set era of a block height: heights `e * epoch_blocks ..= (e + 1) * epoch_blocks - 1`
+/// (commonware's fixed epocher, which calls it an epoch). The set of era `e + 1` is chosen at
+/// height `e * epoch_blocks`. Not the reward epoch of [`BlockContext::epoch`], which counts
+/// blocks `1..=epoch_blocks` as epoch 0: the two windows are offset by one block.
+pub fn validator_era(height: u64, epoch_blocks: u64) -> u64 {
     height / epoch_blocks.max(1)
 }
 
@@ -57,15 +62,30 @@ pub enum BlockError {
     },
     #[error("block has {count} transactions, limit {limit}")]
     TooManyTxs { count: usize, limit: u32 },
+    /// The ledger's own end-of-block work (emission, the validator set) failed.
+    #[error("end of block processing failed")]
+    EndBlock(#[source] TxError),
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(#[from] StateError),
 }
+
+/// Longest failure reason a [`Event::ServiceHookFailed`] keeps.
+pub const MAX_HOOK_REASON_CHARS: usize = 300;
 
 /// What executing a block produced, besides the state writes in the overlay.
 #[derive(Debug, Clone, Default)]
 pub struct BlockOutcome {
     pub receipts: Vec<Receipt>,
     pub epoch_rewards: Option<EpochRewards>,
+    /// What the end of the block did outside any transaction (a service hook that failed).
+    pub events: Vec<Event>,
+}
+
+/// What [`Protocol::end_block`] produced besides state writes.
+#[derive(Debug, Clone, Default)]
+pub struct EndBlockOutcome {
+    pub epoch_rewards: Option<EpochRewards>,
+    pub events: Vec<Event>,
 }
 
 /// The protocol: genesis parameters plus the registered service modules.
@@ -105,6 +125,19 @@ impl Protocol {
 
     pub fn genesis(&self) -> &Genesis {
         &self.genesis
+    }
+
+    /// An event as the API shows it: tagged JSON, with a service event's bytes decoded by
+    /// its service into `"event"` (the bytes stay in `"data"`).
+    pub fn event_json(&self, event: &Event) -> serde_json::Value {
+        let mut value = serde_json::to_value(event).unwrap_or(serde_json::Value::Null);
+        if let Event::Service { service, data } = event
+            && let Some(decoded) = self.services.get(service).and_then(|m| m.event_json(data))
+            && let Some(object) = value.as_object_mut()
+        {
+            object.insert("event".into(), decoded);
+        }
+        value
     }
 
     pub fn enabled_services(&self) -> Vec<ServiceKind> {
@@ -321,7 +354,7 @@ impl Protocol {
             height: block.height,
             index,
             sender: tx.sender,
-            kind: tx.action.kind().to_string(),
+            kind: tx.action.kind(),
             fee: tx.fee,
             events,
         })
@@ -476,7 +509,7 @@ impl Protocol {
                 }
                 let price: OraclePrice = state
                     .get(&StateKey::OraclePrice)?
-                    .ok_or_else(|| StoreError("oracle price missing".into()))?;
+                    .ok_or(StateError::Missing("oracle price"))?;
                 let scale = 10u128.pow(u32::from(g.token.decimals));
                 let usd_micro = amount
                     .mul_div(u128::from(price.price_usd_micro), scale)
@@ -581,12 +614,7 @@ impl Protocol {
                         max_bytes: module.max_payload_bytes(),
                     });
                 }
-                let mut ctx = ServiceContext {
-                    state,
-                    genesis: g,
-                    block,
-                    service: *service,
-                };
+                let mut ctx = ServiceContext::new(state, g, block, *service);
                 module.apply(&mut ctx, sender, payload)
             }
         }
@@ -683,45 +711,93 @@ impl Protocol {
     }
 
     /// Runs after the block's transactions. At an epoch boundary: service epoch hooks, then
-    /// emission and rewards for the epoch that just ended.
+    /// emission and rewards for the epoch that just ended. Each service hook runs in its own
+    /// layer: a failing one leaves no writes and an [`Event::ServiceHookFailed`], and the
+    /// block goes on. Only a failure of this node's store stops it.
     pub fn end_block(
         &self,
         state: &mut Overlay<'_>,
         block: &BlockContext,
-    ) -> Result<Option<EpochRewards>, TxError> {
+    ) -> Result<EndBlockOutcome, TxError> {
+        let mut outcome = EndBlockOutcome::default();
         let epoch_blocks = self.genesis.chain.epoch_blocks;
         if block.height == 0 {
-            return Ok(None);
+            return Ok(outcome);
         }
         for module in self.services.values() {
-            let mut ctx = ServiceContext {
+            self.run_hook(
                 state,
-                genesis: &self.genesis,
                 block,
-                service: module.service(),
-            };
-            module.end_block(&mut ctx)?;
+                module.as_ref(),
+                ServiceHook::EndBlock,
+                &mut outcome.events,
+                |module, ctx| module.end_block(ctx),
+            )?;
         }
         if !block.height.is_multiple_of(epoch_blocks) {
-            return Ok(None);
+            return Ok(outcome);
         }
         let epoch = block.epoch(epoch_blocks);
         for module in self.services.values() {
-            let mut ctx = ServiceContext {
+            self.run_hook(
                 state,
-                genesis: &self.genesis,
                 block,
-                service: module.service(),
-            };
-            module.end_epoch(&mut ctx, epoch)?;
+                module.as_ref(),
+                ServiceHook::EndEpoch,
+                &mut outcome.events,
+                |module, ctx| module.end_epoch(ctx, epoch),
+            )?;
         }
-        let rewards = self.distribute_epoch_rewards(state, block, epoch)?;
+        let rewards = self.distribute_epoch_rewards(state, block, epoch, &mut outcome.events)?;
         state.put(&StateKey::EpochRewards(epoch), &rewards);
         self.choose_next_validator_set(state, block.height)?;
-        Ok(Some(rewards))
+        outcome.epoch_rewards = Some(rewards);
+        Ok(outcome)
     }
 
-    /// At the first block of consensus epoch `e`, fixes the set of epoch `e + 1`: the top
+    /// Runs one service hook in its own overlay layer. On failure its writes are dropped and
+    /// the failure becomes an event; `Ok(None)` then. A failure of the node's own store is
+    /// not the service's and is returned.
+    fn run_hook<T>(
+        &self,
+        state: &mut Overlay<'_>,
+        block: &BlockContext,
+        module: &dyn ServiceModule,
+        hook: ServiceHook,
+        events: &mut Vec<Event>,
+        run: impl FnOnce(&dyn ServiceModule, &mut ServiceContext<'_, '_>) -> Result<T, TxError>,
+    ) -> Result<Option<T>, TxError> {
+        let service = module.service();
+        state.begin();
+        let result = {
+            let mut ctx = ServiceContext::new(state, &self.genesis, block, service);
+            run(module, &mut ctx)
+        };
+        match result {
+            Ok(value) => {
+                state.commit();
+                Ok(Some(value))
+            }
+            Err(TxError::Store(e)) if e.is_backend() => {
+                state.rollback();
+                Err(TxError::Store(e))
+            }
+            Err(e) => {
+                state.rollback();
+                events.push(Event::ServiceHookFailed {
+                    service,
+                    hook,
+                    reason: error::error_chain(&e)
+                        .chars()
+                        .take(MAX_HOOK_REASON_CHARS)
+                        .collect(),
+                });
+                Ok(None)
+            }
+        }
+    }
+
+    /// At the first block of validator-set era `e`, fixes the set of era `e + 1`: the top
     /// genesis-N candidates by bonded stake (ties by address) that still hold the validator
     /// minimum. With no eligible candidate the current set carries over.
     fn choose_next_validator_set(
@@ -729,7 +805,7 @@ impl Protocol {
         state: &mut Overlay<'_>,
         height: u64,
     ) -> Result<(), TxError> {
-        let epoch = consensus_epoch(height, self.genesis.chain.epoch_blocks);
+        let era = validator_era(height, self.genesis.chain.epoch_blocks);
         let candidates: Vec<Address> = state
             .get(&StateKey::ValidatorCandidates)?
             .unwrap_or_default();
@@ -744,15 +820,13 @@ impl Protocol {
         ranked.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
         ranked.truncate(self.genesis.validators.len().max(1));
         let next = if ranked.is_empty() {
-            state
-                .get(&StateKey::ValidatorSet(epoch))?
-                .unwrap_or_default()
+            state.get(&StateKey::ValidatorSet(era))?.unwrap_or_default()
         } else {
             let mut validators: Vec<Address> = ranked.into_iter().map(|(_, a)| a).collect();
             validators.sort();
             ValidatorSet { validators }
         };
-        state.put(&StateKey::ValidatorSet(epoch + 1), &next);
+        state.put(&StateKey::ValidatorSet(era + 1), &next);
         Ok(())
     }
 
@@ -761,6 +835,7 @@ impl Protocol {
         state: &mut Overlay<'_>,
         block: &BlockContext,
         epoch: u64,
+        events: &mut Vec<Event>,
     ) -> Result<EpochRewards, TxError> {
         let height = block.height;
         let emission = self.epoch_emission(epoch);
@@ -768,8 +843,8 @@ impl Protocol {
         let mut buckets = Vec::new();
         let mut rewards = Vec::new();
 
-        // Validators of the consensus epoch that just ended, weighted by bonded stake.
-        let previous = consensus_epoch(height.saturating_sub(1), self.genesis.chain.epoch_blocks);
+        // Validators of the era that just ended, weighted by bonded stake.
+        let previous = validator_era(height.saturating_sub(1), self.genesis.chain.epoch_blocks);
         let set: ValidatorSet = state
             .get(&StateKey::ValidatorSet(previous))?
             .unwrap_or_default();
@@ -795,20 +870,42 @@ impl Protocol {
                 .mul_div(u128::from(split.service_bps(service)), BPS_DENOMINATOR)
                 .ok_or(TxError::AmountOverflow)?;
             if let Some(module) = self.services.get(&service) {
-                let mut ctx = ServiceContext {
+                let split = self.run_hook(
                     state,
-                    genesis: &self.genesis,
                     block,
-                    service,
-                };
-                if let Some(payouts) = module.epoch_rewards(&mut ctx, epoch, allocation)? {
-                    buckets.push(own_split_bucket(
-                        service,
-                        allocation,
-                        &payouts,
-                        &mut rewards,
-                    )?);
-                    continue;
+                    module.as_ref(),
+                    ServiceHook::EpochRewards,
+                    events,
+                    |module, ctx| {
+                        let payouts = module.epoch_rewards(ctx, epoch, allocation)?;
+                        if let Some(payouts) = &payouts {
+                            check_own_split(allocation, payouts)?;
+                        }
+                        Ok(payouts)
+                    },
+                )?;
+                match split {
+                    Some(Some(payouts)) => {
+                        buckets.push(own_split_bucket(
+                            service,
+                            allocation,
+                            &payouts,
+                            &mut rewards,
+                        )?);
+                        continue;
+                    }
+                    // A service whose split failed pays nothing this epoch: its share is
+                    // unallocated rather than guessed.
+                    None => {
+                        buckets.push(split_bucket(
+                            RewardKind::Service(service),
+                            allocation,
+                            &[],
+                            &mut rewards,
+                        )?);
+                        continue;
+                    }
+                    Some(None) => {}
                 }
             }
             let weights: Vec<(Address, u128)> = work
@@ -872,13 +969,14 @@ impl Protocol {
                 }
             }
         }
-        let epoch_rewards = self.end_block(state, block).map_err(|e| match e {
+        let end = self.end_block(state, block).map_err(|e| match e {
             TxError::Store(s) => BlockError::Store(s),
-            other => BlockError::Store(StoreError(format!("epoch processing failed: {other}"))),
+            other => BlockError::EndBlock(other),
         })?;
         Ok(BlockOutcome {
             receipts,
-            epoch_rewards,
+            epoch_rewards: end.epoch_rewards,
+            events: end.events,
         })
     }
 }
@@ -921,7 +1019,21 @@ fn split_bucket(
     })
 }
 
-/// Records a service's own split of its allocation, refusing one that pays out more.
+/// Refuses a service's own split that pays out more than its allocation.
+fn check_own_split(allocation: Amount, payouts: &[(Address, Amount)]) -> Result<(), TxError> {
+    let mut total = Amount::ZERO;
+    for (_, amount) in payouts {
+        total = total.checked_add(*amount).ok_or(TxError::AmountOverflow)?;
+    }
+    if total > allocation {
+        return Err(TxError::Store(StateError::Inconsistent(format!(
+            "split {total} of an allocation of {allocation}"
+        ))));
+    }
+    Ok(())
+}
+
+/// Records a service's own split of its allocation (already checked by [`check_own_split`]).
 fn own_split_bucket(
     service: ServiceKind,
     allocation: Amount,
@@ -939,11 +1051,6 @@ fn own_split_bucket(
                 amount: *amount,
             });
         }
-    }
-    if minted > allocation {
-        return Err(TxError::Store(StoreError(format!(
-            "{service} split {minted} of an allocation of {allocation}"
-        ))));
     }
     Ok(BucketOutcome {
         kind,

@@ -8,7 +8,7 @@ use crate::error::TxError;
 use crate::params::{BPS_DENOMINATOR, Genesis};
 use crate::state::{
     Account, EpochWork, MAX_PROOF_FAILURES_KEPT, OraclePrice, Overlay, ProofFailure, Provider,
-    Stake, StateKey, StoreError, Supply,
+    Stake, StateError, StateKey, Supply,
 };
 use depin_types::{Address, Amount, ServiceKind};
 
@@ -29,6 +29,28 @@ impl BlockContext {
     }
 }
 
+/// A service's event enum: borsh bytes in a receipt's [`Event::Service`], tagged JSON in the
+/// API. Readers decode it with [`Event::service_event`]; nobody parses event text.
+pub trait ServiceEvent:
+    borsh::BorshSerialize + borsh::BorshDeserialize + serde::Serialize + serde::de::DeserializeOwned
+{
+    const SERVICE: ServiceKind;
+
+    /// This event as a receipt carries it.
+    fn to_event(&self) -> Event {
+        Event::Service {
+            service: Self::SERVICE,
+            data: depin_types::encode(self),
+        }
+    }
+}
+
+/// The tagged JSON of a service event's bytes, if they decode as `E`.
+pub fn event_json<E: ServiceEvent>(data: &[u8]) -> Option<serde_json::Value> {
+    let event: E = depin_types::decode_bounded(data, crate::block::MAX_SERVICE_EVENT_BYTES).ok()?;
+    serde_json::to_value(event).ok()
+}
+
 /// A service's consensus rules. Implementations are pure: no I/O, no clock, no randomness
 /// beyond what the context provides.
 pub trait ServiceModule: Send + Sync {
@@ -36,6 +58,9 @@ pub trait ServiceModule: Send + Sync {
 
     /// Largest payload this service accepts; checked before `apply` sees the bytes.
     fn max_payload_bytes(&self) -> usize;
+
+    /// The tagged JSON of one of this service's events (see [`event_json`]).
+    fn event_json(&self, data: &[u8]) -> Option<serde_json::Value>;
 
     /// Decodes and applies one service transaction from `sender`.
     fn apply(
@@ -47,12 +72,12 @@ pub trait ServiceModule: Send + Sync {
 
     /// Runs at each epoch boundary before rewards are computed: expire deals, slash missing
     /// proofs, and so on.
-    fn end_epoch(&self, _ctx: &mut ServiceContext<'_, '_>, _epoch: u64) -> Result<(), StoreError> {
+    fn end_epoch(&self, _ctx: &mut ServiceContext<'_, '_>, _epoch: u64) -> Result<(), TxError> {
         Ok(())
     }
 
     /// Runs after every block's transactions, before any epoch processing.
-    fn end_block(&self, _ctx: &mut ServiceContext<'_, '_>) -> Result<(), StoreError> {
+    fn end_block(&self, _ctx: &mut ServiceContext<'_, '_>) -> Result<(), TxError> {
         Ok(())
     }
 
@@ -63,17 +88,57 @@ pub trait ServiceModule: Send + Sync {
         _ctx: &mut ServiceContext<'_, '_>,
         _epoch: u64,
         _allocation: Amount,
-    ) -> Result<Option<Vec<(Address, Amount)>>, StoreError> {
+    ) -> Result<Option<Vec<(Address, Amount)>>, TxError> {
         Ok(None)
     }
 }
 
-/// What a service may do to the ledger.
+/// Which service hook ran (for the event a failing one leaves).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    borsh::BorshSerialize,
+    borsh::BorshDeserialize,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum ServiceHook {
+    EndBlock,
+    EndEpoch,
+    EpochRewards,
+}
+
+impl ServiceHook {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ServiceHook::EndBlock => "end_block",
+            ServiceHook::EndEpoch => "end_epoch",
+            ServiceHook::EpochRewards => "epoch_rewards",
+        }
+    }
+}
+
+impl std::fmt::Display for ServiceHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a service may do to the ledger: the only door. Its own records go through the
+/// record accessors (stored under the service's prefix); every economic effect (work,
+/// slashing, escrow, Data Credit payments and burns) is a method here, so supply accounting
+/// stays in the ledger core.
 pub struct ServiceContext<'s, 'a> {
-    pub state: &'s mut Overlay<'a>,
+    state: &'s mut Overlay<'a>,
     pub genesis: &'s Genesis,
     pub block: &'s BlockContext,
-    pub service: ServiceKind,
+    service: ServiceKind,
 }
 
 impl std::fmt::Debug for ServiceContext<'_, '_> {
@@ -109,7 +174,7 @@ pub fn eligible_providers(
     genesis: &Genesis,
     service: ServiceKind,
     excluded: &[Address],
-) -> Result<Vec<EligibleProvider>, StoreError> {
+) -> Result<Vec<EligibleProvider>, StateError> {
     let set: Vec<Address> = state.get(&StateKey::ProviderSet)?.unwrap_or_default();
     let minimum = genesis.staking.min_stake(service);
     let mut out = Vec::new();
@@ -169,16 +234,74 @@ pub fn weighted_distinct(
     chosen
 }
 
-impl ServiceContext<'_, '_> {
+impl<'s, 'a> ServiceContext<'s, 'a> {
+    pub(crate) fn new(
+        state: &'s mut Overlay<'a>,
+        genesis: &'s Genesis,
+        block: &'s BlockContext,
+        service: ServiceKind,
+    ) -> ServiceContext<'s, 'a> {
+        ServiceContext {
+            state,
+            genesis,
+            block,
+            service,
+        }
+    }
+
+    /// The service this context belongs to.
+    pub fn service(&self) -> ServiceKind {
+        self.service
+    }
+
+    /// Providers that may take new work of this service (see [`eligible_providers`]).
+    pub fn eligible_providers(
+        &self,
+        excluded: &[Address],
+    ) -> Result<Vec<EligibleProvider>, StateError> {
+        eligible_providers(self.state, self.genesis, self.service, excluded)
+    }
+
+    /// The token price the oracle last set.
+    pub fn oracle_price(&self) -> Result<OraclePrice, StateError> {
+        self.state
+            .get(&StateKey::OraclePrice)?
+            .ok_or(StateError::Missing("oracle price"))
+    }
+
+    /// An account's Data Credits.
+    pub fn data_credits(&self, account: &Address) -> Result<u128, StateError> {
+        Ok(self
+            .state
+            .get::<Account>(&StateKey::Account(*account))?
+            .map_or(0, |a| a.data_credits))
+    }
+
+    /// Takes `data_credits` from `payer` and destroys them (a fee paid in Data Credits, or a
+    /// packet whose value the service pays out of its own epoch share).
+    pub fn burn_data_credits(&mut self, payer: Address, data_credits: u128) -> Result<(), TxError> {
+        self.lock_data_credits(payer, data_credits)?;
+        update_supply(self.state, |supply| {
+            supply.data_credits_outstanding =
+                supply.data_credits_outstanding.checked_sub(data_credits)?;
+            Some(())
+        })
+    }
+
+    /// Removes one of this service's records.
+    pub fn delete_record(&mut self, key: &[u8]) {
+        self.put_record(key, None);
+    }
+
     /// A borsh record of this service, decoded.
     pub fn get_decoded<T: borsh::BorshDeserialize>(
         &self,
         key: &[u8],
-    ) -> Result<Option<T>, StoreError> {
+    ) -> Result<Option<T>, StateError> {
         match self.get_record(key)? {
-            Some(bytes) => borsh::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| StoreError(format!("{} record: {e}", self.service))),
+            Some(bytes) => borsh::from_slice(&bytes).map(Some).map_err(|e| {
+                StateError::corrupt(format!("{} record {}", self.service, hex::encode(key)), e)
+            }),
             None => Ok(None),
         }
     }
@@ -187,7 +310,7 @@ impl ServiceContext<'_, '_> {
         self.put_record(key, Some(depin_types::encode(value)));
     }
 
-    pub fn get_record(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+    pub fn get_record(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
         self.state
             .get_raw(&StateKey::Service(self.service, key.to_vec()).to_bytes())
     }
@@ -199,7 +322,7 @@ impl ServiceContext<'_, '_> {
         );
     }
 
-    pub fn provider(&self, address: &Address) -> Result<Option<Provider>, StoreError> {
+    pub fn provider(&self, address: &Address) -> Result<Option<Provider>, StateError> {
         self.state.get(&StateKey::Provider(*address))
     }
 
@@ -228,8 +351,10 @@ impl ServiceContext<'_, '_> {
         })
     }
 
-    /// Slashes `fraction_bps` of the provider's bonded stake (burned), lowers its reputation
-    /// and records the reason where the operator can see it.
+    /// Slashes `fraction_bps` of the provider's stake at risk (bonded plus still unbonding:
+    /// unbonding does not escape a fault), burned from the bonded stake first and then from
+    /// the newest unbonding entries; lowers its reputation and records the reason where the
+    /// operator can see it.
     pub fn slash(
         &mut self,
         provider: Address,
@@ -238,13 +363,29 @@ impl ServiceContext<'_, '_> {
     ) -> Result<Event, TxError> {
         let stake_key = StateKey::Stake(provider);
         let mut stake: Stake = self.state.get(&stake_key)?.unwrap_or_default();
-        let amount = stake
+        let unbonding = stake
+            .unbonding
+            .iter()
+            .try_fold(Amount::ZERO, |acc, u| acc.checked_add(u.amount))
+            .ok_or(TxError::AmountOverflow)?;
+        let at_risk = stake
             .bonded
+            .checked_add(unbonding)
+            .ok_or(TxError::AmountOverflow)?;
+        let amount = at_risk
             .mul_div(u128::from(fraction_bps), BPS_DENOMINATOR)
             .ok_or(TxError::AmountOverflow)?
-            // A fraction above 100% must not burn more than was bonded.
-            .min(stake.bonded);
-        stake.bonded = stake.bonded.saturating_sub(amount);
+            // A fraction above 100% must not burn more than was at stake.
+            .min(at_risk);
+        let from_bonded = amount.min(stake.bonded);
+        stake.bonded = stake.bonded.saturating_sub(from_bonded);
+        let mut rest = amount.saturating_sub(from_bonded);
+        for entry in stake.unbonding.iter_mut().rev() {
+            let taken = rest.min(entry.amount);
+            entry.amount = entry.amount.saturating_sub(taken);
+            rest = rest.saturating_sub(taken);
+        }
+        stake.unbonding.retain(|u| !u.amount.is_zero());
         stake.slashed = stake
             .slashed
             .checked_add(amount)
@@ -339,7 +480,7 @@ impl ServiceContext<'_, '_> {
         let price: OraclePrice = self
             .state
             .get(&StateKey::OraclePrice)?
-            .ok_or_else(|| StoreError("oracle price missing".into()))?;
+            .ok_or(StateError::Missing("oracle price"))?;
         let tokens = data_credits_to_tokens(self.genesis, data_credits, price.price_usd_micro)?;
         mint_to(self.state, provider, tokens)?;
         Ok(Event::ServicePaid {

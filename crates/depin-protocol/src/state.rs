@@ -11,16 +11,94 @@ use crate::tx::{GeoLocation, ServiceOffer};
 
 /// Reads committed state. Implemented by the chain's store and by in-memory maps in tests.
 pub trait StateRead {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError>;
 }
 
-/// The storage under the state failed (disk error, corrupt record). Not the transaction's fault.
+/// An error from outside this crate (the chain's database, a decoder), kept with its chain of
+/// sources and shareable so that [`StateError`] stays `Clone` and comparable.
+#[derive(Clone)]
+pub struct SharedError(std::sync::Arc<dyn std::error::Error + Send + Sync + 'static>);
+
+impl SharedError {
+    pub fn new(error: impl std::error::Error + Send + Sync + 'static) -> SharedError {
+        SharedError(std::sync::Arc::new(error))
+    }
+}
+
+impl std::fmt::Debug for SharedError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl std::fmt::Display for SharedError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for SharedError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+// Errors are compared by what they say: two nodes' database errors are never the same value.
+impl PartialEq for SharedError {
+    fn eq(&self, other: &SharedError) -> bool {
+        self.to_string() == other.to_string()
+    }
+}
+
+impl Eq for SharedError {}
+
+/// The state could not be read or holds something the rules cannot use. Not the
+/// transaction's fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("state store: {0}")]
-pub struct StoreError(pub String);
+pub enum StateError {
+    /// The store under the state failed (disk, database). Only this node sees it, so it must
+    /// never be mistaken for a verdict on a block.
+    #[error("state backend")]
+    Backend(#[source] SharedError),
+    /// A record's bytes do not decode as the record its key names.
+    #[error("corrupt record {key}")]
+    Corrupt {
+        key: String,
+        #[source]
+        source: SharedError,
+    },
+    /// A record every running chain has is absent.
+    #[error("missing record {0}")]
+    Missing(&'static str),
+    /// Records that contradict each other (a service's bookkeeping gone wrong).
+    #[error("inconsistent state: {0}")]
+    Inconsistent(String),
+}
+
+impl StateError {
+    pub fn backend(error: impl std::error::Error + Send + Sync + 'static) -> StateError {
+        StateError::Backend(SharedError::new(error))
+    }
+
+    pub fn corrupt(
+        key: impl Into<String>,
+        error: impl std::error::Error + Send + Sync + 'static,
+    ) -> StateError {
+        StateError::Corrupt {
+            key: key.into(),
+            source: SharedError::new(error),
+        }
+    }
+
+    /// True when the fault is this node's store rather than the state's content: the same
+    /// block may execute fine on every other node.
+    pub fn is_backend(&self) -> bool {
+        matches!(self, StateError::Backend(_))
+    }
+}
 
 impl StateRead for BTreeMap<Vec<u8>, Vec<u8>> {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
         Ok(BTreeMap::get(self, key).cloned())
     }
 }
@@ -34,7 +112,8 @@ pub enum StateKey {
     Provider(Address),
     /// The sorted list of registered providers.
     ProviderSet,
-    /// The validator set of one consensus epoch (chosen one epoch ahead).
+    /// The validator set of one validator-set era ([`crate::validator_era`]), chosen one era
+    /// ahead.
     ValidatorSet(u64),
     Supply,
     OraclePrice,
@@ -249,7 +328,7 @@ impl<'a> Overlay<'a> {
         }
     }
 
-    pub fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+    pub fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
         if let Some(v) = self.layer.as_ref().and_then(|l| l.get(key)) {
             return Ok(v.clone());
         }
@@ -266,12 +345,12 @@ impl<'a> Overlay<'a> {
         };
     }
 
-    pub fn get<T: BorshDeserialize>(&self, key: &StateKey) -> Result<Option<T>, StoreError> {
+    pub fn get<T: BorshDeserialize>(&self, key: &StateKey) -> Result<Option<T>, StateError> {
         match self.get_raw(&key.to_bytes())? {
             None => Ok(None),
             Some(bytes) => borsh::from_slice(&bytes)
                 .map(Some)
-                .map_err(|e| StoreError(format!("corrupt record {key:?}: {e}"))),
+                .map_err(|e| StateError::corrupt(format!("{key:?}"), e)),
         }
     }
 
@@ -309,7 +388,7 @@ impl<'a> Overlay<'a> {
 }
 
 impl StateRead for Overlay<'_> {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
         self.get_raw(key)
     }
 }

@@ -61,6 +61,10 @@ impl ServiceModule for ToyService {
         TOY_MAX_PAYLOAD_BYTES
     }
 
+    fn event_json(&self, _data: &[u8]) -> Option<serde_json::Value> {
+        None
+    }
+
     fn apply(
         &self,
         ctx: &mut ServiceContext<'_, '_>,
@@ -314,14 +318,15 @@ impl Fixture {
     /// Finishes the current block (epoch processing included) and starts the next one.
     fn end_block(&mut self) -> Option<EpochRewards> {
         let mut overlay = Overlay::new(&self.state);
-        let rewards = self
+        let outcome = self
             .protocol
             .end_block(&mut overlay, &self.block())
             .expect("end_block succeeds");
+        assert_eq!(outcome.events, Vec::new(), "no service hook failed");
         let writes = overlay.into_writes();
         commit(&mut self.state, writes);
         self.height += 1;
-        rewards
+        outcome.epoch_rewards
     }
 
     /// Finishes every block up to and including `height`; returns the epochs that ended.
@@ -416,7 +421,7 @@ fn transfer_moves_amount_and_pays_fee_to_proposer() {
     assert_eq!(f.balance(&validator), USER_FUNDS + FEE.0);
     assert_eq!(f.account(&alice).nonce, 1);
     assert_eq!(f.supply(), supply, "a transfer mints and burns nothing");
-    assert_eq!(receipt.kind, "transfer");
+    assert_eq!(receipt.kind, ActionKind::Transfer);
     assert_eq!(
         receipt.events,
         vec![
@@ -1413,3 +1418,183 @@ fn the_validator_set_is_the_top_stake_among_candidates_one_epoch_ahead() {
 mod compute;
 mod coverage;
 mod storage;
+
+/// A service whose hooks write a record and then fail, at every block and every epoch.
+struct FailingHooks;
+
+const FAILING_HOOK_RECORD: &[u8] = b"written before failing";
+
+impl ServiceModule for FailingHooks {
+    fn service(&self) -> ServiceKind {
+        ServiceKind::Video
+    }
+
+    fn max_payload_bytes(&self) -> usize {
+        16
+    }
+
+    fn event_json(&self, _data: &[u8]) -> Option<serde_json::Value> {
+        None
+    }
+
+    fn apply(
+        &self,
+        _ctx: &mut ServiceContext<'_, '_>,
+        _sender: Address,
+        _payload: &[u8],
+    ) -> Result<Vec<Event>, TxError> {
+        Ok(Vec::new())
+    }
+
+    fn end_block(&self, ctx: &mut ServiceContext<'_, '_>) -> Result<(), TxError> {
+        ctx.put_encoded(FAILING_HOOK_RECORD, &ctx.block.height);
+        Err(TxError::AmountOverflow)
+    }
+
+    fn end_epoch(&self, ctx: &mut ServiceContext<'_, '_>, _epoch: u64) -> Result<(), TxError> {
+        ctx.put_encoded(FAILING_HOOK_RECORD, &ctx.block.height);
+        Err(TxError::Store(StateError::Inconsistent(
+            "a record went missing".into(),
+        )))
+    }
+
+    fn epoch_rewards(
+        &self,
+        ctx: &mut ServiceContext<'_, '_>,
+        _epoch: u64,
+        allocation: Amount,
+    ) -> Result<Option<Vec<(Address, Amount)>>, TxError> {
+        // More than it was given: the ledger must refuse the split, not mint it.
+        let greedy = allocation
+            .checked_add(Amount(1))
+            .ok_or(TxError::AmountOverflow)?;
+        Ok(Some(vec![(ctx.block.proposer, greedy)]))
+    }
+}
+
+#[test]
+fn a_failing_service_hook_is_dropped_and_reported_and_blocks_go_on() {
+    let mut f = setup();
+    f.protocol.register_service(Arc::new(FailingHooks));
+    let supply = f.supply();
+    let mut failures = Vec::new();
+    let mut rewards = Vec::new();
+    // Two whole epochs of blocks, each with a transaction, through `execute_block`.
+    for _ in 0..2 * EPOCH_BLOCKS {
+        let tx = f.tx(&f.user(1), send(&f.user(2), 1));
+        let mut overlay = Overlay::new(&f.state);
+        let outcome = f
+            .protocol
+            .execute_block(&mut overlay, &f.block(), &[tx])
+            .expect("a failing hook does not make the block invalid");
+        assert_eq!(outcome.receipts.len(), 1);
+        failures.extend(outcome.events.clone());
+        rewards.extend(outcome.epoch_rewards);
+        let writes = overlay.into_writes();
+        commit(&mut f.state, writes);
+        f.height += 1;
+    }
+    // The hook's writes were dropped every time.
+    assert_eq!(
+        f.get::<u64>(&StateKey::Service(
+            ServiceKind::Video,
+            FAILING_HOOK_RECORD.to_vec()
+        )),
+        None
+    );
+    let hooks = |hook: ServiceHook| {
+        failures
+            .iter()
+            .filter(|e| {
+                matches!(e, Event::ServiceHookFailed { service: ServiceKind::Video, hook: h, .. } if *h == hook)
+            })
+            .count()
+    };
+    assert_eq!(hooks(ServiceHook::EndBlock), 2 * EPOCH_BLOCKS as usize);
+    assert_eq!(hooks(ServiceHook::EndEpoch), 2);
+    assert_eq!(hooks(ServiceHook::EpochRewards), 2);
+    assert!(failures.iter().any(|e| matches!(
+        e,
+        Event::ServiceHookFailed { hook: ServiceHook::EndEpoch, reason, .. }
+            if reason == "inconsistent state: a record went missing"
+    )));
+    assert!(failures.iter().any(|e| matches!(
+        e,
+        Event::ServiceHookFailed { hook: ServiceHook::EpochRewards, reason, .. }
+            if reason.contains("of an allocation of")
+    )));
+    // Both epochs were paid, and the failed service's share was left unallocated.
+    assert_eq!(rewards.len(), 2);
+    for epoch in &rewards {
+        let video = bucket(epoch, RewardKind::Service(ServiceKind::Video));
+        assert_eq!(video.minted, Amount::ZERO);
+        assert_eq!(video.unallocated, video.allocation);
+        assert!(bucket(epoch, RewardKind::Validator).minted > Amount::ZERO);
+    }
+    assert!(f.supply().minted > supply.minted);
+    f.check_supply();
+}
+
+#[test]
+fn slashing_reaches_stake_that_is_unbonding() {
+    let mut f = setup();
+    let (alice, provider) = (f.user(1), f.user(2));
+    f.make_provider(&provider, 200 * UNIT, &[ServiceKind::Storage]);
+    // Bond more than the minimum and start unbonding the surplus: it is still at stake.
+    f.ok(&provider, bond(300 * UNIT));
+    f.ok(&provider, unbond(300 * UNIT));
+    assert_eq!(f.stake(&provider).bonded, Amount(200 * UNIT));
+    let supply = f.supply();
+    let receipt = f.ok(
+        &alice,
+        toy(ToyOp::Slash {
+            provider: provider.address(),
+            fraction_bps: 5_000,
+        }),
+    );
+    // Half of 500 at stake is 250: all 200 bonded, then 50 of the 300 unbonding.
+    assert!(matches!(
+        receipt.events.last(),
+        Some(Event::Slashed { amount, .. }) if *amount == Amount(250 * UNIT)
+    ));
+    let stake = f.stake(&provider);
+    assert_eq!(stake.bonded, Amount::ZERO);
+    assert_eq!(
+        stake.unbonding.iter().map(|u| u.amount).collect::<Vec<_>>(),
+        vec![Amount(250 * UNIT)]
+    );
+    assert_eq!(stake.slashed, Amount(250 * UNIT));
+    assert_eq!(f.supply().burned.0, supply.burned.0 + 250 * UNIT);
+    f.check_supply();
+}
+
+#[test]
+fn service_events_are_typed_in_receipts_and_tagged_in_json() {
+    use crate::service::ServiceEvent;
+    use crate::storage::StorageEvent;
+    let id = depin_types::Hash::of(b"deal");
+    let event = StorageEvent::DealOpened { id, escrow_dc: 7 }.to_event();
+    assert_eq!(
+        event.service_event::<StorageEvent>(),
+        Some(StorageEvent::DealOpened { id, escrow_dc: 7 })
+    );
+    // Another service's decoder does not claim it.
+    assert_eq!(event.service_event::<crate::compute::ComputeEvent>(), None);
+    let protocol = Protocol::new(setup().protocol.genesis().clone()).expect("protocol");
+    let json = protocol.event_json(&event);
+    assert_eq!(json["type"], "service");
+    assert_eq!(json["service"], "storage");
+    assert_eq!(json["event"]["type"], "deal_opened");
+    assert_eq!(json["event"]["id"], id.to_hex());
+    assert_eq!(json["event"]["escrow_dc"], "7");
+    // The JSON reads back as the same event.
+    let back: Event = serde_json::from_value(json).expect("event from json");
+    assert_eq!(back, event);
+    // Junk bytes decode to nothing rather than to a wrong event.
+    let junk = Event::Service {
+        service: ServiceKind::Storage,
+        data: vec![0xff; 3],
+    };
+    assert_eq!(junk.service_event::<StorageEvent>(), None);
+    assert!(protocol.event_json(&junk).get("event").is_none());
+}

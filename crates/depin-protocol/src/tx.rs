@@ -3,7 +3,7 @@
 use crate::params::MAX_CHAIN_ID_BYTES;
 use borsh::{BorshDeserialize, BorshSerialize};
 use depin_types::{Address, Amount, CodecError, Hash, Keypair, ServiceKind, Signature};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Domain separator for transaction signatures.
 const TX_SIGNING_DOMAIN: &[u8] = b"depin/tx/v1";
@@ -85,21 +85,66 @@ pub enum Action {
 
 impl Action {
     /// Short stable name, used in metrics and receipts.
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> ActionKind {
         match self {
-            Action::Transfer { .. } => "transfer",
-            Action::Bond { .. } => "bond",
-            Action::Unbond { .. } => "unbond",
-            Action::Withdraw => "withdraw",
-            Action::RegisterProvider { .. } => "register_provider",
-            Action::UpdateProvider { .. } => "update_provider",
-            Action::DeregisterProvider => "deregister_provider",
-            Action::BuyDataCredits { .. } => "buy_data_credits",
-            Action::SetOraclePrice { .. } => "set_oracle_price",
-            Action::Service { .. } => "service",
-            Action::RegisterValidator { .. } => "register_validator",
-            Action::DeregisterValidator => "deregister_validator",
+            Action::Transfer { .. } => ActionKind::Transfer,
+            Action::Bond { .. } => ActionKind::Bond,
+            Action::Unbond { .. } => ActionKind::Unbond,
+            Action::Withdraw => ActionKind::Withdraw,
+            Action::RegisterProvider { .. } => ActionKind::RegisterProvider,
+            Action::UpdateProvider { .. } => ActionKind::UpdateProvider,
+            Action::DeregisterProvider => ActionKind::DeregisterProvider,
+            Action::BuyDataCredits { .. } => ActionKind::BuyDataCredits,
+            Action::SetOraclePrice { .. } => ActionKind::SetOraclePrice,
+            Action::Service { .. } => ActionKind::Service,
+            Action::RegisterValidator { .. } => ActionKind::RegisterValidator,
+            Action::DeregisterValidator => ActionKind::DeregisterValidator,
         }
+    }
+}
+
+/// What kind of action a transaction carries (a receipt's `kind`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionKind {
+    Transfer,
+    Bond,
+    Unbond,
+    Withdraw,
+    RegisterProvider,
+    UpdateProvider,
+    DeregisterProvider,
+    BuyDataCredits,
+    SetOraclePrice,
+    Service,
+    RegisterValidator,
+    DeregisterValidator,
+}
+
+impl ActionKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ActionKind::Transfer => "transfer",
+            ActionKind::Bond => "bond",
+            ActionKind::Unbond => "unbond",
+            ActionKind::Withdraw => "withdraw",
+            ActionKind::RegisterProvider => "register_provider",
+            ActionKind::UpdateProvider => "update_provider",
+            ActionKind::DeregisterProvider => "deregister_provider",
+            ActionKind::BuyDataCredits => "buy_data_credits",
+            ActionKind::SetOraclePrice => "set_oracle_price",
+            ActionKind::Service => "service",
+            ActionKind::RegisterValidator => "register_validator",
+            ActionKind::DeregisterValidator => "deregister_validator",
+        }
+    }
+}
+
+impl std::fmt::Display for ActionKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

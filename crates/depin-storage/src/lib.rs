@@ -1,3 +1,6 @@
+//! Owns: the storage runtime: encryption, erasure coding, the piece store, the piece protocol, the client's put and get.
+//! Must not: decide what the chain accepts, or import another service.
+//!
 //! The storage service runtime: client-side encryption and erasure coding of objects into
 //! content-addressed pieces, and the provider's piece store on disk. The rules a deal follows
 //! on chain (placement, challenges, proof checks, payment) are in `depin_protocol::storage`;

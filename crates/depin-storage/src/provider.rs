@@ -5,7 +5,7 @@
 use crate::protocol::{
     MAX_MESSAGE_BYTES, PIECE_PROTOCOL, PieceRequest, PieceResponse, TRANSFER_BYTES,
 };
-use crate::store::{PieceStore, PieceWriter, StoreError};
+use crate::store::{PieceStore, PieceStoreError, PieceWriter};
 use depin_protocol::storage::{Piece, PieceRef, PieceState};
 use depin_types::Address;
 use std::collections::HashMap;
@@ -185,7 +185,7 @@ impl PieceServer {
         if let Err(e) = upload.writer.write(&bytes) {
             self.store.abort(upload.writer);
             return match e {
-                StoreError::Range { .. } => {
+                PieceStoreError::Range { .. } => {
                     PieceResponse::refused("too_long", format!("the piece has {piece_bytes} bytes"))
                 }
                 other => store_refusal(other),
@@ -247,14 +247,20 @@ impl PieceServer {
     }
 }
 
-fn store_refusal(e: StoreError) -> PieceResponse {
+fn store_refusal(e: PieceStoreError) -> PieceResponse {
     let code = match &e {
-        StoreError::RootMismatch { .. } => "root_mismatch",
-        StoreError::OutOfSpace { .. } => "out_of_space",
-        StoreError::UnknownPiece(_) => "unknown_piece",
-        StoreError::InProgress(_) => "busy",
-        StoreError::Range { .. } => "bad_range",
-        StoreError::Io(_) | StoreError::Db(_) => "internal",
+        PieceStoreError::RootMismatch { .. } => "root_mismatch",
+        PieceStoreError::OutOfSpace { .. } => "out_of_space",
+        PieceStoreError::UnknownPiece(_) => "unknown_piece",
+        PieceStoreError::InProgress(_) => "busy",
+        PieceStoreError::Range { .. } => "bad_range",
+        PieceStoreError::Io(_)
+        | PieceStoreError::CorruptRecord(_)
+        | PieceStoreError::Database(_)
+        | PieceStoreError::Transaction(_)
+        | PieceStoreError::Table(_)
+        | PieceStoreError::Storage(_)
+        | PieceStoreError::Commit(_) => "internal",
     };
     PieceResponse::refused(code, e.to_string())
 }

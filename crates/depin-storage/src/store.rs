@@ -22,7 +22,7 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const USED: &str = "used_bytes";
 
 #[derive(Debug, Error)]
-pub enum StoreError {
+pub enum PieceStoreError {
     #[error("piece bytes hash to {computed}, not the announced root {root}")]
     RootMismatch { root: String, computed: String },
     #[error("out of space: {needed} bytes needed, {free} of {capacity} free")]
@@ -39,24 +39,19 @@ pub enum StoreError {
     Range { offset: u64, len: u64, size: u64 },
     #[error("disk: {0}")]
     Io(#[from] std::io::Error),
+    #[error("piece record does not decode: {0}")]
+    CorruptRecord(#[source] std::io::Error),
     #[error("database: {0}")]
-    Db(String),
+    Database(#[from] redb::DatabaseError),
+    #[error("database transaction: {0}")]
+    Transaction(#[from] redb::TransactionError),
+    #[error("database table: {0}")]
+    Table(#[from] redb::TableError),
+    #[error("database storage: {0}")]
+    Storage(#[from] redb::StorageError),
+    #[error("database commit: {0}")]
+    Commit(#[from] redb::CommitError),
 }
-
-macro_rules! db_err {
-    ($($t:ty),*) => {$(
-        impl From<$t> for StoreError {
-            fn from(e: $t) -> Self { StoreError::Db(e.to_string()) }
-        }
-    )*};
-}
-db_err!(
-    redb::DatabaseError,
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError
-);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 enum PieceStatus {
@@ -103,10 +98,10 @@ impl std::fmt::Debug for PieceWriter {
 
 impl PieceWriter {
     /// Appends the next bytes of the piece.
-    pub fn write(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
+    pub fn write(&mut self, bytes: &[u8]) -> Result<(), PieceStoreError> {
         let end = self.written + bytes.len() as u64;
         if end > self.size_bytes {
-            return Err(StoreError::Range {
+            return Err(PieceStoreError::Range {
                 offset: self.written,
                 len: bytes.len() as u64,
                 size: self.size_bytes,
@@ -133,14 +128,14 @@ impl std::fmt::Debug for PieceStore {
     }
 }
 
-fn decode_meta(bytes: &[u8]) -> Result<PieceMeta, StoreError> {
-    borsh::from_slice(bytes).map_err(|e| StoreError::Db(format!("piece record: {e}")))
+fn decode_meta(bytes: &[u8]) -> Result<PieceMeta, PieceStoreError> {
+    borsh::from_slice(bytes).map_err(PieceStoreError::CorruptRecord)
 }
 
 impl PieceStore {
     /// Opens (or creates) the store in `dir` with room for `capacity_bytes`, finishing what a
     /// crash interrupted.
-    pub fn open(dir: &Path, capacity_bytes: u64) -> Result<PieceStore, StoreError> {
+    pub fn open(dir: &Path, capacity_bytes: u64) -> Result<PieceStore, PieceStoreError> {
         fs::create_dir_all(dir.join("pieces"))?;
         fs::create_dir_all(dir.join("tmp"))?;
         let db = Database::create(dir.join("pieces.redb"))?;
@@ -162,7 +157,7 @@ impl PieceStore {
         self.dir.join("pieces").join(&name[..2]).join(name)
     }
 
-    fn recover(&self) -> Result<(), StoreError> {
+    fn recover(&self) -> Result<(), PieceStoreError> {
         let mut unfinished = Vec::new();
         {
             let read = self.db.begin_read()?;
@@ -184,7 +179,7 @@ impl PieceStore {
     }
 
     /// Removes the file, then the record and its bytes from the accounting.
-    fn forget(&self, root: &[u8; 32], size_bytes: u64) -> Result<(), StoreError> {
+    fn forget(&self, root: &[u8; 32], size_bytes: u64) -> Result<(), PieceStoreError> {
         match fs::remove_file(self.path(root)) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -207,7 +202,7 @@ impl PieceStore {
     }
 
     /// Bytes of every piece stored or being stored.
-    pub fn used_bytes(&self) -> Result<u64, StoreError> {
+    pub fn used_bytes(&self) -> Result<u64, PieceStoreError> {
         let read = self.db.begin_read()?;
         let Ok(meta) = read.open_table(META) else {
             return Ok(0);
@@ -215,11 +210,11 @@ impl PieceStore {
         Ok(meta.get(USED)?.map(|v| v.value()).unwrap_or(0))
     }
 
-    pub fn free_bytes(&self) -> Result<u64, StoreError> {
+    pub fn free_bytes(&self) -> Result<u64, PieceStoreError> {
         Ok(self.capacity_bytes.saturating_sub(self.used_bytes()?))
     }
 
-    fn meta(&self, root: &[u8; 32]) -> Result<Option<PieceMeta>, StoreError> {
+    fn meta(&self, root: &[u8; 32]) -> Result<Option<PieceMeta>, PieceStoreError> {
         let read = self.db.begin_read()?;
         let Ok(table) = read.open_table(PIECES) else {
             return Ok(None);
@@ -232,7 +227,7 @@ impl PieceStore {
 
     /// Stores a piece whose BLAKE3 hash must be `root`. Returns once it is durable: the
     /// caller may acknowledge it. Storing a piece already held is a no-op.
-    pub fn put(&self, root: &[u8; 32], data: &[u8]) -> Result<(), StoreError> {
+    pub fn put(&self, root: &[u8; 32], data: &[u8]) -> Result<(), PieceStoreError> {
         let Some(mut writer) = self.begin(root, data.len() as u64)? else {
             return Ok(());
         };
@@ -251,7 +246,7 @@ impl PieceStore {
         &self,
         root: &[u8; 32],
         size_bytes: u64,
-    ) -> Result<Option<PieceWriter>, StoreError> {
+    ) -> Result<Option<PieceWriter>, PieceStoreError> {
         let write = self.db.begin_write()?;
         {
             let mut pieces = write.open_table(PIECES)?;
@@ -259,7 +254,7 @@ impl PieceStore {
                 return match decode_meta(existing.value())?.status {
                     PieceStatus::Complete => Ok(None),
                     PieceStatus::Pending | PieceStatus::Removing => {
-                        Err(StoreError::InProgress(hex::encode(root)))
+                        Err(PieceStoreError::InProgress(hex::encode(root)))
                     }
                 };
             }
@@ -267,7 +262,7 @@ impl PieceStore {
             let used = meta.get(USED)?.map(|v| v.value()).unwrap_or(0);
             let free = self.capacity_bytes.saturating_sub(used);
             if size_bytes > free {
-                return Err(StoreError::OutOfSpace {
+                return Err(PieceStoreError::OutOfSpace {
                     needed: size_bytes,
                     free,
                     capacity: self.capacity_bytes,
@@ -306,7 +301,7 @@ impl PieceStore {
 
     /// Makes a fully written piece durable once its bytes hash to its root, then marks it
     /// complete: only then may it be acknowledged. On error the reservation is released.
-    pub fn finish(&self, writer: PieceWriter) -> Result<(), StoreError> {
+    pub fn finish(&self, writer: PieceWriter) -> Result<(), PieceStoreError> {
         let PieceWriter {
             root,
             size_bytes,
@@ -315,21 +310,21 @@ impl PieceStore {
             tree,
             written,
         } = writer;
-        let fail = |e: StoreError| {
+        let fail = |e: PieceStoreError| {
             let _ = fs::remove_file(&tmp);
             self.forget(&root, size_bytes)?;
             Err(e)
         };
         let (_, computed, outboard) = tree.finish();
         if written != size_bytes {
-            return fail(StoreError::Range {
+            return fail(PieceStoreError::Range {
                 offset: 0,
                 len: written,
                 size: size_bytes,
             });
         }
         if computed != root {
-            return fail(StoreError::RootMismatch {
+            return fail(PieceStoreError::RootMismatch {
                 root: hex::encode(root),
                 computed: hex::encode(computed),
             });
@@ -360,7 +355,7 @@ impl PieceStore {
     }
 
     /// Fsyncs the temporary file, renames it into place and fsyncs the directory.
-    fn install(&self, root: &[u8; 32], tmp: &Path, file: File) -> Result<(), StoreError> {
+    fn install(&self, root: &[u8; 32], tmp: &Path, file: File) -> Result<(), PieceStoreError> {
         file.sync_all()?;
         drop(file);
         let path = self.path(root);
@@ -375,24 +370,24 @@ impl PieceStore {
     }
 
     /// Whether a complete piece with this root is held.
-    pub fn contains(&self, root: &[u8; 32]) -> Result<bool, StoreError> {
+    pub fn contains(&self, root: &[u8; 32]) -> Result<bool, PieceStoreError> {
         Ok(self
             .meta(root)?
             .is_some_and(|m| m.status == PieceStatus::Complete))
     }
 
-    fn complete(&self, root: &[u8; 32]) -> Result<PieceMeta, StoreError> {
+    fn complete(&self, root: &[u8; 32]) -> Result<PieceMeta, PieceStoreError> {
         self.meta(root)?
             .filter(|m| m.status == PieceStatus::Complete)
-            .ok_or_else(|| StoreError::UnknownPiece(hex::encode(root)))
+            .ok_or_else(|| PieceStoreError::UnknownPiece(hex::encode(root)))
     }
 
-    pub fn size_bytes(&self, root: &[u8; 32]) -> Result<u64, StoreError> {
+    pub fn size_bytes(&self, root: &[u8; 32]) -> Result<u64, PieceStoreError> {
         Ok(self.complete(root)?.size_bytes)
     }
 
     /// The piece's outboard (one chaining value per 16 KiB group; empty for small pieces).
-    pub fn outboard(&self, root: &[u8; 32]) -> Result<Vec<[u8; 32]>, StoreError> {
+    pub fn outboard(&self, root: &[u8; 32]) -> Result<Vec<[u8; 32]>, PieceStoreError> {
         Ok(self.complete(root)?.outboard)
     }
 
@@ -402,7 +397,7 @@ impl PieceStore {
         root: &[u8; 32],
         offset: u64,
         len: u64,
-    ) -> Result<Vec<u8>, StoreError> {
+    ) -> Result<Vec<u8>, PieceStoreError> {
         self.check_range(root, offset, len)?;
         let mut buf = Vec::with_capacity(len as usize);
         self.append_range(root, offset, len, &mut buf)?;
@@ -410,10 +405,15 @@ impl PieceStore {
     }
 
     /// Refuses a range that is not inside a complete piece.
-    pub fn check_range(&self, root: &[u8; 32], offset: u64, len: u64) -> Result<(), StoreError> {
+    pub fn check_range(
+        &self,
+        root: &[u8; 32],
+        offset: u64,
+        len: u64,
+    ) -> Result<(), PieceStoreError> {
         let size = self.complete(root)?.size_bytes;
         if offset.checked_add(len).is_none_or(|end| end > size) {
-            return Err(StoreError::Range { offset, len, size });
+            return Err(PieceStoreError::Range { offset, len, size });
         }
         Ok(())
     }
@@ -425,13 +425,15 @@ impl PieceStore {
         offset: u64,
         len: u64,
         out: &mut Vec<u8>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), PieceStoreError> {
         let mut file = File::open(self.path(root))?;
         file.seek(SeekFrom::Start(offset))?;
         let start = out.len();
         file.take(len).read_to_end(out)?;
         if (out.len() - start) as u64 != len {
-            return Err(StoreError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+            return Err(PieceStoreError::Io(
+                std::io::ErrorKind::UnexpectedEof.into(),
+            ));
         }
         Ok(())
     }
@@ -442,12 +444,12 @@ impl PieceStore {
         &self,
         root: &[u8; 32],
         index: u64,
-    ) -> Result<merkle::ChunkProof, StoreError> {
+    ) -> Result<merkle::ChunkProof, PieceStoreError> {
         let meta = self.complete(root)?;
         let group = index * merkle::CHUNK_BYTES / merkle::GROUP_BYTES;
         let offset = group * merkle::GROUP_BYTES;
         if offset >= meta.size_bytes.max(1) {
-            return Err(StoreError::Range {
+            return Err(PieceStoreError::Range {
                 offset,
                 len: merkle::CHUNK_BYTES,
                 size: meta.size_bytes,
@@ -456,7 +458,7 @@ impl PieceStore {
         let len = (meta.size_bytes - offset).min(merkle::GROUP_BYTES);
         let bytes = self.read_range(root, offset, len)?;
         merkle::prove_chunk_with_outboard(meta.size_bytes, &meta.outboard, &bytes, index).ok_or(
-            StoreError::Range {
+            PieceStoreError::Range {
                 offset,
                 len,
                 size: meta.size_bytes,
@@ -465,7 +467,7 @@ impl PieceStore {
     }
 
     /// Deletes a piece and returns its space. Unknown pieces are a no-op.
-    pub fn remove(&self, root: &[u8; 32]) -> Result<(), StoreError> {
+    pub fn remove(&self, root: &[u8; 32]) -> Result<(), PieceStoreError> {
         let Some(mut meta) = self.meta(root)? else {
             return Ok(());
         };
@@ -480,7 +482,7 @@ impl PieceStore {
     }
 
     /// Roots of every complete piece.
-    pub fn roots(&self) -> Result<Vec<[u8; 32]>, StoreError> {
+    pub fn roots(&self) -> Result<Vec<[u8; 32]>, PieceStoreError> {
         let read = self.db.begin_read()?;
         let Ok(table) = read.open_table(PIECES) else {
             return Ok(Vec::new());
@@ -496,7 +498,7 @@ impl PieceStore {
     }
 
     /// Re-hashes a piece from disk: `false` when the bytes no longer match the root.
-    pub fn verify(&self, root: &[u8; 32]) -> Result<bool, StoreError> {
+    pub fn verify(&self, root: &[u8; 32]) -> Result<bool, PieceStoreError> {
         self.complete(root)?;
         let mut hasher = blake3::Hasher::new();
         let mut file = File::open(self.path(root))?;
@@ -513,7 +515,7 @@ impl PieceStore {
 
     /// Overwrites one byte of a stored piece: for fault-injection tests only.
     #[doc(hidden)]
-    pub fn corrupt_for_tests(&self, root: &[u8; 32], offset: u64) -> Result<(), StoreError> {
+    pub fn corrupt_for_tests(&self, root: &[u8; 32], offset: u64) -> Result<(), PieceStoreError> {
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -549,7 +551,7 @@ mod tests {
         assert!(
             matches!(
                 store.begin(&root, 200_000),
-                Err(StoreError::OutOfSpace { .. })
+                Err(PieceStoreError::OutOfSpace { .. })
             ),
             "refused before a byte is taken"
         );
@@ -557,7 +559,7 @@ mod tests {
         assert_eq!(used(), 70_000, "reserved up front");
         assert!(matches!(
             store.begin(&root, 70_000),
-            Err(StoreError::InProgress(_))
+            Err(PieceStoreError::InProgress(_))
         ));
         writer.write(&data[..20_000]).expect("part");
         store.abort(writer);
@@ -570,7 +572,7 @@ mod tests {
         writer.write(&[0]).expect("part");
         assert!(matches!(
             store.finish(writer),
-            Err(StoreError::RootMismatch { .. })
+            Err(PieceStoreError::RootMismatch { .. })
         ));
         assert_eq!(used(), 0);
         let mut writer = store.begin(&root, 70_000).expect("begin").expect("new");
@@ -618,7 +620,7 @@ mod tests {
         let full = store.put(&rb, &b);
         assert!(matches!(
             full,
-            Err(StoreError::OutOfSpace {
+            Err(PieceStoreError::OutOfSpace {
                 needed: 50_000,
                 free: 40_000,
                 ..
@@ -632,7 +634,7 @@ mod tests {
         let (_, wrong_root) = piece(10, 9);
         assert!(matches!(
             store.put(&wrong_root, &b[..10]),
-            Err(StoreError::RootMismatch { .. })
+            Err(PieceStoreError::RootMismatch { .. })
         ));
         store.remove(&ra).expect("remove");
         assert_eq!(store.used_bytes().expect("used"), 0);
@@ -645,11 +647,11 @@ mod tests {
         );
         assert!(matches!(
             store.read_range(&rb, 49_999, 2),
-            Err(StoreError::Range { .. })
+            Err(PieceStoreError::Range { .. })
         ));
         assert!(matches!(
             store.read_range(&ra, 0, 1),
-            Err(StoreError::UnknownPiece(_))
+            Err(PieceStoreError::UnknownPiece(_))
         ));
     }
 

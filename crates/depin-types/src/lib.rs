@@ -1,3 +1,6 @@
+//! Owns: hashes, addresses, amounts, keys and signatures, service kinds, the canonical encoding.
+//! Must not: do I/O of any kind (files, sockets, clock) or depend on another depin crate.
+//!
 //! depin-types: the vocabulary every other crate speaks — hashes, addresses, amounts, keys,
 //! signatures, service kinds and the canonical (borsh) encoding with bounded decoding.
 //!

@@ -157,7 +157,7 @@ impl<E: Clock> Application<E> for DepinApplication {
             Ok(()) => true,
             Err(e) => {
                 tracing::warn!(error = %e, height = block.header.height, "proposal rejected");
-                if !matches!(e, ChainError::Storage(_)) {
+                if !e.is_node_fault() {
                     count(&self.chain().metrics.proposals_rejected_execution);
                 }
                 false

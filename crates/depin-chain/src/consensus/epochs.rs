@@ -1,5 +1,5 @@
 //! Validator-set epochs. The chain fixes the set of consensus epoch `e + 1` from bonded stake
-//! at the first block of epoch `e` (see `depin_protocol::consensus_epoch`). When the last
+//! at the first block of epoch `e` (see `depin_protocol::validator_era`). When the last
 //! block of epoch `e` is final, the orchestrator here stops that epoch's simplex engine and
 //! starts one for `e + 1` with the new set, on the same marshal (one chain of finalized
 //! blocks across epochs). Each epoch's engine has its own journal and its own sub-channel of
@@ -196,7 +196,7 @@ where
             }
         };
         while let Some((height, hash)) = finalized.next().await {
-            let this = self.app.chain.consensus_epoch(height);
+            let this = self.app.chain.validator_era(height);
             if let Err(e) = learn_schemes(&self.app, &self.config, &self.schemes, this) {
                 tracing::warn!(error = %e, height, "cannot read the next validator set");
             }

@@ -550,7 +550,7 @@ fn the_validator_set_follows_bonded_stake_across_epochs() {
         );
         // Quorum certificates of a later epoch check against that epoch's set.
         let last = c.height(alive[0]);
-        let epoch = chain.consensus_epoch(last);
+        let epoch = chain.validator_era(last);
         assert!(epoch >= 3);
         let block = c.apps[alive[0]]
             .chain
@@ -593,7 +593,7 @@ fn malformed_consensus_messages_get_the_sender_blocked_and_counted() {
                 break;
             }
             // The running epoch's sub-channel, then bytes that decode to no vote.
-            let epoch = c.apps[0].chain.consensus_epoch(c.height(0) + 1);
+            let epoch = c.apps[0].chain.validator_era(c.height(0) + 1);
             let mut message = Vec::new();
             let mut v = epoch;
             loop {

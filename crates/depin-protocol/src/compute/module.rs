@@ -5,8 +5,7 @@
 use super::types::*;
 use crate::block::Event;
 use crate::error::TxError;
-use crate::service::{ServiceContext, ServiceModule, eligible_providers, weighted_distinct};
-use crate::state::StoreError;
+use crate::service::{ServiceContext, ServiceEvent, ServiceModule, weighted_distinct};
 use depin_types::{Address, Hash, ServiceKind};
 use std::collections::BTreeMap;
 
@@ -38,6 +37,10 @@ pub fn fuel_cost_dc(fuel: u64, price_dc_per_mfuel: u64) -> u128 {
 impl ServiceModule for ComputeModule {
     fn service(&self) -> ServiceKind {
         ServiceKind::Compute
+    }
+
+    fn event_json(&self, data: &[u8]) -> Option<serde_json::Value> {
+        crate::service::event_json::<ComputeEvent>(data)
     }
 
     fn max_payload_bytes(&self) -> usize {
@@ -75,11 +78,8 @@ impl ServiceModule for ComputeModule {
         }
     }
 
-    fn end_epoch(&self, ctx: &mut ServiceContext<'_, '_>, epoch: u64) -> Result<(), StoreError> {
-        sweep_expired(ctx, epoch).map_err(|e| match e {
-            TxError::Store(s) => s,
-            other => StoreError(format!("compute epoch processing: {other}")),
-        })
+    fn end_epoch(&self, ctx: &mut ServiceContext<'_, '_>, epoch: u64) -> Result<(), TxError> {
+        sweep_expired(ctx, epoch)
     }
 }
 
@@ -204,15 +204,15 @@ fn submit_job(
     occupy(ctx, &job)?;
     ctx.put_encoded(keys::JOB_COUNTER, &counter);
     list_for_sweep(ctx, &job)?;
-    let assigned_list: Vec<String> = assigned.iter().map(|a| a.to_string()).collect();
     ctx.put_encoded(&keys::job(&id), &job);
-    Ok(vec![Event::Service {
-        service: ServiceKind::Compute,
-        name: format!(
-            "job_submitted {id} escrow_dc={escrow} replicas={}",
-            assigned_list.join(",")
-        ),
-    }])
+    Ok(vec![
+        ComputeEvent::JobSubmitted {
+            id,
+            escrow_dc: escrow,
+            replicas: assigned,
+        }
+        .to_event(),
+    ])
 }
 
 /// Draws the replicas of a job's round from the block's entropy, weighted by stake and free
@@ -227,7 +227,7 @@ fn assign(
 ) -> Result<Vec<Address>, TxError> {
     let mut candidates = Vec::new();
     let mut weights = Vec::new();
-    let eligible = eligible_providers(ctx.state, ctx.genesis, ServiceKind::Compute, excluded)?;
+    let eligible = ctx.eligible_providers(excluded)?;
     for p in eligible {
         if p.offer.price_dc_per_unit > spec.max_price_dc_per_mfuel {
             continue;
@@ -318,10 +318,13 @@ fn commit(
         }
     }
     ctx.put_encoded(&keys::job(id), &job);
-    Ok(vec![Event::Service {
-        service: ServiceKind::Compute,
-        name: format!("job_committed {id} {sender}"),
-    }])
+    Ok(vec![
+        ComputeEvent::JobCommitted {
+            id: *id,
+            provider: sender,
+        }
+        .to_event(),
+    ])
 }
 
 fn reveal(
@@ -369,10 +372,13 @@ fn reveal(
     }
     job.replicas[index].revealed = Some(outcome);
     job.status = JobStatus::Revealing;
-    let mut events = vec![Event::Service {
-        service: ServiceKind::Compute,
-        name: format!("job_revealed {id} {sender}"),
-    }];
+    let mut events = vec![
+        ComputeEvent::JobRevealed {
+            id: *id,
+            provider: sender,
+        }
+        .to_event(),
+    ];
     let everyone_revealed = job
         .replicas
         .iter()
@@ -451,10 +457,13 @@ fn settle(ctx: &mut ServiceContext<'_, '_>, mut job: Job) -> Result<Vec<Event>, 
             job.accepted = Some(accepted);
             job.agreed = agreed;
             job.status = JobStatus::Done;
-            events.push(Event::Service {
-                service: ServiceKind::Compute,
-                name: format!("job_done {id} fuel={}", accepted.fuel_used),
-            });
+            events.push(
+                ComputeEvent::JobDone {
+                    id,
+                    fuel_used: accepted.fuel_used,
+                }
+                .to_event(),
+            );
         }
         None if job.round < ctx.genesis.compute.max_retries => {
             job.excluded.extend(job.replicas.iter().map(|r| r.provider));
@@ -478,10 +487,7 @@ fn settle(ctx: &mut ServiceContext<'_, '_>, mut job: Job) -> Result<Vec<Event>, 
                 job.status = JobStatus::Committing;
                 occupy(ctx, &job)?;
                 list_for_sweep(ctx, &job)?;
-                events.push(Event::Service {
-                    service: ServiceKind::Compute,
-                    name: format!("job_retried {id} round={round}"),
-                });
+                events.push(ComputeEvent::JobRetried { id, round }.to_event());
             }
         }
         None => job.status = JobStatus::Failed,
@@ -492,10 +498,7 @@ fn settle(ctx: &mut ServiceContext<'_, '_>, mut job: Job) -> Result<Vec<Event>, 
             job.escrow_dc = 0;
         }
         if job.status == JobStatus::Failed {
-            events.push(Event::Service {
-                service: ServiceKind::Compute,
-                name: format!("job_failed {id} no majority, escrow refunded"),
-            });
+            events.push(ComputeEvent::JobFailed { id }.to_event());
         }
     }
     ctx.put_encoded(&keys::job(&id), &job);

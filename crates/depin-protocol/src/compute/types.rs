@@ -197,3 +197,39 @@ pub mod keys {
         [b"u/".as_slice(), provider.as_bytes()].concat()
     }
 }
+
+/// What a compute transaction or epoch did, carried in receipts (`Event::Service`).
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ComputeEvent {
+    JobSubmitted {
+        id: Hash,
+        #[serde(with = "depin_types::u128_string")]
+        escrow_dc: u128,
+        replicas: Vec<Address>,
+    },
+    JobCommitted {
+        id: Hash,
+        provider: Address,
+    },
+    JobRevealed {
+        id: Hash,
+        provider: Address,
+    },
+    JobDone {
+        id: Hash,
+        fuel_used: u64,
+    },
+    JobRetried {
+        id: Hash,
+        round: u8,
+    },
+    /// No majority on the last round: the escrow was refunded.
+    JobFailed {
+        id: Hash,
+    },
+}
+
+impl crate::service::ServiceEvent for ComputeEvent {
+    const SERVICE: depin_types::ServiceKind = depin_types::ServiceKind::Compute;
+}

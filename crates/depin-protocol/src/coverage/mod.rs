@@ -10,8 +10,8 @@ pub mod verify;
 
 pub use module::CoverageModule;
 pub use types::{
-    CoverageEpoch, CoverageParams, CoverageTx, Device, EntropyRecord, FCNT_WINDOW, Hotspot,
-    HotspotAssertion, HotspotEpochReward, MAX_OUTCOMES_KEPT, PacketReceipt, PendingBeacon,
+    CoverageEpoch, CoverageEvent, CoverageParams, CoverageTx, Device, EntropyRecord, FCNT_WINDOW,
+    Hotspot, HotspotAssertion, HotspotEpochReward, MAX_OUTCOMES_KEPT, PacketReceipt, PendingBeacon,
     ReportOutcome, keys, packet_message,
 };
 

@@ -14,8 +14,8 @@ use super::verify::{
 use crate::block::Event;
 use crate::error::TxError;
 use crate::params::Genesis;
-use crate::service::{ServiceContext, ServiceModule, data_credits_to_tokens, update_supply};
-use crate::state::{OraclePrice, StateKey, StoreError};
+use crate::service::{ServiceContext, ServiceEvent, ServiceModule, data_credits_to_tokens};
+use crate::state::StateError;
 use depin_types::{Address, Amount, Hash, ServiceKind};
 use std::collections::BTreeMap;
 
@@ -31,16 +31,13 @@ fn reject(code: &'static str, reason: impl Into<String>) -> TxError {
     }
 }
 
-fn event(name: String) -> Event {
-    Event::Service {
-        service: ServiceKind::Coverage,
-        name,
-    }
-}
-
 impl ServiceModule for CoverageModule {
     fn service(&self) -> ServiceKind {
         ServiceKind::Coverage
+    }
+
+    fn event_json(&self, data: &[u8]) -> Option<serde_json::Value> {
+        crate::service::event_json::<CoverageEvent>(data)
     }
 
     fn max_payload_bytes(&self) -> usize {
@@ -67,7 +64,7 @@ impl ServiceModule for CoverageModule {
         }
     }
 
-    fn end_block(&self, ctx: &mut ServiceContext<'_, '_>) -> Result<(), StoreError> {
+    fn end_block(&self, ctx: &mut ServiceContext<'_, '_>) -> Result<(), TxError> {
         let params = &ctx.genesis.coverage;
         let mut live: Vec<EntropyRecord> = ctx.get_decoded(keys::LIVE_ENTROPY)?.unwrap_or_default();
         let before = live.len();
@@ -102,15 +99,15 @@ impl ServiceModule for CoverageModule {
         ctx: &mut ServiceContext<'_, '_>,
         epoch: u64,
         allocation: Amount,
-    ) -> Result<Option<Vec<(Address, Amount)>>, StoreError> {
-        split_coverage_epoch(ctx, epoch, allocation).map(Some)
+    ) -> Result<Option<Vec<(Address, Amount)>>, TxError> {
+        Ok(Some(split_coverage_epoch(ctx, epoch, allocation)?))
     }
 }
 
 fn load_hotspot(
     ctx: &ServiceContext<'_, '_>,
     address: &Address,
-) -> Result<Option<Hotspot>, StoreError> {
+) -> Result<Option<Hotspot>, StateError> {
     ctx.get_decoded(&keys::hotspot(address))
 }
 
@@ -201,12 +198,7 @@ fn assert_hotspot(
         Some(mut hotspot) => {
             if hotspot.info.location != Some(location) {
                 fee_dc = ctx.genesis.coverage.location_fee_dc;
-                ctx.lock_data_credits(sender, u128::from(fee_dc))?;
-                update_supply(ctx.state, |s| {
-                    s.data_credits_outstanding =
-                        s.data_credits_outstanding.checked_sub(u128::from(fee_dc))?;
-                    Some(())
-                })?;
+                ctx.burn_data_credits(sender, u128::from(fee_dc))?;
                 hotspot.location_changes = hotspot.location_changes.saturating_add(1);
                 // A hotspot that moved starts proving coverage afresh.
                 hotspot.last_valid_beacon_ms = None;
@@ -222,10 +214,14 @@ fn assert_hotspot(
     };
     ctx.put_encoded(&gateway_key, &sender);
     ctx.put_encoded(&keys::hotspot(&sender), &hotspot);
-    Ok(vec![event(format!(
-        "hotspot_asserted cell={location:x} gateway={:016x} fee_dc={fee_dc}",
-        assertion.gateway_eui
-    ))])
+    Ok(vec![
+        CoverageEvent::HotspotAsserted {
+            cell: location,
+            gateway_eui: assertion.gateway_eui,
+            fee_dc,
+        }
+        .to_event(),
+    ])
 }
 
 /// The live entropy `value`, or why a report naming it is refused.
@@ -314,10 +310,12 @@ fn receive_beacon(
     }
     pending.beacon = Some(report);
     ctx.put_encoded(&keys::pending(&entropy.value, &sender), &pending);
-    Ok(vec![event(format!(
-        "beacon_reported entropy={}",
-        entropy.value
-    ))])
+    Ok(vec![
+        CoverageEvent::BeaconReported {
+            entropy: entropy.value,
+        }
+        .to_event(),
+    ])
 }
 
 fn receive_witness(
@@ -350,10 +348,13 @@ fn receive_witness(
     }
     pending.witnesses.push(report);
     ctx.put_encoded(&keys::pending(&entropy.value, &beaconer), &pending);
-    Ok(vec![event(format!(
-        "witness_reported beaconer={beaconer} entropy={}",
-        entropy.value
-    ))])
+    Ok(vec![
+        CoverageEvent::WitnessReported {
+            beaconer,
+            entropy: entropy.value,
+        }
+        .to_event(),
+    ])
 }
 
 fn register_device(
@@ -385,9 +386,9 @@ fn register_device(
         },
     };
     ctx.put_encoded(&key, &device);
-    Ok(vec![event(format!(
-        "device_registered dev_addr={dev_addr:08x}"
-    ))])
+    Ok(vec![
+        CoverageEvent::DeviceRegistered { dev_addr }.to_event(),
+    ])
 }
 
 fn packet_receipts(
@@ -441,7 +442,7 @@ fn packet_receipts(
             continue;
         }
         let cost = ctx.genesis.coverage.packet_cost_dc(r.payload_bytes);
-        match ctx.lock_data_credits(device.owner, u128::from(cost)) {
+        match ctx.burn_data_credits(device.owner, u128::from(cost)) {
             Ok(()) => {}
             Err(TxError::InsufficientDataCredits { .. }) | Err(TxError::UnknownAccount(_)) => {
                 unfunded += 1;
@@ -449,11 +450,6 @@ fn packet_receipts(
             }
             Err(e) => return Err(e),
         }
-        update_supply(ctx.state, |s| {
-            s.data_credits_outstanding =
-                s.data_credits_outstanding.checked_sub(u128::from(cost))?;
-            Some(())
-        })?;
         device.mark_paid(r.fcnt);
         device.packets_paid = device.packets_paid.saturating_add(1);
         device.data_credits_paid = device.data_credits_paid.saturating_add(cost);
@@ -465,9 +461,14 @@ fn packet_receipts(
         ctx.put_encoded(&keys::device(*dev_addr), device);
     }
     ctx.put_encoded(&keys::hotspot(&sender), &hotspot);
-    events.push(event(format!(
-        "packets paid={paid} duplicates={duplicates} owner_out_of_dc={unfunded}"
-    )));
+    events.push(
+        CoverageEvent::PacketsPaid {
+            paid,
+            duplicates,
+            owner_out_of_dc: unfunded,
+        }
+        .to_event(),
+    );
     Ok(events)
 }
 
@@ -483,7 +484,7 @@ fn checked_info(genesis: &Genesis, hotspot: &Hotspot) -> HotspotInfo {
 fn verify_entropy(
     ctx: &mut ServiceContext<'_, '_>,
     entropy: &EntropyRecord,
-) -> Result<(), StoreError> {
+) -> Result<(), StateError> {
     let index_key = keys::pending_index(&entropy.value);
     let mut beaconers: Vec<Address> = ctx.get_decoded(&index_key)?.unwrap_or_default();
     ctx.put_record(&index_key, None);
@@ -510,7 +511,7 @@ impl Touched {
         &mut self,
         ctx: &ServiceContext<'_, '_>,
         who: &Address,
-    ) -> Result<Option<&mut Hotspot>, StoreError> {
+    ) -> Result<Option<&mut Hotspot>, StateError> {
         if !self.records.contains_key(who) {
             match load_hotspot(ctx, who)? {
                 Some(h) => {
@@ -550,7 +551,7 @@ fn verify_beacon(
     entropy: &EntropyRecord,
     beaconer: Address,
     pending: PendingBeacon,
-) -> Result<(), StoreError> {
+) -> Result<(), StateError> {
     let params = ctx.genesis.coverage.poc.clone();
     let height = ctx.block.height;
     let epoch = ctx.epoch();
@@ -567,7 +568,7 @@ fn verify_beacon(
                            ctx: &ServiceContext<'_, '_>,
                            who: &Address,
                            result: Result<u64, Rejection>|
-     -> Result<(), StoreError> {
+     -> Result<(), StateError> {
         if let Some(h) = touched.get(ctx, who)? {
             h.roll_to(epoch);
             if let Ok(units) = result {
@@ -684,7 +685,7 @@ fn verify_beacon(
     write_back(ctx, touched)
 }
 
-fn write_back(ctx: &mut ServiceContext<'_, '_>, touched: Touched) -> Result<(), StoreError> {
+fn write_back(ctx: &mut ServiceContext<'_, '_>, touched: Touched) -> Result<(), StateError> {
     for (address, hotspot) in touched.records {
         ctx.put_encoded(&keys::hotspot(&address), &hotspot);
     }
@@ -697,7 +698,7 @@ fn split_coverage_epoch(
     ctx: &mut ServiceContext<'_, '_>,
     epoch: u64,
     allocation: Amount,
-) -> Result<Vec<(Address, Amount)>, StoreError> {
+) -> Result<Vec<(Address, Amount)>, StateError> {
     let params = &ctx.genesis.coverage;
     let window = params.poc.reciprocity_window_ms;
     let now = ctx.block.timestamp_ms;
@@ -726,8 +727,7 @@ fn split_coverage_epoch(
             data_dc: if current { h.data_dc } else { 0 },
         });
     }
-    let price: Option<OraclePrice> = ctx.state.get(&StateKey::OraclePrice)?;
-    let price_usd_micro = price.map_or(1, |p| p.price_usd_micro);
+    let price_usd_micro = ctx.oracle_price()?.price_usd_micro;
     let genesis = ctx.genesis;
     let split = split_epoch(
         allocation.0,

@@ -349,3 +349,82 @@ pub struct CoverageEpoch {
     pub data_flowback: depin_types::Amount,
     pub hotspots: Vec<HotspotEpochReward>,
 }
+
+/// What a coverage transaction did, carried in receipts (`Event::Service`).
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum CoverageEvent {
+    HotspotAsserted {
+        /// The H3 resolution-12 cell (hex in JSON, as H3 indexes are written).
+        #[serde(with = "hex_u64")]
+        cell: u64,
+        /// The gateway EUI (16 hex digits in JSON).
+        #[serde(with = "hex_eui")]
+        gateway_eui: u64,
+        fee_dc: u64,
+    },
+    BeaconReported {
+        entropy: Hash,
+    },
+    WitnessReported {
+        beaconer: Address,
+        entropy: Hash,
+    },
+    DeviceRegistered {
+        /// The LoRaWAN DevAddr (8 hex digits in JSON).
+        #[serde(with = "hex_u32")]
+        dev_addr: u32,
+    },
+    PacketsPaid {
+        paid: u32,
+        duplicates: u32,
+        owner_out_of_dc: u32,
+    },
+}
+
+/// A u64 written as hex in JSON (H3 cells, EUIs).
+mod hex_u64 {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{value:x}"))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        let text = <String as Deserialize>::deserialize(d)?;
+        u64::from_str_radix(&text, 16)
+            .map_err(|_| serde::de::Error::custom(format!("invalid hex integer {text:?}")))
+    }
+}
+
+/// A u64 written as 16 hex digits in JSON (EUI-64).
+mod hex_eui {
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{value:016x}"))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        super::hex_u64::deserialize(d)
+    }
+}
+
+/// A u32 written as 8 hex digits in JSON (DevAddr).
+mod hex_u32 {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &u32, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{value:08x}"))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+        let text = <String as Deserialize>::deserialize(d)?;
+        u32::from_str_radix(&text, 16)
+            .map_err(|_| serde::de::Error::custom(format!("invalid hex integer {text:?}")))
+    }
+}
+
+impl crate::service::ServiceEvent for CoverageEvent {
+    const SERVICE: depin_types::ServiceKind = depin_types::ServiceKind::Coverage;
+}

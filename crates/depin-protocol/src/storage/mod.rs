@@ -12,5 +12,5 @@ pub use module::{
 };
 pub use types::{
     Deal, DealStatus, MAX_PIECES_PER_PROVIDER, Piece, PieceProof, PieceRef, PieceState,
-    ProviderUsage, SegmentInfo, SegmentSpec, StorageTx, keys,
+    ProviderUsage, SegmentInfo, SegmentSpec, StorageEvent, StorageTx, keys,
 };

@@ -7,8 +7,8 @@ use super::types::*;
 use crate::block::Event;
 use crate::error::TxError;
 use crate::params::BPS_DENOMINATOR;
-use crate::service::{ServiceContext, ServiceModule, eligible_providers, weighted_distinct};
-use crate::state::{Provider, StateKey, StoreError};
+use crate::service::{ServiceContext, ServiceEvent, ServiceModule, weighted_distinct};
+use crate::state::StateError;
 use borsh::{BorshDeserialize, BorshSerialize};
 use depin_types::{Address, Hash, ServiceKind};
 
@@ -34,7 +34,7 @@ fn reject(code: &'static str, reason: impl Into<String>) -> TxError {
 fn get<T: BorshDeserialize>(
     ctx: &ServiceContext<'_, '_>,
     key: &[u8],
-) -> Result<Option<T>, StoreError> {
+) -> Result<Option<T>, StateError> {
     ctx.get_decoded(key)
 }
 
@@ -67,13 +67,17 @@ pub fn challenge_chunk(seed: &Hash, piece: &PieceRef, epoch: u64, piece_bytes: u
 }
 
 /// The challenge seed of `epoch`: the hash of the block before the epoch's first block.
-pub fn epoch_seed(ctx: &ServiceContext<'_, '_>, epoch: u64) -> Result<Option<Hash>, StoreError> {
+pub fn epoch_seed(ctx: &ServiceContext<'_, '_>, epoch: u64) -> Result<Option<Hash>, StateError> {
     get(ctx, &keys::seed(epoch))
 }
 
 impl ServiceModule for StorageModule {
     fn service(&self) -> ServiceKind {
         ServiceKind::Storage
+    }
+
+    fn event_json(&self, data: &[u8]) -> Option<serde_json::Value> {
+        crate::service::event_json::<StorageEvent>(data)
     }
 
     fn max_payload_bytes(&self) -> usize {
@@ -105,11 +109,8 @@ impl ServiceModule for StorageModule {
         }
     }
 
-    fn end_epoch(&self, ctx: &mut ServiceContext<'_, '_>, epoch: u64) -> Result<(), StoreError> {
-        end_epoch(ctx, epoch).map_err(|e| match e {
-            TxError::Store(s) => s,
-            other => StoreError(format!("storage epoch processing: {other}")),
-        })
+    fn end_epoch(&self, ctx: &mut ServiceContext<'_, '_>, epoch: u64) -> Result<(), TxError> {
+        end_epoch(ctx, epoch)
     }
 }
 
@@ -262,10 +263,13 @@ fn open_deal(
     let mut open: Vec<Hash> = get(ctx, keys::OPEN_DEALS)?.unwrap_or_default();
     open.push(id);
     put(ctx, keys::OPEN_DEALS, &open);
-    Ok(vec![Event::Service {
-        service: ServiceKind::Storage,
-        name: format!("deal_opened {id} escrow_dc={total}"),
-    }])
+    Ok(vec![
+        StorageEvent::DealOpened {
+            id,
+            escrow_dc: total,
+        }
+        .to_event(),
+    ])
 }
 
 /// A provider that may take new pieces, with its placement weight and free space.
@@ -280,7 +284,7 @@ fn placement_candidates(
     excluded: &[Address],
 ) -> Result<Vec<Candidate>, TxError> {
     let mut out = Vec::new();
-    for p in eligible_providers(ctx.state, ctx.genesis, ServiceKind::Storage, excluded)? {
+    for p in ctx.eligible_providers(excluded)? {
         let usage: ProviderUsage = get(ctx, &keys::usage(&p.address))?.unwrap_or_default();
         if usage.pieces.len() >= MAX_PIECES_PER_PROVIDER {
             continue;
@@ -489,10 +493,13 @@ fn activate_if_ready(
     deal.end_epoch = Some(start + deal.epochs);
     deal.status = DealStatus::Active;
     put(ctx, &keys::deal(id), &deal);
-    Ok(Some(Event::Service {
-        service: ServiceKind::Storage,
-        name: format!("deal_active {id} from_epoch={start}"),
-    }))
+    Ok(Some(
+        StorageEvent::DealActive {
+            id: *id,
+            from_epoch: start,
+        }
+        .to_event(),
+    ))
 }
 
 fn submit_proofs(
@@ -555,7 +562,9 @@ fn submit_proofs(
         let info = deal
             .segments
             .get(r.segment as usize)
-            .ok_or_else(|| StoreError(format!("deal {} lacks segment {}", r.deal, r.segment)))?
+            .ok_or_else(|| {
+                StateError::Inconsistent(format!("deal {} lacks segment {}", r.deal, r.segment))
+            })?
             .clone();
         let index = challenge_chunk(&seed, &r, epoch, info.piece_bytes);
         piece.checked_epoch = Some(epoch);
@@ -621,13 +630,14 @@ fn lose_piece(
         && !info.needs_repair
     {
         info.needs_repair = true;
-        events.push(Event::Service {
-            service: ServiceKind::Storage,
-            name: format!(
-                "segment_needs_repair {} {} healthy={healthy}",
-                r.deal, r.segment
-            ),
-        });
+        events.push(
+            StorageEvent::SegmentNeedsRepair {
+                deal: r.deal,
+                segment: r.segment,
+                healthy_pieces: u32::from(healthy),
+            }
+            .to_event(),
+        );
         put(ctx, &keys::deal(&r.deal), &deal);
     }
     Ok(events)
@@ -688,15 +698,13 @@ fn close_deal(
     let mut open: Vec<Hash> = get(ctx, keys::OPEN_DEALS)?.unwrap_or_default();
     open.retain(|d| *d != deal.id);
     put(ctx, keys::OPEN_DEALS, &open);
-    let name = match status {
-        DealStatus::Deleted => "deal_deleted",
-        DealStatus::Ended => "deal_ended",
-        _ => "deal_cancelled",
+    let (id, refund_dc) = (deal.id, refund);
+    let event = match status {
+        DealStatus::Deleted => StorageEvent::DealDeleted { id, refund_dc },
+        DealStatus::Ended => StorageEvent::DealEnded { id, refund_dc },
+        _ => StorageEvent::DealCancelled { id, refund_dc },
     };
-    Ok(vec![Event::Service {
-        service: ServiceKind::Storage,
-        name: format!("{name} {} refund_dc={refund}", deal.id),
-    }])
+    Ok(vec![event.to_event()])
 }
 
 /// After the last block of `epoch`: slash missed proofs, end deals whose term is over, cancel
@@ -735,10 +743,7 @@ fn end_epoch(ctx: &mut ServiceContext<'_, '_>, epoch: u64) -> Result<(), TxError
 /// (Disqualification by reputation is left out until reputation forgets old failures: with
 /// plain counts, a new provider's first bad epoch would condemn all its pieces at once.)
 fn provider_gone(ctx: &ServiceContext<'_, '_>, provider: &Address) -> Result<bool, TxError> {
-    Ok(ctx
-        .state
-        .get::<Provider>(&StateKey::Provider(*provider))?
-        .is_none())
+    Ok(ctx.provider(provider)?.is_none())
 }
 
 fn sweep_missed(ctx: &mut ServiceContext<'_, '_>, deal: &Deal, epoch: u64) -> Result<(), TxError> {
@@ -862,10 +867,9 @@ fn repair_segment(
         piece.repairer = Some(sender);
         put(ctx, &keys::piece(&r), &piece);
     }
-    Ok(vec![Event::Service {
-        service: ServiceKind::Storage,
-        name: format!("repair_started {id} {segment}"),
-    }])
+    Ok(vec![
+        StorageEvent::RepairStarted { deal: *id, segment }.to_event(),
+    ])
 }
 
 /// A repaired piece is stored again: pay its repairer one piece-epoch from the repair budget

@@ -213,3 +213,46 @@ pub mod keys {
         k
     }
 }
+
+/// What a storage transaction or epoch did, carried in receipts (`Event::Service`).
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum StorageEvent {
+    DealOpened {
+        id: Hash,
+        #[serde(with = "depin_types::u128_string")]
+        escrow_dc: u128,
+    },
+    DealActive {
+        id: Hash,
+        from_epoch: u64,
+    },
+    SegmentNeedsRepair {
+        deal: Hash,
+        segment: u32,
+        healthy_pieces: u32,
+    },
+    DealDeleted {
+        id: Hash,
+        #[serde(with = "depin_types::u128_string")]
+        refund_dc: u128,
+    },
+    DealEnded {
+        id: Hash,
+        #[serde(with = "depin_types::u128_string")]
+        refund_dc: u128,
+    },
+    DealCancelled {
+        id: Hash,
+        #[serde(with = "depin_types::u128_string")]
+        refund_dc: u128,
+    },
+    RepairStarted {
+        deal: Hash,
+        segment: u32,
+    },
+}
+
+impl crate::service::ServiceEvent for StorageEvent {
+    const SERVICE: depin_types::ServiceKind = depin_types::ServiceKind::Storage;
+}

@@ -4,8 +4,8 @@
 
 use super::*;
 use crate::compute::{
-    ComputeTx, ComputeUsage, ExitKind, Job, JobOutcome, JobSpec, JobStatus, commitment,
-    fuel_cost_dc, keys,
+    ComputeEvent, ComputeTx, ComputeUsage, ExitKind, Job, JobOutcome, JobSpec, JobStatus,
+    commitment, fuel_cost_dc, keys,
 };
 use depin_types::Hash;
 
@@ -108,11 +108,8 @@ impl Fixture {
         receipt
             .events
             .iter()
-            .find_map(|e| match e {
-                Event::Service { name, .. } => name
-                    .strip_prefix("job_submitted ")
-                    .and_then(|rest| rest.split(' ').next())
-                    .and_then(|id| id.parse().ok()),
+            .find_map(|e| match e.service_event::<ComputeEvent>() {
+                Some(ComputeEvent::JobSubmitted { id, .. }) => Some(id),
                 _ => None,
             })
             .expect("a job_submitted event")

@@ -6,7 +6,7 @@ use super::*;
 use crate::params::ErasureProfile;
 use crate::storage::{
     Deal, DealStatus, Piece, PieceProof, PieceRef, PieceState, ProviderUsage, SegmentSpec,
-    StorageModule, StorageTx, challenge_chunk, keys, merkle,
+    StorageEvent, StorageModule, StorageTx, challenge_chunk, keys, merkle,
 };
 use depin_types::Hash;
 
@@ -196,12 +196,10 @@ fn a_deal_escrows_places_activates_pays_valid_proofs_and_slashes_bad_ones() {
     let h2 = f.holder(&id, 2);
     let h3 = f.holder(&id, 3);
     let receipt = f.ok(&h2, confirm(2));
-    assert!(
-        receipt
-            .events
-            .iter()
-            .any(|e| matches!(e, Event::Service { name, .. } if name.starts_with("deal_active")))
-    );
+    assert!(receipt.events.iter().any(|e| matches!(
+        e.service_event::<StorageEvent>(),
+        Some(StorageEvent::DealActive { .. })
+    )));
     let deal = f.deal(&id);
     assert_eq!(deal.status, DealStatus::Active);
     assert_eq!(
