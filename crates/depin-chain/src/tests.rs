@@ -258,7 +258,7 @@ struct FailingBlockHook;
 
 impl depin_protocol::ServiceModule for FailingBlockHook {
     fn service(&self) -> ServiceKind {
-        ServiceKind::Video
+        ServiceKind::new("video")
     }
 
     fn max_payload_bytes(&self) -> usize {
@@ -289,7 +289,9 @@ fn a_failing_service_hook_does_not_stop_the_chain() {
     let (f1, f2) = (fixture(), fixture());
     let open = |f: &Fixture| {
         let mut protocol = Protocol::new(f.genesis.clone()).expect("protocol");
-        protocol.register_service(Arc::new(FailingBlockHook));
+        protocol
+            .register_service(Arc::new(FailingBlockHook))
+            .expect("registers");
         let chain = Arc::new(Chain::open(&f.path, protocol).expect("open"));
         Arc::new(ChainApp::new(chain, Mempool::new(MempoolLimits::default())))
     };
@@ -316,8 +318,8 @@ fn a_failing_service_hook_does_not_stop_the_chain() {
         assert!(
             matches!(
                 events.as_slice(),
-                [Event::ServiceHookFailed { service: ServiceKind::Video, hook: ServiceHook::EndBlock, reason }]
-                    if reason == "amount overflow"
+                [Event::ServiceHookFailed { service, hook: ServiceHook::EndBlock, reason }]
+                    if *service == ServiceKind::new("video") && reason == "amount overflow"
             ),
             "{events:?}"
         );
@@ -333,7 +335,7 @@ fn a_failing_service_hook_does_not_stop_the_chain() {
         .expect("metrics")
         .clone();
     assert_eq!(
-        failures.get(&(ServiceKind::Video, ServiceHook::EndBlock)),
+        failures.get(&(ServiceKind::new("video"), ServiceHook::EndBlock)),
         Some(&blocks)
     );
 }

@@ -5,7 +5,7 @@
 //! Run: `cargo bench -p depin-cli --bench storage`.
 //! Environment: BENCH_MIB (file size, default 1024), BENCH_PROVIDERS (default 8).
 
-use depin_protocol::params::ErasureProfile;
+use depin_protocol::storage::ErasureProfile;
 use depin_protocol::storage::merkle;
 use depin_storage::erasure::ReedSolomon;
 use depin_storage::object::{Seal, SegmentCoder, plain_segment_bytes};

@@ -16,9 +16,9 @@ use depin_compute::bundle::{MAX_RESULT_BYTES, ResultBundle, exit_text, pack};
 use depin_compute::transfer::{TransferError, fetch_result, push_blob};
 use depin_protocol::Action;
 use depin_protocol::compute::{
-    ComputeEvent, ComputeTx, ExitKind, Job, JobSpec, JobStatus, fuel_cost_dc,
+    ComputeEvent, ComputeParams, ComputeTx, ExitKind, Job, JobSpec, JobStatus, fuel_cost_dc,
 };
-use depin_types::{Address, Hash, ServiceKind};
+use depin_types::{Address, Hash};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -138,7 +138,7 @@ struct Timings {
 fn submit(ctx: &Ctx, args: SubmitArgs) -> anyhow::Result<()> {
     let key = read_key(&args.tx.key)?;
     let network = Network::fetch(&ctx.client)?;
-    let limits = network.genesis.compute.clone();
+    let limits = network.genesis.service_params::<ComputeParams>()?;
     let (module, module_bytes) = hash_file(&args.module)?;
     if module_bytes == 0 || module_bytes > limits.max_module_bytes {
         bail!(
@@ -209,7 +209,7 @@ fn submit(ctx: &Ctx, args: SubmitArgs) -> anyhow::Result<()> {
         &key,
         args.tx.nonce,
         Action::Service {
-            service: ServiceKind::Compute,
+            service: depin_protocol::compute::SERVICE,
             payload: depin_types::encode(&ComputeTx::SubmitJob(spec)),
         },
         true,

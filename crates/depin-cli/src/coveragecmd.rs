@@ -7,7 +7,6 @@ use clap::{Args, Subcommand, ValueEnum};
 use depin_protocol::Action;
 use depin_protocol::coverage::verify::Region;
 use depin_protocol::coverage::{CoverageTx, Hotspot, HotspotAssertion};
-use depin_types::ServiceKind;
 
 #[derive(Subcommand)]
 pub enum CoverageCommand {
@@ -129,7 +128,7 @@ pub fn run(ctx: &Ctx, cmd: CoverageCommand) -> anyhow::Result<()> {
 
 fn service(tx: CoverageTx) -> Action {
     Action::Service {
-        service: ServiceKind::Coverage,
+        service: depin_protocol::coverage::SERVICE,
         payload: depin_types::encode(&tx),
     }
 }

@@ -12,6 +12,7 @@ use clap::Args;
 use depin_node::api_types::StatusResponse;
 use depin_node::config::Role;
 use depin_protocol::Action;
+use depin_protocol::storage::StorageParams;
 use depin_protocol::tx::ServiceOffer;
 use depin_types::{Address, Keypair, ServiceKind};
 use nix::sys::signal::{Signal, kill};
@@ -40,8 +41,8 @@ const DEVNET_COMPUTE_SLOTS: u64 = 4;
 /// What each devnet provider offers, each at 1 DC per unit of the service (for compute, per
 /// million fuel).
 const PROVIDER_OFFERS: [(ServiceKind, u64); 2] = [
-    (ServiceKind::Storage, DEVNET_STORAGE_BYTES),
-    (ServiceKind::Compute, DEVNET_COMPUTE_SLOTS),
+    (depin_protocol::storage::SERVICE, DEVNET_STORAGE_BYTES),
+    (depin_protocol::compute::SERVICE, DEVNET_COMPUTE_SLOTS),
 ];
 /// Environment overrides of NodeConfig::load that would make every devnet node share one
 /// port, folder or upstream; the children must read their own config files.
@@ -328,7 +329,7 @@ fn create(dir: &Path, args: &DevnetArgs) -> anyhow::Result<DevnetFile> {
             bytes >= 128 * 1024,
             "--storage-segment-bytes must be at least 131072 (two encrypted blocks)"
         );
-        genesis.storage.max_segment_bytes = bytes;
+        genesis.update_service_params::<StorageParams>(|p| p.max_segment_bytes = bytes)?;
     }
     // Every validator lists the others' consensus addresses.
     let mut validator_peers = Vec::with_capacity(validators);

@@ -13,7 +13,7 @@ use depin_net::{NetConfig, NetHandle};
 use depin_node::api_types::{DealResponse, DealsResponse, SegmentView, StatusResponse};
 use depin_protocol::Action;
 use depin_protocol::storage::{
-    DealStatus, PieceRef, PieceState, SegmentSpec, StorageEvent, StorageTx,
+    DealStatus, PieceRef, PieceState, SegmentSpec, StorageEvent, StorageParams, StorageTx,
 };
 use depin_storage::client::{
     ClientError, FetchEvent, FetchPlan, PieceHolder, PieceSource, fetch_pieces,
@@ -21,7 +21,7 @@ use depin_storage::client::{
 };
 use depin_storage::erasure::ReedSolomon;
 use depin_storage::object::{Seal, SegmentCoder, plain_segment_bytes, segment_nonce};
-use depin_types::{Address, Hash, Keypair, ServiceKind};
+use depin_types::{Address, Hash, Keypair};
 use serde::Serialize;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -246,7 +246,7 @@ fn piece_roots<'s>(
 fn put(ctx: &Ctx, args: PutArgs) -> anyhow::Result<()> {
     let key = read_key(&args.tx.key)?;
     let network = Network::fetch(&ctx.client)?;
-    let params = network.genesis.storage.clone();
+    let params = network.genesis.service_params::<StorageParams>()?;
     let profile = params.erasure;
     let coder = erasure(profile.data_pieces, profile.total_pieces)?;
     let total = std::fs::metadata(&args.file)
@@ -291,7 +291,7 @@ fn put(ctx: &Ctx, args: PutArgs) -> anyhow::Result<()> {
         &key,
         args.tx.nonce,
         Action::Service {
-            service: ServiceKind::Storage,
+            service: depin_protocol::storage::SERVICE,
             payload: depin_types::encode(&open),
         },
         true,
@@ -652,7 +652,7 @@ fn delete(ctx: &Ctx, id: &str, opts: TxOpts) -> anyhow::Result<()> {
         &key,
         opts.nonce,
         Action::Service {
-            service: ServiceKind::Storage,
+            service: depin_protocol::storage::SERVICE,
             payload: depin_types::encode(&StorageTx::DeleteDeal { deal }),
         },
         !opts.no_wait,

@@ -440,6 +440,29 @@ pub fn deregister(ctx: &Ctx, opts: TxOpts) -> anyhow::Result<()> {
     run(ctx, &opts, &[], |_| Ok(Action::DeregisterProvider))
 }
 
+/// A service the protocol registers, by name.
+fn parse_service(name: &str) -> Result<ServiceKind, String> {
+    let known: Vec<ServiceKind> = depin_protocol::services::builtin()
+        .iter()
+        .map(|m| m.service())
+        .collect();
+    let names = || {
+        known
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match name.trim().parse::<ServiceKind>() {
+        Ok(service) if known.contains(&service) => Ok(service),
+        _ => Err(format!(
+            "unknown service {:?}: expected one of {}",
+            name.trim(),
+            names()
+        )),
+    }
+}
+
 /// `service=value` pairs to a lookup; every service named must be offered.
 fn parse_pairs(
     flag: &str,
@@ -452,7 +475,7 @@ fn parse_pairs(
         let (name, value) = item
             .split_once('=')
             .ok_or_else(|| invalid(format!("--{flag} {item:?}: expected service=number")))?;
-        let service: ServiceKind = name.trim().parse().map_err(|e| invalid(format!("{e}")))?;
+        let service = parse_service(name).map_err(invalid)?;
         if !services.contains(&service) {
             return Err(invalid(format!(
                 "--{flag} names {service}, which is not in --services"
@@ -478,7 +501,7 @@ pub fn parse_offers(
     let invalid = |m: String| CodedError::new("invalid_services", m);
     let mut services = Vec::new();
     for name in args.services.iter().filter(|s| !s.trim().is_empty()) {
-        let service: ServiceKind = name.trim().parse().map_err(|e| invalid(format!("{e}")))?;
+        let service = parse_service(name).map_err(invalid)?;
         if services.contains(&service) {
             return Err(invalid(format!("--services lists {service} twice")));
         }
@@ -556,7 +579,7 @@ mod tests {
         ))
         .expect("valid");
         assert_eq!(offers.len(), 2);
-        assert_eq!(offers[0].service, ServiceKind::Storage);
+        assert_eq!(offers[0].service, depin_protocol::storage::SERVICE);
         assert_eq!((offers[0].capacity, offers[0].price_dc_per_unit), (10, 1));
         assert_eq!((offers[1].capacity, offers[1].price_dc_per_unit), (20, 3));
         assert_eq!(

@@ -12,13 +12,13 @@ use crate::gwmp::{Packet, PushDataBody, RxPk, TxAckBody, TxPk, TxPkAck};
 use base64::Engine as _;
 use depin_protocol::coverage::verify::{Region, fspl_db};
 use depin_protocol::coverage::{
-    CoverageEpoch, CoverageTx, EntropyRecord, Hotspot, HotspotAssertion, keys,
+    CoverageEpoch, CoverageParams, CoverageTx, EntropyRecord, Hotspot, HotspotAssertion, keys,
 };
 use depin_protocol::tx::{GeoLocation, ServiceOffer};
 use depin_protocol::{
     Action, BlockContext, Genesis, Overlay, Protocol, SignedTransaction, StateKey, Transaction,
 };
-use depin_types::{Address, Amount, Hash, Keypair, ServiceKind};
+use depin_types::{Address, Amount, Hash, Keypair};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -212,7 +212,7 @@ impl Chain {
 
     fn coverage<T: borsh::BorshDeserialize>(&self, key: Vec<u8>) -> Option<T> {
         Overlay::new(&self.state)
-            .get(&StateKey::Service(ServiceKind::Coverage, key))
+            .get(&StateKey::Service(depin_protocol::coverage::SERVICE, key))
             .ok()
             .flatten()
     }
@@ -260,7 +260,7 @@ fn sign(chain: &Chain, key: &Keypair, nonce: &mut u64, action: Action) -> Signed
 
 fn coverage_action(tx: CoverageTx) -> Action {
     Action::Service {
-        service: ServiceKind::Coverage,
+        service: depin_protocol::coverage::SERVICE,
         payload: depin_types::encode(&tx),
     }
 }
@@ -280,11 +280,15 @@ fn sim_genesis(
         funded,
     );
     let interval_s = 600;
-    genesis.coverage.poc.beacon_interval_ms = interval_s * 1_000;
-    genesis.coverage.poc.entropy_lifetime_ms = 60_000;
-    genesis.coverage.poc.reciprocity_window_ms = 48 * 3600 * 1000;
-    genesis.coverage.entropy_interval_blocks = 30;
-    genesis.coverage.report_grace_ms = 10_000;
+    genesis
+        .update_service_params::<CoverageParams>(|p| {
+            p.poc.beacon_interval_ms = interval_s * 1_000;
+            p.poc.entropy_lifetime_ms = 60_000;
+            p.poc.reciprocity_window_ms = 48 * 3600 * 1000;
+            p.entropy_interval_blocks = 30;
+            p.report_grace_ms = 10_000;
+        })
+        .map_err(|e| e.to_string())?;
     genesis.chain.epoch_blocks = u64::from(config.rounds.max(1)) * interval_s + 200;
     genesis.validate().map_err(|e| e.to_string())?;
     Ok(genesis)
@@ -566,7 +570,7 @@ pub async fn run(config: &SimConfig, progress: &dyn Fn(&str)) -> Result<SimRepor
             },
             Action::RegisterProvider {
                 services: vec![ServiceOffer {
-                    service: ServiceKind::Coverage,
+                    service: depin_protocol::coverage::SERVICE,
                     capacity: 1,
                     price_dc_per_unit: 1,
                 }],
@@ -632,7 +636,13 @@ pub async fn run(config: &SimConfig, progress: &dyn Fn(&str)) -> Result<SimRepor
         .collect();
     let mut token: u16 = 1;
     let mut beacons_transmitted = 0u64;
-    let interval_ms = chain.protocol.genesis().coverage.poc.beacon_interval_ms;
+    let interval_ms = chain
+        .protocol
+        .genesis()
+        .service_params::<CoverageParams>()
+        .map_err(|e| e.to_string())?
+        .poc
+        .beacon_interval_ms;
     for round in 0..config.rounds {
         progress(&format!("round {}/{}", round + 1, config.rounds));
         let round_start = chain.now_ms();

@@ -642,7 +642,7 @@ async fn metrics(State(node): NodeState) -> impl IntoResponse {
 fn storage_record<T: borsh::BorshDeserialize>(node: &Node, key: &[u8]) -> ApiResult<Option<T>> {
     Ok(node
         .chain()
-        .service_record(depin_types::ServiceKind::Storage, key)?)
+        .service_record(depin_protocol::storage::SERVICE, key)?)
 }
 
 async fn compute_job(
@@ -654,7 +654,7 @@ async fn compute_job(
         .parse()
         .map_err(|_| ApiError::bad_request("bad_job_id", "a job id is 64 hex digits"))?;
     node.chain()
-        .service_record::<Job>(depin_types::ServiceKind::Compute, &keys::job(&id))?
+        .service_record::<Job>(depin_protocol::compute::SERVICE, &keys::job(&id))?
         .map(Json)
         .ok_or_else(|| ApiError::not_found("unknown_job", format!("no job {id}")))
 }
@@ -666,7 +666,7 @@ async fn coverage_hotspot(
     use depin_protocol::coverage::{Hotspot, keys};
     let address = parse_address(&address)?;
     node.chain()
-        .service_record::<Hotspot>(depin_types::ServiceKind::Coverage, &keys::hotspot(&address))?
+        .service_record::<Hotspot>(depin_protocol::coverage::SERVICE, &keys::hotspot(&address))?
         .map(Json)
         .ok_or_else(|| {
             ApiError::not_found("unknown_hotspot", format!("{address} is not a hotspot"))

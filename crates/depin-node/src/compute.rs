@@ -14,7 +14,7 @@ use depin_compute::transfer::{BlobServer, WantedBlobs, fetch_blob, serve};
 use depin_protocol::compute::{
     ComputeTx, ComputeUsage, Job, JobOutcome, JobStatus, commitment, keys,
 };
-use depin_types::{Address, Hash, ServiceKind};
+use depin_types::{Address, Hash};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -38,14 +38,14 @@ struct LocalJob {
 
 fn job_record(node: &Node, id: &Hash) -> Option<Job> {
     node.chain()
-        .service_record(ServiceKind::Compute, &keys::job(id))
+        .service_record(depin_protocol::compute::SERVICE, &keys::job(id))
         .ok()
         .flatten()
 }
 
 fn running_jobs(node: &Node, provider: &Address) -> Vec<Hash> {
     node.chain()
-        .service_record::<ComputeUsage>(ServiceKind::Compute, &keys::usage(provider))
+        .service_record::<ComputeUsage>(depin_protocol::compute::SERVICE, &keys::usage(provider))
         .ok()
         .flatten()
         .map(|u| u.running)
@@ -233,7 +233,7 @@ impl Worker {
         let committing = matches!(tx, ComputeTx::Commit { .. });
         let sent = crate::own_tx::submit_and_wait(
             &self.node,
-            ServiceKind::Compute,
+            depin_protocol::compute::SERVICE,
             depin_types::encode(&tx),
         )
         .await;

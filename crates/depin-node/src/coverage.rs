@@ -9,8 +9,10 @@ use depin_coverage::endpoint::{Clock, GatewayEndpoint, GatewayEvent, Uplink};
 use depin_coverage::frames::{Heard, KnownBeaconer, beacon_report, classify, witness_report};
 use depin_coverage::gwmp::TxPk;
 use depin_protocol::coverage::verify::Region;
-use depin_protocol::coverage::{CoverageTx, EntropyRecord, Hotspot, PacketReceipt, keys};
-use depin_types::{Address, Hash, ServiceKind};
+use depin_protocol::coverage::{
+    CoverageParams, CoverageTx, EntropyRecord, Hotspot, PacketReceipt, keys,
+};
+use depin_types::{Address, Hash};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -89,7 +91,7 @@ impl HotspotWorker {
     fn record<T: borsh::BorshDeserialize>(&self, key: &[u8]) -> Option<T> {
         self.node
             .chain()
-            .service_record(ServiceKind::Coverage, key)
+            .service_record(depin_protocol::coverage::SERVICE, key)
             .ok()
             .flatten()
     }
@@ -120,8 +122,12 @@ impl HotspotWorker {
     fn submit(&self, tx: CoverageTx) {
         let node = self.node.clone();
         tokio::spawn(async move {
-            crate::own_tx::submit_and_wait(&node, ServiceKind::Coverage, depin_types::encode(&tx))
-                .await;
+            crate::own_tx::submit_and_wait(
+                &node,
+                depin_protocol::coverage::SERVICE,
+                depin_types::encode(&tx),
+            )
+            .await;
         });
     }
 
@@ -170,9 +176,8 @@ impl HotspotWorker {
                     .node
                     .chain()
                     .protocol()
-                    .genesis()
-                    .coverage
-                    .max_receipts_per_tx as usize;
+                    .service_params::<CoverageParams>()
+                    .map_or(0, |p| p.max_receipts_per_tx as usize);
                 if self.receipts.len() < max {
                     self.receipts.push(frame.receipt(up.received_ms));
                 }
@@ -196,14 +201,15 @@ impl HotspotWorker {
             return;
         };
         let now = self.node.chain().head().timestamp_ms;
-        let interval = self
+        let Some(interval) = self
             .node
             .chain()
             .protocol()
-            .genesis()
-            .coverage
-            .poc
-            .beacon_interval_ms;
+            .service_params::<CoverageParams>()
+            .map(|p| p.poc.beacon_interval_ms)
+        else {
+            return;
+        };
         let last = self.last_beacon_ms.or(me.last_beacon_ms);
         if self.last_beacon_entropy == Some(entropy.value)
             || last.is_some_and(|t| now < t.saturating_add(interval))

@@ -4,12 +4,12 @@
 
 use crate::Node;
 use depin_protocol::storage::{
-    Deal, DealStatus, Piece, PieceProof, PieceRef, PieceState, ProviderUsage, StorageTx,
-    challenge_chunk, keys,
+    Deal, DealStatus, Piece, PieceProof, PieceRef, PieceState, ProviderUsage, StorageParams,
+    StorageTx, challenge_chunk, keys,
 };
 use depin_storage::provider::{Assignments, PieceServer, serve};
 use depin_storage::store::PieceStore;
-use depin_types::{Hash, ServiceKind};
+use depin_types::Hash;
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,11 +22,11 @@ impl Assignments for ChainAssignments {
     fn piece(&self, piece: &PieceRef) -> Option<(Piece, u64)> {
         let chain = self.0.chain();
         let record: Piece = chain
-            .service_record(ServiceKind::Storage, &keys::piece(piece))
+            .service_record(depin_protocol::storage::SERVICE, &keys::piece(piece))
             .ok()
             .flatten()?;
         let deal: Deal = chain
-            .service_record(ServiceKind::Storage, &keys::deal(&piece.deal))
+            .service_record(depin_protocol::storage::SERVICE, &keys::deal(&piece.deal))
             .ok()
             .flatten()?;
         let info = deal.segments.get(piece.segment as usize)?;
@@ -65,7 +65,12 @@ pub(crate) fn start(node: &Arc<Node>, stop: Arc<AtomicBool>) -> Result<(), crate
 }
 
 async fn submit_and_wait(node: &Arc<Node>, tx: StorageTx) -> bool {
-    crate::own_tx::submit_and_wait(node, ServiceKind::Storage, depin_types::encode(&tx)).await
+    crate::own_tx::submit_and_wait(
+        node,
+        depin_protocol::storage::SERVICE,
+        depin_types::encode(&tx),
+    )
+    .await
 }
 
 async fn worker(
@@ -135,7 +140,10 @@ async fn worker(
 fn usage(node: &Node) -> Result<ProviderUsage, String> {
     Ok(node
         .chain()
-        .service_record(ServiceKind::Storage, &keys::usage(&node.key.address()))
+        .service_record(
+            depin_protocol::storage::SERVICE,
+            &keys::usage(&node.key.address()),
+        )
         .map_err(|e| e.to_string())?
         .unwrap_or_default())
 }
@@ -152,7 +160,7 @@ async fn answer_challenges(
     let epoch = chain.head().height / epoch_blocks;
     // Leave the last block of an epoch alone: a proof may not make it in time.
     let Some(seed) = chain
-        .service_record::<Hash>(ServiceKind::Storage, &keys::seed(epoch))
+        .service_record::<Hash>(depin_protocol::storage::SERVICE, &keys::seed(epoch))
         .map_err(|e| e.to_string())?
     else {
         return Ok(());
@@ -167,7 +175,7 @@ async fn answer_challenges(
             continue;
         };
         let deal: Option<Deal> = chain
-            .service_record(ServiceKind::Storage, &keys::deal(&r.deal))
+            .service_record(depin_protocol::storage::SERVICE, &keys::deal(&r.deal))
             .map_err(|e| e.to_string())?;
         let active = deal.is_some_and(|d| {
             d.status == DealStatus::Active
@@ -227,12 +235,12 @@ async fn repair_duty(
     let chain = node.chain();
     let me = node.key.address();
     let open: Vec<Hash> = chain
-        .service_record(ServiceKind::Storage, keys::OPEN_DEALS)
+        .service_record(depin_protocol::storage::SERVICE, keys::OPEN_DEALS)
         .map_err(|e| e.to_string())?
         .unwrap_or_default();
     for id in open {
         let Some(deal) = chain
-            .service_record::<Deal>(ServiceKind::Storage, &keys::deal(&id))
+            .service_record::<Deal>(depin_protocol::storage::SERVICE, &keys::deal(&id))
             .map_err(|e| e.to_string())?
         else {
             continue;
@@ -252,7 +260,7 @@ async fn repair_duty(
                     piece: p,
                 };
                 if let Some(piece) = chain
-                    .service_record::<Piece>(ServiceKind::Storage, &keys::piece(&r))
+                    .service_record::<Piece>(depin_protocol::storage::SERVICE, &keys::piece(&r))
                     .map_err(|e| e.to_string())?
                 {
                     pieces.push((r, piece));
@@ -273,14 +281,16 @@ async fn repair_duty(
                 .collect();
             // A new provider that never confirms its repaired piece (unreachable, full) is
             // replaced once the chain counts the placement as stalled.
-            let genesis = chain.protocol().genesis();
-            let epoch = chain.head().height / genesis.chain.epoch_blocks.max(1);
+            let protocol = chain.protocol();
+            let epoch = chain.head().height / protocol.genesis().chain.epoch_blocks.max(1);
+            let activation_epochs = protocol
+                .service_params::<StorageParams>()
+                .map_or(u64::MAX, |p| p.activation_epochs);
             let stalled = pieces.iter().any(|(_, p)| {
                 p.state == PieceState::Assigned
                     && p.repairer.is_some()
-                    && p.checked_epoch.is_some_and(|assigned| {
-                        epoch >= assigned + genesis.storage.activation_epochs
-                    })
+                    && p.checked_epoch
+                        .is_some_and(|assigned| epoch >= assigned.saturating_add(activation_epochs))
             });
             if mine.is_empty() || stalled {
                 if stalled || pieces.iter().any(|(_, p)| p.state == PieceState::Lost) {

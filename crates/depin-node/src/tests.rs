@@ -5,7 +5,7 @@ use super::*;
 use depin_chain::SoloProducer;
 use depin_protocol::tx::{GeoLocation, ServiceOffer};
 use depin_protocol::{Action, Block, SignedTransaction, Transaction};
-use depin_types::{Address, Amount, ServiceKind};
+use depin_types::{Address, Amount};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -194,7 +194,7 @@ fn transfer(to: Address, amount: u128) -> Action {
 
 fn storage_offer() -> Vec<ServiceOffer> {
     vec![ServiceOffer {
-        service: ServiceKind::Storage,
+        service: depin_protocol::storage::SERVICE,
         capacity: 1 << 40,
         price_dc_per_unit: 3,
     }]
@@ -373,7 +373,7 @@ async fn bad_transactions_are_refused_with_their_code_and_leave_state_alone() {
     // HTTP body limit, so the refusal is the protocol's.
     let max_tx_bytes = f.genesis.chain.max_tx_bytes as usize;
     let service = |payload| Action::Service {
-        service: ServiceKind::Storage,
+        service: depin_protocol::storage::SERVICE,
         payload,
     };
     let empty_size = f.tx(user, 1, service(Vec::new())).size_bytes();
@@ -624,7 +624,7 @@ async fn epoch_end_mints_the_validator_share() {
         json!([{"account": validator, "kind": "validator", "amount": validator_share.to_string()}])
     );
     let buckets = rewards["buckets"].as_array().expect("buckets");
-    assert_eq!(buckets.len(), 1 + ServiceKind::ALL.len());
+    assert_eq!(buckets.len(), 1 + depin_protocol::services::builtin().len());
     for bucket in buckets {
         let minted = amount(&bucket["minted"]);
         if bucket["kind"] == "validator" {
@@ -908,7 +908,7 @@ mod hotspot {
 
     fn coverage(tx: CoverageTx) -> Action {
         Action::Service {
-            service: ServiceKind::Coverage,
+            service: depin_protocol::coverage::SERVICE,
             payload: depin_types::encode(&tx),
         }
     }
@@ -960,7 +960,7 @@ mod hotspot {
     fn record<T: borsh::BorshDeserialize>(f: &Fixture, key: &[u8]) -> Option<T> {
         f.node
             .chain()
-            .service_record(ServiceKind::Coverage, key)
+            .service_record(depin_protocol::coverage::SERVICE, key)
             .expect("state reads")
     }
 
@@ -988,7 +988,7 @@ mod hotspot {
         .await;
         let device = Keypair::from_seed(b"device");
         let offer = vec![ServiceOffer {
-            service: ServiceKind::Coverage,
+            service: depin_protocol::coverage::SERVICE,
             capacity: 1,
             price_dc_per_unit: 1,
         }];

@@ -15,6 +15,7 @@ pub mod coverage;
 pub mod error;
 pub mod params;
 pub mod service;
+pub mod services;
 pub mod state;
 pub mod storage;
 pub mod tx;
@@ -33,7 +34,6 @@ use state::{
     Account, BucketOutcome, EpochRewards, EpochWork, OraclePrice, Provider, RewardEntry,
     RewardKind, Stake, Supply, Unbonding, ValidatorCandidate, ValidatorSet,
 };
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use tx::{GeoLocation, MAX_SERVICE_OFFERS, ServiceOffer};
 
@@ -88,39 +88,73 @@ pub struct EndBlockOutcome {
     pub events: Vec<Event>,
 }
 
+/// A registered service: its rules and its genesis section as it decoded it.
+#[derive(Clone)]
+struct RegisteredService {
+    module: Arc<dyn ServiceModule>,
+    params: Arc<dyn std::any::Any + Send + Sync>,
+}
+
 /// The protocol: genesis parameters plus the registered service modules.
 #[derive(Clone)]
 pub struct Protocol {
     genesis: Genesis,
-    services: BTreeMap<ServiceKind, Arc<dyn ServiceModule>>,
+    /// In registration order, which is the order their hooks run in.
+    services: Vec<RegisteredService>,
 }
 
 impl std::fmt::Debug for Protocol {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Protocol")
             .field("chain_id", &self.genesis.chain_id)
-            .field("services", &self.services.keys().collect::<Vec<_>>())
+            .field("services", &self.enabled_services())
             .finish()
     }
 }
 
 impl Protocol {
-    /// The protocol with the built-in service modules (storage).
+    /// The protocol with every service of the registry ([`services::builtin`]), each with its
+    /// genesis section decoded and checked.
     pub fn new(genesis: Genesis) -> Result<Protocol, GenesisError> {
         genesis.validate()?;
         let mut protocol = Protocol {
             genesis,
-            services: BTreeMap::new(),
+            services: Vec::new(),
         };
-        protocol.register_service(Arc::new(storage::StorageModule));
-        protocol.register_service(Arc::new(compute::ComputeModule));
-        protocol.register_service(Arc::new(coverage::CoverageModule));
+        for module in services::builtin() {
+            protocol.register_service(module)?;
+        }
         Ok(protocol)
     }
 
-    /// Plugs a service's transaction handling and proof checks into the ledger.
-    pub fn register_service(&mut self, module: Arc<dyn ServiceModule>) {
-        self.services.insert(module.service(), module);
+    /// Plugs a service's rules into the ledger (the registry's do so in [`Protocol::new`];
+    /// tests add their own). A service of the same name is replaced in place.
+    pub fn register_service(&mut self, module: Arc<dyn ServiceModule>) -> Result<(), GenesisError> {
+        let entry = RegisteredService {
+            params: module.load_params(&self.genesis)?,
+            module,
+        };
+        match self
+            .services
+            .iter_mut()
+            .find(|s| s.module.service() == entry.module.service())
+        {
+            Some(slot) => *slot = entry,
+            None => self.services.push(entry),
+        }
+        Ok(())
+    }
+
+    /// Service `P`'s genesis section as its module decoded it; `None` when `P`'s service is
+    /// not registered.
+    pub fn service_params<P: params::ServiceParams>(&self) -> Option<&P> {
+        self.service(&P::SERVICE)?.params.downcast_ref::<P>()
+    }
+
+    fn service(&self, service: &ServiceKind) -> Option<&RegisteredService> {
+        self.services
+            .iter()
+            .find(|s| s.module.service() == *service)
     }
 
     pub fn genesis(&self) -> &Genesis {
@@ -132,7 +166,9 @@ impl Protocol {
     pub fn event_json(&self, event: &Event) -> serde_json::Value {
         let mut value = serde_json::to_value(event).unwrap_or(serde_json::Value::Null);
         if let Event::Service { service, data } = event
-            && let Some(decoded) = self.services.get(service).and_then(|m| m.event_json(data))
+            && let Some(decoded) = self
+                .service(service)
+                .and_then(|s| s.module.event_json(data))
             && let Some(object) = value.as_object_mut()
         {
             object.insert("event".into(), decoded);
@@ -141,7 +177,7 @@ impl Protocol {
     }
 
     pub fn enabled_services(&self) -> Vec<ServiceKind> {
-        self.services.keys().copied().collect()
+        self.services.iter().map(|s| s.module.service()).collect()
     }
 
     /// Writes the state of height 0.
@@ -604,17 +640,18 @@ impl Protocol {
                 Ok(vec![Event::ValidatorDeregistered])
             }
             Action::Service { service, payload } => {
-                let module = self
-                    .services
-                    .get(service)
+                let registered = self
+                    .service(service)
                     .ok_or(TxError::ServiceNotEnabled(*service))?;
+                let module = registered.module.as_ref();
                 if payload.len() > module.max_payload_bytes() {
                     return Err(TxError::TooLarge {
                         size_bytes: payload.len(),
                         max_bytes: module.max_payload_bytes(),
                     });
                 }
-                let mut ctx = ServiceContext::new(state, g, block, *service);
+                let mut ctx =
+                    ServiceContext::new(state, g, block, *service, registered.params.as_ref());
                 module.apply(&mut ctx, sender, payload)
             }
         }
@@ -631,6 +668,9 @@ impl Protocol {
             )));
         }
         for (i, offer) in services.iter().enumerate() {
+            if self.service(&offer.service).is_none() {
+                return Err(TxError::ServiceNotEnabled(offer.service));
+            }
             if services[..i].iter().any(|o| o.service == offer.service) {
                 return Err(TxError::InvalidServices(format!(
                     "{} listed twice",
@@ -724,11 +764,11 @@ impl Protocol {
         if block.height == 0 {
             return Ok(outcome);
         }
-        for module in self.services.values() {
+        for registered in &self.services {
             self.run_hook(
                 state,
                 block,
-                module.as_ref(),
+                registered,
                 ServiceHook::EndBlock,
                 &mut outcome.events,
                 |module, ctx| module.end_block(ctx),
@@ -738,11 +778,11 @@ impl Protocol {
             return Ok(outcome);
         }
         let epoch = block.epoch(epoch_blocks);
-        for module in self.services.values() {
+        for registered in &self.services {
             self.run_hook(
                 state,
                 block,
-                module.as_ref(),
+                registered,
                 ServiceHook::EndEpoch,
                 &mut outcome.events,
                 |module, ctx| module.end_epoch(ctx, epoch),
@@ -762,16 +802,22 @@ impl Protocol {
         &self,
         state: &mut Overlay<'_>,
         block: &BlockContext,
-        module: &dyn ServiceModule,
+        registered: &RegisteredService,
         hook: ServiceHook,
         events: &mut Vec<Event>,
         run: impl FnOnce(&dyn ServiceModule, &mut ServiceContext<'_, '_>) -> Result<T, TxError>,
     ) -> Result<Option<T>, TxError> {
-        let service = module.service();
+        let service = registered.module.service();
         state.begin();
         let result = {
-            let mut ctx = ServiceContext::new(state, &self.genesis, block, service);
-            run(module, &mut ctx)
+            let mut ctx = ServiceContext::new(
+                state,
+                &self.genesis,
+                block,
+                service,
+                registered.params.as_ref(),
+            );
+            run(registered.module.as_ref(), &mut ctx)
         };
         match result {
             Ok(value) => {
@@ -865,15 +911,16 @@ impl Protocol {
 
         // Services, weighted by verified work units of the epoch.
         let work: EpochWork = state.get(&StateKey::EpochWork(epoch))?.unwrap_or_default();
-        for service in ServiceKind::ALL {
+        for registered in &self.services {
+            let service = registered.module.service();
             let allocation = emission
                 .mul_div(u128::from(split.service_bps(service)), BPS_DENOMINATOR)
                 .ok_or(TxError::AmountOverflow)?;
-            if let Some(module) = self.services.get(&service) {
+            {
                 let split = self.run_hook(
                     state,
                     block,
-                    module.as_ref(),
+                    registered,
                     ServiceHook::EpochRewards,
                     events,
                     |module, ctx| {

@@ -1,15 +1,18 @@
 //! Genesis: every protocol parameter, the initial balances and the validator set, as TOML.
+//! The ledger's own parameters are fields here; each service's are its own section under
+//! `[services.<name>]`, with its reward share and minimum stake in per-service maps, all
+//! decoded and checked by the service the registry names (`crate::services`).
 
-use crate::coverage::CoverageParams;
 use depin_types::{Address, Amount, ServiceKind};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Basis points: 10_000 = 100%.
 pub const BPS_DENOMINATOR: u128 = 10_000;
 
 /// The whole genesis document.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Genesis {
     /// Distinguishes networks; signed into every transaction so a transaction cannot be
@@ -25,22 +28,30 @@ pub struct Genesis {
     pub slashing: SlashingParams,
     pub data_credits: DataCreditParams,
     pub fees: FeeParams,
-    /// Storage service: erasure profile, prices, deal limits. Genesis files written before
-    /// the storage service get the devnet defaults.
-    #[serde(default = "StorageParams::devnet")]
-    pub storage: StorageParams,
-    /// Compute service: job limits and the commit-reveal windows. Genesis files written
-    /// before the compute service get the defaults.
-    #[serde(default = "ComputeParams::devnet")]
-    pub compute: ComputeParams,
-    /// Coverage service: proof-of-coverage limits, hex density tiers, the emission split and
-    /// packet prices. Genesis files written before the coverage service get the defaults.
-    #[serde(default = "CoverageParams::devnet")]
-    pub coverage: CoverageParams,
+    /// Each registered service's own section, keyed by service name; decoded and validated
+    /// by that service ([`ServiceParams`]).
+    pub services: BTreeMap<ServiceKind, toml::Table>,
     #[serde(default)]
     pub validators: Vec<GenesisValidator>,
     #[serde(default)]
     pub balances: Vec<GenesisBalance>,
+}
+
+/// `params` as a genesis section.
+pub fn params_section<P: Serialize>(params: &P) -> toml::Table {
+    match toml::Value::try_from(params) {
+        Ok(toml::Value::Table(table)) => table,
+        // A params struct always serializes as a table; nothing else is a section.
+        _ => toml::Table::new(),
+    }
+}
+
+/// A service's genesis section, decoded and checked by the service itself.
+pub trait ServiceParams: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
+    const SERVICE: ServiceKind;
+
+    /// Refuses values the service cannot run with (a short reason, no trailing period).
+    fn validate(&self) -> Result<(), String>;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,35 +80,27 @@ pub struct EmissionParams {
     pub halving_interval_epochs: u64,
 }
 
-/// How an epoch's emission is split, in basis points summing to 10_000.
+/// How an epoch's emission is split, in basis points summing to 10_000: the validators' share
+/// and one share per registered service.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RewardSplit {
     pub validators_bps: u16,
-    pub storage_bps: u16,
-    pub compute_bps: u16,
-    pub coverage_bps: u16,
-    pub video_bps: u16,
+    pub services_bps: BTreeMap<ServiceKind, u16>,
 }
 
 impl RewardSplit {
+    /// A service's share; one the split does not name gets nothing.
     pub fn service_bps(&self, service: ServiceKind) -> u16 {
-        match service {
-            ServiceKind::Storage => self.storage_bps,
-            ServiceKind::Compute => self.compute_bps,
-            ServiceKind::Coverage => self.coverage_bps,
-            ServiceKind::Video => self.video_bps,
-        }
+        self.services_bps.get(&service).copied().unwrap_or(0)
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StakingParams {
-    pub min_stake_storage: Amount,
-    pub min_stake_compute: Amount,
-    pub min_stake_coverage: Amount,
-    pub min_stake_video: Amount,
+    /// Stake a provider must keep bonded for each service it offers.
+    pub min_stake: BTreeMap<ServiceKind, Amount>,
     pub min_stake_validator: Amount,
     /// Blocks between an unbond and the earliest withdraw of that stake.
     pub unbonding_blocks: u64,
@@ -106,114 +109,12 @@ pub struct StakingParams {
 }
 
 impl StakingParams {
+    /// A service's minimum stake; one the map does not name needs none.
     pub fn min_stake(&self, service: ServiceKind) -> Amount {
-        match service {
-            ServiceKind::Storage => self.min_stake_storage,
-            ServiceKind::Compute => self.min_stake_compute,
-            ServiceKind::Coverage => self.min_stake_coverage,
-            ServiceKind::Video => self.min_stake_video,
-        }
-    }
-}
-
-/// How objects are erasure-coded: any `data_pieces` of a segment's pieces rebuild it; repair
-/// starts when healthy pieces fall to `repair_threshold`; a deal activates once
-/// `success_threshold` pieces of every segment are stored; `total_pieces` are placed at most.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ErasureProfile {
-    pub data_pieces: u16,
-    pub repair_threshold: u16,
-    pub success_threshold: u16,
-    pub total_pieces: u16,
-}
-
-impl ErasureProfile {
-    /// Fits a devnet of 6 to 8 providers.
-    pub const DEVNET: ErasureProfile = ErasureProfile {
-        data_pieces: 4,
-        repair_threshold: 5,
-        success_threshold: 6,
-        total_pieces: 8,
-    };
-
-    /// Storj-like durability for a large network.
-    pub const PRODUCTION: ErasureProfile = ErasureProfile {
-        data_pieces: 16,
-        repair_threshold: 24,
-        success_threshold: 40,
-        total_pieces: 52,
-    };
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StorageParams {
-    pub erasure: ErasureProfile,
-    /// Largest segment (the unit that is erasure-coded) in bytes.
-    pub max_segment_bytes: u64,
-    pub max_segments_per_deal: u32,
-    /// Storage price in Data Credits per GiB of piece bytes per epoch.
-    pub price_dc_per_gib_epoch: u64,
-    /// Escrowed on top of the storage payments to pay repairers, in basis points of them.
-    pub repair_budget_bps: u16,
-    pub max_deal_epochs: u64,
-    /// A deal not active (success threshold stored) within this many epochs is cancelled
-    /// and its escrow refunded.
-    pub activation_epochs: u64,
-    /// Consecutive missed proofs after which a piece counts as lost (and is repaired).
-    pub missed_proofs_to_lose: u8,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ComputeParams {
-    pub max_replicas: u8,
-    pub max_fuel: u64,
-    pub max_memory_mib: u32,
-    pub max_deadline_blocks: u64,
-    pub max_module_bytes: u64,
-    pub max_input_bytes: u64,
-    /// Blocks for reveals once every replica committed or the commit deadline passed.
-    pub reveal_blocks: u64,
-    /// Rounds on fresh providers after a round without a majority.
-    pub max_retries: u8,
-}
-
-impl ComputeParams {
-    pub fn devnet() -> ComputeParams {
-        ComputeParams {
-            max_replicas: 7,
-            max_fuel: 1_000_000_000_000,
-            max_memory_mib: 4096,
-            max_deadline_blocks: 100_000,
-            max_module_bytes: 64 << 20,
-            max_input_bytes: 4 << 30,
-            reveal_blocks: 60,
-            max_retries: 1,
-        }
-    }
-}
-
-impl StorageParams {
-    pub fn devnet() -> StorageParams {
-        StorageParams {
-            erasure: ErasureProfile::DEVNET,
-            max_segment_bytes: 64 * 1024 * 1024,
-            max_segments_per_deal: 64,
-            price_dc_per_gib_epoch: 100,
-            repair_budget_bps: 2000,
-            max_deal_epochs: 1_000_000,
-            activation_epochs: 2,
-            missed_proofs_to_lose: 2,
-        }
-    }
-
-    pub fn production() -> StorageParams {
-        StorageParams {
-            erasure: ErasureProfile::PRODUCTION,
-            ..StorageParams::devnet()
-        }
+        self.min_stake
+            .get(&service)
+            .copied()
+            .unwrap_or(Amount::ZERO)
     }
 }
 
@@ -265,17 +166,65 @@ pub struct GenesisBalance {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GenesisError {
     #[error("genesis toml: {0}")]
-    Toml(String),
+    Toml(#[from] toml::de::Error),
     #[error("invalid genesis: {0}")]
     Invalid(String),
+    #[error("genesis has no section for the registered service {0} ([services.{0}])")]
+    MissingService(ServiceKind),
+    #[error("genesis {section} names {service}, which is not a registered service")]
+    UnknownService {
+        section: &'static str,
+        service: ServiceKind,
+    },
+    #[error("genesis {section} has no entry for the registered service {service}")]
+    MissingServiceEntry {
+        section: &'static str,
+        service: ServiceKind,
+    },
+    #[error("genesis [services.{service}]: {reason}")]
+    ServiceSection {
+        service: ServiceKind,
+        reason: String,
+    },
 }
 
 impl Genesis {
     pub fn from_toml(text: &str) -> Result<Genesis, GenesisError> {
-        let genesis: Genesis =
-            toml::from_str(text).map_err(|e| GenesisError::Toml(e.to_string()))?;
+        let genesis: Genesis = toml::from_str(text)?;
         genesis.validate()?;
         Ok(genesis)
+    }
+
+    /// Service `P`'s section, decoded and checked by `P`.
+    pub fn service_params<P: ServiceParams>(&self) -> Result<P, GenesisError> {
+        let section = self
+            .services
+            .get(&P::SERVICE)
+            .ok_or(GenesisError::MissingService(P::SERVICE))?;
+        let bad = |reason: String| GenesisError::ServiceSection {
+            service: P::SERVICE,
+            reason,
+        };
+        let params =
+            P::deserialize(toml::Value::Table(section.clone())).map_err(|e| bad(e.to_string()))?;
+        params.validate().map_err(bad)?;
+        Ok(params)
+    }
+
+    /// Replaces service `P`'s section with `params`.
+    pub fn set_service_params<P: ServiceParams>(&mut self, params: &P) {
+        self.services.insert(P::SERVICE, params_section(params));
+    }
+
+    /// Changes service `P`'s section in place (tests, devnet tweaks).
+    pub fn update_service_params<P: ServiceParams>(
+        &mut self,
+        change: impl FnOnce(&mut P),
+    ) -> Result<(), GenesisError> {
+        let mut params = self.service_params::<P>()?;
+        change(&mut params);
+        self.set_service_params(&params);
+        Ok(())
     }
 
     pub fn to_toml(&self) -> String {
@@ -310,11 +259,12 @@ impl Genesis {
             return bad("emission.halving_interval_epochs must be positive");
         }
         let s = &self.reward_split;
-        let total = u32::from(s.validators_bps)
-            + u32::from(s.storage_bps)
-            + u32::from(s.compute_bps)
-            + u32::from(s.coverage_bps)
-            + u32::from(s.video_bps);
+        let total = s
+            .services_bps
+            .values()
+            .fold(u32::from(s.validators_bps), |acc, bps| {
+                acc + u32::from(*bps)
+            });
         if u128::from(total) != BPS_DENOMINATOR {
             return bad("reward_split must sum to 10000 basis points");
         }
@@ -333,59 +283,7 @@ impl Genesis {
         {
             return bad("data_credits prices must be positive");
         }
-        let e = &self.storage.erasure;
-        if !(1 <= e.data_pieces
-            && e.data_pieces <= e.repair_threshold
-            && e.repair_threshold < e.success_threshold
-            && e.success_threshold <= e.total_pieces
-            && e.total_pieces <= 256)
-        {
-            return bad(
-                "storage.erasure needs 1 <= data_pieces <= repair_threshold < success_threshold <= total_pieces <= 256",
-            );
-        }
-        let st = &self.storage;
-        if st.max_segment_bytes == 0
-            || st.max_segments_per_deal == 0
-            || st.max_deal_epochs == 0
-            || st.activation_epochs == 0
-            || st.missed_proofs_to_lose == 0
-        {
-            return bad("storage limits must be positive");
-        }
-        let c = &self.compute;
-        if c.max_replicas == 0
-            || c.max_fuel == 0
-            || c.max_memory_mib == 0
-            || c.max_deadline_blocks == 0
-            || c.reveal_blocks == 0
-        {
-            return bad("compute limits must be positive");
-        }
-        let cv = &self.coverage;
-        if u32::from(cv.beacon_share_bps)
-            + u32::from(cv.witness_share_bps)
-            + u32::from(cv.data_share_bps)
-            != 10_000
-            || cv.flowback_witness_bps > 10_000
-        {
-            return bad("coverage shares must sum to 10000 bps (flowback at most 10000)");
-        }
-        if cv.entropy_interval_blocks == 0
-            || cv.bytes_per_dc == 0
-            || cv.max_receipts_per_tx == 0
-            || cv.max_witness_reports_per_beacon == 0
-            || cv.poc.entropy_lifetime_ms == 0
-        {
-            return bad("coverage limits must be positive");
-        }
-        if cv
-            .density_tiers
-            .iter()
-            .any(|t| !(4..=10).contains(&t.resolution) || t.target == 0 || t.max < t.target)
-        {
-            return bad("coverage.density_tiers need resolutions 4..=10 and 0 < target <= max");
-        }
+        crate::services::check_genesis(self)?;
         if self.validators.is_empty() {
             return bad("at least one validator is required");
         }
@@ -425,6 +323,11 @@ impl Genesis {
         balances: &[(Address, Amount)],
     ) -> Genesis {
         let unit = 1_000_000u128; // 6 decimals
+        let services: Vec<(ServiceKind, crate::services::DevnetDefaults)> =
+            crate::services::builtin()
+                .iter()
+                .map(|m| (m.service(), m.devnet()))
+                .collect();
         Genesis {
             chain_id: chain_id.to_string(),
             genesis_time_ms,
@@ -445,16 +348,16 @@ impl Genesis {
             },
             reward_split: RewardSplit {
                 validators_bps: 2000,
-                storage_bps: 3000,
-                compute_bps: 2000,
-                coverage_bps: 2000,
-                video_bps: 1000,
+                services_bps: services
+                    .iter()
+                    .map(|(service, d)| (*service, d.reward_bps))
+                    .collect(),
             },
             staking: StakingParams {
-                min_stake_storage: Amount(100 * unit),
-                min_stake_compute: Amount(100 * unit),
-                min_stake_coverage: Amount(10 * unit),
-                min_stake_video: Amount(100 * unit),
+                min_stake: services
+                    .iter()
+                    .map(|(service, d)| (*service, Amount(u128::from(d.min_stake_tokens) * unit)))
+                    .collect(),
                 min_stake_validator: Amount(1_000 * unit),
                 unbonding_blocks: 20,
                 max_unbonding_entries: 16,
@@ -473,9 +376,10 @@ impl Genesis {
                 base_fee: Amount(1_000),
                 fee_per_byte: Amount(1),
             },
-            storage: StorageParams::devnet(),
-            compute: ComputeParams::devnet(),
-            coverage: CoverageParams::devnet(),
+            services: services
+                .into_iter()
+                .map(|(service, d)| (service, d.params))
+                .collect(),
             validators: validators
                 .iter()
                 .map(|a| GenesisValidator {
@@ -515,9 +419,67 @@ mod tests {
     fn rejects_bad_split_and_unknown_fields() {
         let v = Keypair::from_seed(b"v").address();
         let mut g = Genesis::devnet("depin-test", 1, &[v], v, &[]);
-        g.reward_split.video_bps += 1;
+        g.reward_split.validators_bps += 1;
         assert!(g.validate().is_err());
         let text = Genesis::devnet("depin-test", 1, &[v], v, &[]).to_toml() + "\nsurprise = 1\n";
         assert!(Genesis::from_toml(&text).is_err());
+    }
+
+    #[test]
+    fn every_registered_service_needs_its_section_share_and_stake_and_nothing_unknown() {
+        let v = Keypair::from_seed(b"v").address();
+        let good = Genesis::devnet("depin-test", 1, &[v], v, &[]);
+        let storage = crate::storage::SERVICE;
+        // A missing section is named, not filled in with devnet values.
+        let mut g = good.clone();
+        g.services.remove(&storage);
+        assert_eq!(g.validate(), Err(GenesisError::MissingService(storage)));
+        let text = good
+            .to_toml()
+            .replace("[services.storage]", "[services.storage_gone]");
+        assert!(matches!(
+            Genesis::from_toml(&text),
+            Err(GenesisError::UnknownService {
+                section: "services",
+                ..
+            })
+        ));
+        // A section the service cannot decode or run with, with the service's reason.
+        let mut g = good.clone();
+        g.services
+            .get_mut(&storage)
+            .expect("storage section")
+            .insert("surprise".into(), toml::Value::Integer(1));
+        assert!(
+            matches!(g.validate(), Err(GenesisError::ServiceSection { service, .. }) if service == storage)
+        );
+        let mut g = good.clone();
+        g.update_service_params::<crate::storage::StorageParams>(|p| p.max_segment_bytes = 0)
+            .expect("update");
+        assert!(matches!(
+            g.validate(),
+            Err(GenesisError::ServiceSection { reason, .. }) if reason == "limits must be positive"
+        ));
+        // Shares and stakes per registered service: none missing, none unknown.
+        let mut g = good.clone();
+        let share = g.reward_split.services_bps.remove(&storage).expect("share");
+        g.reward_split.validators_bps += share;
+        assert_eq!(
+            g.validate(),
+            Err(GenesisError::MissingServiceEntry {
+                section: "reward_split.services_bps",
+                service: storage
+            })
+        );
+        let mut g = good.clone();
+        let video = ServiceKind::new("video");
+        g.staking.min_stake.insert(video, Amount(1));
+        assert_eq!(
+            g.validate(),
+            Err(GenesisError::UnknownService {
+                section: "staking.min_stake",
+                service: video
+            })
+        );
     }
 }

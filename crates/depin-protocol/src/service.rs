@@ -5,12 +5,15 @@
 
 use crate::block::Event;
 use crate::error::TxError;
-use crate::params::{BPS_DENOMINATOR, Genesis};
+use crate::params::{BPS_DENOMINATOR, Genesis, GenesisError};
+use crate::services::DevnetDefaults;
 use crate::state::{
     Account, EpochWork, MAX_PROOF_FAILURES_KEPT, OraclePrice, Overlay, ProofFailure, Provider,
     Stake, StateError, StateKey, Supply,
 };
 use depin_types::{Address, Amount, ServiceKind};
+use std::any::Any;
+use std::sync::Arc;
 
 /// Where in the chain a transaction or epoch hook is executing.
 #[derive(Debug, Clone)]
@@ -61,6 +64,21 @@ pub trait ServiceModule: Send + Sync {
 
     /// The tagged JSON of one of this service's events (see [`event_json`]).
     fn event_json(&self, data: &[u8]) -> Option<serde_json::Value>;
+
+    /// Decodes and checks this service's genesis section, once, for its hooks to read
+    /// through [`ServiceContext::params`] (see [`crate::services::load_params`]).
+    fn load_params(&self, _genesis: &Genesis) -> Result<Arc<dyn Any + Send + Sync>, GenesisError> {
+        Ok(Arc::new(()))
+    }
+
+    /// What a devnet genesis gives this service.
+    fn devnet(&self) -> DevnetDefaults {
+        DevnetDefaults {
+            reward_bps: 0,
+            min_stake_tokens: 0,
+            params: toml::Table::new(),
+        }
+    }
 
     /// Decodes and applies one service transaction from `sender`.
     fn apply(
@@ -139,6 +157,7 @@ pub struct ServiceContext<'s, 'a> {
     pub genesis: &'s Genesis,
     pub block: &'s BlockContext,
     service: ServiceKind,
+    params: &'s (dyn Any + Send + Sync),
 }
 
 impl std::fmt::Debug for ServiceContext<'_, '_> {
@@ -240,18 +259,32 @@ impl<'s, 'a> ServiceContext<'s, 'a> {
         genesis: &'s Genesis,
         block: &'s BlockContext,
         service: ServiceKind,
+        params: &'s (dyn Any + Send + Sync),
     ) -> ServiceContext<'s, 'a> {
         ServiceContext {
             state,
             genesis,
             block,
             service,
+            params,
         }
     }
 
     /// The service this context belongs to.
     pub fn service(&self) -> ServiceKind {
         self.service
+    }
+
+    /// This service's genesis section as its module loaded it
+    /// ([`ServiceModule::load_params`]).
+    pub fn params<P: 'static>(&self) -> Result<&'s P, StateError> {
+        self.params.downcast_ref::<P>().ok_or_else(|| {
+            StateError::Inconsistent(format!(
+                "{} parameters are not a {}",
+                self.service,
+                std::any::type_name::<P>()
+            ))
+        })
     }
 
     /// Providers that may take new work of this service (see [`eligible_providers`]).

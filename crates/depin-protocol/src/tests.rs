@@ -11,6 +11,7 @@ use crate::state::{ProofFailure, RewardKind};
 use borsh::{BorshDeserialize, BorshSerialize};
 use depin_types::Keypair;
 use proptest::prelude::*;
+use std::collections::BTreeMap;
 
 const CHAIN_ID: &str = "depin-test";
 /// Base units per whole token (devnet genesis has 6 decimals).
@@ -54,7 +55,7 @@ const TOY_SLASH_REASON: &str = "toy proof failed";
 
 impl ServiceModule for ToyService {
     fn service(&self) -> ServiceKind {
-        ServiceKind::Storage
+        crate::storage::SERVICE
     }
 
     fn max_payload_bytes(&self) -> usize {
@@ -72,7 +73,7 @@ impl ServiceModule for ToyService {
         payload: &[u8],
     ) -> Result<Vec<Event>, TxError> {
         let op: ToyOp = borsh::from_slice(payload).map_err(|e| TxError::ServiceRejected {
-            service: ServiceKind::Storage,
+            service: crate::storage::SERVICE,
             code: "toy_bad_payload",
             reason: e.to_string(),
         })?;
@@ -93,7 +94,7 @@ impl ServiceModule for ToyService {
 
 fn toy(op: ToyOp) -> Action {
     Action::Service {
-        service: ServiceKind::Storage,
+        service: crate::storage::SERVICE,
         payload: depin_types::encode(&op),
     }
 }
@@ -202,7 +203,9 @@ fn setup_with(tweak: impl FnOnce(&mut Genesis)) -> Fixture {
     genesis.staking.max_unbonding_entries = MAX_UNBONDING_ENTRIES;
     tweak(&mut genesis);
     let mut protocol = Protocol::new(genesis).expect("test genesis is valid");
-    protocol.register_service(Arc::new(ToyService));
+    protocol
+        .register_service(Arc::new(ToyService))
+        .expect("toy service registers");
     let empty = Store::new();
     let mut overlay = Overlay::new(&empty);
     protocol
@@ -357,14 +360,14 @@ impl Fixture {
                         .expect("data credits fit u128");
                     vec![account.balance]
                 }
-                StateKey::Service(ServiceKind::Storage, k) if k.starts_with(b"d/") => {
+                StateKey::Service(crate::storage::SERVICE, k) if k.starts_with(b"d/") => {
                     // Data Credits held in a deal's escrow still exist.
                     let deal: crate::storage::Deal =
                         borsh::from_slice(value).expect("deal decodes");
                     data_credits += deal.escrow_dc + deal.repair_budget_dc;
                     Vec::new()
                 }
-                StateKey::Service(ServiceKind::Compute, k) if k.starts_with(b"j/") => {
+                StateKey::Service(crate::compute::SERVICE, k) if k.starts_with(b"j/") => {
                     // Data Credits held for a job still exist.
                     let job: crate::compute::Job = borsh::from_slice(value).expect("job decodes");
                     data_credits += job.escrow_dc;
@@ -525,7 +528,7 @@ fn provider_lifecycle_keeps_the_set_sorted() {
     let mut f = setup();
     let keys = [f.user(3), f.user(1), f.user(2)];
     for key in &keys {
-        f.make_provider(key, 100 * UNIT, &[ServiceKind::Storage]);
+        f.make_provider(key, 100 * UNIT, &[crate::storage::SERVICE]);
     }
     let mut sorted: Vec<Address> = keys.iter().map(Keypair::address).collect();
     sorted.sort();
@@ -534,7 +537,7 @@ fn provider_lifecycle_keeps_the_set_sorted() {
         f.provider(&keys[1]),
         Some(Provider {
             address: keys[1].address(),
-            services: vec![offer(ServiceKind::Storage)],
+            services: vec![offer(crate::storage::SERVICE)],
             location: Some(AMSTERDAM),
             registered_height: 1,
             updated_height: 1,
@@ -552,12 +555,12 @@ fn provider_lifecycle_keeps_the_set_sorted() {
     f.ok(
         &keys[1],
         Action::UpdateProvider {
-            services: vec![offer(ServiceKind::Coverage)],
+            services: vec![offer(crate::coverage::SERVICE)],
             location: moved,
         },
     );
     let updated = f.provider(&keys[1]).expect("still registered");
-    assert_eq!(updated.services, vec![offer(ServiceKind::Coverage)]);
+    assert_eq!(updated.services, vec![offer(crate::coverage::SERVICE)]);
     assert_eq!(updated.location, moved);
     assert_eq!((updated.registered_height, updated.updated_height), (1, 2));
 
@@ -617,7 +620,7 @@ fn rejections_have_specific_codes_and_leave_state_untouched() {
     let validator = f.validator.clone();
     f.ok(&alice, send(&bob, 1));
     // Carol backs her storage offer with exactly the minimum stake.
-    f.make_provider(&carol, 100 * UNIT, &[ServiceKind::Storage]);
+    f.make_provider(&carol, 100 * UNIT, &[crate::storage::SERVICE]);
     // Bob has as many unbonding entries as allowed.
     f.ok(&bob, bond(10 * UNIT));
     for _ in 0..MAX_UNBONDING_ENTRIES {
@@ -629,9 +632,9 @@ fn rejections_have_specific_codes_and_leave_state_untouched() {
     };
     let zero_capacity = ServiceOffer {
         capacity: 0,
-        ..offer(ServiceKind::Storage)
+        ..offer(crate::storage::SERVICE)
     };
-    let five_offers = vec![offer(ServiceKind::Storage); MAX_SERVICE_OFFERS + 1];
+    let five_offers = vec![offer(crate::storage::SERVICE); MAX_SERVICE_OFFERS + 1];
     let max_tx_bytes = f.protocol.genesis().chain.max_tx_bytes as usize;
     let service = |service: ServiceKind, payload: Vec<u8>| Action::Service { service, payload };
     let cases: Vec<(&str, SignedTransaction, &str)> = vec![
@@ -705,7 +708,7 @@ fn rejections_have_specific_codes_and_leave_state_untouched() {
         ),
         (
             "register without stake",
-            f.tx(&alice, register(&[ServiceKind::Storage])),
+            f.tx(&alice, register(&[crate::storage::SERVICE])),
             "stake_below_minimum",
         ),
         (
@@ -718,7 +721,10 @@ fn rejections_have_specific_codes_and_leave_state_untouched() {
             f.tx(
                 &carol,
                 Action::UpdateProvider {
-                    services: vec![offer(ServiceKind::Storage), offer(ServiceKind::Compute)],
+                    services: vec![
+                        offer(crate::storage::SERVICE),
+                        offer(crate::compute::SERVICE),
+                    ],
                     location: None,
                 },
             ),
@@ -746,7 +752,7 @@ fn rejections_have_specific_codes_and_leave_state_untouched() {
         ),
         (
             "register twice",
-            f.tx(&carol, register(&[ServiceKind::Storage])),
+            f.tx(&carol, register(&[crate::storage::SERVICE])),
             "provider_exists",
         ),
         (
@@ -754,7 +760,7 @@ fn rejections_have_specific_codes_and_leave_state_untouched() {
             f.tx(
                 &alice,
                 Action::UpdateProvider {
-                    services: vec![offer(ServiceKind::Storage)],
+                    services: vec![offer(crate::storage::SERVICE)],
                     location: None,
                 },
             ),
@@ -781,8 +787,8 @@ fn rejections_have_specific_codes_and_leave_state_untouched() {
             f.tx(
                 &validator,
                 with_offers(vec![
-                    offer(ServiceKind::Coverage),
-                    offer(ServiceKind::Coverage),
+                    offer(crate::coverage::SERVICE),
+                    offer(crate::coverage::SERVICE),
                 ]),
             ),
             "invalid_services",
@@ -802,7 +808,7 @@ fn rejections_have_specific_codes_and_leave_state_untouched() {
             f.tx(
                 &validator,
                 Action::RegisterProvider {
-                    services: vec![offer(ServiceKind::Coverage)],
+                    services: vec![offer(crate::coverage::SERVICE)],
                     location: Some(GeoLocation {
                         lat_e7: 900_000_001,
                         lon_e7: 0,
@@ -813,25 +819,28 @@ fn rejections_have_specific_codes_and_leave_state_untouched() {
         ),
         (
             "service with no module",
-            f.tx(&alice, service(ServiceKind::Video, Vec::new())),
+            f.tx(&alice, service(ServiceKind::new("video"), Vec::new())),
             "service_not_enabled",
         ),
         (
             "payload above the service limit",
             f.tx(
                 &alice,
-                service(ServiceKind::Storage, vec![0; TOY_MAX_PAYLOAD_BYTES + 1]),
+                service(crate::storage::SERVICE, vec![0; TOY_MAX_PAYLOAD_BYTES + 1]),
             ),
             "tx_too_large",
         ),
         (
             "transaction above max_tx_bytes",
-            f.tx(&alice, service(ServiceKind::Compute, vec![0; max_tx_bytes])),
+            f.tx(
+                &alice,
+                service(crate::compute::SERVICE, vec![0; max_tx_bytes]),
+            ),
             "tx_too_large",
         ),
         (
             "payload the service cannot decode",
-            f.tx(&alice, service(ServiceKind::Storage, vec![9, 9, 9])),
+            f.tx(&alice, service(crate::storage::SERVICE, vec![9, 9, 9])),
             "toy_bad_payload",
         ),
         (
@@ -974,7 +983,7 @@ fn epoch_end_pays_validators_by_stake_and_leaves_idle_services_unallocated() {
     assert_eq!(f.account(&second).balance.0, validator_share * 3 / 4);
 
     // No service did any work: their whole share stays unminted.
-    for service in ServiceKind::ALL {
+    for service in f.protocol.enabled_services() {
         let b = bucket(rewards, RewardKind::Service(service));
         assert_eq!((b.minted, b.work_units), (Amount::ZERO, 0));
         assert_eq!(b.unallocated, b.allocation);
@@ -996,7 +1005,7 @@ fn storage_share_is_minted_pro_rata_to_recorded_work() {
     let mut f = setup();
     let (alice, p1, p2) = (f.user(1), f.user(2), f.user(3));
     for p in [&p1, &p2] {
-        f.make_provider(p, 100 * UNIT, &[ServiceKind::Storage]);
+        f.make_provider(p, 100 * UNIT, &[crate::storage::SERVICE]);
     }
     let balances = [f.balance(&p1), f.balance(&p2)];
     for (provider, units) in [(&p1, 2), (&p2, 3), (&p2, 2)] {
@@ -1010,7 +1019,7 @@ fn storage_share_is_minted_pro_rata_to_recorded_work() {
         assert_eq!(
             receipt.events.last(),
             Some(&Event::WorkRecorded {
-                service: ServiceKind::Storage,
+                service: crate::storage::SERVICE,
                 provider: provider.address(),
                 units,
             })
@@ -1022,7 +1031,7 @@ fn storage_share_is_minted_pro_rata_to_recorded_work() {
     let rewards = &ended[0];
 
     // 30% of 1000 tokens split 2 : 5, rounded down; the rounding dust is unallocated.
-    let storage = RewardKind::Service(ServiceKind::Storage);
+    let storage = RewardKind::Service(crate::storage::SERVICE);
     let storage_share = EMISSION * 3 / 10;
     assert_eq!(paid(rewards, &p1, storage), 85_714_285);
     assert_eq!(paid(rewards, &p2, storage), 214_285_714);
@@ -1048,7 +1057,7 @@ fn storage_share_is_minted_pro_rata_to_recorded_work() {
 fn slash_burns_bonded_stake_and_records_the_failure() {
     let mut f = setup();
     let (alice, provider) = (f.user(1), f.user(2));
-    f.make_provider(&provider, 200 * UNIT, &[ServiceKind::Storage]);
+    f.make_provider(&provider, 200 * UNIT, &[crate::storage::SERVICE]);
     let supply = f.supply();
     let receipt = f.ok(
         &alice,
@@ -1062,7 +1071,7 @@ fn slash_burns_bonded_stake_and_records_the_failure() {
         receipt.events.last(),
         Some(&Event::Slashed {
             provider: provider.address(),
-            service: ServiceKind::Storage,
+            service: crate::storage::SERVICE,
             amount: slashed,
             reason: TOY_SLASH_REASON.into(),
         })
@@ -1078,7 +1087,7 @@ fn slash_burns_bonded_stake_and_records_the_failure() {
         record.failures,
         vec![ProofFailure {
             height: f.height,
-            service: ServiceKind::Storage,
+            service: crate::storage::SERVICE,
             reason: TOY_SLASH_REASON.into(),
             slashed,
         }]
@@ -1092,7 +1101,7 @@ fn slash_burns_bonded_stake_and_records_the_failure() {
 fn slash_above_100_percent_burns_only_what_was_bonded() {
     let mut f = setup();
     let (alice, provider) = (f.user(1), f.user(2));
-    f.make_provider(&provider, 200 * UNIT, &[ServiceKind::Storage]);
+    f.make_provider(&provider, 200 * UNIT, &[crate::storage::SERVICE]);
     let supply = f.supply();
     let slash_twice = f.tx(
         &alice,
@@ -1128,7 +1137,7 @@ fn data_credit_payment_burns_credits_and_mints_equal_value() {
         assert_eq!(
             receipt.events.last(),
             Some(&Event::ServicePaid {
-                service: ServiceKind::Storage,
+                service: crate::storage::SERVICE,
                 consumer: consumer.address(),
                 provider: provider.address(),
                 data_credits: 50_000,
@@ -1188,7 +1197,12 @@ fn arb_amount() -> impl Strategy<Value = Amount> {
 
 fn arb_offers() -> impl Strategy<Value = Vec<ServiceOffer>> {
     let offer = (
-        prop::sample::select(ServiceKind::ALL.to_vec()),
+        prop::sample::select(
+            crate::services::builtin()
+                .iter()
+                .map(|m| m.service())
+                .collect::<Vec<_>>(),
+        ),
         prop_oneof![9 => 1u64..1_000, 1 => Just(0u64)],
     )
         .prop_map(|(service, capacity)| ServiceOffer {
@@ -1246,7 +1260,7 @@ fn arb_action(addresses: Vec<Address>) -> impl Strategy<Value = Action> {
             .prop_map(|price_usd_micro| Action::SetOraclePrice { price_usd_micro }),
         3 => arb_toy_op(address).prop_map(toy),
         1 => Just(Action::Service {
-            service: ServiceKind::Compute,
+            service: crate::compute::SERVICE,
             payload: Vec::new(),
         }),
     ]
@@ -1419,6 +1433,9 @@ mod compute;
 mod coverage;
 mod storage;
 
+/// A service no genesis knows, registered by tests only.
+const VIDEO: ServiceKind = ServiceKind::new("video");
+
 /// A service whose hooks write a record and then fail, at every block and every epoch.
 struct FailingHooks;
 
@@ -1426,7 +1443,7 @@ const FAILING_HOOK_RECORD: &[u8] = b"written before failing";
 
 impl ServiceModule for FailingHooks {
     fn service(&self) -> ServiceKind {
-        ServiceKind::Video
+        ServiceKind::new("video")
     }
 
     fn max_payload_bytes(&self) -> usize {
@@ -1475,7 +1492,9 @@ impl ServiceModule for FailingHooks {
 #[test]
 fn a_failing_service_hook_is_dropped_and_reported_and_blocks_go_on() {
     let mut f = setup();
-    f.protocol.register_service(Arc::new(FailingHooks));
+    f.protocol
+        .register_service(Arc::new(FailingHooks))
+        .expect("failing service registers");
     let supply = f.supply();
     let mut failures = Vec::new();
     let mut rewards = Vec::new();
@@ -1497,7 +1516,7 @@ fn a_failing_service_hook_is_dropped_and_reported_and_blocks_go_on() {
     // The hook's writes were dropped every time.
     assert_eq!(
         f.get::<u64>(&StateKey::Service(
-            ServiceKind::Video,
+            ServiceKind::new("video"),
             FAILING_HOOK_RECORD.to_vec()
         )),
         None
@@ -1506,7 +1525,7 @@ fn a_failing_service_hook_is_dropped_and_reported_and_blocks_go_on() {
         failures
             .iter()
             .filter(|e| {
-                matches!(e, Event::ServiceHookFailed { service: ServiceKind::Video, hook: h, .. } if *h == hook)
+                matches!(e, Event::ServiceHookFailed { service, hook: h, .. } if *h == hook && *service == VIDEO)
             })
             .count()
     };
@@ -1526,7 +1545,7 @@ fn a_failing_service_hook_is_dropped_and_reported_and_blocks_go_on() {
     // Both epochs were paid, and the failed service's share was left unallocated.
     assert_eq!(rewards.len(), 2);
     for epoch in &rewards {
-        let video = bucket(epoch, RewardKind::Service(ServiceKind::Video));
+        let video = bucket(epoch, RewardKind::Service(ServiceKind::new("video")));
         assert_eq!(video.minted, Amount::ZERO);
         assert_eq!(video.unallocated, video.allocation);
         assert!(bucket(epoch, RewardKind::Validator).minted > Amount::ZERO);
@@ -1539,7 +1558,7 @@ fn a_failing_service_hook_is_dropped_and_reported_and_blocks_go_on() {
 fn slashing_reaches_stake_that_is_unbonding() {
     let mut f = setup();
     let (alice, provider) = (f.user(1), f.user(2));
-    f.make_provider(&provider, 200 * UNIT, &[ServiceKind::Storage]);
+    f.make_provider(&provider, 200 * UNIT, &[crate::storage::SERVICE]);
     // Bond more than the minimum and start unbonding the surplus: it is still at stake.
     f.ok(&provider, bond(300 * UNIT));
     f.ok(&provider, unbond(300 * UNIT));
@@ -1592,7 +1611,7 @@ fn service_events_are_typed_in_receipts_and_tagged_in_json() {
     assert_eq!(back, event);
     // Junk bytes decode to nothing rather than to a wrong event.
     let junk = Event::Service {
-        service: ServiceKind::Storage,
+        service: crate::storage::SERVICE,
         data: vec![0xff; 3],
     };
     assert_eq!(junk.service_event::<StorageEvent>(), None);

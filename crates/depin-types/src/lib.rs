@@ -99,46 +99,67 @@ impl<'de> Deserialize<'de> for Hash {
     }
 }
 
-/// The physical-infrastructure services a provider can offer. The numeric codes are part of the
-/// canonical encoding and never change.
-#[derive(
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Debug,
-    BorshSerialize,
-    BorshDeserialize,
-    Serialize,
-    Deserialize,
-)]
-#[serde(rename_all = "lowercase")]
-#[borsh(use_discriminant = true)]
-pub enum ServiceKind {
-    Storage = 0,
-    Compute = 1,
-    Coverage = 2,
-    Video = 3,
+/// Longest service name.
+pub const MAX_SERVICE_NAME_BYTES: usize = 16;
+
+/// A service's name as the chain knows it (`storage`, `compute`, `coverage`, …): 1 to 16
+/// lowercase ASCII letters, digits or `_`. This crate only checks the spelling; which services
+/// exist is the protocol's registry's business (an unknown one is `service_not_enabled`).
+/// Encoded as its name, in borsh (a string) and in JSON and TOML (a string or a map key).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ServiceKind {
+    len: u8,
+    bytes: [u8; MAX_SERVICE_NAME_BYTES],
+}
+
+const fn service_name_byte_ok(b: u8) -> bool {
+    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'
 }
 
 impl ServiceKind {
-    pub const ALL: [ServiceKind; 4] = [
-        ServiceKind::Storage,
-        ServiceKind::Compute,
-        ServiceKind::Coverage,
-        ServiceKind::Video,
-    ];
-
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            ServiceKind::Storage => "storage",
-            ServiceKind::Compute => "compute",
-            ServiceKind::Coverage => "coverage",
-            ServiceKind::Video => "video",
+    /// A service name known at compile time; a bad spelling fails the build.
+    pub const fn new(name: &'static str) -> ServiceKind {
+        match ServiceKind::from_bytes(name.as_bytes()) {
+            Some(kind) => kind,
+            None => panic!("a service name is 1 to 16 of a-z, 0-9 and _"),
         }
+    }
+
+    const fn from_bytes(name: &[u8]) -> Option<ServiceKind> {
+        if name.is_empty() || name.len() > MAX_SERVICE_NAME_BYTES {
+            return None;
+        }
+        let mut bytes = [0u8; MAX_SERVICE_NAME_BYTES];
+        let mut i = 0;
+        while i < name.len() {
+            if !service_name_byte_ok(name[i]) {
+                return None;
+            }
+            bytes[i] = name[i];
+            i += 1;
+        }
+        Some(ServiceKind {
+            len: name.len() as u8,
+            bytes,
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only ASCII bytes are ever stored.
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or("")
+    }
+}
+
+impl PartialOrd for ServiceKind {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+// By name, so maps keyed by service list them alphabetically.
+impl Ord for ServiceKind {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
     }
 }
 
@@ -148,21 +169,61 @@ impl fmt::Display for ServiceKind {
     }
 }
 
+impl fmt::Debug for ServiceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Why a service name did not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown service {0:?}: expected storage, compute, coverage or video")]
+#[error("invalid service name {0:?}: 1 to 16 lowercase letters, digits or _")]
 pub struct ServiceParseError(pub String);
 
 impl FromStr for ServiceKind {
     type Err = ServiceParseError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "storage" => Ok(ServiceKind::Storage),
-            "compute" => Ok(ServiceKind::Compute),
-            "coverage" => Ok(ServiceKind::Coverage),
-            "video" => Ok(ServiceKind::Video),
-            _ => Err(ServiceParseError(s.to_string())),
+        ServiceKind::from_bytes(s.to_ascii_lowercase().as_bytes())
+            .ok_or_else(|| ServiceParseError(s.chars().take(64).collect()))
+    }
+}
+
+impl BorshSerialize for ServiceKind {
+    fn serialize<W: std::io::Write>(&self, writer: &mut W) -> std::io::Result<()> {
+        BorshSerialize::serialize(self.as_str(), writer)
+    }
+}
+
+impl BorshDeserialize for ServiceKind {
+    fn deserialize_reader<R: std::io::Read>(reader: &mut R) -> std::io::Result<Self> {
+        // Read the length first so a lying prefix cannot make us allocate.
+        let len = u32::deserialize_reader(reader)? as usize;
+        if len == 0 || len > MAX_SERVICE_NAME_BYTES {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "service name length out of range",
+            ));
         }
+        let mut name = [0u8; MAX_SERVICE_NAME_BYTES];
+        reader.read_exact(&mut name[..len])?;
+        ServiceKind::from_bytes(&name[..len]).ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidData, "invalid service name")
+        })
+    }
+}
+
+impl Serialize for ServiceKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for ServiceKind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str> as Deserialize>::deserialize(d)?;
+        ServiceKind::from_bytes(s.as_bytes()).ok_or_else(|| {
+            serde::de::Error::custom(ServiceParseError(s.chars().take(64).collect()))
+        })
     }
 }
 
@@ -190,10 +251,33 @@ mod tests {
     }
 
     #[test]
-    fn service_kind_parse() {
-        for s in ServiceKind::ALL {
-            assert_eq!(s.as_str().parse::<ServiceKind>(), Ok(s));
+    fn service_names_are_spelled_strictly_and_round_trip() {
+        let storage = ServiceKind::new("storage");
+        assert_eq!(storage.to_string(), "storage");
+        assert_eq!("Storage".parse::<ServiceKind>(), Ok(storage));
+        for bad in ["", "radio waves", "x".repeat(17).as_str(), "été"] {
+            assert!(bad.parse::<ServiceKind>().is_err(), "{bad:?}");
         }
-        assert!("radio".parse::<ServiceKind>().is_err());
+        let bytes = crate::encode(&storage);
+        assert_eq!(
+            bytes,
+            [7, 0, 0, 0, b's', b't', b'o', b'r', b'a', b'g', b'e']
+        );
+        assert_eq!(
+            crate::decode_bounded::<ServiceKind>(&bytes, 64),
+            Ok(storage)
+        );
+        // A name too long, or spelled outside the alphabet, does not decode.
+        assert!(crate::decode_bounded::<ServiceKind>(&crate::encode(&"x".repeat(17)), 64).is_err());
+        assert!(crate::decode_bounded::<ServiceKind>(&crate::encode(&"A"), 64).is_err());
+        let json = serde_json::to_string(&storage).expect("json");
+        assert_eq!(json, "\"storage\"");
+        assert_eq!(
+            serde_json::from_str::<ServiceKind>(&json).expect("back"),
+            storage
+        );
+        // Ordered by name, whatever the length.
+        assert!(ServiceKind::new("video") > ServiceKind::new("compute"));
+        assert!(ServiceKind::new("ab") < ServiceKind::new("b"));
     }
 }

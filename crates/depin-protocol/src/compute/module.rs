@@ -18,7 +18,7 @@ pub struct ComputeModule;
 
 fn reject(code: &'static str, reason: impl Into<String>) -> TxError {
     TxError::ServiceRejected {
-        service: ServiceKind::Compute,
+        service: crate::compute::SERVICE,
         code,
         reason: reason.into(),
     }
@@ -36,11 +36,22 @@ pub fn fuel_cost_dc(fuel: u64, price_dc_per_mfuel: u64) -> u128 {
 
 impl ServiceModule for ComputeModule {
     fn service(&self) -> ServiceKind {
-        ServiceKind::Compute
+        crate::compute::SERVICE
     }
 
     fn event_json(&self, data: &[u8]) -> Option<serde_json::Value> {
         crate::service::event_json::<ComputeEvent>(data)
+    }
+
+    fn load_params(
+        &self,
+        genesis: &crate::params::Genesis,
+    ) -> Result<std::sync::Arc<dyn std::any::Any + Send + Sync>, crate::params::GenesisError> {
+        crate::services::load_params::<super::ComputeParams>(genesis)
+    }
+
+    fn devnet(&self) -> crate::services::DevnetDefaults {
+        crate::services::DevnetDefaults::new(3000, 100, &super::ComputeParams::devnet())
     }
 
     fn max_payload_bytes(&self) -> usize {
@@ -93,7 +104,7 @@ fn job_closed(job: &Job) -> bool {
 }
 
 fn check_spec(ctx: &ServiceContext<'_, '_>, spec: &JobSpec) -> Result<(), TxError> {
-    let p = &ctx.genesis.compute;
+    let p = ctx.params::<super::ComputeParams>()?;
     let bad = |reason: String| Err(reject("bad_job", reason));
     if spec.replicas == 0 || spec.replicas > p.max_replicas {
         return bad(format!("replicas must be 1..={}", p.max_replicas));
@@ -194,7 +205,7 @@ fn submit_job(
         round: 0,
         excluded: Vec::new(),
         commit_deadline,
-        reveal_deadline: commit_deadline + ctx.genesis.compute.reveal_blocks,
+        reveal_deadline: commit_deadline + ctx.params::<super::ComputeParams>()?.reveal_blocks,
         status: JobStatus::Committing,
         escrow_dc: escrow,
         paid_dc: 0,
@@ -312,7 +323,8 @@ fn commit(
         // Everyone is bound: reveals open now, and the reveal window starts now.
         job.status = JobStatus::Revealing;
         let listed = sweep_epoch(ctx, &job);
-        job.reveal_deadline = ctx.block.height + ctx.genesis.compute.reveal_blocks;
+        job.reveal_deadline =
+            ctx.block.height + ctx.params::<super::ComputeParams>()?.reveal_blocks;
         if sweep_epoch(ctx, &job) != listed {
             list_for_sweep(ctx, &job)?;
         }
@@ -435,7 +447,7 @@ fn settle(ctx: &mut ServiceContext<'_, '_>, mut job: Job) -> Result<Vec<Event>, 
                     .and_then(|p| {
                         p.services
                             .iter()
-                            .find(|o| o.service == ServiceKind::Compute)
+                            .find(|o| o.service == crate::compute::SERVICE)
                             .map(|o| o.price_dc_per_unit)
                     })
                     .unwrap_or(job.spec.max_price_dc_per_mfuel)
@@ -465,7 +477,7 @@ fn settle(ctx: &mut ServiceContext<'_, '_>, mut job: Job) -> Result<Vec<Event>, 
                 .to_event(),
             );
         }
-        None if job.round < ctx.genesis.compute.max_retries => {
+        None if job.round < ctx.params::<super::ComputeParams>()?.max_retries => {
             job.excluded.extend(job.replicas.iter().map(|r| r.provider));
             let round = job.round + 1;
             let fresh = assign(ctx, &id, round, &job.spec, &job.excluded)?;
@@ -483,7 +495,8 @@ fn settle(ctx: &mut ServiceContext<'_, '_>, mut job: Job) -> Result<Vec<Event>, 
                     })
                     .collect();
                 job.commit_deadline = height + job.spec.deadline_blocks;
-                job.reveal_deadline = job.commit_deadline + ctx.genesis.compute.reveal_blocks;
+                job.reveal_deadline =
+                    job.commit_deadline + ctx.params::<super::ComputeParams>()?.reveal_blocks;
                 job.status = JobStatus::Committing;
                 occupy(ctx, &job)?;
                 list_for_sweep(ctx, &job)?;

@@ -231,5 +231,5 @@ pub enum ComputeEvent {
 }
 
 impl crate::service::ServiceEvent for ComputeEvent {
-    const SERVICE: depin_types::ServiceKind = depin_types::ServiceKind::Compute;
+    const SERVICE: depin_types::ServiceKind = super::SERVICE;
 }

@@ -3,6 +3,9 @@
 //! window closes, HIP-15 reward units with HIP-17 hex density scaling, and device packets paid
 //! in Data Credits. Pure: the radio side (the packet-forwarder endpoint) is `depin-coverage`'s.
 
+/// The name this service is registered under.
+pub const SERVICE: depin_types::ServiceKind = depin_types::ServiceKind::new("coverage");
+
 mod module;
 pub mod rewards;
 mod types;

@@ -25,7 +25,7 @@ pub struct CoverageModule;
 
 fn reject(code: &'static str, reason: impl Into<String>) -> TxError {
     TxError::ServiceRejected {
-        service: ServiceKind::Coverage,
+        service: crate::coverage::SERVICE,
         code,
         reason: reason.into(),
     }
@@ -33,11 +33,22 @@ fn reject(code: &'static str, reason: impl Into<String>) -> TxError {
 
 impl ServiceModule for CoverageModule {
     fn service(&self) -> ServiceKind {
-        ServiceKind::Coverage
+        crate::coverage::SERVICE
     }
 
     fn event_json(&self, data: &[u8]) -> Option<serde_json::Value> {
         crate::service::event_json::<CoverageEvent>(data)
+    }
+
+    fn load_params(
+        &self,
+        genesis: &Genesis,
+    ) -> Result<std::sync::Arc<dyn std::any::Any + Send + Sync>, crate::params::GenesisError> {
+        crate::services::load_params::<CoverageParams>(genesis)
+    }
+
+    fn devnet(&self) -> crate::services::DevnetDefaults {
+        crate::services::DevnetDefaults::new(2000, 10, &CoverageParams::devnet())
     }
 
     fn max_payload_bytes(&self) -> usize {
@@ -65,7 +76,7 @@ impl ServiceModule for CoverageModule {
     }
 
     fn end_block(&self, ctx: &mut ServiceContext<'_, '_>) -> Result<(), TxError> {
-        let params = &ctx.genesis.coverage;
+        let params = ctx.params::<CoverageParams>()?;
         let mut live: Vec<EntropyRecord> = ctx.get_decoded(keys::LIVE_ENTROPY)?.unwrap_or_default();
         let before = live.len();
         let closes_ms = params.poc.entropy_lifetime_ms + params.report_grace_ms;
@@ -77,7 +88,10 @@ impl ServiceModule for CoverageModule {
         for entropy in &due {
             verify_entropy(ctx, entropy)?;
         }
-        let interval = ctx.genesis.coverage.entropy_interval_blocks.max(1);
+        let interval = ctx
+            .params::<CoverageParams>()?
+            .entropy_interval_blocks
+            .max(1);
         if ctx.block.height.is_multiple_of(interval) {
             live.push(EntropyRecord {
                 value: Hash::tagged(
@@ -117,7 +131,7 @@ fn assert_hotspot(
     assertion: HotspotAssertion,
 ) -> Result<Vec<Event>, TxError> {
     let provider = ctx.provider(&sender)?;
-    if !provider.is_some_and(|p| p.offers(ServiceKind::Coverage)) {
+    if !provider.is_some_and(|p| p.offers(crate::coverage::SERVICE)) {
         return Err(reject(
             "not_a_coverage_provider",
             "register as a provider offering coverage first",
@@ -197,7 +211,7 @@ fn assert_hotspot(
         }
         Some(mut hotspot) => {
             if hotspot.info.location != Some(location) {
-                fee_dc = ctx.genesis.coverage.location_fee_dc;
+                fee_dc = ctx.params::<CoverageParams>()?.location_fee_dc;
                 ctx.burn_data_credits(sender, u128::from(fee_dc))?;
                 hotspot.location_changes = hotspot.location_changes.saturating_add(1);
                 // A hotspot that moved starts proving coverage afresh.
@@ -339,7 +353,9 @@ fn receive_witness(
             format!("this hotspot already reported hearing {beaconer}'s beacon"),
         ));
     }
-    let max = ctx.genesis.coverage.max_witness_reports_per_beacon as usize;
+    let max = ctx
+        .params::<CoverageParams>()?
+        .max_witness_reports_per_beacon as usize;
     if pending.witnesses.len() >= max {
         return Err(reject(
             "too_many_witnesses",
@@ -397,7 +413,7 @@ fn packet_receipts(
     receipts: Vec<PacketReceipt>,
 ) -> Result<Vec<Event>, TxError> {
     let mut hotspot = registered_hotspot(ctx, &sender)?;
-    let max = ctx.genesis.coverage.max_receipts_per_tx as usize;
+    let max = ctx.params::<CoverageParams>()?.max_receipts_per_tx as usize;
     if receipts.is_empty() || receipts.len() > max {
         return Err(reject(
             "bad_receipt_count",
@@ -441,7 +457,9 @@ fn packet_receipts(
             duplicates += 1;
             continue;
         }
-        let cost = ctx.genesis.coverage.packet_cost_dc(r.payload_bytes);
+        let cost = ctx
+            .params::<CoverageParams>()?
+            .packet_cost_dc(r.payload_bytes);
         match ctx.burn_data_credits(device.owner, u128::from(cost)) {
             Ok(()) => {}
             Err(TxError::InsufficientDataCredits { .. }) | Err(TxError::UnknownAccount(_)) => {
@@ -473,9 +491,9 @@ fn packet_receipts(
 }
 
 /// The chain's view of a hotspot for the checks, with the genesis denylist applied.
-fn checked_info(genesis: &Genesis, hotspot: &Hotspot) -> HotspotInfo {
+fn checked_info(denylist: &[Address], hotspot: &Hotspot) -> HotspotInfo {
     let mut info = hotspot.info.clone();
-    info.denylisted = genesis.coverage.denylist.contains(&info.address);
+    info.denylisted = denylist.contains(&info.address);
     info
 }
 
@@ -552,7 +570,7 @@ fn verify_beacon(
     beaconer: Address,
     pending: PendingBeacon,
 ) -> Result<(), StateError> {
-    let params = ctx.genesis.coverage.poc.clone();
+    let params = ctx.params::<CoverageParams>()?.poc.clone();
     let height = ctx.block.height;
     let epoch = ctx.epoch();
     let mut touched = Touched {
@@ -580,9 +598,10 @@ fn verify_beacon(
         Ok(())
     };
 
+    let denylist = &ctx.params::<CoverageParams>()?.denylist;
     let beacon_info = touched
         .get(ctx, &beaconer)?
-        .map(|h| (checked_info(ctx.genesis, h), h.last_beacon_ms));
+        .map(|h| (checked_info(denylist, h), h.last_beacon_ms));
     // A beacon never reported, or reported by a hotspot since gone: nothing was heard.
     let (Some(report), Some((beacon_info, last_beacon_ms))) = (pending.beacon, beacon_info) else {
         for w in &witnesses {
@@ -627,7 +646,7 @@ fn verify_beacon(
     for w in &witnesses {
         let info = touched
             .get(ctx, &w.witness)?
-            .map(|h| checked_info(ctx.genesis, h));
+            .map(|h| checked_info(denylist, h));
         let mut result = check_witness(&params, &verified, info.as_ref(), false, w);
         if result.is_ok() {
             if valid >= params.max_witnesses_per_beacon {
@@ -699,7 +718,7 @@ fn split_coverage_epoch(
     epoch: u64,
     allocation: Amount,
 ) -> Result<Vec<(Address, Amount)>, StateError> {
-    let params = &ctx.genesis.coverage;
+    let params = ctx.params::<CoverageParams>()?;
     let window = params.poc.reciprocity_window_ms;
     let now = ctx.block.timestamp_ms;
     let all: Vec<Address> = ctx.get_decoded(keys::HOTSPOTS)?.unwrap_or_default();

@@ -40,6 +40,37 @@ pub struct CoverageParams {
     pub denylist: Vec<Address>,
 }
 
+impl crate::params::ServiceParams for CoverageParams {
+    const SERVICE: depin_types::ServiceKind = super::SERVICE;
+
+    fn validate(&self) -> Result<(), String> {
+        if u32::from(self.beacon_share_bps)
+            + u32::from(self.witness_share_bps)
+            + u32::from(self.data_share_bps)
+            != 10_000
+            || self.flowback_witness_bps > 10_000
+        {
+            return Err("shares must sum to 10000 bps (flowback at most 10000)".into());
+        }
+        if self.entropy_interval_blocks == 0
+            || self.bytes_per_dc == 0
+            || self.max_receipts_per_tx == 0
+            || self.max_witness_reports_per_beacon == 0
+            || self.poc.entropy_lifetime_ms == 0
+        {
+            return Err("limits must be positive".into());
+        }
+        if self
+            .density_tiers
+            .iter()
+            .any(|t| !(4..=10).contains(&t.resolution) || t.target == 0 || t.max < t.target)
+        {
+            return Err("density_tiers need resolutions 4..=10 and 0 < target <= max".into());
+        }
+        Ok(())
+    }
+}
+
 impl CoverageParams {
     /// Helium's limits, with an entropy every 60 blocks of a second.
     pub fn production() -> CoverageParams {
@@ -426,5 +457,5 @@ mod hex_u32 {
 }
 
 impl crate::service::ServiceEvent for CoverageEvent {
-    const SERVICE: depin_types::ServiceKind = depin_types::ServiceKind::Coverage;
+    const SERVICE: depin_types::ServiceKind = super::SERVICE;
 }

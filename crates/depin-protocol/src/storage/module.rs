@@ -25,7 +25,7 @@ pub struct StorageModule;
 
 fn reject(code: &'static str, reason: impl Into<String>) -> TxError {
     TxError::ServiceRejected {
-        service: ServiceKind::Storage,
+        service: crate::storage::SERVICE,
         code,
         reason: reason.into(),
     }
@@ -73,11 +73,22 @@ pub fn epoch_seed(ctx: &ServiceContext<'_, '_>, epoch: u64) -> Result<Option<Has
 
 impl ServiceModule for StorageModule {
     fn service(&self) -> ServiceKind {
-        ServiceKind::Storage
+        crate::storage::SERVICE
     }
 
     fn event_json(&self, data: &[u8]) -> Option<serde_json::Value> {
         crate::service::event_json::<StorageEvent>(data)
+    }
+
+    fn load_params(
+        &self,
+        genesis: &crate::params::Genesis,
+    ) -> Result<std::sync::Arc<dyn std::any::Any + Send + Sync>, crate::params::GenesisError> {
+        crate::services::load_params::<super::StorageParams>(genesis)
+    }
+
+    fn devnet(&self) -> crate::services::DevnetDefaults {
+        crate::services::DevnetDefaults::new(3000, 100, &super::StorageParams::devnet())
     }
 
     fn max_payload_bytes(&self) -> usize {
@@ -122,7 +133,7 @@ fn open_deal(
     epochs: u64,
     segments: Vec<SegmentSpec>,
 ) -> Result<Vec<Event>, TxError> {
-    let params = ctx.genesis.storage.clone();
+    let params = ctx.params::<super::StorageParams>()?.clone();
     let profile = params.erasure;
     if epochs == 0 || epochs > params.max_deal_epochs {
         return Err(reject(
@@ -471,7 +482,7 @@ fn activate_if_ready(
             return Ok(None);
         }
     }
-    let price = ctx.genesis.storage.price_dc_per_gib_epoch;
+    let price = ctx.params::<super::StorageParams>()?.price_dc_per_gib_epoch;
     let mut refund: u128 = 0;
     for (s, info) in deal.segments.clone().iter().enumerate() {
         for (r, mut piece) in segment_pieces(ctx, &deal, s as u32)? {
@@ -527,7 +538,7 @@ fn submit_proofs(
             format!("epoch {epoch} has no challenge seed yet"),
         ));
     };
-    let params = ctx.genesis.storage.clone();
+    let params = ctx.params::<super::StorageParams>()?.clone();
     let mut events = Vec::new();
     for PieceProof { piece: r, proof } in proofs {
         let deal = load_deal(ctx, &r.deal)?;
@@ -711,7 +722,7 @@ fn close_deal(
 /// deals that never activated, and record the next epoch's challenge seed.
 fn end_epoch(ctx: &mut ServiceContext<'_, '_>, epoch: u64) -> Result<(), TxError> {
     let open: Vec<Hash> = get(ctx, keys::OPEN_DEALS)?.unwrap_or_default();
-    let params = ctx.genesis.storage.clone();
+    let params = ctx.params::<super::StorageParams>()?.clone();
     for id in open {
         let deal = load_deal(ctx, &id)?;
         match deal.status {
@@ -747,7 +758,7 @@ fn provider_gone(ctx: &ServiceContext<'_, '_>, provider: &Address) -> Result<boo
 }
 
 fn sweep_missed(ctx: &mut ServiceContext<'_, '_>, deal: &Deal, epoch: u64) -> Result<(), TxError> {
-    let params = ctx.genesis.storage.clone();
+    let params = ctx.params::<super::StorageParams>()?.clone();
     for (s, info) in deal.segments.iter().enumerate() {
         for (r, mut piece) in segment_pieces(ctx, deal, s as u32)? {
             if piece.state != PieceState::Stored {
@@ -814,13 +825,14 @@ fn repair_segment(
     }
     let mut holders = Vec::new();
     let mut to_place = Vec::new();
+    let activation_epochs = ctx.params::<super::StorageParams>()?.activation_epochs;
     for (r, piece) in segment_pieces(ctx, &deal, segment)? {
         // A repair whose new provider never confirmed within the activation window.
         let stalled = piece.state == PieceState::Assigned
             && piece.repairer.is_some()
-            && piece.checked_epoch.is_some_and(|assigned| {
-                ctx.epoch() >= assigned + ctx.genesis.storage.activation_epochs
-            });
+            && piece
+                .checked_epoch
+                .is_some_and(|assigned| ctx.epoch() >= assigned + activation_epochs);
         // Providers that hold a piece of the segment, or lost one, get no other piece of it.
         if let Some(provider) = piece.provider
             && matches!(
@@ -883,8 +895,11 @@ fn repaired(
     let Some(info) = deal.segments.get(r.segment as usize).cloned() else {
         return Ok(Vec::new());
     };
-    let dc = piece_epoch_dc(info.piece_bytes, ctx.genesis.storage.price_dc_per_gib_epoch)
-        .min(deal.repair_budget_dc);
+    let dc = piece_epoch_dc(
+        info.piece_bytes,
+        ctx.params::<super::StorageParams>()?.price_dc_per_gib_epoch,
+    )
+    .min(deal.repair_budget_dc);
     deal.repair_budget_dc -= dc;
     let healthy = healthy_pieces(ctx, &deal, r.segment)?;
     if healthy > deal.repair_threshold

@@ -1,7 +1,7 @@
 //! Storage records (kept under the storage service's state keys) and transactions.
 
 use super::merkle::ChunkProof;
-use crate::params::ErasureProfile;
+use super::params::ErasureProfile;
 use borsh::{BorshDeserialize, BorshSerialize};
 use depin_types::{Address, Hash};
 use serde::{Deserialize, Serialize};
@@ -254,5 +254,5 @@ pub enum StorageEvent {
 }
 
 impl crate::service::ServiceEvent for StorageEvent {
-    const SERVICE: depin_types::ServiceKind = depin_types::ServiceKind::Storage;
+    const SERVICE: depin_types::ServiceKind = super::SERVICE;
 }

@@ -15,7 +15,7 @@ const MAX_PRICE: u64 = 10;
 
 fn compute(tx: ComputeTx) -> Action {
     Action::Service {
-        service: ServiceKind::Compute,
+        service: crate::compute::SERVICE,
         payload: depin_types::encode(&tx),
     }
 }
@@ -65,7 +65,7 @@ fn compute_setup(providers: usize) -> Fixture {
     }
     for i in 0..providers {
         let u = f.user(i);
-        f.make_provider(&u, 200 * UNIT, &[ServiceKind::Compute]);
+        f.make_provider(&u, 200 * UNIT, &[crate::compute::SERVICE]);
     }
     let owner = f.validator.clone();
     f.ok(&owner, buy_credits(10 * UNIT));
@@ -74,13 +74,13 @@ fn compute_setup(providers: usize) -> Fixture {
 
 impl Fixture {
     fn job(&self, id: &Hash) -> Job {
-        self.get(&StateKey::Service(ServiceKind::Compute, keys::job(id)))
+        self.get(&StateKey::Service(crate::compute::SERVICE, keys::job(id)))
             .expect("job exists")
     }
 
     /// Jobs listed for an epoch-end sweep (up to epoch 1,000) and not yet settled.
     fn open_jobs(&self) -> Vec<Hash> {
-        let key = |k: Vec<u8>| StateKey::Service(ServiceKind::Compute, k);
+        let key = |k: Vec<u8>| StateKey::Service(crate::compute::SERVICE, k);
         let mut open = Vec::new();
         for epoch in 0..1_000 {
             let count: u64 = self.get(&key(keys::sweep_count(epoch))).unwrap_or(0);
@@ -98,8 +98,11 @@ impl Fixture {
     }
 
     fn compute_usage(&self, who: &Address) -> ComputeUsage {
-        self.get(&StateKey::Service(ServiceKind::Compute, keys::usage(who)))
-            .unwrap_or_default()
+        self.get(&StateKey::Service(
+            crate::compute::SERVICE,
+            keys::usage(who),
+        ))
+        .unwrap_or_default()
     }
 
     fn submit(&mut self, spec: JobSpec) -> Hash {
@@ -465,7 +468,7 @@ fn bad_jobs_are_refused_and_leave_state_untouched() {
     let junk = f.tx(
         &owner,
         Action::Service {
-            service: ServiceKind::Compute,
+            service: crate::compute::SERVICE,
             payload: vec![0xff; 10],
         },
     );

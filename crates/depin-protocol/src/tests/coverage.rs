@@ -6,8 +6,8 @@
 use super::*;
 use crate::coverage::verify::{BeaconReport, Region, WitnessReport, beacon_payload};
 use crate::coverage::{
-    CoverageEpoch, CoverageEvent, CoverageTx, Device, EntropyRecord, Hotspot, HotspotAssertion,
-    PacketReceipt, keys, packet_message,
+    CoverageEpoch, CoverageEvent, CoverageParams, CoverageTx, Device, EntropyRecord, Hotspot,
+    HotspotAssertion, PacketReceipt, keys, packet_message,
 };
 use depin_types::Hash;
 
@@ -34,7 +34,7 @@ const SITES: [(i32, i32); 3] = [
 
 fn coverage(tx: CoverageTx) -> Action {
     Action::Service {
-        service: ServiceKind::Coverage,
+        service: crate::coverage::SERVICE,
         payload: depin_types::encode(&tx),
     }
 }
@@ -56,7 +56,7 @@ fn coverage_setup() -> Fixture {
     let mut f = setup_with(|g| g.chain.epoch_blocks = COVERAGE_EPOCH_BLOCKS);
     for (i, site) in SITES.iter().enumerate() {
         let u = f.user(i);
-        f.make_provider(&u, 200 * UNIT, &[ServiceKind::Coverage]);
+        f.make_provider(&u, 200 * UNIT, &[crate::coverage::SERVICE]);
         f.ok(
             &u,
             coverage(CoverageTx::AssertHotspot(assertion(*site, 0xA0 + i as u64))),
@@ -70,7 +70,7 @@ fn coverage_setup() -> Fixture {
 impl Fixture {
     fn hotspot(&self, who: &Keypair) -> Hotspot {
         self.get(&StateKey::Service(
-            ServiceKind::Coverage,
+            crate::coverage::SERVICE,
             keys::hotspot(&who.address()),
         ))
         .expect("hotspot exists")
@@ -78,7 +78,7 @@ impl Fixture {
 
     fn live_entropy(&self) -> Vec<EntropyRecord> {
         self.get(&StateKey::Service(
-            ServiceKind::Coverage,
+            crate::coverage::SERVICE,
             keys::LIVE_ENTROPY.to_vec(),
         ))
         .unwrap_or_default()
@@ -169,7 +169,13 @@ fn a_hotspot_asserts_its_location_and_pays_to_move() {
     assert_eq!(h.location_changes, 0);
 
     // Moving costs the location fee in Data Credits, which are burned.
-    let fee = u128::from(f.protocol.genesis().coverage.location_fee_dc);
+    let fee = u128::from(
+        f.protocol
+            .genesis()
+            .service_params::<CoverageParams>()
+            .expect("coverage params")
+            .location_fee_dc,
+    );
     let too_poor = f.tx(
         &a,
         coverage(CoverageTx::AssertHotspot(assertion(SITES[2], 0xA0))),
@@ -222,7 +228,7 @@ fn a_hotspot_asserts_its_location_and_pays_to_move() {
     let junk = f.tx(
         &a,
         Action::Service {
-            service: ServiceKind::Coverage,
+            service: crate::coverage::SERVICE,
             payload: vec![9, 9, 9],
         },
     );
@@ -277,7 +283,7 @@ fn reports_are_verified_when_the_entropy_closes_and_rewarded_with_reciprocity() 
     let bucket = epoch
         .buckets
         .iter()
-        .find(|b| b.kind == RewardKind::Service(ServiceKind::Coverage))
+        .find(|b| b.kind == RewardKind::Service(crate::coverage::SERVICE))
         .expect("coverage bucket");
     assert!(bucket.minted <= bucket.allocation);
     // No packets: the whole data share flowed back, so PoC pays out nearly everything.
@@ -287,7 +293,7 @@ fn reports_are_verified_when_the_entropy_closes_and_rewarded_with_reciprocity() 
     );
     let record: CoverageEpoch = f
         .get(&StateKey::Service(
-            ServiceKind::Coverage,
+            crate::coverage::SERVICE,
             keys::LAST_EPOCH.to_vec(),
         ))
         .expect("epoch record");
@@ -295,7 +301,7 @@ fn reports_are_verified_when_the_entropy_closes_and_rewarded_with_reciprocity() 
     assert_eq!(record.hotspots.len(), 3);
     for who in [&a, &b, &c] {
         let paid = epoch.rewards.iter().find(|r| {
-            r.account == who.address() && r.kind == RewardKind::Service(ServiceKind::Coverage)
+            r.account == who.address() && r.kind == RewardKind::Service(crate::coverage::SERVICE)
         });
         assert!(paid.is_some_and(|r| r.amount.0 > 0), "{who:?} unpaid");
     }
@@ -459,7 +465,7 @@ fn packets_burn_the_owners_credits_once_and_pay_the_first_hotspot() {
     assert_eq!(f.hotspot(&b).data_dc, 0);
     let dev: Device = f
         .get(&StateKey::Service(
-            ServiceKind::Coverage,
+            crate::coverage::SERVICE,
             keys::device(0x2601_0001),
         ))
         .expect("device");
@@ -489,7 +495,7 @@ fn packets_burn_the_owners_credits_once_and_pay_the_first_hotspot() {
     let rewards = f.end_blocks_through(COVERAGE_EPOCH_BLOCKS);
     let record: CoverageEpoch = f
         .get(&StateKey::Service(
-            ServiceKind::Coverage,
+            crate::coverage::SERVICE,
             keys::LAST_EPOCH.to_vec(),
         ))
         .expect("epoch record");

@@ -3,11 +3,11 @@
 //! and missing proofs, repair marking, expiry, deletion and cancellation.
 
 use super::*;
-use crate::params::ErasureProfile;
 use crate::storage::{
     Deal, DealStatus, Piece, PieceProof, PieceRef, PieceState, ProviderUsage, SegmentSpec,
     StorageEvent, StorageModule, StorageTx, challenge_chunk, keys, merkle,
 };
+use crate::storage::{ErasureProfile, StorageParams};
 use depin_types::Hash;
 
 const PIECE_BYTES: u64 = 600;
@@ -18,7 +18,7 @@ const DC_PER_PIECE_EPOCH: u128 = PIECE_BYTES as u128;
 
 fn storage(tx: StorageTx) -> Action {
     Action::Service {
-        service: ServiceKind::Storage,
+        service: crate::storage::SERVICE,
         payload: depin_types::encode(&tx),
     }
 }
@@ -46,18 +46,23 @@ fn open_tx(epochs: u64) -> StorageTx {
 /// deals and holds 1,000,000 DC; 2-of-4 coding, activation at 3 stored pieces.
 fn storage_setup() -> Fixture {
     let mut f = setup_with(|g| {
-        g.storage.erasure = ErasureProfile {
-            data_pieces: 2,
-            repair_threshold: 2,
-            success_threshold: 3,
-            total_pieces: PIECES,
-        };
-        g.storage.price_dc_per_gib_epoch = 1 << 30;
+        g.update_service_params::<StorageParams>(|p| {
+            p.erasure = ErasureProfile {
+                data_pieces: 2,
+                repair_threshold: 2,
+                success_threshold: 3,
+                total_pieces: PIECES,
+            };
+            p.price_dc_per_gib_epoch = 1 << 30;
+        })
+        .expect("storage params");
     });
-    f.protocol.register_service(Arc::new(StorageModule));
+    f.protocol
+        .register_service(Arc::new(StorageModule))
+        .expect("storage registers");
     for i in 0..4 {
         let u = f.user(i);
-        f.make_provider(&u, 200 * UNIT, &[ServiceKind::Storage]);
+        f.make_provider(&u, 200 * UNIT, &[crate::storage::SERVICE]);
     }
     let owner = f.validator.clone();
     f.ok(&owner, buy_credits(10 * UNIT));
@@ -67,7 +72,7 @@ fn storage_setup() -> Fixture {
 
 impl Fixture {
     fn record<T: BorshDeserialize>(&self, key: Vec<u8>) -> Option<T> {
-        self.get(&StateKey::Service(ServiceKind::Storage, key))
+        self.get(&StateKey::Service(crate::storage::SERVICE, key))
     }
 
     fn deal(&self, id: &Hash) -> Deal {
@@ -222,7 +227,7 @@ fn a_deal_escrows_places_activates_pays_valid_proofs_and_slashes_bad_ones() {
         Event::ServicePaid { data_credits, .. } if *data_credits == DC_PER_PIECE_EPOCH
     )));
     let work: EpochWork = f.get(&StateKey::EpochWork(1)).expect("work recorded");
-    assert_eq!(work.units[&ServiceKind::Storage][&h0.address()], 1);
+    assert_eq!(work.units[&crate::storage::SERVICE][&h0.address()], 1);
     // The same proof again, a proof for another epoch, a proof from someone else: refused.
     let again = f.tx(
         &h0,
@@ -378,7 +383,7 @@ fn bad_deals_are_refused_and_leave_state_untouched() {
     let junk = f.tx(
         &owner,
         Action::Service {
-            service: ServiceKind::Storage,
+            service: crate::storage::SERVICE,
             payload: vec![9, 9, 9],
         },
     );
@@ -422,7 +427,7 @@ fn a_segment_that_lost_pieces_is_repaired_onto_a_new_provider_and_the_repairer_p
     let mut f = storage_setup();
     let owner = f.validator.clone();
     // A fifth provider: the one the deal does not use takes the repaired piece.
-    f.make_provider(&owner, 200 * UNIT, &[ServiceKind::Storage]);
+    f.make_provider(&owner, 200 * UNIT, &[crate::storage::SERVICE]);
     let id = f.open(EPOCHS);
     let holders: Vec<Keypair> = (0..PIECES)
         .map(|p| {
