@@ -16,11 +16,12 @@ mod nodecmd;
 mod output;
 mod progress;
 mod query;
+mod services;
 mod simcmd;
 mod storagecmd;
 mod txcmd;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use client::{Client, CodedError};
 use output::Printer;
 use std::process::ExitCode;
@@ -68,15 +69,6 @@ enum Command {
     /// Register, update and look up providers.
     #[command(subcommand)]
     Provider(ProviderCommand),
-    /// Store files on the network and get them back.
-    #[command(subcommand)]
-    Storage(storagecmd::StorageCommand),
-    /// Run WebAssembly jobs on providers, verified by replicas.
-    #[command(subcommand)]
-    Compute(computecmd::ComputeCommand),
-    /// Hotspots and devices of the wireless coverage service.
-    #[command(subcommand)]
-    Coverage(coveragecmd::CoverageCommand),
     /// Data Credits: burn tokens to buy usage credits.
     #[command(subcommand)]
     Dc(DcCommand),
@@ -158,13 +150,38 @@ pub struct Ctx {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let out = Printer { json: cli.json };
+    // The ledger's verbs come from `Cli`; each service adds its own group (`services`).
+    let groups = services::registered();
+    let command = groups.iter().fold(Cli::command(), |command, group| {
+        command.subcommand(group.command())
+    });
+    let matches = command.get_matches();
+    let service_group = matches
+        .subcommand()
+        .and_then(|(name, sub)| Some((groups.iter().find(|g| g.service.as_str() == name)?, sub)));
+    let cli = match service_group {
+        Some(_) => None,
+        None => match Cli::from_arg_matches(&matches) {
+            Ok(cli) => Some(cli),
+            Err(e) => e.exit(),
+        },
+    };
+    let json = matches.get_flag("json");
+    let rpc = matches
+        .get_one::<String>("rpc")
+        .cloned()
+        .unwrap_or_else(|| "http://127.0.0.1:7300".into());
+    let out = Printer { json };
     let ctx = Ctx {
-        client: Client::new(&cli.rpc),
+        client: Client::new(&rpc),
         out,
     };
-    match dispatch(&ctx, cli.command) {
+    let result = match (service_group, cli) {
+        (Some((group, sub)), _) => group.run(&ctx, sub),
+        (None, Some(cli)) => dispatch(&ctx, cli.command),
+        (None, None) => Ok(()),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             report(&error, out);
@@ -181,9 +198,6 @@ fn dispatch(ctx: &Ctx, command: Command) -> anyhow::Result<()> {
         Command::Account(AccountCommand::Show { address }) => query::account(ctx, &address),
         Command::Transfer(args) => txcmd::transfer(ctx, args),
         Command::Stake(cmd) => txcmd::stake(ctx, cmd),
-        Command::Storage(cmd) => storagecmd::run(ctx, cmd),
-        Command::Compute(cmd) => computecmd::run(ctx, cmd),
-        Command::Coverage(cmd) => coveragecmd::run(ctx, cmd),
         Command::Provider(cmd) => match cmd {
             ProviderCommand::Register(args) => txcmd::provider(ctx, args, false),
             ProviderCommand::Update(args) => txcmd::provider(ctx, args, true),

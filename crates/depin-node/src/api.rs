@@ -33,11 +33,11 @@ impl ApiError {
         }
     }
 
-    fn not_found(code: &str, message: impl Into<String>) -> ApiError {
+    pub(crate) fn not_found(code: &str, message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, code, message)
     }
 
-    fn bad_request(code: &str, message: impl Into<String>) -> ApiError {
+    pub(crate) fn bad_request(code: &str, message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, code, message)
     }
 }
@@ -80,14 +80,32 @@ fn tx_status(error: &SubmitError) -> StatusCode {
     }
 }
 
-type ApiResult<T> = Result<T, ApiError>;
-type NodeState = State<Arc<Node>>;
+pub(crate) type ApiResult<T> = Result<T, ApiError>;
+pub(crate) type NodeState = State<Arc<Node>>;
 
 /// The router's routes and the (method, path) of each, built from one table so the list a
 /// test checks against the OpenAPI document is the list the router serves.
 pub(crate) struct RouteTable {
     router: Router<Arc<Node>>,
-    served: Vec<(&'static str, &'static str)>,
+    served: Vec<(&'static str, String)>,
+}
+
+/// Where a service adds its routes: paths relative to `/v1/<service>`.
+pub(crate) struct ServiceRoutes {
+    table: RouteTable,
+    prefix: String,
+}
+
+impl ServiceRoutes {
+    pub(crate) fn get<H, T>(mut self, path: &'static str, handler: H) -> ServiceRoutes
+    where
+        H: axum::handler::Handler<T, Arc<Node>>,
+        T: 'static,
+    {
+        let full = format!("{}{path}", self.prefix);
+        self.table = self.table.route("get", full, get(handler));
+        self
+    }
 }
 
 impl RouteTable {
@@ -101,11 +119,12 @@ impl RouteTable {
     fn route(
         mut self,
         method: &'static str,
-        path: &'static str,
+        path: impl Into<String>,
         handler: MethodRouter<Arc<Node>>,
     ) -> RouteTable {
+        let path = path.into();
+        self.router = self.router.route(&path, handler);
         self.served.push((method, path));
-        self.router = self.router.route(path, handler);
         self
     }
 
@@ -119,7 +138,7 @@ impl RouteTable {
 }
 
 fn routes(max_tx_body_bytes: usize) -> RouteTable {
-    RouteTable::new()
+    let core = RouteTable::new()
         .get("/v1/status", status)
         .get("/v1/params", params)
         .get("/v1/supply", supply)
@@ -137,18 +156,23 @@ fn routes(max_tx_body_bytes: usize) -> RouteTable {
         .get("/v1/providers/{address}", provider)
         .get("/v1/rewards/{epoch}", epoch_rewards)
         .get("/v1/validators", validators)
-        .get("/v1/storage/deals", storage_deals)
-        .get("/v1/storage/deals/{id}", storage_deal)
-        .get("/v1/storage/providers/{address}", storage_provider)
-        .get("/v1/compute/jobs/{id}", compute_job)
-        .get("/v1/coverage/hotspots/{address}", coverage_hotspot)
         .get("/v1/openapi.json", openapi)
-        .get("/metrics", metrics)
+        .get("/metrics", metrics);
+    crate::services::registered()
+        .iter()
+        .fold(core, |table, service| {
+            service
+                .routes(ServiceRoutes {
+                    table,
+                    prefix: format!("/v1/{}", service.service()),
+                })
+                .table
+        })
 }
 
 /// Every (method, path) the router serves.
 #[cfg(test)]
-pub(crate) fn served_routes() -> Vec<(&'static str, &'static str)> {
+pub(crate) fn served_routes() -> Vec<(&'static str, String)> {
     routes(0).served
 }
 
@@ -175,7 +199,7 @@ async fn count_requests(
     next.run(request).await
 }
 
-fn parse_address(text: &str) -> ApiResult<Address> {
+pub(crate) fn parse_address(text: &str) -> ApiResult<Address> {
     text.parse().map_err(|e: depin_types::AddressError| {
         ApiError::bad_request("invalid_address", e.to_string())
     })
@@ -637,126 +661,4 @@ async fn metrics(State(node): NodeState) -> impl IntoResponse {
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         node.metrics.render(&node),
     )
-}
-
-fn storage_record<T: borsh::BorshDeserialize>(node: &Node, key: &[u8]) -> ApiResult<Option<T>> {
-    Ok(node
-        .chain()
-        .service_record(depin_protocol::storage::SERVICE, key)?)
-}
-
-async fn compute_job(
-    State(node): NodeState,
-    Path(id): Path<String>,
-) -> ApiResult<Json<depin_protocol::compute::Job>> {
-    use depin_protocol::compute::{Job, keys};
-    let id: depin_types::Hash = id
-        .parse()
-        .map_err(|_| ApiError::bad_request("bad_job_id", "a job id is 64 hex digits"))?;
-    node.chain()
-        .service_record::<Job>(depin_protocol::compute::SERVICE, &keys::job(&id))?
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found("unknown_job", format!("no job {id}")))
-}
-
-async fn coverage_hotspot(
-    State(node): NodeState,
-    Path(address): Path<String>,
-) -> ApiResult<Json<depin_protocol::coverage::Hotspot>> {
-    use depin_protocol::coverage::{Hotspot, keys};
-    let address = parse_address(&address)?;
-    node.chain()
-        .service_record::<Hotspot>(depin_protocol::coverage::SERVICE, &keys::hotspot(&address))?
-        .map(Json)
-        .ok_or_else(|| {
-            ApiError::not_found("unknown_hotspot", format!("{address} is not a hotspot"))
-        })
-}
-
-async fn storage_deal(
-    State(node): NodeState,
-    Path(id): Path<String>,
-) -> ApiResult<Json<DealResponse>> {
-    use depin_protocol::storage::{Deal, Piece, PieceRef, PieceState, keys};
-    let id: depin_types::Hash = id
-        .parse()
-        .map_err(|_| ApiError::bad_request("bad_deal_id", "a deal id is 64 hex digits"))?;
-    let Some(deal) = storage_record::<Deal>(&node, &keys::deal(&id))? else {
-        return Err(ApiError::not_found("unknown_deal", format!("no deal {id}")));
-    };
-    let mut segments = Vec::with_capacity(deal.segments.len());
-    for (s, info) in deal.segments.iter().enumerate() {
-        let mut pieces = Vec::new();
-        for p in 0..deal.total_pieces {
-            let r = PieceRef {
-                deal: id,
-                segment: s as u32,
-                piece: p,
-            };
-            if let Some(piece) = storage_record::<Piece>(&node, &keys::piece(&r))? {
-                pieces.push(PieceView {
-                    index: p,
-                    root: piece.root,
-                    provider: piece.provider,
-                    state: piece.state,
-                    checked_epoch: piece.checked_epoch,
-                    misses: piece.misses,
-                });
-            }
-        }
-        segments.push(SegmentView {
-            index: s as u32,
-            segment_bytes: info.segment_bytes,
-            piece_bytes: info.piece_bytes,
-            needs_repair: info.needs_repair,
-            healthy_pieces: pieces
-                .iter()
-                .filter(|p| p.state == PieceState::Stored)
-                .count() as u16,
-            pieces,
-        });
-    }
-    Ok(Json(DealResponse { deal, segments }))
-}
-
-#[derive(Debug, Deserialize)]
-struct DealsQuery {
-    owner: Option<String>,
-}
-
-async fn storage_deals(
-    State(node): NodeState,
-    Query(q): Query<DealsQuery>,
-) -> ApiResult<Json<DealsResponse>> {
-    use depin_protocol::storage::{Deal, keys};
-    let owner = q.owner.as_deref().map(parse_address).transpose()?;
-    let open: Vec<depin_types::Hash> = storage_record(&node, keys::OPEN_DEALS)?.unwrap_or_default();
-    let mut deals = Vec::new();
-    for id in open {
-        if let Some(deal) = storage_record::<Deal>(&node, &keys::deal(&id))?
-            && owner.is_none_or(|o| o == deal.owner)
-        {
-            deals.push(deal);
-        }
-    }
-    Ok(Json(DealsResponse { deals }))
-}
-
-async fn storage_provider(
-    State(node): NodeState,
-    Path(address): Path<String>,
-) -> ApiResult<Json<StorageProviderResponse>> {
-    use depin_protocol::storage::{ProviderUsage, keys};
-    let address = parse_address(&address)?;
-    let usage: ProviderUsage = storage_record(&node, &keys::usage(&address))?.unwrap_or_default();
-    let local = (address == node.key.address())
-        .then(|| node.pieces.get())
-        .flatten();
-    Ok(Json(StorageProviderResponse {
-        address,
-        committed_bytes: usage.committed_bytes,
-        pieces: usage.pieces,
-        store_used_bytes: local.and_then(|s| s.used_bytes().ok()),
-        store_capacity_bytes: local.map(|s| s.capacity_bytes()),
-    }))
 }

@@ -4,8 +4,12 @@
 //! the sandbox, commits to the outcome, reveals it once reveals open, and settles jobs whose
 //! reveal window passed.
 
+use crate::api::{ApiError, ApiResult, NodeState, ServiceRoutes};
 use crate::config::ComputeFault;
+use crate::openapi::{BAD_REQUEST, object, ok_response, operation, path_param};
 use crate::{Node, NodeError, Role};
+use axum::Json;
+use axum::extract::{Path, State};
 use borsh::{BorshDeserialize, BorshSerialize};
 use depin_compute::blobs::BlobStore;
 use depin_compute::bundle::{ResultBundle, unpack};
@@ -72,7 +76,7 @@ impl WantedBlobs for ChainWanted {
 }
 
 /// Starts the compute provider on a provider node with a service network.
-pub(crate) fn start(node: &Arc<Node>, stop: Arc<AtomicBool>) -> Result<(), NodeError> {
+fn start(node: &Arc<Node>, stop: Arc<AtomicBool>) -> Result<(), NodeError> {
     if node.config.role != Role::Provider {
         return Ok(());
     }
@@ -406,4 +410,44 @@ fn run_deadline(node: &Node, job: &Job) -> Instant {
     let interval = node.chain().protocol().genesis().chain.block_interval_ms;
     let blocks = job.commit_deadline.saturating_sub(height).saturating_sub(2);
     Instant::now() + Duration::from_millis(blocks.saturating_mul(interval))
+}
+
+/// The compute service in the node: the job route, and the provider's blob server and worker.
+pub(crate) struct ComputeService;
+
+impl crate::services::NodeService for ComputeService {
+    fn service(&self) -> depin_types::ServiceKind {
+        depin_protocol::compute::SERVICE
+    }
+
+    fn routes(&self, routes: ServiceRoutes) -> ServiceRoutes {
+        routes.get("/jobs/{id}", compute_job)
+    }
+
+    fn openapi_paths(&self) -> Vec<(&'static str, serde_json::Value)> {
+        vec![(
+            "/jobs/{id}",
+            serde_json::json!({"get": operation("A compute job: its spec, status, replicas with their commitments and reveals, the accepted outcome and who agreed",
+            vec![path_param("id", "job id (64 hex)")],
+            ok_response("Job", object("Job")), &[BAD_REQUEST, ("404", "unknown_job")])}),
+        )]
+    }
+
+    fn start(&self, node: &Arc<Node>, stop: Arc<AtomicBool>) -> Result<(), NodeError> {
+        start(node, stop)
+    }
+}
+
+async fn compute_job(
+    State(node): NodeState,
+    Path(id): Path<String>,
+) -> ApiResult<Json<depin_protocol::compute::Job>> {
+    use depin_protocol::compute::{Job, keys};
+    let id: depin_types::Hash = id
+        .parse()
+        .map_err(|_| ApiError::bad_request("bad_job_id", "a job id is 64 hex digits"))?;
+    node.chain()
+        .service_record::<Job>(depin_protocol::compute::SERVICE, &keys::job(&id))?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("unknown_job", format!("no job {id}")))
 }

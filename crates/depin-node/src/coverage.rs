@@ -4,7 +4,11 @@
 //! Report times are the chain's (the head block's timestamp), the clock the verifier judges by.
 
 use crate::Node;
+use crate::api::{ApiError, ApiResult, NodeState, ServiceRoutes, parse_address};
 use crate::config::parse_eui;
+use crate::openapi::{BAD_REQUEST, object, ok_response, operation, path_param};
+use axum::Json;
+use axum::extract::{Path, State};
 use depin_coverage::endpoint::{Clock, GatewayEndpoint, GatewayEvent, Uplink};
 use depin_coverage::frames::{Heard, KnownBeaconer, beacon_report, classify, witness_report};
 use depin_coverage::gwmp::TxPk;
@@ -241,4 +245,46 @@ impl HotspotWorker {
             Err(e) => tracing::warn!(error = %e, "beacon not transmitted"),
         }
     }
+}
+
+/// The coverage service in the node: the hotspot route, and the hotspot's packet forwarder
+/// endpoint when the config names a gateway.
+pub(crate) struct CoverageService;
+
+impl crate::services::NodeService for CoverageService {
+    fn service(&self) -> depin_types::ServiceKind {
+        depin_protocol::coverage::SERVICE
+    }
+
+    fn routes(&self, routes: ServiceRoutes) -> ServiceRoutes {
+        routes.get("/hotspots/{address}", coverage_hotspot)
+    }
+
+    fn openapi_paths(&self) -> Vec<(&'static str, serde_json::Value)> {
+        vec![(
+            "/hotspots/{address}",
+            serde_json::json!({"get": operation("A hotspot: what it asserted, its reward units this epoch, its recent report outcomes with the reason of each refusal, and a tally of all outcomes",
+            vec![path_param("address", "depin1... address")],
+            ok_response("Hotspot", object("Hotspot")), &[BAD_REQUEST, ("404", "unknown_hotspot")])}),
+        )]
+    }
+
+    fn start(&self, node: &Arc<Node>, stop: Arc<AtomicBool>) -> Result<(), crate::NodeError> {
+        start(node, stop);
+        Ok(())
+    }
+}
+
+async fn coverage_hotspot(
+    State(node): NodeState,
+    Path(address): Path<String>,
+) -> ApiResult<Json<depin_protocol::coverage::Hotspot>> {
+    use depin_protocol::coverage::{Hotspot, keys};
+    let address = parse_address(&address)?;
+    node.chain()
+        .service_record::<Hotspot>(depin_protocol::coverage::SERVICE, &keys::hotspot(&address))?
+        .map(Json)
+        .ok_or_else(|| {
+            ApiError::not_found("unknown_hotspot", format!("{address} is not a hotspot"))
+        })
 }

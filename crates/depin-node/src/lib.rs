@@ -17,6 +17,7 @@ mod follow;
 mod metrics;
 mod openapi;
 mod own_tx;
+mod services;
 mod storage;
 
 pub use api::router;
@@ -247,9 +248,9 @@ pub async fn run_until(
         start_service_network(&node).await?;
     }
     let stop = Arc::new(AtomicBool::new(false));
-    storage::start(&node, stop.clone())?;
-    compute::start(&node, stop.clone())?;
-    coverage::start(&node, stop.clone());
+    for service in services::registered() {
+        service.start(&node, stop.clone())?;
+    }
     // A consensus failure (e.g. its port is taken) stops the whole node.
     let fatal = Arc::new(tokio::sync::Notify::new());
     let worker = match node.config.role {

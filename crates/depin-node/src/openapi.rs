@@ -1,33 +1,39 @@
-//! The OpenAPI 3.1 document served at `/v1/openapi.json`. Written by hand from the same route
-//! table as the router; a test checks that every route is documented.
+//! The OpenAPI 3.1 document served at `/v1/openapi.json`: the ledger's paths here, each
+//! service's from its registration (`crate::services`). A test checks that the paths
+//! documented are exactly the routes served.
 
 use serde_json::{Value, json};
 
-fn error_response(description: &str) -> Value {
+pub(crate) fn error_response(description: &str) -> Value {
     json!({
         "description": description,
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
     })
 }
 
-fn ok_response(description: &str, schema: Value) -> Value {
+pub(crate) fn ok_response(description: &str, schema: Value) -> Value {
     json!({
         "description": description,
         "content": {"application/json": {"schema": schema}}
     })
 }
 
-fn path_param(name: &str, description: &str) -> Value {
+pub(crate) fn path_param(name: &str, description: &str) -> Value {
     json!({"name": name, "in": "path", "required": true, "description": description,
            "schema": {"type": "string"}})
 }
 
-fn query_param(name: &str, description: &str) -> Value {
+pub(crate) fn query_param(name: &str, description: &str) -> Value {
     json!({"name": name, "in": "query", "required": false, "description": description,
            "schema": {"type": "string"}})
 }
 
-fn operation(summary: &str, params: Vec<Value>, ok: Value, errors: &[(&str, &str)]) -> Value {
+pub(crate) fn operation(
+    summary: &str,
+    params: Vec<Value>,
+    ok: Value,
+    errors: &[(&str, &str)],
+) -> Value {
     let mut responses = serde_json::Map::new();
     responses.insert("200".into(), ok);
     for (status, description) in errors {
@@ -36,7 +42,7 @@ fn operation(summary: &str, params: Vec<Value>, ok: Value, errors: &[(&str, &str
     json!({"summary": summary, "parameters": params, "responses": responses})
 }
 
-fn object(description: &str) -> Value {
+pub(crate) fn object(description: &str) -> Value {
     json!({"type": "object", "description": description})
 }
 
@@ -84,7 +90,7 @@ pub fn document() -> Value {
             "properties": {"tx": {"type": "string", "description": "hex of SignedTransaction bytes"}}
         }}}
     });
-    json!({
+    let mut doc = json!({
         "openapi": "3.1.0",
         "info": {
             "title": "depin node API",
@@ -95,21 +101,6 @@ pub fn document() -> Value {
             "/v1/status": {"get": operation("Node and chain status", vec![], ok_response("Status", object("StatusResponse")), &[])},
             "/v1/params": {"get": operation("Genesis parameters", vec![], ok_response("Genesis", object("Genesis")), &[])},
             "/v1/validators": {"get": operation("Validator sets of the current and next validator-set era, and every candidate with its bonded stake", vec![], ok_response("Validators", object("ValidatorsResponse")), &[])},
-            "/v1/storage/deals": {"get": operation("Open (pending or active) storage deals, optionally of one owner",
-                vec![query_param("owner", "depin1... address of the owner")],
-                ok_response("Deals", object("DealsResponse")), &[bad_request])},
-            "/v1/storage/deals/{id}": {"get": operation("A storage deal with every piece: root, provider, state, last checked epoch",
-                vec![path_param("id", "deal id (64 hex)")],
-                ok_response("Deal", object("DealResponse")), &[bad_request, ("404", "unknown_deal")])},
-            "/v1/compute/jobs/{id}": {"get": operation("A compute job: its spec, status, replicas with their commitments and reveals, the accepted outcome and who agreed",
-                vec![path_param("id", "job id (64 hex)")],
-                ok_response("Job", object("Job")), &[bad_request, ("404", "unknown_job")])},
-            "/v1/coverage/hotspots/{address}": {"get": operation("A hotspot: what it asserted, its reward units this epoch, its recent report outcomes with the reason of each refusal, and a tally of all outcomes",
-                vec![path_param("address", "depin1... address")],
-                ok_response("Hotspot", object("Hotspot")), &[bad_request, ("404", "unknown_hotspot")])},
-            "/v1/storage/providers/{address}": {"get": operation("Pieces and bytes the chain assigned to a storage provider; exact store figures when this node is it",
-                vec![path_param("address", "depin1... address")],
-                ok_response("Storage provider", object("StorageProviderResponse")), &[bad_request])},
             "/v1/supply": {"get": operation("Token supply, Data Credits and oracle price", vec![], ok_response("Supply", object("SupplyResponse")), &[])},
             "/v1/accounts/{address}": {"get": operation("Account balance, nonce, Data Credits and stake",
                 vec![path_param("address", "depin1... address")],
@@ -146,8 +137,23 @@ pub fn document() -> Value {
             "properties": {"error": {"type": "object", "required": ["code", "message"],
                 "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}
         }}}
-    })
+    });
+    // Each registered service documents its own routes, under /v1/<service>.
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        for service in crate::services::registered() {
+            for (path, item) in service.openapi_paths() {
+                paths.insert(format!("/v1/{}{path}", service.service()), item);
+            }
+        }
+    }
+    doc
 }
+
+/// The 400 answer of an operation with a malformed parameter.
+pub(crate) const BAD_REQUEST: (&str, &str) = (
+    "400",
+    "Malformed parameter (invalid_address, invalid_hash, invalid_number)",
+);
 
 #[cfg(test)]
 mod tests {

@@ -3,6 +3,13 @@
 //! challenges with proofs, and deletes pieces the chain no longer assigns to this node.
 
 use crate::Node;
+use crate::api::{ApiError, ApiResult, NodeState, ServiceRoutes, parse_address};
+use crate::api_types::{
+    DealResponse, DealsResponse, PieceView, SegmentView, StorageProviderResponse,
+};
+use crate::openapi::{BAD_REQUEST, object, ok_response, operation, path_param, query_param};
+use axum::Json;
+use axum::extract::{Path, Query, State};
 use depin_protocol::storage::{
     Deal, DealStatus, Piece, PieceProof, PieceRef, PieceState, ProviderUsage, StorageParams,
     StorageTx, challenge_chunk, keys,
@@ -10,6 +17,7 @@ use depin_protocol::storage::{
 use depin_storage::provider::{Assignments, PieceServer, serve};
 use depin_storage::store::PieceStore;
 use depin_types::Hash;
+use serde::Deserialize;
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,7 +46,7 @@ impl Assignments for ChainAssignments {
 const PROOFS_PER_TX: usize = 24;
 
 /// Starts the provider side of storage when the node offers capacity and has a network.
-pub(crate) fn start(node: &Arc<Node>, stop: Arc<AtomicBool>) -> Result<(), crate::NodeError> {
+fn start(node: &Arc<Node>, stop: Arc<AtomicBool>) -> Result<(), crate::NodeError> {
     let capacity = node.config.storage_capacity_bytes;
     let Some(net) = node.net.get().cloned() else {
         return Ok(());
@@ -378,4 +386,141 @@ async fn rebuild_and_upload(
         }
     }
     Ok(())
+}
+
+/// The storage service in the node: deal and provider routes, and the provider worker.
+pub(crate) struct StorageService;
+
+impl crate::services::NodeService for StorageService {
+    fn service(&self) -> depin_types::ServiceKind {
+        depin_protocol::storage::SERVICE
+    }
+
+    fn routes(&self, routes: ServiceRoutes) -> ServiceRoutes {
+        routes
+            .get("/deals", storage_deals)
+            .get("/deals/{id}", storage_deal)
+            .get("/providers/{address}", storage_provider)
+    }
+
+    fn openapi_paths(&self) -> Vec<(&'static str, serde_json::Value)> {
+        vec![
+            (
+                "/deals",
+                serde_json::json!({"get": operation("Open (pending or active) storage deals, optionally of one owner",
+                vec![query_param("owner", "depin1... address of the owner")],
+                ok_response("Deals", object("DealsResponse")), &[BAD_REQUEST])}),
+            ),
+            (
+                "/deals/{id}",
+                serde_json::json!({"get": operation("A storage deal with every piece: root, provider, state, last checked epoch",
+                vec![path_param("id", "deal id (64 hex)")],
+                ok_response("Deal", object("DealResponse")), &[BAD_REQUEST, ("404", "unknown_deal")])}),
+            ),
+            (
+                "/providers/{address}",
+                serde_json::json!({"get": operation("Pieces and bytes the chain assigned to a storage provider; exact store figures when this node is it",
+                vec![path_param("address", "depin1... address")],
+                ok_response("Storage provider", object("StorageProviderResponse")), &[BAD_REQUEST])}),
+            ),
+        ]
+    }
+
+    fn start(&self, node: &Arc<Node>, stop: Arc<AtomicBool>) -> Result<(), crate::NodeError> {
+        start(node, stop)
+    }
+}
+
+fn storage_record<T: borsh::BorshDeserialize>(node: &Node, key: &[u8]) -> ApiResult<Option<T>> {
+    Ok(node
+        .chain()
+        .service_record(depin_protocol::storage::SERVICE, key)?)
+}
+
+async fn storage_deal(
+    State(node): NodeState,
+    Path(id): Path<String>,
+) -> ApiResult<Json<DealResponse>> {
+    use depin_protocol::storage::{Deal, Piece, PieceRef, PieceState, keys};
+    let id: depin_types::Hash = id
+        .parse()
+        .map_err(|_| ApiError::bad_request("bad_deal_id", "a deal id is 64 hex digits"))?;
+    let Some(deal) = storage_record::<Deal>(&node, &keys::deal(&id))? else {
+        return Err(ApiError::not_found("unknown_deal", format!("no deal {id}")));
+    };
+    let mut segments = Vec::with_capacity(deal.segments.len());
+    for (s, info) in deal.segments.iter().enumerate() {
+        let mut pieces = Vec::new();
+        for p in 0..deal.total_pieces {
+            let r = PieceRef {
+                deal: id,
+                segment: s as u32,
+                piece: p,
+            };
+            if let Some(piece) = storage_record::<Piece>(&node, &keys::piece(&r))? {
+                pieces.push(PieceView {
+                    index: p,
+                    root: piece.root,
+                    provider: piece.provider,
+                    state: piece.state,
+                    checked_epoch: piece.checked_epoch,
+                    misses: piece.misses,
+                });
+            }
+        }
+        segments.push(SegmentView {
+            index: s as u32,
+            segment_bytes: info.segment_bytes,
+            piece_bytes: info.piece_bytes,
+            needs_repair: info.needs_repair,
+            healthy_pieces: pieces
+                .iter()
+                .filter(|p| p.state == PieceState::Stored)
+                .count() as u16,
+            pieces,
+        });
+    }
+    Ok(Json(DealResponse { deal, segments }))
+}
+
+#[derive(Debug, Deserialize)]
+struct DealsQuery {
+    owner: Option<String>,
+}
+
+async fn storage_deals(
+    State(node): NodeState,
+    Query(q): Query<DealsQuery>,
+) -> ApiResult<Json<DealsResponse>> {
+    use depin_protocol::storage::{Deal, keys};
+    let owner = q.owner.as_deref().map(parse_address).transpose()?;
+    let open: Vec<depin_types::Hash> = storage_record(&node, keys::OPEN_DEALS)?.unwrap_or_default();
+    let mut deals = Vec::new();
+    for id in open {
+        if let Some(deal) = storage_record::<Deal>(&node, &keys::deal(&id))?
+            && owner.is_none_or(|o| o == deal.owner)
+        {
+            deals.push(deal);
+        }
+    }
+    Ok(Json(DealsResponse { deals }))
+}
+
+async fn storage_provider(
+    State(node): NodeState,
+    Path(address): Path<String>,
+) -> ApiResult<Json<StorageProviderResponse>> {
+    use depin_protocol::storage::{ProviderUsage, keys};
+    let address = parse_address(&address)?;
+    let usage: ProviderUsage = storage_record(&node, &keys::usage(&address))?.unwrap_or_default();
+    let local = (address == node.key.address())
+        .then(|| node.pieces.get())
+        .flatten();
+    Ok(Json(StorageProviderResponse {
+        address,
+        committed_bytes: usage.committed_bytes,
+        pieces: usage.pieces,
+        store_used_bytes: local.and_then(|s| s.used_bytes().ok()),
+        store_capacity_bytes: local.map(|s| s.capacity_bytes()),
+    }))
 }

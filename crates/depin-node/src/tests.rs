@@ -663,7 +663,7 @@ async fn openapi_documents_every_route_and_metrics_count() {
     let zero_hash = "0".repeat(64);
     for (method, path) in crate::api::served_routes() {
         assert!(
-            doc["paths"][path][method].is_object(),
+            doc["paths"][&path][method].is_object(),
             "{method} {path} undocumented"
         );
         // The route table is the router's: each path reaches a handler, not the fallback.
