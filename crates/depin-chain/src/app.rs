@@ -162,13 +162,17 @@ impl ChainApp {
     }
 }
 
-/// The single-validator engine: proposes on the head, signs, finalizes. Same seam as BFT.
+/// The single-validator engine of tests and the ledger benchmark: proposes on the head, signs,
+/// finalizes. Same seam as BFT. Test-only (`test-utils`): nodes use the BFT engine for every
+/// N, and production builds refuse its solo signatures.
+#[cfg(feature = "test-utils")]
 #[derive(Debug)]
 pub struct SoloProducer {
     app: Arc<ChainApp>,
     key: Keypair,
 }
 
+#[cfg(feature = "test-utils")]
 impl SoloProducer {
     pub fn new(app: Arc<ChainApp>, key: Keypair) -> SoloProducer {
         SoloProducer { app, key }

@@ -12,19 +12,15 @@ use clap::{Args, Subcommand};
 use depin_net::{NetConfig, NetHandle};
 use depin_node::api_types::{DealResponse, DealsResponse, SegmentView, StatusResponse};
 use depin_protocol::Action;
-use depin_protocol::storage::{
-    DealStatus, PieceRef, PieceState, SegmentSpec, StorageEvent, StorageParams, StorageTx,
-};
-use depin_storage::client::{
-    ClientError, FetchEvent, FetchPlan, PieceHolder, PieceSource, fetch_pieces,
-    upload_piece_with_progress,
-};
+use depin_protocol::storage::{DealStatus, PieceState, StorageEvent, StorageParams, StorageTx};
+use depin_storage::client::{FetchEvent, FetchPlan, PieceHolder, fetch_pieces};
 use depin_storage::erasure::ReedSolomon;
-use depin_storage::object::{Seal, SegmentCoder, plain_segment_bytes, segment_nonce};
-use depin_types::{Address, Hash, Keypair};
+use depin_storage::object::{SegmentCoder, plain_segment_bytes};
+use depin_storage::upload::{SealKey, SegmentPlacement, UploadEvent, UploadJob, Uploader};
+use depin_types::{Hash, Keypair};
 use serde::Serialize;
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -142,25 +138,6 @@ fn erasure(deal_k: u16, deal_n: u16) -> anyhow::Result<ReedSolomon> {
     ReedSolomon::new(usize::from(deal_k), usize::from(deal_n)).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
-/// Reads segment `index` of the object into `buf`, reusing its allocation.
-fn read_segment(
-    file: &mut File,
-    index: u64,
-    per_segment: u64,
-    total: u64,
-    buf: &mut Vec<u8>,
-) -> anyhow::Result<()> {
-    let start = index * per_segment;
-    let len = per_segment.min(total.saturating_sub(start));
-    file.seek(SeekFrom::Start(start))?;
-    buf.clear();
-    (&mut *file).take(len).read_to_end(buf)?;
-    if buf.len() as u64 != len {
-        bail!("the file shrank while it was being stored");
-    }
-    Ok(())
-}
-
 #[derive(Serialize)]
 struct PutOutcome {
     id: Hash,
@@ -171,91 +148,36 @@ struct PutOutcome {
     status: String,
 }
 
-/// The pieces of one coded segment, shared by its uploads.
-struct SharedPiece {
-    pieces: Arc<Vec<Vec<u8>>>,
-    index: usize,
-}
-
-impl PieceSource for SharedPiece {
-    fn piece_bytes(&self) -> u64 {
-        self.pieces.get(self.index).map_or(0, |p| p.len() as u64)
-    }
-
-    fn append_to(&self, offset: u64, len: usize, out: &mut Vec<u8>) -> std::io::Result<()> {
-        match self.pieces.get(self.index) {
-            Some(piece) => piece.as_slice().append_to(offset, len, out),
-            None => Err(std::io::ErrorKind::NotFound.into()),
-        }
-    }
-}
-
-/// Codes every segment of the object to learn the piece roots the deal commits to, on all
-/// cores (the network is idle meanwhile); the pieces themselves are not kept.
-fn piece_roots<'s>(
-    path: &std::path::Path,
-    coder: &ReedSolomon,
-    segments: u64,
-    per_segment: u64,
-    total: u64,
-    seal: &(dyn Fn(u64) -> Option<Seal<'s>> + Sync),
-) -> anyhow::Result<Vec<SegmentSpec>> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(segments as usize)
-        .max(1) as u64;
-    let coding = Progress::new("coding", total);
-    let specs = std::sync::Mutex::new(vec![None; segments as usize]);
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|t| {
-                let (specs, coding) = (&specs, &coding);
-                scope.spawn(move || -> anyhow::Result<()> {
-                    let mut file = File::open(path)?;
-                    let mut segment_coder = SegmentCoder::new(coder);
-                    let mut plain = Vec::new();
-                    for i in (t..segments).step_by(threads as usize) {
-                        read_segment(&mut file, i, per_segment, total, &mut plain)?;
-                        let coded = segment_coder
-                            .code(&plain, seal(i))
-                            .map_err(|e| anyhow::anyhow!("{e}"))?;
-                        let spec = coded.spec();
-                        specs.lock().unwrap_or_else(|p| p.into_inner())[i as usize] = Some(spec);
-                        coding.add(plain.len() as u64);
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        for worker in workers {
-            worker
-                .join()
-                .map_err(|_| anyhow::anyhow!("a coding thread panicked"))??;
-        }
-        Ok::<(), anyhow::Error>(())
-    })?;
-    coding.finish();
-    specs
-        .into_inner()
-        .unwrap_or_else(|p| p.into_inner())
-        .into_iter()
-        .collect::<Option<Vec<_>>>()
-        .context("a segment was not coded")
-}
-
 fn put(ctx: &Ctx, args: PutArgs) -> anyhow::Result<()> {
     let key = read_key(&args.tx.key)?;
     let network = Network::fetch(&ctx.client)?;
     let params = network.genesis.service_params::<StorageParams>()?;
     let profile = params.erasure;
-    let coder = erasure(profile.data_pieces, profile.total_pieces)?;
     let total = std::fs::metadata(&args.file)
         .with_context(|| format!("cannot open {}", args.file.display()))?
         .len();
     let encrypted = !args.public;
     let per_segment = plain_segment_bytes(params.max_segment_bytes, encrypted)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let segments = total.div_ceil(per_segment).max(1);
+    let seal = if encrypted {
+        let mut salt = [0u8; 16];
+        getrandom::fill(&mut salt).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+        Some(SealKey {
+            owner_secret: key.secret_bytes(),
+            salt,
+        })
+    } else {
+        None
+    };
+    let job = UploadJob {
+        path: args.file.clone(),
+        object_bytes: total,
+        plain_segment_bytes: per_segment,
+        data_pieces: profile.data_pieces,
+        total_pieces: profile.total_pieces,
+        seal,
+    };
+    let segments = job.segments();
     if segments > u64::from(params.max_segments_per_deal) {
         bail!(
             "{} bytes need {segments} segments; a deal holds at most {}",
@@ -263,18 +185,10 @@ fn put(ctx: &Ctx, args: PutArgs) -> anyhow::Result<()> {
             params.max_segments_per_deal
         );
     }
-    let secret = key.secret_bytes();
-    let mut salt = [0u8; 16];
-    getrandom::fill(&mut salt).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-    let seal = |i: u64| {
-        encrypted.then_some(Seal {
-            owner_secret: &secret,
-            nonce: segment_nonce(&salt, i),
-        })
-    };
-    // Pass 1: the deal commits to every piece root before any piece may be uploaded. Coding
-    // again in pass 2 costs less CPU than spooling twice the object to disk and back.
-    let specs = piece_roots(&args.file, &coder, segments, per_segment, total, &seal)?;
+    // Pass 1: the deal commits to every piece root before any piece may be uploaded.
+    let coding = Progress::new("coding", total);
+    let specs = job.piece_roots(&|bytes| coding.add(bytes))?;
+    coding.finish();
     let upload_bytes: u64 = specs
         .iter()
         .map(|s| s.piece_bytes * s.roots.len() as u64)
@@ -305,117 +219,41 @@ fn put(ctx: &Ctx, args: PutArgs) -> anyhow::Result<()> {
         .context("the deal transaction did not report a deal id")?;
     eprintln!("deal {id} opened");
     let deal: DealResponse = ctx.client.get(&format!("/v1/storage/deals/{id}"))?;
-    let success = usize::from(profile.success_threshold);
-
-    // Pass 2: a thread codes segment after segment again while earlier ones upload.
-    let (ready, mut coded) = tokio::sync::mpsc::channel::<anyhow::Result<Arc<Vec<Vec<u8>>>>>(1);
-    let (recycle, recycled) = std::sync::mpsc::channel::<Vec<Vec<u8>>>();
-    let path = args.file.clone();
-    std::thread::spawn(move || {
-        let produce = || -> anyhow::Result<()> {
-            let mut file = File::open(&path)?;
-            let mut segment_coder = SegmentCoder::new(&coder);
-            let mut plain = Vec::new();
-            for i in 0..segments {
-                if let Ok(buffers) = recycled.try_recv() {
-                    segment_coder.give_back(buffers);
-                }
-                read_segment(&mut file, i, per_segment, total, &mut plain)?;
-                let seal = encrypted.then_some(Seal {
-                    owner_secret: &secret,
-                    nonce: segment_nonce(&salt, i),
-                });
-                segment_coder
-                    .code(&plain, seal)
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
-                if ready
-                    .blocking_send(Ok(Arc::new(segment_coder.take_pieces())))
-                    .is_err()
-                {
-                    return Ok(());
-                }
-            }
-            Ok(())
-        };
-        if let Err(e) = produce() {
-            let _ = ready.blocking_send(Err(e));
-        }
-    });
+    let placement: Vec<SegmentPlacement> = deal
+        .segments
+        .iter()
+        .map(|segment| SegmentPlacement {
+            segment: segment.index,
+            pieces: segment
+                .pieces
+                .iter()
+                .filter_map(|p| Some((p.index, p.provider?)))
+                .collect(),
+        })
+        .collect();
+    // Pass 2: the library codes again while earlier segments upload, and cuts the long tail.
     let rt = runtime()?;
     rt.block_on(async {
         let net = join_network(ctx, &network.chain_id).await?;
         let progress = Arc::new(Progress::new("uploading", upload_bytes));
-        // Two segments upload at once: each provider holds at most a piece of each.
-        let in_flight = Arc::new(tokio::sync::Semaphore::new(2));
-        let mut tasks = tokio::task::JoinSet::new();
-        let mut stored = vec![0usize; segments as usize];
-        let mut next_segment = 0usize;
-        let started = Instant::now();
-        let mut tail_deadline: Option<Instant> = None;
-        loop {
-            let producing = next_segment < deal.segments.len();
-            tokio::select! {
-                permit = in_flight.clone().acquire_owned(), if producing => {
-                    let permit = Arc::new(permit.context("upload slots closed")?);
-                    let pieces = coded.recv().await.context("the coding thread stopped")??;
-                    let segment = &deal.segments[next_segment];
-                    for piece in &segment.pieces {
-                        let Some(provider) = piece.provider else { continue };
-                        let source = SharedPiece {
-                            pieces: pieces.clone(),
-                            index: usize::from(piece.index),
-                        };
-                        let r = PieceRef { deal: id, segment: segment.index, piece: piece.index };
-                        let (net, progress, permit) = (net.clone(), progress.clone(), permit.clone());
-                        let recycle = recycle.clone();
-                        tasks.spawn(async move {
-                            let sent = move |bytes: u64| progress.add(bytes);
-                            let result = upload_with_retry(&net, &provider, r, &source, &sent).await;
-                            // The last upload of a segment hands its buffers back for reuse.
-                            if let Ok(buffers) = Arc::try_unwrap(source.pieces) {
-                                let _ = recycle.send(buffers);
-                            }
-                            drop(permit);
-                            (r.segment, result)
-                        });
-                    }
-                    next_segment += 1;
-                }
-                done = tasks.join_next(), if !tasks.is_empty() => {
-                    match done {
-                        Some(Ok((segment, Ok(())))) => stored[segment as usize] += 1,
-                        Some(Ok((segment, Err(e)))) => {
-                            eprintln!("a piece of segment {segment} was not stored: {e}")
-                        }
-                        Some(Err(e)) if e.is_cancelled() => {}
-                        Some(Err(e)) => eprintln!("a piece upload stopped: {e}"),
-                        None => {}
-                    }
-                    // The long tail: once every segment has its success count, the rest
-                    // get as long again as the upload took so far (at least LONG_TAIL_GRACE:
-                    // a provider whose copy of the chain lags a few blocks behind is not a
-                    // slow one), then the deal activates without them.
-                    if tail_deadline.is_none() && stored.iter().all(|s| *s >= success) {
-                        let grace = started.elapsed().max(LONG_TAIL_GRACE);
-                        tail_deadline = Some(Instant::now() + grace);
-                    }
-                }
-                () = sleep_until(tail_deadline), if !tasks.is_empty() => {
-                    eprintln!(
-                        "cancelling {} slow piece upload(s): every segment has its {success} pieces",
-                        tasks.len()
-                    );
-                    tasks.abort_all();
-                }
-                else => break,
-            }
-        }
+        let shown = progress.clone();
+        let events: Arc<dyn Fn(UploadEvent) + Send + Sync> = Arc::new(move |event| match event {
+            UploadEvent::Sent(bytes) => shown.add(bytes),
+            UploadEvent::PieceFailed { piece, error } => eprintln!(
+                "piece {} of segment {} was not stored: {error}",
+                piece.piece, piece.segment
+            ),
+            UploadEvent::TailCancelled { pieces } => eprintln!(
+                "cancelling {pieces} slow piece upload(s): every segment has its {} pieces",
+                profile.success_threshold
+            ),
+        });
+        let result = Uploader::new(profile.success_threshold)
+            .upload(&job, id, &placement, &net, events)
+            .await;
         progress.finish();
         net.shutdown().await;
-        if let Some((segment, count)) = stored.iter().enumerate().find(|(_, s)| **s < success) {
-            bail!("segment {segment}: only {count} pieces stored, {success} needed");
-        }
-        Ok::<(), anyhow::Error>(())
+        result.map(|_| ()).map_err(anyhow::Error::from)
     })?;
     // The providers confirm on chain; the deal activates at the success threshold.
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -441,41 +279,6 @@ fn put(ctx: &Ctx, args: PutArgs) -> anyhow::Result<()> {
             outcome.status
         ))
     })
-}
-
-/// The least time the uploads beyond a segment's success count get before they are cancelled.
-const LONG_TAIL_GRACE: Duration = Duration::from_secs(10);
-
-/// Sleeps until `deadline`, or forever without one.
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Uploads a piece, retrying while the provider has not seen the deal yet (its copy of the
-/// chain may be a block behind) or cannot be reached yet.
-async fn upload_with_retry(
-    net: &NetHandle,
-    provider: &Address,
-    piece: PieceRef,
-    data: &SharedPiece,
-    sent: &(dyn Fn(u64) + Send + Sync),
-) -> Result<(), ClientError> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match upload_piece_with_progress(net, provider, piece, data, sent).await {
-            Ok(()) => return Ok(()),
-            Err(ClientError::Refused { code, message })
-                if code != "unknown_piece" && code != "busy" =>
-            {
-                return Err(ClientError::Refused { code, message });
-            }
-            Err(e) if Instant::now() > deadline => return Err(e),
-            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
-        }
-    }
 }
 
 /// A segment's pieces as the chain lists them, fetched with k + `extra` asked at once.

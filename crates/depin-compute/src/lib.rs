@@ -9,6 +9,7 @@
 
 pub mod blobs;
 pub mod bundle;
+#[cfg(feature = "test-utils")]
 pub mod examples;
 pub mod runner;
 pub mod transfer;

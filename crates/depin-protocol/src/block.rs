@@ -2,7 +2,7 @@
 
 use crate::tx::SignedTransaction;
 use borsh::{BorshDeserialize, BorshSerialize};
-use depin_types::{Address, Amount, CodecError, Hash, Keypair, ServiceKind, Signature};
+use depin_types::{Address, Amount, CodecError, Hash, ServiceKind, Signature};
 use serde::{Deserialize, Serialize};
 
 /// The header every node agrees on. `state_root` commits to the whole state after executing
@@ -75,9 +75,13 @@ pub enum Finality {
 }
 
 impl Finality {
+    #[cfg(feature = "test-utils")]
     const DOMAIN: &'static [u8] = b"depin/finalize/v1";
 
-    pub fn solo(key: &Keypair, block_hash: &Hash) -> Finality {
+    /// A single validator's signature over the block hash: what the test-only solo producer
+    /// finalizes with. Only builds with the `test-utils` feature make or accept one.
+    #[cfg(feature = "test-utils")]
+    pub fn solo(key: &depin_types::Keypair, block_hash: &Hash) -> Finality {
         let mut msg = Self::DOMAIN.to_vec();
         msg.extend_from_slice(block_hash.as_bytes());
         Finality::SoloSignature {
@@ -90,6 +94,11 @@ impl Finality {
     pub fn verify(&self, block_hash: &Hash, validators: &[Address]) -> bool {
         match self {
             Finality::Genesis | Finality::Quorum { .. } | Finality::Descendant => false,
+            // Production builds never take a solo signature for finality: only the BFT
+            // engine's quorum certificates finalize blocks there.
+            #[cfg(not(feature = "test-utils"))]
+            Finality::SoloSignature { .. } => false,
+            #[cfg(feature = "test-utils")]
             Finality::SoloSignature {
                 validator,
                 signature,
@@ -217,4 +226,26 @@ pub struct Receipt {
     pub kind: crate::tx::ActionKind,
     pub fee: Amount,
     pub events: Vec<Event>,
+}
+
+#[cfg(test)]
+mod tests {
+    /// The test-only solo signature, built by hand: a production build (no `test-utils`) must
+    /// not take it for finality, even from the one validator of a one-validator set. The test
+    /// command runs this crate's tests once alone, without the feature, for this check.
+    #[cfg(not(feature = "test-utils"))]
+    #[test]
+    fn production_builds_refuse_solo_finality() {
+        use super::*;
+        let key = depin_types::Keypair::from_seed(b"solo validator");
+        let block = Hash::of(b"block");
+        let mut message = b"depin/finalize/v1".to_vec();
+        message.extend_from_slice(block.as_bytes());
+        let solo = Finality::SoloSignature {
+            validator: key.address(),
+            signature: key.sign(&message),
+        };
+        assert!(!solo.verify(&block, &[key.address()]));
+        assert!(!Finality::Genesis.verify(&block, &[key.address()]));
+    }
 }

@@ -404,257 +404,364 @@ impl Protocol {
         fee: Amount,
         action: &Action,
     ) -> Result<Vec<Event>, TxError> {
-        let g = &self.genesis;
         match action {
-            Action::Transfer { to, amount } => {
-                if amount.is_zero() {
-                    return Err(TxError::ZeroAmount);
-                }
-                // The fee was taken already; a total above u128 is still an overflow, not a
-                // shortfall, so say so.
-                amount.checked_add(fee).ok_or(TxError::AmountOverflow)?;
-                debit(state, sender, *amount, fee)?;
-                credit(state, *to, *amount)?;
-                Ok(vec![Event::Transfer {
-                    from: sender,
-                    to: *to,
-                    amount: *amount,
-                }])
-            }
-            Action::Bond { amount } => {
-                if amount.is_zero() {
-                    return Err(TxError::ZeroAmount);
-                }
-                debit(state, sender, *amount, fee)?;
-                let key = StateKey::Stake(sender);
-                let mut stake: Stake = state.get(&key)?.unwrap_or_default();
-                stake.bonded = stake
-                    .bonded
-                    .checked_add(*amount)
-                    .ok_or(TxError::AmountOverflow)?;
-                state.put(&key, &stake);
-                Ok(vec![Event::Bonded { amount: *amount }])
-            }
-            Action::Unbond { amount } => {
-                if amount.is_zero() {
-                    return Err(TxError::ZeroAmount);
-                }
-                let key = StateKey::Stake(sender);
-                let mut stake: Stake = state.get(&key)?.unwrap_or_default();
-                let remaining =
-                    stake
-                        .bonded
-                        .checked_sub(*amount)
-                        .ok_or(TxError::InsufficientStake {
-                            requested: *amount,
-                            bonded: stake.bonded,
-                        })?;
-                let required = self.required_stake(state, &sender)?;
-                if remaining < required {
-                    return Err(TxError::StakeBelowMinimum {
-                        required,
-                        bonded: remaining,
-                    });
-                }
-                if stake.unbonding.len() >= usize::from(g.staking.max_unbonding_entries) {
-                    return Err(TxError::TooManyUnbonding {
-                        limit: g.staking.max_unbonding_entries,
-                    });
-                }
-                let release_height = block.height.saturating_add(g.staking.unbonding_blocks);
-                stake.bonded = remaining;
-                stake.unbonding.push(Unbonding {
-                    amount: *amount,
-                    release_height,
-                });
-                state.put(&key, &stake);
-                Ok(vec![Event::Unbonding {
-                    amount: *amount,
-                    release_height,
-                }])
-            }
-            Action::Withdraw => {
-                let key = StateKey::Stake(sender);
-                let mut stake: Stake = state.get(&key)?.unwrap_or_default();
-                let (matured, pending): (Vec<_>, Vec<_>) = stake
-                    .unbonding
-                    .into_iter()
-                    .partition(|u| u.release_height <= block.height);
-                stake.unbonding = pending;
-                let amount = matured
-                    .iter()
-                    .try_fold(Amount::ZERO, |acc, u| acc.checked_add(u.amount))
-                    .ok_or(TxError::AmountOverflow)?;
-                if amount.is_zero() {
-                    return Err(TxError::NothingToWithdraw);
-                }
-                state.put(&key, &stake);
-                credit(state, sender, amount)?;
-                Ok(vec![Event::Withdrawn { amount }])
-            }
+            Action::Transfer { to, amount } => self.transfer(state, sender, fee, to, amount),
+            Action::Bond { amount } => self.bond(state, sender, fee, amount),
+            Action::Unbond { amount } => self.unbond(state, block, sender, amount),
+            Action::Withdraw => self.withdraw(state, block, sender),
             Action::RegisterProvider { services, location } => {
-                let key = StateKey::Provider(sender);
-                if state.get::<Provider>(&key)?.is_some() {
-                    return Err(TxError::ProviderExists);
-                }
-                self.check_offers(services, location)?;
-                self.check_stake_covers(state, &sender, services)?;
-                let provider = Provider {
-                    address: sender,
-                    services: services.clone(),
-                    location: *location,
-                    registered_height: block.height,
-                    updated_height: block.height,
-                    reputation_alpha: 0,
-                    reputation_beta: 0,
-                    failures: Vec::new(),
-                };
-                state.put(&key, &provider);
-                let mut set: Vec<Address> = state.get(&StateKey::ProviderSet)?.unwrap_or_default();
-                if let Err(pos) = set.binary_search(&sender) {
-                    set.insert(pos, sender);
-                }
-                state.put(&StateKey::ProviderSet, &set);
-                Ok(vec![Event::ProviderRegistered])
+                self.register_provider(state, block, sender, services, location)
             }
             Action::UpdateProvider { services, location } => {
-                let key = StateKey::Provider(sender);
-                let mut provider: Provider = state.get(&key)?.ok_or(TxError::NotAProvider)?;
-                self.check_offers(services, location)?;
-                self.check_stake_covers(state, &sender, services)?;
-                provider.services = services.clone();
-                provider.location = *location;
-                provider.updated_height = block.height;
-                state.put(&key, &provider);
-                Ok(vec![Event::ProviderUpdated])
+                self.update_provider(state, block, sender, services, location)
             }
-            Action::DeregisterProvider => {
-                let key = StateKey::Provider(sender);
-                if state.get::<Provider>(&key)?.is_none() {
-                    return Err(TxError::NotAProvider);
-                }
-                state.delete(&key);
-                let mut set: Vec<Address> = state.get(&StateKey::ProviderSet)?.unwrap_or_default();
-                set.retain(|a| *a != sender);
-                state.put(&StateKey::ProviderSet, &set);
-                Ok(vec![Event::ProviderDeregistered])
-            }
-            Action::BuyDataCredits { amount } => {
-                if amount.is_zero() {
-                    return Err(TxError::ZeroAmount);
-                }
-                let price: OraclePrice = state
-                    .get(&StateKey::OraclePrice)?
-                    .ok_or(StateError::Missing("oracle price"))?;
-                let scale = 10u128.pow(u32::from(g.token.decimals));
-                let usd_micro = amount
-                    .mul_div(u128::from(price.price_usd_micro), scale)
-                    .ok_or(TxError::AmountOverflow)?;
-                let data_credits = usd_micro.0 / u128::from(g.data_credits.dc_price_usd_micro);
-                if data_credits == 0 {
-                    return Err(TxError::AmountTooSmall);
-                }
-                debit(state, sender, *amount, fee)?;
-                burn(state, *amount)?;
-                let key = StateKey::Account(sender);
-                let mut account: Account = state.get(&key)?.unwrap_or_default();
-                account.data_credits = account
-                    .data_credits
-                    .checked_add(data_credits)
-                    .ok_or(TxError::AmountOverflow)?;
-                state.put(&key, &account);
-                update_supply(state, |supply| {
-                    supply.data_credits_outstanding =
-                        supply.data_credits_outstanding.checked_add(data_credits)?;
-                    Some(())
-                })?;
-                Ok(vec![Event::DataCreditsMinted {
-                    tokens_burned: *amount,
-                    data_credits,
-                    price_usd_micro: price.price_usd_micro,
-                }])
-            }
+            Action::DeregisterProvider => self.deregister_provider(state, sender),
+            Action::BuyDataCredits { amount } => self.buy_data_credits(state, sender, fee, amount),
             Action::SetOraclePrice { price_usd_micro } => {
-                if sender != g.data_credits.oracle_authority {
-                    return Err(TxError::Unauthorized);
-                }
-                if *price_usd_micro == 0 {
-                    return Err(TxError::InvalidPrice);
-                }
-                state.put(
-                    &StateKey::OraclePrice,
-                    &OraclePrice {
-                        price_usd_micro: *price_usd_micro,
-                        updated_height: block.height,
-                    },
-                );
-                Ok(vec![Event::OraclePriceSet {
-                    price_usd_micro: *price_usd_micro,
-                }])
+                self.set_oracle_price(state, block, sender, price_usd_micro)
             }
             Action::RegisterValidator { consensus_address } => {
-                check_consensus_address(consensus_address)?;
-                let stake: Stake = state.get(&StateKey::Stake(sender))?.unwrap_or_default();
-                let required = g.staking.min_stake_validator;
-                if stake.bonded < required {
-                    return Err(TxError::StakeBelowMinimum {
-                        required,
-                        bonded: stake.bonded,
-                    });
-                }
-                let mut candidates: Vec<Address> = state
-                    .get(&StateKey::ValidatorCandidates)?
-                    .unwrap_or_default();
-                if let Err(at) = candidates.binary_search(&sender) {
-                    if candidates.len() >= MAX_VALIDATOR_CANDIDATES {
-                        return Err(TxError::TooManyValidatorCandidates {
-                            limit: MAX_VALIDATOR_CANDIDATES,
-                        });
-                    }
-                    candidates.insert(at, sender);
-                    state.put(&StateKey::ValidatorCandidates, &candidates);
-                }
-                state.put(
-                    &StateKey::ValidatorCandidate(sender),
-                    &ValidatorCandidate {
-                        address: sender,
-                        consensus_address: Some(consensus_address.clone()),
-                        registered_height: block.height,
-                    },
-                );
-                Ok(vec![Event::ValidatorRegistered {
-                    consensus_address: consensus_address.clone(),
-                }])
+                self.register_validator(state, block, sender, consensus_address)
             }
-            Action::DeregisterValidator => {
-                let key = StateKey::ValidatorCandidate(sender);
-                if state.get::<ValidatorCandidate>(&key)?.is_none() {
-                    return Err(TxError::NotAValidatorCandidate);
-                }
-                state.delete(&key);
-                let mut candidates: Vec<Address> = state
-                    .get(&StateKey::ValidatorCandidates)?
-                    .unwrap_or_default();
-                candidates.retain(|a| *a != sender);
-                state.put(&StateKey::ValidatorCandidates, &candidates);
-                Ok(vec![Event::ValidatorDeregistered])
-            }
+            Action::DeregisterValidator => self.deregister_validator(state, sender),
             Action::Service { service, payload } => {
-                let registered = self
-                    .service(service)
-                    .ok_or(TxError::ServiceNotEnabled(*service))?;
-                let module = registered.module.as_ref();
-                if payload.len() > module.max_payload_bytes() {
-                    return Err(TxError::TooLarge {
-                        size_bytes: payload.len(),
-                        max_bytes: module.max_payload_bytes(),
-                    });
-                }
-                let mut ctx =
-                    ServiceContext::new(state, g, block, *service, registered.params.as_ref());
-                module.apply(&mut ctx, sender, payload)
+                self.apply_service_action(state, block, sender, service, payload)
             }
         }
+    }
+
+    fn transfer(
+        &self,
+        state: &mut Overlay<'_>,
+        sender: Address,
+        fee: Amount,
+        to: &Address,
+        amount: &Amount,
+    ) -> Result<Vec<Event>, TxError> {
+        if amount.is_zero() {
+            return Err(TxError::ZeroAmount);
+        }
+        // The fee was taken already; a total above u128 is still an overflow, not a
+        // shortfall, so say so.
+        amount.checked_add(fee).ok_or(TxError::AmountOverflow)?;
+        debit(state, sender, *amount, fee)?;
+        credit(state, *to, *amount)?;
+        Ok(vec![Event::Transfer {
+            from: sender,
+            to: *to,
+            amount: *amount,
+        }])
+    }
+
+    fn bond(
+        &self,
+        state: &mut Overlay<'_>,
+        sender: Address,
+        fee: Amount,
+        amount: &Amount,
+    ) -> Result<Vec<Event>, TxError> {
+        if amount.is_zero() {
+            return Err(TxError::ZeroAmount);
+        }
+        debit(state, sender, *amount, fee)?;
+        let key = StateKey::Stake(sender);
+        let mut stake: Stake = state.get(&key)?.unwrap_or_default();
+        stake.bonded = stake
+            .bonded
+            .checked_add(*amount)
+            .ok_or(TxError::AmountOverflow)?;
+        state.put(&key, &stake);
+        Ok(vec![Event::Bonded { amount: *amount }])
+    }
+
+    fn unbond(
+        &self,
+        state: &mut Overlay<'_>,
+        block: &BlockContext,
+        sender: Address,
+        amount: &Amount,
+    ) -> Result<Vec<Event>, TxError> {
+        let g = &self.genesis;
+        if amount.is_zero() {
+            return Err(TxError::ZeroAmount);
+        }
+        let key = StateKey::Stake(sender);
+        let mut stake: Stake = state.get(&key)?.unwrap_or_default();
+        let remaining = stake
+            .bonded
+            .checked_sub(*amount)
+            .ok_or(TxError::InsufficientStake {
+                requested: *amount,
+                bonded: stake.bonded,
+            })?;
+        let required = self.required_stake(state, &sender)?;
+        if remaining < required {
+            return Err(TxError::StakeBelowMinimum {
+                required,
+                bonded: remaining,
+            });
+        }
+        if stake.unbonding.len() >= usize::from(g.staking.max_unbonding_entries) {
+            return Err(TxError::TooManyUnbonding {
+                limit: g.staking.max_unbonding_entries,
+            });
+        }
+        let release_height = block.height.saturating_add(g.staking.unbonding_blocks);
+        stake.bonded = remaining;
+        stake.unbonding.push(Unbonding {
+            amount: *amount,
+            release_height,
+        });
+        state.put(&key, &stake);
+        Ok(vec![Event::Unbonding {
+            amount: *amount,
+            release_height,
+        }])
+    }
+
+    fn withdraw(
+        &self,
+        state: &mut Overlay<'_>,
+        block: &BlockContext,
+        sender: Address,
+    ) -> Result<Vec<Event>, TxError> {
+        let key = StateKey::Stake(sender);
+        let mut stake: Stake = state.get(&key)?.unwrap_or_default();
+        let (matured, pending): (Vec<_>, Vec<_>) = stake
+            .unbonding
+            .into_iter()
+            .partition(|u| u.release_height <= block.height);
+        stake.unbonding = pending;
+        let amount = matured
+            .iter()
+            .try_fold(Amount::ZERO, |acc, u| acc.checked_add(u.amount))
+            .ok_or(TxError::AmountOverflow)?;
+        if amount.is_zero() {
+            return Err(TxError::NothingToWithdraw);
+        }
+        state.put(&key, &stake);
+        credit(state, sender, amount)?;
+        Ok(vec![Event::Withdrawn { amount }])
+    }
+
+    fn register_provider(
+        &self,
+        state: &mut Overlay<'_>,
+        block: &BlockContext,
+        sender: Address,
+        services: &[ServiceOffer],
+        location: &Option<GeoLocation>,
+    ) -> Result<Vec<Event>, TxError> {
+        let key = StateKey::Provider(sender);
+        if state.get::<Provider>(&key)?.is_some() {
+            return Err(TxError::ProviderExists);
+        }
+        self.check_offers(services, location)?;
+        self.check_stake_covers(state, &sender, services)?;
+        let provider = Provider {
+            address: sender,
+            services: services.to_vec(),
+            location: *location,
+            registered_height: block.height,
+            updated_height: block.height,
+            reputation_alpha: 0,
+            reputation_beta: 0,
+            failures: Vec::new(),
+        };
+        state.put(&key, &provider);
+        let mut set: Vec<Address> = state.get(&StateKey::ProviderSet)?.unwrap_or_default();
+        if let Err(pos) = set.binary_search(&sender) {
+            set.insert(pos, sender);
+        }
+        state.put(&StateKey::ProviderSet, &set);
+        Ok(vec![Event::ProviderRegistered])
+    }
+
+    fn update_provider(
+        &self,
+        state: &mut Overlay<'_>,
+        block: &BlockContext,
+        sender: Address,
+        services: &[ServiceOffer],
+        location: &Option<GeoLocation>,
+    ) -> Result<Vec<Event>, TxError> {
+        let key = StateKey::Provider(sender);
+        let mut provider: Provider = state.get(&key)?.ok_or(TxError::NotAProvider)?;
+        self.check_offers(services, location)?;
+        self.check_stake_covers(state, &sender, services)?;
+        provider.services = services.to_vec();
+        provider.location = *location;
+        provider.updated_height = block.height;
+        state.put(&key, &provider);
+        Ok(vec![Event::ProviderUpdated])
+    }
+
+    fn deregister_provider(
+        &self,
+        state: &mut Overlay<'_>,
+        sender: Address,
+    ) -> Result<Vec<Event>, TxError> {
+        let key = StateKey::Provider(sender);
+        if state.get::<Provider>(&key)?.is_none() {
+            return Err(TxError::NotAProvider);
+        }
+        state.delete(&key);
+        let mut set: Vec<Address> = state.get(&StateKey::ProviderSet)?.unwrap_or_default();
+        set.retain(|a| *a != sender);
+        state.put(&StateKey::ProviderSet, &set);
+        Ok(vec![Event::ProviderDeregistered])
+    }
+
+    fn buy_data_credits(
+        &self,
+        state: &mut Overlay<'_>,
+        sender: Address,
+        fee: Amount,
+        amount: &Amount,
+    ) -> Result<Vec<Event>, TxError> {
+        let g = &self.genesis;
+        if amount.is_zero() {
+            return Err(TxError::ZeroAmount);
+        }
+        let price: OraclePrice = state
+            .get(&StateKey::OraclePrice)?
+            .ok_or(StateError::Missing("oracle price"))?;
+        let scale = 10u128.pow(u32::from(g.token.decimals));
+        let usd_micro = amount
+            .mul_div(u128::from(price.price_usd_micro), scale)
+            .ok_or(TxError::AmountOverflow)?;
+        let data_credits = usd_micro.0 / u128::from(g.data_credits.dc_price_usd_micro);
+        if data_credits == 0 {
+            return Err(TxError::AmountTooSmall);
+        }
+        debit(state, sender, *amount, fee)?;
+        burn(state, *amount)?;
+        let key = StateKey::Account(sender);
+        let mut account: Account = state.get(&key)?.unwrap_or_default();
+        account.data_credits = account
+            .data_credits
+            .checked_add(data_credits)
+            .ok_or(TxError::AmountOverflow)?;
+        state.put(&key, &account);
+        update_supply(state, |supply| {
+            supply.data_credits_outstanding =
+                supply.data_credits_outstanding.checked_add(data_credits)?;
+            Some(())
+        })?;
+        Ok(vec![Event::DataCreditsMinted {
+            tokens_burned: *amount,
+            data_credits,
+            price_usd_micro: price.price_usd_micro,
+        }])
+    }
+
+    fn set_oracle_price(
+        &self,
+        state: &mut Overlay<'_>,
+        block: &BlockContext,
+        sender: Address,
+        price_usd_micro: &u64,
+    ) -> Result<Vec<Event>, TxError> {
+        let g = &self.genesis;
+        if sender != g.data_credits.oracle_authority {
+            return Err(TxError::Unauthorized);
+        }
+        if *price_usd_micro == 0 {
+            return Err(TxError::InvalidPrice);
+        }
+        state.put(
+            &StateKey::OraclePrice,
+            &OraclePrice {
+                price_usd_micro: *price_usd_micro,
+                updated_height: block.height,
+            },
+        );
+        Ok(vec![Event::OraclePriceSet {
+            price_usd_micro: *price_usd_micro,
+        }])
+    }
+
+    fn register_validator(
+        &self,
+        state: &mut Overlay<'_>,
+        block: &BlockContext,
+        sender: Address,
+        consensus_address: &str,
+    ) -> Result<Vec<Event>, TxError> {
+        let g = &self.genesis;
+        check_consensus_address(consensus_address)?;
+        let stake: Stake = state.get(&StateKey::Stake(sender))?.unwrap_or_default();
+        let required = g.staking.min_stake_validator;
+        if stake.bonded < required {
+            return Err(TxError::StakeBelowMinimum {
+                required,
+                bonded: stake.bonded,
+            });
+        }
+        let mut candidates: Vec<Address> = state
+            .get(&StateKey::ValidatorCandidates)?
+            .unwrap_or_default();
+        if let Err(at) = candidates.binary_search(&sender) {
+            if candidates.len() >= MAX_VALIDATOR_CANDIDATES {
+                return Err(TxError::TooManyValidatorCandidates {
+                    limit: MAX_VALIDATOR_CANDIDATES,
+                });
+            }
+            candidates.insert(at, sender);
+            state.put(&StateKey::ValidatorCandidates, &candidates);
+        }
+        state.put(
+            &StateKey::ValidatorCandidate(sender),
+            &ValidatorCandidate {
+                address: sender,
+                consensus_address: Some(consensus_address.to_string()),
+                registered_height: block.height,
+            },
+        );
+        Ok(vec![Event::ValidatorRegistered {
+            consensus_address: consensus_address.to_string(),
+        }])
+    }
+
+    fn deregister_validator(
+        &self,
+        state: &mut Overlay<'_>,
+        sender: Address,
+    ) -> Result<Vec<Event>, TxError> {
+        let key = StateKey::ValidatorCandidate(sender);
+        if state.get::<ValidatorCandidate>(&key)?.is_none() {
+            return Err(TxError::NotAValidatorCandidate);
+        }
+        state.delete(&key);
+        let mut candidates: Vec<Address> = state
+            .get(&StateKey::ValidatorCandidates)?
+            .unwrap_or_default();
+        candidates.retain(|a| *a != sender);
+        state.put(&StateKey::ValidatorCandidates, &candidates);
+        Ok(vec![Event::ValidatorDeregistered])
+    }
+
+    fn apply_service_action(
+        &self,
+        state: &mut Overlay<'_>,
+        block: &BlockContext,
+        sender: Address,
+        service: &ServiceKind,
+        payload: &[u8],
+    ) -> Result<Vec<Event>, TxError> {
+        let g = &self.genesis;
+        let registered = self
+            .service(service)
+            .ok_or(TxError::ServiceNotEnabled(*service))?;
+        let module = registered.module.as_ref();
+        if payload.len() > module.max_payload_bytes() {
+            return Err(TxError::TooLarge {
+                size_bytes: payload.len(),
+                max_bytes: module.max_payload_bytes(),
+            });
+        }
+        let mut ctx = ServiceContext::new(state, g, block, *service, registered.params.as_ref());
+        module.apply(&mut ctx, sender, payload)
     }
 
     fn check_offers(

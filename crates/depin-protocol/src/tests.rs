@@ -184,6 +184,15 @@ fn setup() -> Fixture {
 }
 
 fn setup_with(tweak: impl FnOnce(&mut Genesis)) -> Fixture {
+    setup_services(tweak, true)
+}
+
+/// The fixture with the registry's real services only (no toy storage in their place).
+fn setup_real(tweak: impl FnOnce(&mut Genesis)) -> Fixture {
+    setup_services(tweak, false)
+}
+
+fn setup_services(tweak: impl FnOnce(&mut Genesis), toy_storage: bool) -> Fixture {
     let validator = validator_key();
     let users: Vec<Keypair> = (0..4).map(user_key).collect();
     let balances: Vec<(Address, Amount)> = users
@@ -203,9 +212,11 @@ fn setup_with(tweak: impl FnOnce(&mut Genesis)) -> Fixture {
     genesis.staking.max_unbonding_entries = MAX_UNBONDING_ENTRIES;
     tweak(&mut genesis);
     let mut protocol = Protocol::new(genesis).expect("test genesis is valid");
-    protocol
-        .register_service(Arc::new(ToyService))
-        .expect("toy service registers");
+    if toy_storage {
+        protocol
+            .register_service(Arc::new(ToyService))
+            .expect("toy service registers");
+    }
     let empty = Store::new();
     let mut overlay = Overlay::new(&empty);
     protocol
@@ -1431,6 +1442,8 @@ fn the_validator_set_is_the_top_stake_among_candidates_one_epoch_ahead() {
 
 mod compute;
 mod coverage;
+mod golden;
+mod services;
 mod storage;
 
 /// A service no genesis knows, registered by tests only.

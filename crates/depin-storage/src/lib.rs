@@ -13,6 +13,7 @@ pub mod object;
 pub mod protocol;
 pub mod provider;
 pub mod store;
+pub mod upload;
 
 #[cfg(test)]
 mod tests;

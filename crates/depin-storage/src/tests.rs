@@ -340,3 +340,126 @@ async fn a_segment_comes_back_with_n_minus_k_providers_dead_or_lying() {
     .expect("in time");
     assert!(short.is_err());
 }
+
+/// The put pipeline in process: three providers store their pieces, a fourth never answers;
+/// every segment reaches its success count, the dead provider's uploads are cancelled as the
+/// long tail, and what the providers hold is exactly the coded pieces the deal commits to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_uploader_stores_every_segment_and_cuts_the_long_tail() {
+    use crate::upload::{SegmentPlacement, UploadEvent, UploadJob, Uploader};
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("object");
+    let object = bytes(300_000, 5);
+    std::fs::write(&path, &object).expect("object");
+    let job = UploadJob {
+        path,
+        object_bytes: object.len() as u64,
+        plain_segment_bytes: 160_000,
+        data_pieces: 2,
+        total_pieces: 4,
+        seal: None,
+    };
+    let specs = job.piece_roots(&|_| {}).expect("pass 1");
+    assert_eq!(specs.len(), 2);
+    let keys: Vec<Keypair> = (0..4u8).map(|i| Keypair::from_seed(&[b'p', i])).collect();
+    let deal = Hash::of(b"upload deal");
+    let mut assigned = HashMap::new();
+    for (s, spec) in specs.iter().enumerate() {
+        for (p, root) in spec.roots.iter().enumerate() {
+            let r = PieceRef {
+                deal,
+                segment: s as u32,
+                piece: p as u16,
+            };
+            let piece = Piece {
+                root: *root,
+                provider: Some(keys[p].address()),
+                state: PieceState::Assigned,
+                checked_epoch: None,
+                misses: 0,
+                repairer: None,
+            };
+            assigned.insert(r, (piece, spec.piece_bytes));
+        }
+    }
+    let chain = Arc::new(FakeChain(assigned));
+    // Providers 0..3 run; provider 3 never comes up.
+    let mut stores = Vec::new();
+    let mut addrs = Vec::new();
+    for key in &keys[..3] {
+        let store_dir = tempfile::tempdir().expect("tmp");
+        let store = Arc::new(PieceStore::open(store_dir.path(), 10_000_000).expect("store"));
+        let (server, _stored) = PieceServer::new(store.clone(), key.address(), chain.clone());
+        let (net, _events) = Network::start(config(key.clone()))
+            .await
+            .expect("provider net");
+        tokio::spawn(serve(server, net.clone()));
+        addrs.push(listen_addr(&net).await);
+        stores.push((store_dir, store, net));
+    }
+    let mut client_config = config(Keypair::from_seed(b"uploading client"));
+    client_config.bootstrap = addrs;
+    let (client, _client_events) = Network::start(client_config).await.expect("client net");
+    let placement: Vec<SegmentPlacement> = (0..2u32)
+        .map(|segment| SegmentPlacement {
+            segment,
+            pieces: (0..4u16)
+                .map(|p| (p, keys[usize::from(p)].address()))
+                .collect(),
+        })
+        .collect();
+    let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let cancelled_events = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (sent_in, cancelled_in) = (sent.clone(), cancelled_events.clone());
+    let events: Arc<dyn Fn(UploadEvent) + Send + Sync> = Arc::new(move |event| match event {
+        UploadEvent::Sent(n) => {
+            sent_in.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        }
+        UploadEvent::TailCancelled { pieces } => {
+            cancelled_in.fetch_add(pieces, std::sync::atomic::Ordering::Relaxed);
+        }
+        UploadEvent::PieceFailed { .. } => {}
+    });
+    let mut uploader = Uploader::new(3);
+    uploader.long_tail_grace = Duration::from_millis(200);
+    uploader.retry_for = Duration::from_secs(60);
+    let report = uploader
+        .upload(&job, deal, &placement, &client, events.clone())
+        .await
+        .expect("every segment reaches its success count");
+    assert_eq!(report.stored, vec![3, 3]);
+    assert_eq!(
+        report.cancelled, 2,
+        "the dead provider's two uploads are the long tail"
+    );
+    assert_eq!(
+        cancelled_events.load(std::sync::atomic::Ordering::Relaxed),
+        2
+    );
+    let piece_bytes: u64 = specs.iter().map(|s| s.piece_bytes * 3).sum();
+    assert_eq!(sent.load(std::sync::atomic::Ordering::Relaxed), piece_bytes);
+    // Each running provider holds exactly its committed piece of each segment.
+    for (p, (_, store, _)) in stores.iter().enumerate() {
+        for spec in &specs {
+            let back = download_piece(&client, &keys[p].address(), spec.roots[p], spec.piece_bytes)
+                .await
+                .expect("stored piece");
+            assert_eq!(Hash::of(&back), spec.roots[p]);
+        }
+        assert!(store.used_bytes().expect("used") > 0);
+    }
+    // Asking for all four pieces with one provider gone fails by segment, after the retries.
+    let mut strict = Uploader::new(4);
+    strict.retry_for = Duration::from_millis(500);
+    let refused = strict
+        .upload(&job, deal, &placement, &client, events)
+        .await
+        .expect_err("a segment stays below four pieces");
+    assert!(
+        matches!(
+            refused,
+            crate::upload::UploadError::TooFewPieces { needed: 4, .. }
+        ),
+        "{refused}"
+    );
+}

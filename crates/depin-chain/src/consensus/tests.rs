@@ -1,5 +1,6 @@
-//! N validators in commonware's deterministic runtime over its simulated network: every test
-//! prints its seed and can be replayed with `DEPIN_SEED=...`.
+//! N validators in commonware's deterministic runtime over its simulated network. Every scenario
+//! runs twice under each of five seeds (or `DEPIN_SEED=...` alone) and must finalize the same
+//! blocks with the same state roots both times; each prints its seed.
 
 use super::application::address_of;
 use super::validator::{
@@ -31,6 +32,34 @@ fn seed() -> u64 {
         .unwrap_or(42);
     println!("seed: {seed} (replay with DEPIN_SEED={seed})");
     seed
+}
+
+/// The seeds every scenario of [`run`] replays: `DEPIN_SEED` alone, or these five.
+fn seeds() -> Vec<u64> {
+    match std::env::var("DEPIN_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        Some(seed) => vec![seed],
+        None => vec![42, 7, 1_001, 31_337, 9],
+    }
+}
+
+/// What a scenario ends with, to compare two runs of one seed: the hash and state root of
+/// every block one validator finalized.
+type Trace = Vec<(depin_types::Hash, depin_types::Hash)>;
+
+fn trace(app: &ChainApp) -> Trace {
+    (1..=app.chain.head().height)
+        .map(|h| {
+            let block = app
+                .chain
+                .block_by_height(h)
+                .expect("read")
+                .expect("finalized block");
+            (block.hash(), block.header.state_root)
+        })
+        .collect()
 }
 
 struct Net {
@@ -228,13 +257,7 @@ fn agreed_at(apps: &[Arc<ChainApp>], height: u64) -> Head {
 
 #[test]
 fn four_validators_finalize_the_same_chain() {
-    let seed = seed();
-    let runner = deterministic::Runner::new(
-        deterministic::Config::default()
-            .with_seed(seed)
-            .with_timeout(Some(Duration::from_secs(120))),
-    );
-    runner.start(|context| async move {
+    run(|context| async move {
         let net = Net::new(4);
         let oracle = network(&context, &net.participants()).await;
         let mut apps = Vec::new();
@@ -264,6 +287,7 @@ fn four_validators_finalize_the_same_chain() {
             .expect("epoch 0");
         assert!(!rewards.minted.is_zero());
         follower_checks_quorum_certificates(&net, &apps[0]);
+        trace(&apps[0])
     });
 }
 
@@ -376,13 +400,28 @@ impl Cluster {
     }
 }
 
-fn run<F: Future<Output = ()>>(test: impl FnOnce(deterministic::Context) -> F) {
+fn run_once<F: Future>(seed: u64, test: impl FnOnce(deterministic::Context) -> F) -> F::Output {
     let runner = deterministic::Runner::new(
         deterministic::Config::default()
-            .with_seed(seed())
+            .with_seed(seed)
             .with_timeout(Some(Duration::from_secs(600))),
     );
-    runner.start(test);
+    runner.start(test)
+}
+
+/// Runs a scenario twice under each of [`seeds`] and checks that both runs of a seed
+/// finalize the same blocks with the same state roots: the simulation, and the chain under
+/// it, are deterministic.
+fn run<F: Future<Output = Trace>>(test: impl Fn(deterministic::Context) -> F) {
+    for seed in seeds() {
+        println!("seed: {seed} (replay with DEPIN_SEED={seed})");
+        let (first, second) = (run_once(seed, &test), run_once(seed, &test));
+        assert!(!first.is_empty(), "seed {seed}: nothing was finalized");
+        assert_eq!(
+            first, second,
+            "seed {seed}: two runs of the same scenario finalized different chains"
+        );
+    }
 }
 
 #[test]
@@ -402,6 +441,7 @@ fn one_validator_down_then_back_catches_up() {
         let target = c.height(0) + 4;
         wait_for_height(&context, &c.apps(&[0, 1, 2, 3]), target).await;
         agreed_at(&c.apps(&[0, 1, 2, 3]), target);
+        trace(&c.apps[0])
     });
 }
 
@@ -427,6 +467,7 @@ fn two_validators_down_halts_without_fork_then_resumes() {
         c.restart(&context, 3).await;
         wait_for_height(&context, &c.apps(&[0, 1, 2, 3]), stalled + 4).await;
         agreed_at(&c.apps(&[0, 1, 2, 3]), stalled + 4);
+        trace(&c.apps[0])
     });
 }
 
@@ -446,6 +487,7 @@ fn a_partition_heals_without_divergence() {
         for h in 1..=split + 4 {
             agreed_at(&c.apps(&[0, 1, 2, 3]), h);
         }
+        trace(&c.apps[0])
     });
 }
 
@@ -467,6 +509,7 @@ fn a_validator_joining_late_syncs_from_genesis() {
         for h in 1..=target {
             agreed_at(&c.apps(&[0, 1, 2, 3]), h);
         }
+        trace(&c.apps[0])
     });
 }
 
@@ -482,6 +525,7 @@ fn a_single_validator_runs_the_same_engine() {
             .expect("read")
             .expect("user");
         assert_eq!(user.nonce, 1);
+        trace(&c.apps[0])
     });
 }
 
@@ -570,6 +614,7 @@ fn the_validator_set_follows_bonded_stake_across_epochs() {
                     .expect("check")
             );
         }
+        trace(&c.apps[alive[0]])
     });
 }
 
@@ -614,6 +659,7 @@ fn malformed_consensus_messages_get_the_sender_blocked_and_counted() {
         let h = c.height(0);
         wait_for_height(&context, &c.apps(&[0, 1, 2, 3]), h + 3).await;
         agreed_at(&c.apps(&[0, 1, 2, 3]), h + 3);
+        trace(&c.apps[0])
     });
 }
 
@@ -628,7 +674,7 @@ fn simulated_finality_table() {
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (n, epoch_blocks) in [(1u64, 30u64), (4, 30), (4, 5)] {
-        run(|context| async move {
+        run_once(seed(), |context| async move {
             let mut net = Net::new(n);
             net.genesis.chain.epoch_blocks = epoch_blocks;
             let all: Vec<usize> = (0..n as usize).collect();
@@ -729,5 +775,6 @@ fn a_validator_restarted_from_its_wal_never_double_votes() {
             0,
             "a peer sent conflicting votes"
         );
+        trace(&c.apps[0])
     });
 }
