@@ -114,8 +114,8 @@ impl Chain {
             timestamp_ms: timestamp_ms.max(view.timestamp_ms),
             proposer,
         };
-        let run = self.execute(&view, &ctx, &candidates, Failures::LeaveOut)?;
-        rejected.extend(run.left_out);
+        let mut run = self.execute(&view, &ctx, &candidates, Failures::LeaveOut)?;
+        rejected.extend(std::mem::take(&mut run.left_out));
         let mut kept = vec![false; candidates.len()];
         for index in &run.included {
             kept[*index] = true;
@@ -139,6 +139,11 @@ impl Chain {
             header,
             txs: included,
         };
+        Ok((self.executed_block(block, run, started), rejected))
+    }
+
+    /// Keeps an executed block until it is finalized or left behind.
+    fn executed_block(&self, block: Block, run: Execution, started: Instant) -> Arc<ExecutedBlock> {
         let executed = Arc::new(ExecutedBlock {
             hash: block.hash(),
             block,
@@ -152,7 +157,7 @@ impl Chain {
         self.metrics
             .last_execute_micros
             .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-        Ok((executed, rejected))
+        executed
     }
 
     /// The one execution path of `propose` and `verify`: the transactions in order on the
@@ -285,20 +290,7 @@ impl Chain {
             }
             .into());
         }
-        let executed = Arc::new(ExecutedBlock {
-            block: block.clone(),
-            hash,
-            state_writes: run.writes,
-            node_batch: run.node_batch,
-            receipts: run.receipts,
-            epoch_rewards: run.epoch_rewards,
-            events: run.events,
-        });
-        self.remember_executed(&executed);
-        self.metrics
-            .last_execute_micros
-            .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-        Ok(executed)
+        Ok(self.executed_block(block.clone(), run, started))
     }
 
     pub(crate) fn signature_seen(&self, hash: &Hash) -> bool {
