@@ -7,6 +7,7 @@
 use crate::Ctx;
 use crate::client::CodedError;
 use crate::keycmd::read_key;
+use crate::output;
 use crate::progress::Progress;
 use crate::storagecmd::{join_network, runtime};
 use crate::txcmd::{Network, TxOpts, send};
@@ -330,8 +331,8 @@ fn wait_settled(ctx: &Ctx, id: &Hash) -> anyhow::Result<Job> {
                 .count();
             let revealed = job.replicas.iter().filter(|r| r.revealed.is_some()).count();
             eprintln!(
-                "job {id}: {:?} (round {}): {committed} committed, {revealed} revealed of {}",
-                job.status,
+                "job {id}: {} (round {}): {committed} committed, {revealed} revealed of {}",
+                output::word(&job.status),
                 job.round,
                 job.replicas.len()
             );
@@ -345,8 +346,12 @@ fn wait_settled(ctx: &Ctx, id: &Hash) -> anyhow::Result<Job> {
 
 fn describe(job: &Job) -> String {
     let mut text = format!(
-        "status {:?}, round {}, submitted at height {}, commit until {}, reveal until {}\n",
-        job.status, job.round, job.submitted_height, job.commit_deadline, job.reveal_deadline
+        "status {}, round {}, submitted at height {}, commit until {}, reveal until {}\n",
+        output::word(&job.status),
+        job.round,
+        job.submitted_height,
+        job.commit_deadline,
+        job.reveal_deadline
     );
     text.push_str(&format!(
         "module {} ({} bytes), input {}\n",
@@ -415,7 +420,10 @@ fn result(ctx: &Ctx, id: &str, output: &Path) -> anyhow::Result<()> {
     let Some(accepted) = job.accepted.filter(|_| job.status == JobStatus::Done) else {
         return Err(CodedError::new(
             "job_not_done",
-            format!("job {id} is {:?}: no accepted result", job.status),
+            format!(
+                "job {id} is {}: no accepted result",
+                output::word(&job.status)
+            ),
         )
         .into());
     };

@@ -140,7 +140,7 @@ fn human(h: &Hotspot) -> String {
             "location",
             h.info.location.map_or("none".into(), |c| format!("{c:x}")),
         ),
-        ("region", format!("{:?}", h.info.region)),
+        ("region", crate::output::word(&h.info.region)),
         (
             "gain",
             format!("{:.1} dBi", f64::from(h.info.gain_dbi_x10) / 10.0),

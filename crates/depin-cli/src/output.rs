@@ -141,6 +141,21 @@ pub fn event(event: &Event, token: &TokenInfo) -> String {
     }
 }
 
+/// A unit enum's name as a user reads it (`active`, `done`, `eu868`): its serde name in
+/// lower case, never Rust `Debug` text.
+pub fn word<T: serde::Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(name)) => name.to_lowercase(),
+        Ok(other) => other.to_string(),
+        Err(_) => "unknown".into(),
+    }
+}
+
+/// An optional number as a user reads it: the number, or `-`.
+pub fn or_dash<T: std::fmt::Display>(value: Option<T>) -> String {
+    value.map_or_else(|| "-".into(), |v| v.to_string())
+}
+
 /// One line for an event as the node wrote it in JSON; an event this build cannot read is
 /// shown field by field.
 pub fn event_json(value: &serde_json::Value, token: &TokenInfo) -> String {

@@ -5,6 +5,7 @@
 
 use crate::Ctx;
 use crate::keycmd::read_key;
+use crate::output;
 use crate::progress::Progress;
 use crate::txcmd::{Network, TxOpts, send};
 use anyhow::{Context, bail};
@@ -270,7 +271,7 @@ fn put(ctx: &Ctx, args: PutArgs) -> anyhow::Result<()> {
         segments: segments as usize,
         encrypted,
         epochs: args.epochs,
-        status: format!("{status:?}").to_lowercase(),
+        status: output::word(&status),
     };
     ctx.out.emit(&outcome, || {
         Ok(format!(
@@ -406,8 +407,12 @@ fn ls(ctx: &Ctx, owner: Option<String>, key: Option<PathBuf>) -> anyhow::Result<
         let mut text = format!("{} open deal(s)\n", deals.deals.len());
         for d in &deals.deals {
             text.push_str(&format!(
-                "{}  {:>12} bytes  {:?}  epochs {:?}..{:?}\n",
-                d.id, d.object_bytes, d.status, d.start_epoch, d.end_epoch
+                "{}  {:>12} bytes  {}  epochs {}..{}\n",
+                d.id,
+                d.object_bytes,
+                output::word(&d.status),
+                output::or_dash(d.start_epoch),
+                output::or_dash(d.end_epoch)
             ));
         }
         Ok(text)
@@ -419,14 +424,14 @@ fn status(ctx: &Ctx, id: &str) -> anyhow::Result<()> {
     ctx.out.emit(&deal, || {
         let d = &deal.deal;
         let mut text = format!(
-            "deal {}\n  owner {}\n  {} bytes, {}, {:?}, epochs {:?}..{:?}\n  escrow {} DC, repair budget {} DC, paid {} DC\n",
+            "deal {}\n  owner {}\n  {} bytes, {}, {}, epochs {}..{}\n  escrow {} DC, repair budget {} DC, paid {} DC\n",
             d.id,
             d.owner,
             d.object_bytes,
             if d.encrypted { "encrypted" } else { "public" },
-            d.status,
-            d.start_epoch,
-            d.end_epoch,
+            output::word(&d.status),
+            output::or_dash(d.start_epoch),
+            output::or_dash(d.end_epoch),
             d.escrow_dc,
             d.repair_budget_dc,
             d.paid_dc
