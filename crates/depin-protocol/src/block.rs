@@ -94,24 +94,35 @@ impl Finality {
     pub fn verify(&self, block_hash: &Hash, validators: &[Address]) -> bool {
         match self {
             Finality::Genesis | Finality::Quorum { .. } | Finality::Descendant => false,
-            // Production builds never take a solo signature for finality: only the BFT
-            // engine's quorum certificates finalize blocks there.
-            #[cfg(not(feature = "test-utils"))]
-            Finality::SoloSignature { .. } => false,
-            #[cfg(feature = "test-utils")]
             Finality::SoloSignature {
                 validator,
                 signature,
-            } => {
-                // A solo signature is a quorum only when the set has exactly one member.
-                if validators != [*validator] {
-                    return false;
-                }
-                let mut msg = Self::DOMAIN.to_vec();
-                msg.extend_from_slice(block_hash.as_bytes());
-                depin_types::verify(validator, &msg, signature).is_ok()
-            }
+            } => Self::solo_is_valid(validator, signature, block_hash, validators),
         }
+    }
+
+    /// A solo signature is a quorum only when the set has exactly one member, and only in
+    /// builds with `test-utils`.
+    #[cfg(feature = "test-utils")]
+    fn solo_is_valid(
+        validator: &Address,
+        signature: &Signature,
+        block_hash: &Hash,
+        validators: &[Address],
+    ) -> bool {
+        if validators != [*validator] {
+            return false;
+        }
+        let mut msg = Self::DOMAIN.to_vec();
+        msg.extend_from_slice(block_hash.as_bytes());
+        depin_types::verify(validator, &msg, signature).is_ok()
+    }
+
+    /// Production builds never take a solo signature for finality: only the BFT engine's
+    /// quorum certificates finalize blocks there.
+    #[cfg(not(feature = "test-utils"))]
+    fn solo_is_valid(_: &Address, _: &Signature, _: &Hash, _: &[Address]) -> bool {
+        false
     }
 }
 

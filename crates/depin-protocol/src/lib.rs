@@ -1023,44 +1023,42 @@ impl Protocol {
             let allocation = emission
                 .mul_div(u128::from(split.service_bps(service)), BPS_DENOMINATOR)
                 .ok_or(TxError::AmountOverflow)?;
-            {
-                let split = self.run_hook(
-                    state,
-                    block,
-                    registered,
-                    ServiceHook::EpochRewards,
-                    events,
-                    |module, ctx| {
-                        let payouts = module.epoch_rewards(ctx, epoch, allocation)?;
-                        if let Some(payouts) = &payouts {
-                            check_own_split(allocation, payouts)?;
-                        }
-                        Ok(payouts)
-                    },
-                )?;
-                match split {
-                    Some(Some(payouts)) => {
-                        buckets.push(own_split_bucket(
-                            service,
-                            allocation,
-                            &payouts,
-                            &mut rewards,
-                        )?);
-                        continue;
+            let split = self.run_hook(
+                state,
+                block,
+                registered,
+                ServiceHook::EpochRewards,
+                events,
+                |module, ctx| {
+                    let payouts = module.epoch_rewards(ctx, epoch, allocation)?;
+                    if let Some(payouts) = &payouts {
+                        check_own_split(allocation, payouts)?;
                     }
-                    // A service whose split failed pays nothing this epoch: its share is
-                    // unallocated rather than guessed.
-                    None => {
-                        buckets.push(split_bucket(
-                            RewardKind::Service(service),
-                            allocation,
-                            &[],
-                            &mut rewards,
-                        )?);
-                        continue;
-                    }
-                    Some(None) => {}
+                    Ok(payouts)
+                },
+            )?;
+            match split {
+                Some(Some(payouts)) => {
+                    buckets.push(own_split_bucket(
+                        service,
+                        allocation,
+                        &payouts,
+                        &mut rewards,
+                    )?);
+                    continue;
                 }
+                // A service whose split failed pays nothing this epoch: its share is
+                // unallocated rather than guessed.
+                None => {
+                    buckets.push(split_bucket(
+                        RewardKind::Service(service),
+                        allocation,
+                        &[],
+                        &mut rewards,
+                    )?);
+                    continue;
+                }
+                Some(None) => {}
             }
             let weights: Vec<(Address, u128)> = work
                 .units

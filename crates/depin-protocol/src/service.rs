@@ -302,14 +302,6 @@ impl<'s, 'a> ServiceContext<'s, 'a> {
             .ok_or(StateError::Missing("oracle price"))
     }
 
-    /// An account's Data Credits.
-    pub fn data_credits(&self, account: &Address) -> Result<u128, StateError> {
-        Ok(self
-            .state
-            .get::<Account>(&StateKey::Account(*account))?
-            .map_or(0, |a| a.data_credits))
-    }
-
     /// Takes `data_credits` from `payer` and destroys them (a fee paid in Data Credits, or a
     /// packet whose value the service pays out of its own epoch share).
     pub fn burn_data_credits(&mut self, payer: Address, data_credits: u128) -> Result<(), TxError> {

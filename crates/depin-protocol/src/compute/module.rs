@@ -542,13 +542,13 @@ fn sweep_expired(ctx: &mut ServiceContext<'_, '_>, epoch: u64) -> Result<(), TxE
     for index in 0..count {
         let entry = keys::sweep_entry(epoch, index);
         let id: Option<Hash> = ctx.get_decoded(&entry)?;
-        ctx.put_record(&entry, None);
+        ctx.delete_record(&entry);
         let Some(id) = id else { continue };
         let job = load_job(ctx, &id)?;
         if !job_closed(&job) && ctx.block.height > job.reveal_deadline {
             settle(ctx, job)?;
         }
     }
-    ctx.put_record(&keys::sweep_count(epoch), None);
+    ctx.delete_record(&keys::sweep_count(epoch));
     Ok(())
 }

@@ -219,7 +219,7 @@ fn assert_hotspot(
                 hotspot.last_valid_witness_ms = None;
             }
             if hotspot.gateway_eui != assertion.gateway_eui {
-                ctx.put_record(&keys::gateway(hotspot.gateway_eui), None);
+                ctx.delete_record(&keys::gateway(hotspot.gateway_eui));
             }
             hotspot.info = hotspot_info(sender, &assertion, Some(location));
             hotspot.gateway_eui = assertion.gateway_eui;
@@ -505,7 +505,7 @@ fn verify_entropy(
 ) -> Result<(), StateError> {
     let index_key = keys::pending_index(&entropy.value);
     let mut beaconers: Vec<Address> = ctx.get_decoded(&index_key)?.unwrap_or_default();
-    ctx.put_record(&index_key, None);
+    ctx.delete_record(&index_key);
     beaconers.sort();
     beaconers.dedup();
     for beaconer in beaconers {
@@ -513,7 +513,7 @@ fn verify_entropy(
         let Some(pending) = ctx.get_decoded::<PendingBeacon>(&key)? else {
             continue;
         };
-        ctx.put_record(&key, None);
+        ctx.delete_record(&key);
         verify_beacon(ctx, entropy, beaconer, pending)?;
     }
     Ok(())
