@@ -4,7 +4,7 @@
 
 use crate::{Chain, ChainError, Mempool, MempoolError};
 use depin_protocol::{Block, Finality, SignedTransaction, TxError};
-use depin_types::{Address, Hash, Keypair};
+use depin_types::{Address, Hash};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -169,12 +169,12 @@ impl ChainApp {
 #[derive(Debug)]
 pub struct SoloProducer {
     app: Arc<ChainApp>,
-    key: Keypair,
+    key: depin_types::Keypair,
 }
 
 #[cfg(feature = "test-utils")]
 impl SoloProducer {
-    pub fn new(app: Arc<ChainApp>, key: Keypair) -> SoloProducer {
+    pub fn new(app: Arc<ChainApp>, key: depin_types::Keypair) -> SoloProducer {
         SoloProducer { app, key }
     }
 

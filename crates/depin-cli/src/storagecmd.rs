@@ -190,10 +190,6 @@ fn put(ctx: &Ctx, args: PutArgs) -> anyhow::Result<()> {
     let coding = Progress::new("coding", total);
     let specs = job.piece_roots(&|bytes| coding.add(bytes))?;
     coding.finish();
-    let upload_bytes: u64 = specs
-        .iter()
-        .map(|s| s.piece_bytes * s.roots.len() as u64)
-        .sum();
     let open = StorageTx::OpenDeal {
         object_bytes: total,
         encrypted,
@@ -232,6 +228,14 @@ fn put(ctx: &Ctx, args: PutArgs) -> anyhow::Result<()> {
                 .collect(),
         })
         .collect();
+    // The bar counts the pieces the chain placed: a network with fewer providers than pieces
+    // per segment places only some of them.
+    let upload_bytes: u64 = deal
+        .segments
+        .iter()
+        .zip(&placement)
+        .map(|(segment, placed)| segment.piece_bytes * placed.pieces.len() as u64)
+        .sum();
     // Pass 2: the library codes again while earlier segments upload, and cuts the long tail.
     let rt = runtime()?;
     rt.block_on(async {
