@@ -38,9 +38,17 @@ impl VerifiedSignatures {
 }
 
 /// Verifies all signatures, split across threads in batches. Returns the first bad index.
+/// The verdict does not depend on the split: batch and single checks share one rule.
 pub fn verify_signatures_parallel(txs: &[SignedTransaction]) -> Result<(), usize> {
-    let threads = verify_threads();
-    if txs.len() < 64 || threads == 1 {
+    verify_signatures_split(txs, verify_threads())
+}
+
+/// [`verify_signatures_parallel`] on `threads` threads.
+pub(crate) fn verify_signatures_split(
+    txs: &[SignedTransaction],
+    threads: usize,
+) -> Result<(), usize> {
+    if txs.len() < 64 || threads <= 1 {
         return Protocol::verify_signatures(txs);
     }
     let chunk = txs.len().div_ceil(threads);

@@ -339,3 +339,127 @@ fn a_failing_service_hook_does_not_stop_the_chain() {
         Some(&blocks)
     );
 }
+
+/// One signature rule on every path: a transaction signed at an ed25519 edge (small-order or
+/// mixed-order key, small-order or non-canonical `R`, non-canonical `S`) gets the same verdict
+/// at mempool admission, in block verification by a node that never saw it, in a follower's
+/// sync, and whatever the split of a 64-transaction block across threads.
+#[test]
+fn edge_case_signatures_get_one_verdict_on_every_path() {
+    use depin_types::signature_edge_cases::EdgeCase;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let validator = Keypair::from_seed(b"validator");
+    let signers: Vec<_> = EdgeCase::ALL
+        .iter()
+        .enumerate()
+        .map(|(i, case)| case.signer(format!("chain edge {i}").as_bytes()))
+        .collect();
+    let mut allocations: Vec<(Address, Amount)> = signers
+        .iter()
+        .map(|s| (s.address(), Amount(1_000_000_000)))
+        .collect();
+    let honest = Keypair::from_seed(b"honest filler");
+    allocations.push((honest.address(), Amount(1_000_000_000)));
+    let genesis = Genesis::devnet(
+        "depin-chain-edge",
+        1_000,
+        &[validator.address()],
+        validator.address(),
+        &allocations,
+    );
+    let open = |name: &str| {
+        let protocol = Protocol::new(genesis.clone()).expect("protocol");
+        let chain = Arc::new(Chain::open(&dir.path().join(name), protocol).expect("open"));
+        Arc::new(ChainApp::new(chain, Mempool::new(MempoolLimits::default())))
+    };
+    let (proposer, verifier, follower) = (open("proposer"), open("verifier"), open("follower"));
+    let tx_of = |signer: &depin_types::signature_edge_cases::EdgeSigner, nonce: u64| {
+        let tx = Transaction {
+            chain_id: genesis.chain_id.clone(),
+            sender: signer.address(),
+            nonce,
+            fee: Amount(10_000),
+            action: Action::Transfer {
+                to: validator.address(),
+                amount: Amount(1),
+            },
+        };
+        let signature = signer.sign(&tx.signing_bytes());
+        SignedTransaction { tx, signature }
+    };
+    let txs: Vec<SignedTransaction> = signers.iter().map(|s| tx_of(s, 0)).collect();
+
+    // Admission: the mempool admits exactly the ZIP-215-valid ones.
+    for (signer, tx) in signers.iter().zip(&txs) {
+        let admitted = proposer.submit_bytes(&tx.to_bytes());
+        assert_eq!(
+            admitted.is_ok(),
+            signer.case.zip215_valid(),
+            "{:?}: {admitted:?}",
+            signer.case
+        );
+    }
+    let genesis_head = proposer.chain.head();
+    let block = proposer
+        .propose(genesis_head.hash, 2_000, validator.address())
+        .expect("propose");
+    let valid_count = EdgeCase::ALL.iter().filter(|c| c.zip215_valid()).count();
+    assert_eq!(block.txs.len(), valid_count);
+    // A node that never saw these transactions verifies the block, and a follower commits it.
+    verifier
+        .verify(&block)
+        .expect("a node that never saw them accepts the block");
+    let finality = Finality::solo(&validator, &block.hash());
+    assert!(follower.finalize(&block, &finality).expect("follower sync"));
+    assert_eq!(follower.chain.head().state_root, block.header.state_root);
+
+    // A proposer that slips an invalid edge case into its block gets it refused by every
+    // node, including the one that proposed the valid rest.
+    for (signer, tx) in signers.iter().zip(&txs) {
+        if signer.case.zip215_valid() {
+            continue;
+        }
+        let mut bad = block.clone();
+        bad.txs.push(tx.clone());
+        bad.header.tx_count = bad.txs.len() as u32;
+        bad.header.tx_root = Block::compute_tx_root(&bad.txs);
+        for app in [&proposer, &verifier] {
+            assert!(
+                matches!(
+                    app.chain.verify(&bad),
+                    Err(ChainError::Rejected(BlockRejected::BadSignature { .. }))
+                ),
+                "{:?}",
+                signer.case
+            );
+        }
+    }
+
+    // A 64-transaction block split over 1 to 8 threads: one verdict, whatever the split.
+    for case in EdgeCase::ALL {
+        let edge = case.signer(b"split");
+        let mut block_txs: Vec<SignedTransaction> = (0..63u64)
+            .map(|n| {
+                Transaction {
+                    chain_id: genesis.chain_id.clone(),
+                    sender: honest.address(),
+                    nonce: n,
+                    fee: Amount(10_000),
+                    action: Action::Transfer {
+                        to: validator.address(),
+                        amount: Amount(1),
+                    },
+                }
+                .sign(&honest)
+            })
+            .collect();
+        block_txs.insert(40, tx_of(&edge, 0));
+        for threads in 1..=8 {
+            assert_eq!(
+                crate::execute::verify_signatures_split(&block_txs, threads).is_ok(),
+                case.zip215_valid(),
+                "{case:?} on {threads} threads"
+            );
+        }
+    }
+}

@@ -313,6 +313,15 @@ impl<'s, 'a> ServiceContext<'s, 'a> {
         })
     }
 
+    /// Destroys `data_credits` this service holds in escrow (a protocol fee on a payment).
+    pub fn burn_escrowed_data_credits(&mut self, data_credits: u128) -> Result<(), TxError> {
+        update_supply(self.state, |supply| {
+            supply.data_credits_outstanding =
+                supply.data_credits_outstanding.checked_sub(data_credits)?;
+            Some(())
+        })
+    }
+
     /// Removes one of this service's records.
     pub fn delete_record(&mut self, key: &[u8]) {
         self.put_record(key, None);

@@ -126,6 +126,8 @@ pub enum StateKey {
     ValidatorCandidate(Address),
     /// The sorted list of validator candidates.
     ValidatorCandidates,
+    /// What a deregistered provider leaves behind, restored when the address registers again.
+    ProviderHistory(Address),
 }
 
 impl StateKey {
@@ -195,6 +197,15 @@ pub struct Provider {
     pub updated_height: u64,
     /// Storj-style beta reputation: alpha grows with good proofs, beta with failures;
     /// the score is alpha / (alpha + beta), in parts per million.
+    pub reputation_alpha: u64,
+    pub reputation_beta: u64,
+    pub failures: Vec<ProofFailure>,
+}
+
+/// The reputation and failure record of an address that stopped providing: leaving and
+/// coming back must not wash a bad record clean.
+#[derive(Debug, Clone, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize)]
+pub struct ProviderHistory {
     pub reputation_alpha: u64,
     pub reputation_beta: u64,
     pub failures: Vec<ProofFailure>,

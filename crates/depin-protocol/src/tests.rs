@@ -1630,3 +1630,51 @@ fn service_events_are_typed_in_receipts_and_tagged_in_json() {
     assert_eq!(junk.service_event::<StorageEvent>(), None);
     assert!(protocol.event_json(&junk).get("event").is_none());
 }
+
+/// The escape: a validator deregisters its candidacy and unbonds everything at once while it
+/// still signs in the current and next set, leaving nothing for an equivocation slash. Its
+/// validator minimum stays bonded while it is in either set.
+#[test]
+fn a_validator_in_the_set_cannot_unbond_below_the_validator_minimum() {
+    let mut f = setup();
+    let v = f.validator.clone();
+    f.ok(&v, Action::DeregisterValidator);
+    let bonded = f.stake(&v).bonded;
+    let minimum = f.protocol.genesis().staking.min_stake_validator;
+    assert!(!minimum.is_zero() && bonded >= minimum);
+    let tx = f.tx(&v, unbond(bonded.0));
+    assert!(matches!(
+        f.reject(&tx),
+        TxError::StakeBelowMinimum { required, .. } if required == minimum
+    ));
+    // What is above the minimum can go.
+    let excess = bonded.0 - minimum.0;
+    if excess > 0 {
+        f.ok(&v, unbond(excess));
+    }
+}
+
+/// Washing a record: a provider with failures deregisters and registers again to start over
+/// with a clean reputation. Its reputation and failures come back with the address.
+#[test]
+fn re_registering_keeps_the_address_reputation_and_failures() {
+    let mut f = setup();
+    let (p, alice) = (f.user(1), f.user(2));
+    f.make_provider(&p, 200 * UNIT, &[crate::storage::SERVICE]);
+    f.ok(
+        &alice,
+        toy(ToyOp::Slash {
+            provider: p.address(),
+            fraction_bps: 100,
+        }),
+    );
+    let before = f.provider(&p).expect("provider");
+    assert_eq!(before.reputation_beta, 1);
+    f.ok(&p, Action::DeregisterProvider);
+    assert!(f.provider(&p).is_none());
+    f.ok(&p, register(&[crate::storage::SERVICE]));
+    let after = f.provider(&p).expect("registered again");
+    assert_eq!(after.reputation_beta, before.reputation_beta);
+    assert_eq!(after.reputation_alpha, before.reputation_alpha);
+    assert_eq!(after.failures, before.failures);
+}

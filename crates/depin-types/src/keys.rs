@@ -1,7 +1,7 @@
 //! ed25519 keys, addresses (bech32m, `depin1...`), signatures and BIP39 mnemonics.
 
 use borsh::{BorshDeserialize, BorshSerialize};
-use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signer, SigningKey};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
@@ -114,14 +114,16 @@ pub enum SignatureError {
 /// Most decompressed public keys kept; the cache is emptied when it fills.
 const KEY_CACHE_CAPACITY: usize = 1 << 16;
 
-// Decompressing a public key costs about a third of a batched verification, and the same
-// accounts sign block after block, so decompressed keys are cached.
+// Decompressing a public key costs about a third of a verification, and the same accounts
+// sign block after block, so decompressed keys are cached.
 static KEY_CACHE: std::sync::LazyLock<
-    std::sync::Mutex<std::collections::HashMap<[u8; 32], VerifyingKey>>,
+    std::sync::Mutex<std::collections::HashMap<[u8; 32], ed25519_consensus::VerificationKey>>,
 > = std::sync::LazyLock::new(|| std::sync::Mutex::new(std::collections::HashMap::new()));
 
-/// The curve point of an address, from the cache or decompressed.
-fn verifying_key(address: &Address) -> Result<VerifyingKey, SignatureError> {
+/// The curve point of an address, from the cache or decompressed. Under ZIP-215 any 32 bytes
+/// that decode to a curve point are a key, non-canonical encodings and small-order points
+/// included: the rule must be a function of the bytes alone, the same on every node.
+fn verifying_key(address: &Address) -> Result<ed25519_consensus::VerificationKey, SignatureError> {
     if let Some(key) = KEY_CACHE
         .lock()
         .ok()
@@ -129,7 +131,8 @@ fn verifying_key(address: &Address) -> Result<VerifyingKey, SignatureError> {
     {
         return Ok(key);
     }
-    let key = VerifyingKey::from_bytes(&address.0).map_err(|_| SignatureError::BadPublicKey)?;
+    let key = ed25519_consensus::VerificationKey::try_from(address.0)
+        .map_err(|_| SignatureError::BadPublicKey)?;
     if let Ok(mut cache) = KEY_CACHE.lock() {
         if cache.len() >= KEY_CACHE_CAPACITY {
             cache.clear();
@@ -139,41 +142,85 @@ fn verifying_key(address: &Address) -> Result<VerifyingKey, SignatureError> {
     Ok(key)
 }
 
-/// Verifies one signature (strict: rejects small-order keys and malleable signatures).
+/// Verifies one signature under the consensus rule, ZIP-215 (`ed25519-consensus`): the
+/// cofactored equation `[8][S]B = [8]R + [8][k]A`, `S` canonical, `A` and `R` any encoding
+/// of a curve point. Single and batch checks reach the same verdict on every input, so a
+/// block's validity does not depend on how a node split or cached its checks.
 pub fn verify(
     address: &Address,
     message: &[u8],
     signature: &Signature,
 ) -> Result<(), SignatureError> {
     let key = verifying_key(address)?;
-    let sig = ed25519_dalek::Signature::from_bytes(&signature.0);
-    key.verify_strict(message, &sig)
+    let sig = ed25519_consensus::Signature::from(signature.0);
+    key.verify(&sig, message)
         .map_err(|_| SignatureError::BadSignature)
 }
 
-/// Verifies many signatures at once, which is about twice as fast per signature as one by one.
-/// On failure the caller learns only that some signature is bad and must fall back to
-/// [`verify`] to find which.
+/// Verifies many signatures at once, about twice as fast per signature as one by one, with
+/// the same rule as [`verify`]: if every signature passes alone the batch passes, and a batch
+/// with a bad one fails except with probability about 2^-128. On failure the caller learns
+/// only that some signature is bad and must fall back to [`verify`] to find which.
 pub fn verify_batch(items: &[(&Address, &[u8], &Signature)]) -> Result<(), SignatureError> {
     if items.is_empty() {
         return Ok(());
     }
-    let mut keys = Vec::with_capacity(items.len());
-    let mut messages = Vec::with_capacity(items.len());
-    let mut sigs = Vec::with_capacity(items.len());
+    let mut batch = ed25519_consensus::batch::Verifier::new();
+    let mut transcript = blake3::Hasher::new_derive_key("depin batch verification coefficients");
     for (address, message, signature) in items {
-        let key = verifying_key(address)?;
-        // Batch verification is not strict about weak keys, so reject them here to keep the
-        // batch and single paths in agreement.
-        if key.is_weak() {
-            return Err(SignatureError::BadPublicKey);
-        }
-        keys.push(key);
-        messages.push(*message);
-        sigs.push(ed25519_dalek::Signature::from_bytes(&signature.0));
+        // Decoding here keeps a bad key a `BadPublicKey`, as in `verify`.
+        verifying_key(address)?;
+        transcript.update(&address.0);
+        transcript.update(&signature.0);
+        transcript.update(&(message.len() as u64).to_le_bytes());
+        transcript.update(message);
+        batch.queue((
+            ed25519_consensus::VerificationKeyBytes::from(address.0),
+            ed25519_consensus::Signature::from(signature.0),
+            *message,
+        ));
     }
-    ed25519_dalek::verify_batch(&messages, &sigs, &keys).map_err(|_| SignatureError::BadSignature)
+    batch
+        .verify(BatchCoefficients::new(transcript))
+        .map_err(|_| SignatureError::BadSignature)
 }
+
+/// The random coefficients of a batch check: the batch's own transcript mixed with fresh
+/// operating-system randomness, so that a signer can neither predict them nor, should the OS
+/// fail us, choose a batch that the coefficients make pass (they still bind every item).
+struct BatchCoefficients(blake3::OutputReader);
+
+impl BatchCoefficients {
+    fn new(mut transcript: blake3::Hasher) -> BatchCoefficients {
+        let mut fresh = [0u8; 32];
+        if getrandom::fill(&mut fresh).is_ok() {
+            transcript.update(&fresh);
+        }
+        BatchCoefficients(transcript.finalize_xof())
+    }
+}
+
+impl rand_core::RngCore for BatchCoefficients {
+    fn next_u32(&mut self) -> u32 {
+        let mut b = [0u8; 4];
+        self.0.fill(&mut b);
+        u32::from_le_bytes(b)
+    }
+    fn next_u64(&mut self) -> u64 {
+        let mut b = [0u8; 8];
+        self.0.fill(&mut b);
+        u64::from_le_bytes(b)
+    }
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        self.0.fill(dest)
+    }
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
+        self.0.fill(dest);
+        Ok(())
+    }
+}
+
+impl rand_core::CryptoRng for BatchCoefficients {}
 
 /// Why a key could not be made, parsed or restored.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -314,6 +361,176 @@ mod tests {
             Ok(())
         );
         assert!(verify_batch(&[(&aa, b"m1", &sa), (&ba, b"m1", &sb)]).is_err());
+    }
+
+    /// The twelve vectors of "Taming the many EdDSAs" (ed25519-speccheck `cases.txt`):
+    /// message, key, signature, and the ZIP-215 verdict (the paper's Zebra row).
+    const SPECCHECK: [(&str, &str, &str, bool); 12] = [
+        (
+            "8c93255d71dcab10e8f379c26200f3c7bd5f09d9bc3068d3ef4edeb4853022b6",
+            "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa",
+            "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a0000000000000000000000000000000000000000000000000000000000000000",
+            true,
+        ),
+        (
+            "9bd9f44f4dcc75bd531b56b2cd280b0bb38fc1cd6d1230e14861d861de092e79",
+            "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa",
+            "f7badec5b8abeaf699583992219b7b223f1df3fbbea919844e3f7c554a43dd43a5bb704786be79fc476f91d3f3f89b03984d8068dcf1bb7dfc6637b45450ac04",
+            true,
+        ),
+        (
+            "aebf3f2601a0c8c5d39cc7d8911642f740b78168218da8471772b35f9d35b9ab",
+            "f7badec5b8abeaf699583992219b7b223f1df3fbbea919844e3f7c554a43dd43",
+            "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa8c4bd45aecaca5b24fb97bc10ac27ac8751a7dfe1baff8b953ec9f5833ca260e",
+            true,
+        ),
+        (
+            "9bd9f44f4dcc75bd531b56b2cd280b0bb38fc1cd6d1230e14861d861de092e79",
+            "cdb267ce40c5cd45306fa5d2f29731459387dbf9eb933b7bd5aed9a765b88d4d",
+            "9046a64750444938de19f227bb80485e92b83fdb4b6506c160484c016cc1852f87909e14428a7a1d62e9f22f3d3ad7802db02eb2e688b6c52fcd6648a98bd009",
+            true,
+        ),
+        (
+            "e47d62c63f830dc7a6851a0b1f33ae4bb2f507fb6cffec4011eaccd55b53f56c",
+            "cdb267ce40c5cd45306fa5d2f29731459387dbf9eb933b7bd5aed9a765b88d4d",
+            "160a1cb0dc9c0258cd0a7d23e94d8fa878bcb1925f2c64246b2dee1796bed5125ec6bc982a269b723e0668e540911a9a6a58921d6925e434ab10aa7940551a09",
+            true,
+        ),
+        (
+            "e47d62c63f830dc7a6851a0b1f33ae4bb2f507fb6cffec4011eaccd55b53f56c",
+            "cdb267ce40c5cd45306fa5d2f29731459387dbf9eb933b7bd5aed9a765b88d4d",
+            "21122a84e0b5fca4052f5b1235c80a537878b38f3142356b2c2384ebad4668b7e40bc836dac0f71076f9abe3a53f9c03c1ceeeddb658d0030494ace586687405",
+            true,
+        ),
+        (
+            "85e241a07d148b41e47d62c63f830dc7a6851a0b1f33ae4bb2f507fb6cffec40",
+            "442aad9f089ad9e14647b1ef9099a1ff4798d78589e66f28eca69c11f582a623",
+            "e96f66be976d82e60150baecff9906684aebb1ef181f67a7189ac78ea23b6c0e547f7690a0e2ddcd04d87dbc3490dc19b3b3052f7ff0538cb68afb369ba3a514",
+            false,
+        ),
+        (
+            "85e241a07d148b41e47d62c63f830dc7a6851a0b1f33ae4bb2f507fb6cffec40",
+            "442aad9f089ad9e14647b1ef9099a1ff4798d78589e66f28eca69c11f582a623",
+            "8ce5b96c8f26d0ab6c47958c9e68b937104cd36e13c33566acd2fe8d38aa19427e71f98a473474f2f13f06f97c20d58cc3f54b8bd0d272f42b695dd7e89a8c22",
+            false,
+        ),
+        (
+            "9bedc267423725d473888631ebf45988bad3db83851ee85c85e241a07d148b41",
+            "f7badec5b8abeaf699583992219b7b223f1df3fbbea919844e3f7c554a43dd43",
+            "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff03be9678ac102edcd92b0210bb34d7428d12ffc5df5f37e359941266a4e35f0f",
+            false,
+        ),
+        (
+            "9bedc267423725d473888631ebf45988bad3db83851ee85c85e241a07d148b41",
+            "f7badec5b8abeaf699583992219b7b223f1df3fbbea919844e3f7c554a43dd43",
+            "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffca8c5b64cd208982aa38d4936621a4775aa233aa0505711d8fdcfdaa943d4908",
+            true,
+        ),
+        (
+            "e96b7021eb39c1a163b6da4e3093dcd3f21387da4cc4572be588fafae23c155b",
+            "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+            "a9d55260f765261eb9b84e106f665e00b867287a761990d7135963ee0a7d59dca5bb704786be79fc476f91d3f3f89b03984d8068dcf1bb7dfc6637b45450ac04",
+            true,
+        ),
+        (
+            "39a591f5321bbe07fd5a23dc2f39d025d74526615746727ceefd6e82ae65c06f",
+            "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+            "a9d55260f765261eb9b84e106f665e00b867287a761990d7135963ee0a7d59dca5bb704786be79fc476f91d3f3f89b03984d8068dcf1bb7dfc6637b45450ac04",
+            true,
+        ),
+    ];
+
+    fn speccheck() -> Vec<(Address, Vec<u8>, Signature, bool)> {
+        SPECCHECK
+            .iter()
+            .map(|(m, k, s, valid)| {
+                let key: [u8; 32] = hex::decode(k).expect("hex").try_into().expect("32");
+                let sig: [u8; 64] = hex::decode(s).expect("hex").try_into().expect("64");
+                (
+                    Address(key),
+                    hex::decode(m).expect("hex"),
+                    Signature(sig),
+                    *valid,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn speccheck_vectors_get_the_zip215_verdict_alone_and_in_batches() {
+        let cases = speccheck();
+        for (i, (key, message, sig, valid)) in cases.iter().enumerate() {
+            assert_eq!(
+                verify(key, message, sig).is_ok(),
+                *valid,
+                "vector {i} alone"
+            );
+            assert_eq!(
+                verify_batch(&[(key, message, sig)]).is_ok(),
+                *valid,
+                "vector {i} as a batch of one"
+            );
+        }
+        // Every valid vector together is a valid batch; one invalid vector sinks it.
+        let good: Vec<_> = cases
+            .iter()
+            .filter(|c| c.3)
+            .map(|(k, m, s, _)| (k, m.as_slice(), s))
+            .collect();
+        assert_eq!(verify_batch(&good), Ok(()));
+        for (k, m, s, _) in cases.iter().filter(|c| !c.3) {
+            let mut with_bad = good.clone();
+            with_bad.insert(3, (k, m.as_slice(), s));
+            assert!(verify_batch(&with_bad).is_err());
+        }
+    }
+
+    use crate::signature_edge_cases::EdgeCase;
+
+    #[test]
+    fn edge_case_signers_get_their_verdict_alone_and_in_batches_of_1_2_7_and_64() {
+        for case in EdgeCase::ALL {
+            let signer = case.signer(b"edge");
+            for n in 0..16u8 {
+                let message = [b"message ".as_slice(), &[n]].concat();
+                let verdict = verify(&signer.address(), &message, &signer.sign(&message));
+                assert_eq!(verdict.is_ok(), case.zip215_valid(), "{case:?} message {n}");
+            }
+        }
+        // Batches of every size the issue names, each position holding each case, the rest
+        // honest: the batch verdict is the verdict of its members.
+        for size in [1usize, 2, 7, 64] {
+            for case in EdgeCase::ALL {
+                for position in [0, size / 2, size - 1] {
+                    let signers: Vec<_> = (0..size)
+                        .map(|i| {
+                            let c = if i == position {
+                                case
+                            } else {
+                                EdgeCase::Honest
+                            };
+                            c.signer(&[b"batch".as_slice(), &(i as u64).to_le_bytes()].concat())
+                        })
+                        .collect();
+                    let messages: Vec<Vec<u8>> =
+                        (0..size).map(|i| format!("tx {i}").into_bytes()).collect();
+                    let sigs: Vec<Signature> = signers
+                        .iter()
+                        .zip(&messages)
+                        .map(|(s, m)| s.sign(m))
+                        .collect();
+                    let addresses: Vec<Address> = signers.iter().map(|s| s.address()).collect();
+                    let items: Vec<_> = (0..size)
+                        .map(|i| (&addresses[i], messages[i].as_slice(), &sigs[i]))
+                        .collect();
+                    assert_eq!(
+                        verify_batch(&items).is_ok(),
+                        case.zip215_valid(),
+                        "{case:?} at {position} of {size}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

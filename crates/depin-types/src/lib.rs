@@ -10,6 +10,8 @@
 mod amount;
 mod codec;
 mod keys;
+#[cfg(feature = "test-utils")]
+pub mod signature_edge_cases;
 
 pub use amount::{Amount, AmountError, u128_string};
 pub use codec::{CodecError, decode_bounded, encode};

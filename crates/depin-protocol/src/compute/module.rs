@@ -6,7 +6,7 @@ use super::types::*;
 use crate::block::Event;
 use crate::error::TxError;
 use crate::service::{ServiceContext, ServiceEvent, ServiceModule, weighted_distinct};
-use depin_types::{Address, Hash, ServiceKind};
+use depin_types::{Address, Amount, Hash, ServiceKind};
 use std::collections::BTreeMap;
 
 /// Fuel units a price is quoted for.
@@ -92,6 +92,46 @@ impl ServiceModule for ComputeModule {
     fn end_epoch(&self, ctx: &mut ServiceContext<'_, '_>, epoch: u64) -> Result<(), TxError> {
         sweep_expired(ctx, epoch)
     }
+
+    fn epoch_rewards(
+        &self,
+        ctx: &mut ServiceContext<'_, '_>,
+        epoch: u64,
+        allocation: Amount,
+    ) -> Result<Option<Vec<(Address, Amount)>>, TxError> {
+        Ok(Some(split_paid_work(ctx, epoch, allocation)?))
+    }
+}
+
+/// Splits the epoch's compute emission by paid work units, each provider capped at the token
+/// value of the Data Credits its payments burned: a provider that pays itself (through any
+/// number of consumer accounts) gets back at most what it burned, so emission cannot be
+/// farmed. What the caps leave is not minted.
+fn split_paid_work(
+    ctx: &mut ServiceContext<'_, '_>,
+    epoch: u64,
+    allocation: Amount,
+) -> Result<Vec<(Address, Amount)>, TxError> {
+    let key = keys::epoch_work(epoch);
+    let work: EpochComputeWork = ctx.get_decoded(&key)?.unwrap_or_default();
+    ctx.delete_record(&key);
+    let total_units: u128 = work.values().map(|w| u128::from(w.units)).sum();
+    if total_units == 0 {
+        return Ok(Vec::new());
+    }
+    let price = ctx.oracle_price()?.price_usd_micro;
+    let mut payouts = Vec::new();
+    for (provider, paid) in work {
+        let share = allocation
+            .mul_div(u128::from(paid.units), total_units)
+            .ok_or(TxError::AmountOverflow)?;
+        let cap = crate::service::data_credits_to_tokens(ctx.genesis, paid.burned_dc, price)?;
+        let amount = share.min(cap);
+        if !amount.is_zero() {
+            payouts.push((provider, amount));
+        }
+    }
+    Ok(payouts)
 }
 
 fn load_job(ctx: &ServiceContext<'_, '_>, id: &Hash) -> Result<Job, TxError> {
@@ -108,6 +148,15 @@ fn check_spec(ctx: &ServiceContext<'_, '_>, spec: &JobSpec) -> Result<(), TxErro
     let bad = |reason: String| Err(reject("bad_job", reason));
     if spec.replicas == 0 || spec.replicas > p.max_replicas {
         return bad(format!("replicas must be 1..={}", p.max_replicas));
+    }
+    if spec.max_price_dc_per_mfuel < p.min_price_dc_per_mfuel {
+        return Err(reject(
+            "price_below_floor",
+            format!(
+                "a job pays at least {} DC per million fuel, the network's floor",
+                p.min_price_dc_per_mfuel
+            ),
+        ));
     }
     if spec.max_fuel == 0 || spec.max_fuel > p.max_fuel {
         return bad(format!("max fuel must be 1..={}", p.max_fuel));
@@ -175,7 +224,8 @@ fn submit_job(
     let escrow = u128::from(spec.replicas)
         .checked_mul(fuel_cost_dc(spec.max_fuel, spec.max_price_dc_per_mfuel))
         .ok_or(TxError::AmountOverflow)?;
-    let assigned = assign(ctx, &id, 0, &spec, &[])?;
+    // The owner is never a replica of its own job.
+    let assigned = assign(ctx, &id, 0, &spec, &[owner])?;
     if assigned.len() < usize::from(spec.replicas) {
         return Err(reject(
             "not_enough_providers",
@@ -453,18 +503,13 @@ fn settle(ctx: &mut ServiceContext<'_, '_>, mut job: Job) -> Result<Vec<Event>, 
                     .unwrap_or(job.spec.max_price_dc_per_mfuel)
                     .min(job.spec.max_price_dc_per_mfuel);
                 let dc = fuel_cost_dc(accepted.fuel_used, price).min(job.escrow_dc);
-                if dc > 0 {
-                    events.push(ctx.pay_from_escrow(job.owner, *provider, dc)?);
-                    job.escrow_dc -= dc;
-                    job.paid_dc += dc;
-                }
-                // No fuel burned (a module that did not load, a run past its deadline): no
-                // work to count.
-                if accepted.fuel_used > 0 {
-                    let units =
-                        (u128::from(accepted.fuel_used) / FUEL_PER_PRICE_UNIT).max(1) as u64;
-                    events.push(ctx.record_work(*provider, units)?);
-                }
+                events.extend(pay_replica(
+                    ctx,
+                    &mut job,
+                    *provider,
+                    dc,
+                    accepted.fuel_used,
+                )?);
             }
             job.accepted = Some(accepted);
             job.agreed = agreed;
@@ -480,7 +525,9 @@ fn settle(ctx: &mut ServiceContext<'_, '_>, mut job: Job) -> Result<Vec<Event>, 
         None if job.round < ctx.params::<super::ComputeParams>()?.max_retries => {
             job.excluded.extend(job.replicas.iter().map(|r| r.provider));
             let round = job.round + 1;
-            let fresh = assign(ctx, &id, round, &job.spec, &job.excluded)?;
+            let mut excluded = job.excluded.clone();
+            excluded.push(job.owner);
+            let fresh = assign(ctx, &id, round, &job.spec, &excluded)?;
             if fresh.len() < usize::from(job.spec.replicas) {
                 job.status = JobStatus::Failed;
             } else {
@@ -515,6 +562,47 @@ fn settle(ctx: &mut ServiceContext<'_, '_>, mut job: Job) -> Result<Vec<Event>, 
         }
     }
     ctx.put_encoded(&keys::job(&id), &job);
+    Ok(events)
+}
+
+/// Pays a replica `dc` of the job's escrow: the genesis burn share is destroyed, the rest
+/// paid out, and the work counted as the fuel that was paid for at the price floor (no fuel
+/// burned or nothing paid: no work), with the burn as the cap of its emission.
+fn pay_replica(
+    ctx: &mut ServiceContext<'_, '_>,
+    job: &mut Job,
+    provider: Address,
+    dc: u128,
+    fuel_used: u64,
+) -> Result<Vec<Event>, TxError> {
+    let mut events = Vec::new();
+    if dc == 0 {
+        return Ok(events);
+    }
+    let p = ctx.params::<super::ComputeParams>()?;
+    let burned = dc
+        .checked_mul(u128::from(p.payment_burn_bps))
+        .ok_or(TxError::AmountOverflow)?
+        .div_ceil(10_000)
+        .min(dc);
+    let floor = p.min_price_dc_per_mfuel;
+    ctx.burn_escrowed_data_credits(burned)?;
+    if dc > burned {
+        events.push(ctx.pay_from_escrow(job.owner, provider, dc - burned)?);
+    }
+    job.escrow_dc -= dc;
+    job.paid_dc += dc;
+    let units = (u128::from(fuel_used) / FUEL_PER_PRICE_UNIT).min(dc / u128::from(floor.max(1)));
+    let units = u64::try_from(units).unwrap_or(u64::MAX);
+    if units > 0 {
+        let key = keys::epoch_work(ctx.epoch());
+        let mut work: EpochComputeWork = ctx.get_decoded(&key)?.unwrap_or_default();
+        let entry = work.entry(provider).or_default();
+        entry.units = entry.units.saturating_add(units);
+        entry.burned_dc = entry.burned_dc.saturating_add(burned);
+        ctx.put_encoded(&key, &work);
+        events.push(ctx.record_work(provider, units)?);
+    }
     Ok(events)
 }
 

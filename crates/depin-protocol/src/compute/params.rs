@@ -18,6 +18,13 @@ pub struct ComputeParams {
     pub reveal_blocks: u64,
     /// Rounds on fresh providers after a round without a majority.
     pub max_retries: u8,
+    /// The lowest price a job may offer (DC per million fuel). Work units count only fuel
+    /// paid for at this floor, so price-0 jobs earn no emission.
+    pub min_price_dc_per_mfuel: u64,
+    /// Share of every job payment burned rather than paid to the replica (basis points). A
+    /// provider's emission in an epoch is capped at the value it burned, so self-dealing at
+    /// any price burns at least what it earns.
+    pub payment_burn_bps: u16,
 }
 
 impl ComputeParams {
@@ -31,6 +38,8 @@ impl ComputeParams {
             max_input_bytes: 4 << 30,
             reveal_blocks: 60,
             max_retries: 1,
+            min_price_dc_per_mfuel: 1,
+            payment_burn_bps: 1000,
         }
     }
 }
@@ -46,6 +55,14 @@ impl ServiceParams for ComputeParams {
             || self.reveal_blocks == 0
         {
             return Err("limits must be positive".into());
+        }
+        if self.min_price_dc_per_mfuel == 0 {
+            return Err(
+                "min_price_dc_per_mfuel must be positive: free fuel cannot count as work".into(),
+            );
+        }
+        if self.payment_burn_bps == 0 || u64::from(self.payment_burn_bps) > 10_000 {
+            return Err("payment_burn_bps must be 1..=10000: without a burn, self-dealt jobs earn emission for free".into());
         }
         Ok(())
     }

@@ -16,6 +16,7 @@ pub use module::{
 };
 pub use params::{ErasureProfile, StorageParams};
 pub use types::{
-    Deal, DealStatus, MAX_PIECES_PER_PROVIDER, Piece, PieceProof, PieceRef, PieceState,
-    ProviderUsage, SegmentInfo, SegmentSpec, StorageEvent, StorageTx, keys,
+    Deal, DealStatus, EpochFaults, MAX_PIECES_PER_PROVIDER, Piece, PieceProof, PieceRef,
+    PieceState, ProofFaults, ProviderUsage, SegmentInfo, SegmentSpec, StorageEvent, StorageTx,
+    keys,
 };

@@ -587,12 +587,16 @@ fn submit_proofs(
             events.push(ctx.record_work(sender, info.piece_bytes.div_ceil(1024))?);
         } else {
             piece.misses = piece.misses.saturating_add(1);
-            let reason = format!(
-                "invalid storage proof: deal {} segment {} piece {} epoch {epoch} chunk {index}",
-                r.deal, r.segment, r.piece
-            );
-            events.push(ctx.slash(sender, ctx.genesis.slashing.invalid_proof_bps, &reason)?);
-            if piece.misses >= params.missed_proofs_to_lose {
+            let lost = piece.misses >= params.missed_proofs_to_lose;
+            // Slashed once at the epoch's end, in proportion to the pieces that failed; a
+            // piece lost here is no longer seen by the sweep, so it is counted as due now.
+            note_fault(ctx, epoch, sender, |f| {
+                f.invalid = f.invalid.saturating_add(1);
+                if lost {
+                    f.due = f.due.saturating_add(1);
+                }
+            })?;
+            if lost {
                 events.extend(lose_piece(ctx, &r, &mut piece, info.piece_bytes)?);
             }
             put(ctx, &keys::piece(&r), &piece);
@@ -744,9 +748,56 @@ fn end_epoch(ctx: &mut ServiceContext<'_, '_>, epoch: u64) -> Result<(), TxError
             _ => {}
         }
     }
+    slash_faults(ctx, epoch)?;
     // The hash of the block before the next epoch's first block: unknown until that block
     // is final, and the same for every validator.
     put(ctx, &keys::seed(epoch + 1), &ctx.block.parent);
+    Ok(())
+}
+
+/// Adds to `provider`'s proof faults of `epoch`.
+fn note_fault(
+    ctx: &mut ServiceContext<'_, '_>,
+    epoch: u64,
+    provider: Address,
+    change: impl FnOnce(&mut ProofFaults),
+) -> Result<(), TxError> {
+    let key = keys::faults(epoch);
+    let mut faults: EpochFaults = get(ctx, &key)?.unwrap_or_default();
+    change(faults.entry(provider).or_default());
+    put(ctx, &key, &faults);
+    Ok(())
+}
+
+/// Slashes each provider once for the epoch, in proportion to the share of its due pieces
+/// that failed: all of them missed costs `missed_proof_bps`, all proven wrong
+/// `invalid_proof_bps`. Many tiny pieces no longer multiply the slash of one outage.
+fn slash_faults(ctx: &mut ServiceContext<'_, '_>, epoch: u64) -> Result<(), TxError> {
+    let key = keys::faults(epoch);
+    let faults: EpochFaults = get(ctx, &key)?.unwrap_or_default();
+    ctx.delete_record(&key);
+    let slashing = ctx.genesis.slashing.clone();
+    for (provider, f) in faults {
+        if f.missed == 0 && f.invalid == 0 {
+            continue;
+        }
+        let due = u64::from(f.due.max(f.missed.saturating_add(f.invalid)).max(1));
+        let weighted = u64::from(f.missed) * u64::from(slashing.missed_proof_bps)
+            + u64::from(f.invalid) * u64::from(slashing.invalid_proof_bps);
+        let bps = u16::try_from(weighted.div_ceil(due)).unwrap_or(u16::MAX);
+        let mut failed = Vec::new();
+        if f.missed > 0 {
+            failed.push(format!("{} missed", f.missed));
+        }
+        if f.invalid > 0 {
+            failed.push(format!("{} invalid", f.invalid));
+        }
+        let reason = format!(
+            "storage proofs failed in epoch {epoch}: {} of {due} due",
+            failed.join(" and ")
+        );
+        ctx.slash(provider, bps, &reason)?;
+    }
     Ok(())
 }
 
@@ -773,16 +824,18 @@ fn sweep_missed(ctx: &mut ServiceContext<'_, '_>, deal: &Deal, epoch: u64) -> Re
                 lose_piece(ctx, &r, &mut piece, info.piece_bytes)?;
                 continue;
             }
-            if piece.checked_epoch == Some(epoch) {
+            let missed = piece.checked_epoch != Some(epoch);
+            note_fault(ctx, epoch, provider, |f| {
+                f.due = f.due.saturating_add(1);
+                if missed {
+                    f.missed = f.missed.saturating_add(1);
+                }
+            })?;
+            if !missed {
                 continue;
             }
             piece.misses = piece.misses.saturating_add(1);
             piece.checked_epoch = Some(epoch);
-            let reason = format!(
-                "missed storage proof: deal {} segment {s} piece {} epoch {epoch}",
-                deal.id, r.piece
-            );
-            ctx.slash(provider, ctx.genesis.slashing.missed_proof_bps, &reason)?;
             if piece.misses >= params.missed_proofs_to_lose {
                 lose_piece(ctx, &r, &mut piece, info.piece_bytes)?;
             }

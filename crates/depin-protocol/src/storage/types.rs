@@ -212,7 +212,25 @@ pub mod keys {
         k.extend_from_slice(&epoch.to_be_bytes());
         k
     }
+
+    /// The proof faults of an epoch, per provider ([`super::EpochFaults`]).
+    pub fn faults(epoch: u64) -> Vec<u8> {
+        let mut k = b"f/".to_vec();
+        k.extend_from_slice(&epoch.to_be_bytes());
+        k
+    }
 }
+
+/// One provider's storage proofs of an epoch: how many pieces owed one and how many failed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct ProofFaults {
+    pub due: u32,
+    pub missed: u32,
+    pub invalid: u32,
+}
+
+/// Every provider's proof faults of an epoch, slashed once at its end.
+pub type EpochFaults = std::collections::BTreeMap<depin_types::Address, ProofFaults>;
 
 /// What a storage transaction or epoch did, carried in receipts (`Event::Service`).
 #[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]

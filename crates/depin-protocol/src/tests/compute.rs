@@ -513,3 +513,96 @@ fn scheduler_assigns_jobs_per_second() {
         println!("| {} | {:.0} |", batch * BATCH, BATCH as f64 / secs);
     }
 }
+
+/// Everything `who` holds, in tokens: balance, stake, and its Data Credits at the oracle price.
+fn wealth(f: &Fixture, who: &Keypair) -> u128 {
+    let price: crate::state::OraclePrice = f.get(&StateKey::OraclePrice).expect("a price");
+    let dc = f.account(who).data_credits;
+    let dc_tokens =
+        crate::service::data_credits_to_tokens(f.protocol.genesis(), dc, price.price_usd_micro)
+            .expect("converts");
+    f.balance(who)
+        + f.stake(who).bonded.0
+        + f.stake(who).unbonding_total().expect("fits").0
+        + dc_tokens.0
+}
+
+/// The farming attack: a provider pays itself (through a second account) for jobs it runs,
+/// reveals all the fuel it likes, and collects the compute emission. Free jobs are refused,
+/// the owner is never its own replica, and what a self-dealt job earns in emission is capped
+/// at what its payment burned, so the pair ends no richer than it started.
+#[test]
+fn self_dealt_jobs_earn_no_more_emission_than_they_burn() {
+    let mut f = compute_setup(1);
+    let provider = f.user(0);
+    let sybil = f.user(1);
+
+    // A job at price 0 would cost nothing and count as work: refused.
+    let mut free = spec(1);
+    free.max_price_dc_per_mfuel = 0;
+    let tx = f.tx(&sybil, compute(ComputeTx::SubmitJob(free)));
+    assert_eq!(compute_code(f.reject(&tx)), "price_below_floor");
+
+    // The provider cannot be a replica of its own job (it is the only compute provider).
+    f.ok(&provider, buy_credits(UNIT));
+    let tx = f.tx(&provider, compute(ComputeTx::SubmitJob(spec(1))));
+    assert_eq!(compute_code(f.reject(&tx)), "not_enough_providers");
+
+    // Through a second account it can, so the economics must hold: run jobs for itself.
+    f.ok(&sybil, buy_credits(10 * UNIT));
+    let before = wealth(&f, &provider) + wealth(&f, &sybil);
+    let mut burned_dc = 0u128;
+    for n in 0..5u8 {
+        let mut s = spec(1);
+        s.seed = Hash::of(&[n]);
+        let receipt = f.ok(&sybil, compute(ComputeTx::SubmitJob(s)));
+        let id = receipt
+            .events
+            .iter()
+            .find_map(|e| match e.service_event::<ComputeEvent>() {
+                Some(ComputeEvent::JobSubmitted { id, .. }) => Some(id),
+                _ => None,
+            })
+            .expect("submitted");
+        assert_eq!(f.job(&id).replicas[0].provider, provider.address());
+        let claim = outcome(MAX_FUEL, b"whatever");
+        let salt = f.commit_to(&id, &provider, &claim);
+        f.reveal_to(&id, &provider, claim, salt);
+        let job = f.job(&id);
+        assert_eq!(job.status, JobStatus::Done);
+        burned_dc += job.paid_dc.div_ceil(10);
+    }
+    let ended = f.end_blocks_through(f.height + EPOCH_BLOCKS);
+    let emission: u128 = ended
+        .iter()
+        .map(|r| paid(r, &provider, RewardKind::Service(crate::compute::SERVICE)))
+        .sum();
+    let price: crate::state::OraclePrice = f.get(&StateKey::OraclePrice).expect("a price");
+    let burned_tokens = crate::service::data_credits_to_tokens(
+        f.protocol.genesis(),
+        burned_dc,
+        price.price_usd_micro,
+    )
+    .expect("converts")
+    .0;
+    assert!(emission > 0, "paid work still earns emission");
+    assert!(
+        emission <= burned_tokens,
+        "emission {emission} exceeds the {burned_tokens} its payments burned"
+    );
+    let compute_bucket = ended
+        .iter()
+        .map(|r| bucket(r, RewardKind::Service(crate::compute::SERVICE)))
+        .find(|b| b.allocation.0 > 0)
+        .expect("a compute bucket");
+    assert!(
+        compute_bucket.unallocated.0 > 0,
+        "the cap leaves the rest of the share unminted"
+    );
+    let after = wealth(&f, &provider) + wealth(&f, &sybil);
+    assert!(
+        after <= before,
+        "self-dealing made the pair richer: {before} -> {after}"
+    );
+    f.check_supply();
+}

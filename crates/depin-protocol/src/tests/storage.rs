@@ -254,38 +254,36 @@ fn a_deal_escrows_places_activates_pays_valid_proofs_and_slashes_bad_ones() {
     );
     assert_eq!(service_code(f.reject(&theft)), "not_assigned_provider");
 
-    // A proof over data the provider does not hold is included and slashed.
-    let stake_before = f.stake(&h1).bonded.0;
+    // A proof over data the provider does not hold is included, and slashed (once, for the
+    // epoch) at the epoch's end.
+    let stake_before_invalid = f.stake(&h1).bonded.0;
     let mut wrong = piece_data(1);
     wrong.iter_mut().for_each(|b| *b ^= 0x55);
     let receipt = f.prove(&id, 1, &wrong);
     assert!(
-        receipt
+        !receipt
             .events
             .iter()
             .any(|e| matches!(e, Event::Slashed { .. }))
     );
-    assert_eq!(f.stake(&h1).bonded.0, stake_before - stake_before / 10);
-    let failures = f.provider(&h1).expect("provider").failures;
-    assert!(
-        failures
-            .last()
-            .expect("a failure")
-            .reason
-            .starts_with("invalid storage proof")
-    );
 
-    // Piece 2's provider says nothing: slashed at the end of the epoch.
+    // Piece 2's provider says nothing: slashed at the end of the epoch too.
     let stake_before = f.stake(&h2).bonded.0;
     f.end_blocks_through(2 * EPOCH_BLOCKS);
+    assert_eq!(
+        f.stake(&h1).bonded.0,
+        stake_before_invalid - stake_before_invalid / 10
+    );
+    let failures = f.provider(&h1).expect("provider").failures;
+    assert_eq!(
+        failures.last().expect("a failure").reason,
+        "storage proofs failed in epoch 1: 1 invalid of 1 due"
+    );
     assert_eq!(f.stake(&h2).bonded.0, stake_before - stake_before / 100);
     let failures = f.provider(&h2).expect("provider").failures;
-    assert!(
-        failures
-            .last()
-            .expect("a failure")
-            .reason
-            .starts_with("missed storage proof")
+    assert_eq!(
+        failures.last().expect("a failure").reason,
+        "storage proofs failed in epoch 1: 1 missed of 1 due"
     );
     assert_eq!(f.piece(&id, 2).misses, 1);
     f.check_supply();
@@ -515,5 +513,111 @@ fn a_segment_that_lost_pieces_is_repaired_onto_a_new_provider_and_the_repairer_p
     let gone = f.piece(&id, 1);
     assert_eq!(gone.state, PieceState::Lost);
     assert_eq!(gone.misses, 0, "lost for leaving, not for missing proofs");
+    f.check_supply();
+}
+
+/// The griefing of a brief outage: a provider holding many tiny pieces misses one epoch. The
+/// old rule slashed 1% of what was left per piece (1,000 tiny pieces took almost everything);
+/// now the epoch costs `missed_proof_bps` times the share of due pieces that failed, once.
+#[test]
+fn a_missed_epoch_costs_the_share_of_pieces_that_failed_once() {
+    const TINY: u64 = 40;
+    const DEALS: usize = 12;
+    let mut f = storage_setup();
+    let owner = f.validator.clone();
+    let data = |deal: usize, piece: u16| -> Vec<u8> {
+        (0..TINY)
+            .map(|b| (b as u8) ^ (deal as u8).wrapping_mul(31) ^ (piece as u8).wrapping_mul(7))
+            .collect()
+    };
+    let mut ids = Vec::new();
+    for d in 0..DEALS {
+        f.ok(
+            &owner,
+            storage(StorageTx::OpenDeal {
+                object_bytes: TINY,
+                encrypted: false,
+                epochs: 5,
+                segments: vec![SegmentSpec {
+                    segment_bytes: 2 * TINY,
+                    piece_bytes: TINY,
+                    roots: (0..PIECES).map(|i| Hash::of(&data(d, i))).collect(),
+                }],
+            }),
+        );
+        let id = *f.open_deals().last().expect("opened");
+        for p in 0..3 {
+            let holder = f.holder(&id, p);
+            f.ok(
+                &holder,
+                storage(StorageTx::ConfirmPieces {
+                    pieces: vec![piece_ref(&id, p)],
+                }),
+            );
+        }
+        ids.push(id);
+    }
+    let victim = f.holder(&ids[0], 0);
+    let held: Vec<(usize, u16)> = (0..DEALS)
+        .flat_map(|d| (0..3).map(move |p| (d, p)))
+        .filter(|(d, p)| f.holder(&ids[*d], *p).address() == victim.address())
+        .collect();
+    assert!(held.len() >= 3, "the victim holds many pieces");
+
+    // Proves `pieces` (deal, piece) for the current epoch, one transaction per holder.
+    let prove_all = |f: &mut Fixture, pieces: &[(usize, u16)]| {
+        let epoch = f.block().epoch(EPOCH_BLOCKS);
+        let seed: Hash = f.record(keys::seed(epoch)).expect("seed");
+        let mut by_holder: BTreeMap<Address, (Keypair, Vec<PieceProof>)> = BTreeMap::new();
+        for (d, p) in pieces {
+            let r = piece_ref(&ids[*d], *p);
+            let index = challenge_chunk(&seed, &r, epoch, TINY);
+            let proof = PieceProof {
+                piece: r,
+                proof: merkle::prove_chunk(&data(*d, *p), index).expect("chunk"),
+            };
+            let holder = f.holder(&ids[*d], *p);
+            by_holder
+                .entry(holder.address())
+                .or_insert_with(|| (holder.clone(), Vec::new()))
+                .1
+                .push(proof);
+        }
+        for (_, (key, proofs)) in by_holder {
+            f.ok(&key, storage(StorageTx::SubmitProofs { epoch, proofs }));
+        }
+    };
+    let everyone_else: Vec<(usize, u16)> = (0..DEALS)
+        .flat_map(|d| (0..3).map(move |p| (d, p)))
+        .filter(|piece| !held.contains(piece))
+        .collect();
+
+    // Epoch 1: the victim is offline and proves nothing.
+    f.end_blocks_through(EPOCH_BLOCKS);
+    prove_all(&mut f, &everyone_else);
+    let before = f.stake(&victim).bonded.0;
+    f.end_blocks_through(2 * EPOCH_BLOCKS);
+    let missed_bps = u128::from(f.protocol.genesis().slashing.missed_proof_bps);
+    assert_eq!(
+        f.stake(&victim).bonded.0,
+        before - before * missed_bps / 10_000,
+        "one slash of missed_proof_bps for the epoch, not one per piece"
+    );
+    let failures = f.provider(&victim).expect("provider").failures;
+    assert_eq!(
+        failures.last().expect("a failure").reason,
+        format!(
+            "storage proofs failed in epoch 1: {n} missed of {n} due",
+            n = held.len()
+        )
+    );
+
+    // Epoch 2: back, it proves all but one: slashed for that one's share only.
+    prove_all(&mut f, &everyone_else);
+    prove_all(&mut f, &held[1..]);
+    let before = f.stake(&victim).bonded.0;
+    f.end_blocks_through(3 * EPOCH_BLOCKS);
+    let bps = (missed_bps).div_ceil(held.len() as u128);
+    assert_eq!(f.stake(&victim).bonded.0, before - before * bps / 10_000);
     f.check_supply();
 }
