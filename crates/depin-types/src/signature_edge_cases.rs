@@ -124,9 +124,7 @@ pub struct EdgeSigner {
 }
 
 fn point(bytes: &[u8; 32]) -> EdwardsPoint {
-    CompressedEdwardsY(*bytes)
-        .decompress()
-        .unwrap_or_default()
+    CompressedEdwardsY(*bytes).decompress().unwrap_or_default()
 }
 
 fn challenge(r: &[u8; 32], key: &[u8; 32], message: &[u8]) -> Scalar {
