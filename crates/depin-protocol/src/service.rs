@@ -306,11 +306,7 @@ impl<'s, 'a> ServiceContext<'s, 'a> {
     /// packet whose value the service pays out of its own epoch share).
     pub fn burn_data_credits(&mut self, payer: Address, data_credits: u128) -> Result<(), TxError> {
         self.lock_data_credits(payer, data_credits)?;
-        update_supply(self.state, |supply| {
-            supply.data_credits_outstanding =
-                supply.data_credits_outstanding.checked_sub(data_credits)?;
-            Some(())
-        })
+        self.burn_escrowed_data_credits(data_credits)
     }
 
     /// Destroys `data_credits` this service holds in escrow (a protocol fee on a payment).
