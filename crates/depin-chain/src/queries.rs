@@ -89,6 +89,13 @@ impl Chain {
         self.get_state(&StateKey::OraclePrice)
     }
 
+    /// The latest report of each oracle key.
+    pub fn oracle_reports(&self) -> Result<depin_protocol::state::OracleReports, ChainError> {
+        Ok(self
+            .get_state(&StateKey::OracleReports)?
+            .unwrap_or_default())
+    }
+
     /// The validators that finalize the next block (the set of its era).
     pub fn validators(&self) -> Result<Vec<Address>, ChainError> {
         self.validator_set(self.validator_era(self.head().height + 1))

@@ -232,7 +232,7 @@ fn submit(ctx: &Ctx, args: SubmitArgs) -> anyhow::Result<()> {
     }
     let per_replica: u64 = blobs.iter().map(|(_, _, len)| len).sum();
     let not_delivered = runtime()?.block_on(async {
-        let net = join_network(ctx, &network.chain_id).await?;
+        let net = join_network(ctx, &network.chain_id, None).await?;
         let progress = Arc::new(Progress::new(
             "sending",
             per_replica * replicas.len() as u64,
@@ -429,7 +429,7 @@ fn result(ctx: &Ctx, id: &str, output: &Path) -> anyhow::Result<()> {
     };
     let network = Network::fetch(&ctx.client)?;
     let (bundle, from) = runtime()?.block_on(async {
-        let net = join_network(ctx, &network.chain_id).await?;
+        let net = join_network(ctx, &network.chain_id, None).await?;
         // A fresh session finds the replicas through the network's discovery: an
         // unreachable replica is asked again for a while before giving up.
         let deadline = Instant::now() + Duration::from_secs(20);

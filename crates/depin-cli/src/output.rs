@@ -103,6 +103,13 @@ pub fn event(event: &Event, token: &TokenInfo) -> String {
             t(tokens_burned),
             Amount(u128::from(*price_usd_micro)).to_decimal(6)
         ),
+        Event::OraclePriceReported {
+            oracle,
+            price_usd_micro,
+        } => format!(
+            "oracle {oracle} reported ${}; it counts from the next epoch",
+            Amount(u128::from(*price_usd_micro)).to_decimal(6)
+        ),
         Event::OraclePriceSet { price_usd_micro } => format!(
             "oracle price set to ${}",
             Amount(u128::from(*price_usd_micro)).to_decimal(6)

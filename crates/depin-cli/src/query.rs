@@ -389,6 +389,16 @@ pub fn supply(ctx: &Ctx) -> anyhow::Result<()> {
                     s.price_updated_height
                 ),
             ),
+            (
+                "next price",
+                format!(
+                    "{} after height {} ({} oracle report{})",
+                    usd(s.next_token_price_usd_micro),
+                    s.next_price_height,
+                    s.oracle_reports,
+                    if s.oracle_reports == 1 { "" } else { "s" }
+                ),
+            ),
             ("DC price", usd(s.dc_price_usd_micro)),
         ]))
     })

@@ -48,6 +48,12 @@ pub enum StorageCommand {
         #[command(flatten)]
         tx: TxOpts,
     },
+    /// Leave storage by graceful exit: take no new pieces, hand every held piece to another
+    /// provider by repair; then `provider deregister` forfeits nothing.
+    Exit {
+        #[command(flatten)]
+        tx: TxOpts,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -84,6 +90,7 @@ pub fn run(ctx: &Ctx, command: StorageCommand) -> anyhow::Result<()> {
         StorageCommand::Ls { owner, key } => ls(ctx, owner, key),
         StorageCommand::Status { id } => status(ctx, &id),
         StorageCommand::Delete { id, tx } => delete(ctx, &id, tx),
+        StorageCommand::Exit { tx } => exit(ctx, tx),
     }
 }
 
@@ -102,8 +109,13 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-/// A libp2p client bootstrapped from the node the CLI talks to.
-pub(crate) async fn join_network(ctx: &Ctx, chain_id: &str) -> anyhow::Result<NetHandle> {
+/// A libp2p client bootstrapped from the node the CLI talks to, as `identity` (providers take
+/// a deal's pieces only from its owner's peer) or a session key.
+pub(crate) async fn join_network(
+    ctx: &Ctx,
+    chain_id: &str,
+    identity: Option<&Keypair>,
+) -> anyhow::Result<NetHandle> {
     let status: StatusResponse = ctx.client.get("/v1/status")?;
     if status.net_addrs.is_empty() {
         bail!(
@@ -111,7 +123,10 @@ pub(crate) async fn join_network(ctx: &Ctx, chain_id: &str) -> anyhow::Result<Ne
             ctx.client.base()
         );
     }
-    let key = Keypair::generate().context("cannot make a session key")?;
+    let key = match identity {
+        Some(key) => key.clone(),
+        None => Keypair::generate().context("cannot make a session key")?,
+    };
     let mut config = NetConfig::new(key, chain_id);
     config.listen_tcp = "/ip4/127.0.0.1/tcp/0".parse().context("listen address")?;
     config.listen_quic = None;
@@ -239,7 +254,7 @@ fn put(ctx: &Ctx, args: PutArgs) -> anyhow::Result<()> {
     // Pass 2: the library codes again while earlier segments upload, and cuts the long tail.
     let rt = runtime()?;
     rt.block_on(async {
-        let net = join_network(ctx, &network.chain_id).await?;
+        let net = join_network(ctx, &network.chain_id, Some(&key)).await?;
         let progress = Arc::new(Progress::new("uploading", upload_bytes));
         let shown = progress.clone();
         let events: Arc<dyn Fn(UploadEvent) + Send + Sync> = Arc::new(move |event| match event {
@@ -364,7 +379,7 @@ fn get(ctx: &Ctx, args: GetArgs) -> anyhow::Result<()> {
     let fetch_bytes = deal.segments.iter().map(|s| s.piece_bytes * k as u64).sum();
     let rt = runtime()?;
     let fetching = rt.block_on(async {
-        let net = join_network(ctx, &network.chain_id).await?;
+        let net = join_network(ctx, &network.chain_id, None).await?;
         let progress = Arc::new(Progress::new("fetching", fetch_bytes));
         for segment in &deal.segments {
             let pieces = fetch_segment(&net, segment, k, args.extra, &progress).await?;
@@ -471,5 +486,40 @@ fn delete(ctx: &Ctx, id: &str, opts: TxOpts) -> anyhow::Result<()> {
     )?;
     ctx.out.emit(&outcome, || {
         Ok(format!("deleted deal {deal} ({})", outcome.status))
+    })
+}
+
+fn exit(ctx: &Ctx, opts: TxOpts) -> anyhow::Result<()> {
+    let key = read_key(&opts.key)?;
+    let network = Network::fetch(&ctx.client)?;
+    let outcome = send(
+        &ctx.client,
+        &network,
+        &key,
+        opts.nonce,
+        Action::Service {
+            service: depin_protocol::storage::SERVICE,
+            payload: depin_types::encode(&StorageTx::BeginExit),
+        },
+        !opts.no_wait,
+    )?;
+    let pieces = outcome
+        .service_events::<StorageEvent>()
+        .find_map(|e| match e {
+            StorageEvent::ExitStarted { pieces, .. } => Some(pieces),
+            _ => None,
+        });
+    ctx.out.emit(&outcome, || {
+        Ok(match pieces {
+            Some(0) => format!(
+                "graceful exit started ({}): no pieces held, `depin provider deregister` forfeits nothing",
+                outcome.status
+            ),
+            Some(n) => format!(
+                "graceful exit started ({}): {n} pieces move to other providers by repair; deregister once `depin storage status` shows none on this provider",
+                outcome.status
+            ),
+            None => format!("graceful exit sent ({})", outcome.status),
+        })
     })
 }

@@ -249,6 +249,9 @@ pub fn exit_text(exit: ExitKind) -> String {
         ExitKind::Trapped => "trapped".into(),
         ExitKind::InvalidModule => "invalid module".into(),
         ExitKind::DeadlineExceeded => "deadline exceeded".into(),
+        ExitKind::Unfetchable => "unfetchable: the module or input never arrived".into(),
+        ExitKind::Unrunnable => "unrunnable: the input does not unpack".into(),
+        ExitKind::OutputTooLarge => "output too large".into(),
     }
 }
 

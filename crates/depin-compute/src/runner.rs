@@ -419,6 +419,19 @@ fn exit_words(exit: ExitKind) -> &'static str {
         ExitKind::Trapped => "trapped",
         ExitKind::InvalidModule => "invalid module",
         ExitKind::DeadlineExceeded => "deadline exceeded",
+        ExitKind::Unfetchable => "unfetchable",
+        ExitKind::Unrunnable => "unrunnable input",
+        ExitKind::OutputTooLarge => "output too large",
+    }
+}
+
+/// The outcome of a job that could not run (or ran to its deadline): its kind alone, no fuel,
+/// so every replica that saw the same fault commits to the same outcome.
+pub fn fault_outcome(exit: ExitKind) -> JobOutcome {
+    JobOutcome {
+        exit,
+        fuel_used: 0,
+        outputs: outputs_hash(exit, &[], &[], &[]),
     }
 }
 
@@ -450,8 +463,9 @@ fn collect_files(
 }
 
 /// The digest of everything a run produced besides its fuel: what replicas must agree on.
-/// A module that did not load, or a run stopped at its deadline, is its kind alone: what
-/// it printed (a loader's message, a partial run) is for people, not for agreement.
+/// A job that could not run (a module that did not load, bytes nobody had, an input that does
+/// not unpack, output over the limit) or a run stopped at its deadline is its kind alone:
+/// what it printed (a loader's message, a partial run) is for people, not for agreement.
 pub fn outputs_hash(
     exit: ExitKind,
     stdout: &[u8],
@@ -460,7 +474,7 @@ pub fn outputs_hash(
 ) -> Hash {
     let mut hasher = blake3::Hasher::new_derive_key("depin compute outputs");
     hasher.update(&depin_types::encode(&exit));
-    if matches!(exit, ExitKind::InvalidModule | ExitKind::DeadlineExceeded) {
+    if exit.is_job_fault() {
         return Hash(*hasher.finalize().as_bytes());
     }
     for part in [stdout, stderr] {

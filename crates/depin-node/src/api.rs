@@ -289,6 +289,9 @@ async fn supply(State(node): NodeState) -> ApiResult<Json<SupplyResponse>> {
     let chain = node.chain();
     let s = chain.supply()?;
     let price = chain.oracle_price()?;
+    let reports = chain.oracle_reports()?;
+    let genesis = chain.protocol().genesis();
+    let current = price.as_ref().map(|p| p.price_usd_micro).unwrap_or(0);
     Ok(Json(SupplyResponse {
         total: s.total,
         initial: s.initial,
@@ -297,7 +300,15 @@ async fn supply(State(node): NodeState) -> ApiResult<Json<SupplyResponse>> {
         data_credits_outstanding: s.data_credits_outstanding.to_string(),
         token_price_usd_micro: price.as_ref().map(|p| p.price_usd_micro).unwrap_or(0),
         price_updated_height: price.map(|p| p.updated_height).unwrap_or(0),
-        dc_price_usd_micro: chain.protocol().genesis().data_credits.dc_price_usd_micro,
+        next_token_price_usd_micro: depin_protocol::state::next_oracle_price(
+            current,
+            &reports,
+            genesis.data_credits.max_price_move_bps,
+        ),
+        next_price_height: (chain.head().height / genesis.chain.epoch_blocks + 1)
+            * genesis.chain.epoch_blocks,
+        oracle_reports: reports.len(),
+        dc_price_usd_micro: genesis.data_credits.dc_price_usd_micro,
     }))
 }
 

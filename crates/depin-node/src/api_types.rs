@@ -362,6 +362,11 @@ pub struct SupplyResponse {
     pub data_credits_outstanding: String,
     pub token_price_usd_micro: u64,
     pub price_updated_height: u64,
+    /// What the oracle reports make the price at the next epoch boundary.
+    pub next_token_price_usd_micro: u64,
+    /// The height whose end applies it.
+    pub next_price_height: u64,
+    pub oracle_reports: usize,
     pub dc_price_usd_micro: u64,
 }
 

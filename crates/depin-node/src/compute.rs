@@ -13,10 +13,10 @@ use axum::extract::{Path, State};
 use borsh::{BorshDeserialize, BorshSerialize};
 use depin_compute::blobs::BlobStore;
 use depin_compute::bundle::{ResultBundle, unpack};
-use depin_compute::runner::{JobRun, Runner};
+use depin_compute::runner::{JobRun, RunError, Runner, fault_outcome};
 use depin_compute::transfer::{BlobServer, WantedBlobs, fetch_blob, serve};
 use depin_protocol::compute::{
-    ComputeTx, ComputeUsage, Job, JobOutcome, JobStatus, commitment, keys,
+    ComputeTx, ComputeUsage, ExitKind, Job, JobOutcome, JobStatus, commitment, keys,
 };
 use depin_types::{Address, Hash};
 use std::collections::{BTreeMap, BTreeSet};
@@ -130,12 +130,15 @@ impl Worker {
         out
     }
 
+    /// Writes the outcome and salt of a job: the file and then its directory are synced, so
+    /// the rename survives a power cut and the commitment that follows can be revealed.
     fn save_local(&self, local: &LocalJob) -> std::io::Result<()> {
         let path = self.jobs_dir.join(local.job.to_string());
         let temp = path.with_extension("tmp");
         std::fs::write(&temp, depin_types::encode(local))?;
         std::fs::File::open(&temp)?.sync_all()?;
-        std::fs::rename(temp, path)
+        std::fs::rename(temp, path)?;
+        std::fs::File::open(&self.jobs_dir)?.sync_all()
     }
 
     async fn run(
@@ -291,9 +294,11 @@ impl Worker {
                 if self.store.has(blob) {
                     break;
                 }
-                if self.node.chain().head().height > job.commit_deadline {
+                // Two blocks before the deadline the fault is committed instead: nobody
+                // could send the bytes, which is the consumer's doing, not this replica's.
+                if self.node.chain().head().height + 2 >= job.commit_deadline {
                     tracing::warn!(job = %job.id, %blob, "job bytes never arrived");
-                    return None;
+                    return self.keep_fault(job, ExitKind::Unfetchable).ok();
                 }
                 if assigned.elapsed() >= PUSH_WAIT {
                     match fetch_blob(&self.net, &holders, *blob, *size, &self.store).await {
@@ -320,57 +325,31 @@ impl Worker {
         }
     }
 
-    /// Runs the job in the sandbox (blocking) and keeps what the consumer will fetch. A run
-    /// still going when the commit deadline nears is stopped: nothing is committed.
-    fn execute(&self, job: &Job) -> Result<LocalJob, String> {
-        let started = Instant::now();
-        let module = std::fs::read(self.store.path(&job.spec.module)).map_err(|e| e.to_string())?;
-        let input_dir = tempfile::Builder::new()
-            .prefix("run-")
-            .tempdir_in(self.store.dir())
-            .map_err(|e| e.to_string())?;
-        if let Some(input) = job.spec.input {
-            let file = std::fs::File::open(self.store.path(&input)).map_err(|e| e.to_string())?;
-            unpack(file, job.spec.input_bytes, input_dir.path()).map_err(|e| e.to_string())?;
-        }
-        // A stdin path that is not a plain path inside the input reads as empty, on every
-        // replica alike.
-        let stdin = job
-            .spec
-            .stdin
-            .as_deref()
-            .map(std::path::Path::new)
-            .filter(|p| {
-                p.components()
-                    .all(|c| matches!(c, std::path::Component::Normal(_)))
-            })
-            .and_then(|p| std::fs::read(input_dir.path().join(p)).ok())
-            .unwrap_or_default();
-        let output = self
-            .runner
-            .run(&JobRun {
-                module: &module,
-                input_dir: job.spec.input.map(|_| input_dir.path()),
-                stdin: &stdin,
-                args: &job.spec.args,
-                env: &job.spec.env,
-                seed: *job.spec.seed.as_bytes(),
-                max_fuel: job.spec.max_fuel,
-                max_memory_bytes: u64::from(job.spec.max_memory_mib) << 20,
-                deadline: Some(run_deadline(&self.node, job)),
-            })
-            .map_err(|e| e.to_string())?;
+    /// Keeps the outcome of a job that could not run, with a result saying why for the
+    /// consumer, ready to commit.
+    fn keep_fault(&self, job: &Job, exit: ExitKind) -> Result<LocalJob, String> {
         let bundle = ResultBundle {
-            exit: output.outcome.exit,
-            fuel_used: output.outcome.fuel_used,
-            stdout: output.stdout,
-            stderr: output.stderr,
-            files: output.files,
+            exit,
+            fuel_used: 0,
+            stdout: Vec::new(),
+            stderr: depin_compute::bundle::exit_text(exit).into_bytes(),
+            files: Vec::new(),
         };
+        self.keep(job, fault_outcome(exit), &bundle)
+    }
+
+    /// Stores the result for the consumer and the outcome with its salt, both durable before
+    /// anything is committed: a crash after the commitment must not leave this replica
+    /// unable to reveal.
+    fn keep(
+        &self,
+        job: &Job,
+        mut outcome: JobOutcome,
+        bundle: &ResultBundle,
+    ) -> Result<LocalJob, String> {
         self.store
-            .put_result(&job.id, &depin_types::encode(&bundle))
+            .put_result(&job.id, &depin_types::encode(bundle))
             .map_err(|e| e.to_string())?;
-        let mut outcome = output.outcome;
         if self.node.config.compute_fault == Some(ComputeFault::WrongResult) {
             outcome.outputs = Hash::tagged("depin compute fault", &[outcome.outputs.as_bytes()]);
             tracing::warn!(job = %job.id, "compute fault: committing to a wrong result");
@@ -392,6 +371,63 @@ impl Worker {
             salt,
         };
         self.save_local(&local).map_err(|e| e.to_string())?;
+        Ok(local)
+    }
+
+    /// Runs the job in the sandbox (blocking) and keeps what the consumer will fetch. A run
+    /// still going when the commit deadline nears is stopped and ends as deadline exceeded;
+    /// an input that does not unpack, or output over the limit, ends as that fault.
+    fn execute(&self, job: &Job) -> Result<LocalJob, String> {
+        let started = Instant::now();
+        let module = std::fs::read(self.store.path(&job.spec.module)).map_err(|e| e.to_string())?;
+        let input_dir = tempfile::Builder::new()
+            .prefix("run-")
+            .tempdir_in(self.store.dir())
+            .map_err(|e| e.to_string())?;
+        if let Some(input) = job.spec.input {
+            let file = std::fs::File::open(self.store.path(&input)).map_err(|e| e.to_string())?;
+            if let Err(e) = unpack(file, job.spec.input_bytes, input_dir.path()) {
+                tracing::warn!(job = %job.id, error = %e, "the job's input does not unpack");
+                return self.keep_fault(job, ExitKind::Unrunnable);
+            }
+        }
+        // A stdin path that is not a plain path inside the input reads as empty, on every
+        // replica alike.
+        let stdin = job
+            .spec
+            .stdin
+            .as_deref()
+            .map(std::path::Path::new)
+            .filter(|p| {
+                p.components()
+                    .all(|c| matches!(c, std::path::Component::Normal(_)))
+            })
+            .and_then(|p| std::fs::read(input_dir.path().join(p)).ok())
+            .unwrap_or_default();
+        let output = match self.runner.run(&JobRun {
+            module: &module,
+            input_dir: job.spec.input.map(|_| input_dir.path()),
+            stdin: &stdin,
+            args: &job.spec.args,
+            env: &job.spec.env,
+            seed: *job.spec.seed.as_bytes(),
+            max_fuel: job.spec.max_fuel,
+            max_memory_bytes: u64::from(job.spec.max_memory_mib) << 20,
+            deadline: Some(run_deadline(&self.node, job)),
+        }) {
+            Ok(output) => output,
+            Err(RunError::OutputTooLarge) => return self.keep_fault(job, ExitKind::OutputTooLarge),
+            Err(e) => return Err(e.to_string()),
+        };
+        let bundle = ResultBundle {
+            exit: output.outcome.exit,
+            fuel_used: output.outcome.fuel_used,
+            stdout: output.stdout,
+            stderr: output.stderr,
+            files: output.files,
+        };
+        let local = self.keep(job, output.outcome, &bundle)?;
+        let outcome = local.outcome;
         tracing::info!(
             job = %job.id,
             exit = ?outcome.exit,

@@ -40,6 +40,16 @@ impl Assignments for ChainAssignments {
         let info = deal.segments.get(piece.segment as usize)?;
         Some((record, info.piece_bytes))
     }
+
+    fn deal_owner(&self, deal: &Hash) -> Option<depin_types::Address> {
+        let deal: Deal = self
+            .0
+            .chain()
+            .service_record(depin_protocol::storage::SERVICE, &keys::deal(deal))
+            .ok()
+            .flatten()?;
+        Some(deal.owner)
+    }
 }
 
 /// Most proofs in one transaction (each about 1.5 KiB; transactions are at most 64 KiB).
@@ -279,14 +289,6 @@ async fn repair_duty(
                 .filter(|(_, p)| p.state == PieceState::Stored)
                 .filter_map(|(r, p)| p.provider.map(|a| (*r, p.root, a)))
                 .collect();
-            if holders.iter().map(|(_, _, a)| *a).min() != Some(me) {
-                continue;
-            }
-            let mine: Vec<_> = pieces
-                .iter()
-                .filter(|(_, p)| p.state == PieceState::Assigned && p.repairer == Some(me))
-                .filter_map(|(r, p)| p.provider.map(|a| (*r, a)))
-                .collect();
             // A new provider that never confirms its repaired piece (unreachable, full) is
             // replaced once the chain counts the placement as stalled.
             let protocol = chain.protocol();
@@ -294,14 +296,40 @@ async fn repair_duty(
             let activation_epochs = protocol
                 .service_params::<StorageParams>()
                 .map_or(u64::MAX, |p| p.activation_epochs);
-            let stalled = pieces.iter().any(|(_, p)| {
-                p.state == PieceState::Assigned
-                    && p.repairer.is_some()
-                    && p.checked_epoch
-                        .is_some_and(|assigned| epoch >= assigned.saturating_add(activation_epochs))
+            let stalled_by: Vec<_> = pieces
+                .iter()
+                .filter(|(_, p)| {
+                    p.state == PieceState::Assigned
+                        && p.checked_epoch.is_some_and(|assigned| {
+                            epoch >= assigned.saturating_add(activation_epochs)
+                        })
+                })
+                .filter_map(|(_, p)| p.repairer)
+                .collect();
+            let stalled = !stalled_by.is_empty();
+            // The chain lets any holder of a stored piece repair, and passes a stalled repair
+            // to another holder: the lowest holder that did not stall it takes it.
+            let addresses: Vec<_> = holders.iter().map(|(_, _, a)| *a).collect();
+            let repairer = addresses
+                .iter()
+                .filter(|a| !stalled_by.contains(a))
+                .min()
+                .or(addresses.iter().min());
+            if repairer != Some(&me) {
+                continue;
+            }
+            let mine: Vec<_> = pieces
+                .iter()
+                .filter(|(_, p)| p.state == PieceState::Assigned && p.repairer == Some(me))
+                .filter_map(|(r, p)| p.provider.map(|a| (*r, a)))
+                .collect();
+            // A piece whose provider is leaving by graceful exit moves while it is there.
+            let leaving = pieces.iter().any(|(_, p)| {
+                p.state == PieceState::Stored
+                    && p.provider.is_some_and(|a| provider_exiting(chain, &a))
             });
             if mine.is_empty() || stalled {
-                if stalled || pieces.iter().any(|(_, p)| p.state == PieceState::Lost) {
+                if stalled || leaving || pieces.iter().any(|(_, p)| p.state == PieceState::Lost) {
                     tracing::info!(deal = %id, segment = s, "starting a repair");
                     submit_and_wait(
                         node,
@@ -331,6 +359,22 @@ async fn repair_duty(
         }
     }
     Ok(())
+}
+
+/// Whether the current registration of `provider` is leaving storage by graceful exit (as
+/// the chain's `storage::is_exiting` reads it).
+fn provider_exiting(chain: &depin_chain::Chain, provider: &depin_types::Address) -> bool {
+    let registered: Option<u64> = chain
+        .service_record(depin_protocol::storage::SERVICE, &keys::exiting(provider))
+        .ok()
+        .flatten();
+    registered.is_some_and(|height| {
+        chain
+            .provider(provider)
+            .ok()
+            .flatten()
+            .is_some_and(|p| p.registered_height == height)
+    })
 }
 
 async fn rebuild_and_upload(

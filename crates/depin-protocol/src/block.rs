@@ -196,6 +196,11 @@ pub enum Event {
         hook: crate::service::ServiceHook,
         reason: String,
     },
+    /// An oracle key reported a price; it counts from the next epoch boundary.
+    OraclePriceReported {
+        oracle: Address,
+        price_usd_micro: u64,
+    },
 }
 
 /// Largest encoded service event a reader decodes.

@@ -30,7 +30,7 @@ pub enum TxError {
     ZeroAmount,
     #[error("amount is too small to buy a single data credit")]
     AmountTooSmall,
-    #[error("only the oracle authority may set the price")]
+    #[error("only a genesis oracle key may report the price")]
     Unauthorized,
     #[error("bonded stake {bonded} is below the required minimum {required}")]
     StakeBelowMinimum { required: Amount, bonded: Amount },
@@ -44,6 +44,10 @@ pub enum TxError {
     ProviderExists,
     #[error("account is not a registered provider")]
     NotAProvider,
+    #[error(
+        "{count} open {service} obligations (pieces held or jobs running): leave {service} by graceful exit first, or deregister and forfeit the exit slash"
+    )]
+    ObligationsOpen { service: ServiceKind, count: u64 },
     #[error("invalid service list: {0}")]
     InvalidServices(String),
     #[error("invalid location: latitude must be within ±90°, longitude within ±180°")]
@@ -93,6 +97,7 @@ impl TxError {
             TxError::NothingToWithdraw => "nothing_to_withdraw",
             TxError::ProviderExists => "provider_exists",
             TxError::NotAProvider => "not_a_provider",
+            TxError::ObligationsOpen { .. } => "obligations_open",
             TxError::InvalidServices(_) => "invalid_services",
             TxError::InvalidLocation => "invalid_location",
             TxError::InvalidPrice => "invalid_price",

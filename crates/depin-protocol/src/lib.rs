@@ -31,8 +31,9 @@ use depin_types::{Address, Amount, ServiceKind};
 use params::BPS_DENOMINATOR;
 use service::{burn, mint_to, update_supply};
 use state::{
-    Account, BucketOutcome, EpochRewards, EpochWork, OraclePrice, Provider, ProviderHistory,
-    RewardEntry, RewardKind, Stake, Supply, Unbonding, ValidatorCandidate, ValidatorSet,
+    Account, BucketOutcome, EpochRewards, EpochWork, OraclePrice, OracleReport, OracleReports,
+    Provider, ProviderHistory, RewardEntry, RewardKind, Stake, Supply, Unbonding,
+    ValidatorCandidate, ValidatorSet, next_oracle_price,
 };
 use std::sync::Arc;
 use tx::{GeoLocation, MAX_SERVICE_OFFERS, ServiceOffer};
@@ -417,7 +418,7 @@ impl Protocol {
             Action::UpdateProvider { services, location } => {
                 self.update_provider(state, block, sender, services, location)
             }
-            Action::DeregisterProvider => self.deregister_provider(state, sender),
+            Action::DeregisterProvider => self.deregister_provider(state, block, sender),
             Action::BuyDataCredits { amount } => self.buy_data_credits(state, sender, fee, amount),
             Action::SetOraclePrice { price_usd_micro } => {
                 self.set_oracle_price(state, block, sender, price_usd_micro)
@@ -595,6 +596,20 @@ impl Protocol {
         let mut provider: Provider = state.get(&key)?.ok_or(TxError::NotAProvider)?;
         self.check_offers(services, location)?;
         self.check_stake_covers(state, &sender, services, block.height)?;
+        // Dropping a service must not drop what is owed to it.
+        for dropped in provider
+            .services
+            .iter()
+            .filter(|old| !services.iter().any(|new| new.service == old.service))
+        {
+            let count = self.open_obligations(state, block, sender, &dropped.service)?;
+            if count > 0 {
+                return Err(TxError::ObligationsOpen {
+                    service: dropped.service,
+                    count,
+                });
+            }
+        }
         provider.services = services.to_vec();
         provider.location = *location;
         provider.updated_height = block.height;
@@ -602,15 +617,67 @@ impl Protocol {
         Ok(vec![Event::ProviderUpdated])
     }
 
+    /// What `provider` still owes `service` (0 for a service not registered here).
+    fn open_obligations(
+        &self,
+        state: &mut Overlay<'_>,
+        block: &BlockContext,
+        provider: Address,
+        service: &ServiceKind,
+    ) -> Result<u64, TxError> {
+        let Some(registered) = self.service(service) else {
+            return Ok(0);
+        };
+        let ctx = ServiceContext::new(
+            state,
+            &self.genesis,
+            block,
+            *service,
+            registered.params.as_ref(),
+        );
+        registered.module.open_obligations(&ctx, provider)
+    }
+
+    /// Leaves the provider set. With obligations still open (a graceful exit not finished)
+    /// it forfeits `exit_forfeit_bps` of its stake per service owed, and the services treat
+    /// what it held as lost.
     fn deregister_provider(
         &self,
         state: &mut Overlay<'_>,
+        block: &BlockContext,
         sender: Address,
     ) -> Result<Vec<Event>, TxError> {
         let key = StateKey::Provider(sender);
-        let Some(provider) = state.get::<Provider>(&key)? else {
+        let Some(offered) = state.get::<Provider>(&key)? else {
             return Err(TxError::NotAProvider);
         };
+        let mut events = Vec::new();
+        for offer in &offered.services {
+            let count = self.open_obligations(state, block, sender, &offer.service)?;
+            if count == 0 {
+                continue;
+            }
+            let Some(registered) = self.service(&offer.service) else {
+                continue;
+            };
+            let mut ctx = ServiceContext::new(
+                state,
+                &self.genesis,
+                block,
+                offer.service,
+                registered.params.as_ref(),
+            );
+            events.push(ctx.slash(
+                sender,
+                self.genesis.slashing.exit_forfeit_bps,
+                &format!(
+                    "left {} with {count} open obligations, without a graceful exit",
+                    offer.service
+                ),
+            )?);
+        }
+        // Re-read: the slash counted a failure on the record.
+        let provider = state.get::<Provider>(&key)?.unwrap_or(offered);
         state.delete(&key);
         state.put(
             &StateKey::ProviderHistory(sender),
@@ -623,7 +690,8 @@ impl Protocol {
         let mut set: Vec<Address> = state.get(&StateKey::ProviderSet)?.unwrap_or_default();
         set.retain(|a| *a != sender);
         state.put(&StateKey::ProviderSet, &set);
-        Ok(vec![Event::ProviderDeregistered])
+        events.push(Event::ProviderDeregistered);
+        Ok(events)
     }
 
     fn buy_data_credits(
@@ -669,6 +737,9 @@ impl Protocol {
         }])
     }
 
+    /// Records an oracle key's report; the price changes only at the epoch boundary
+    /// ([`Protocol::apply_oracle_reports`]), so purchases and payouts within an epoch all use
+    /// the price everyone saw at its start.
     fn set_oracle_price(
         &self,
         state: &mut Overlay<'_>,
@@ -677,22 +748,57 @@ impl Protocol {
         price_usd_micro: &u64,
     ) -> Result<Vec<Event>, TxError> {
         let g = &self.genesis;
-        if sender != g.data_credits.oracle_authority {
+        if !g.data_credits.oracle_keys.contains(&sender) {
             return Err(TxError::Unauthorized);
         }
         if *price_usd_micro == 0 {
             return Err(TxError::InvalidPrice);
         }
-        state.put(
-            &StateKey::OraclePrice,
-            &OraclePrice {
+        let mut reports: OracleReports = state.get(&StateKey::OracleReports)?.unwrap_or_default();
+        reports.insert(
+            sender,
+            OracleReport {
                 price_usd_micro: *price_usd_micro,
-                updated_height: block.height,
+                height: block.height,
             },
         );
-        Ok(vec![Event::OraclePriceSet {
+        state.put(&StateKey::OracleReports, &reports);
+        Ok(vec![Event::OraclePriceReported {
+            oracle: sender,
             price_usd_micro: *price_usd_micro,
         }])
+    }
+
+    /// After the epoch's payouts: the next epoch's token price from the oracle reports,
+    /// bounded by `max_price_move_bps`.
+    fn apply_oracle_reports(
+        &self,
+        state: &mut Overlay<'_>,
+        block: &BlockContext,
+        events: &mut Vec<Event>,
+    ) -> Result<(), TxError> {
+        let current: OraclePrice = state
+            .get(&StateKey::OraclePrice)?
+            .ok_or(StateError::Missing("oracle price"))?;
+        let reports: OracleReports = state.get(&StateKey::OracleReports)?.unwrap_or_default();
+        let next = next_oracle_price(
+            current.price_usd_micro,
+            &reports,
+            self.genesis.data_credits.max_price_move_bps,
+        );
+        if next != current.price_usd_micro {
+            state.put(
+                &StateKey::OraclePrice,
+                &OraclePrice {
+                    price_usd_micro: next,
+                    updated_height: block.height,
+                },
+            );
+            events.push(Event::OraclePriceSet {
+                price_usd_micro: next,
+            });
+        }
+        Ok(())
     }
 
     fn register_validator(
@@ -927,6 +1033,7 @@ impl Protocol {
         }
         let rewards = self.distribute_epoch_rewards(state, block, epoch, &mut outcome.events)?;
         state.put(&StateKey::EpochRewards(epoch), &rewards);
+        self.apply_oracle_reports(state, block, &mut outcome.events)?;
         self.choose_next_validator_set(state, block.height)?;
         outcome.epoch_rewards = Some(rewards);
         Ok(outcome)

@@ -127,6 +127,9 @@ pub struct SlashingParams {
     pub invalid_proof_bps: u16,
     /// Fraction slashed for a validator double-sign.
     pub double_sign_bps: u16,
+    /// Fraction slashed from a provider that deregisters with open obligations (pieces held,
+    /// jobs running) instead of finishing a graceful exit.
+    pub exit_forfeit_bps: u16,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -136,9 +139,15 @@ pub struct DataCreditParams {
     pub dc_price_usd_micro: u64,
     /// Token price at genesis, micro-USD per whole token.
     pub initial_token_price_usd_micro: u64,
-    /// The only key allowed to set the token price.
-    pub oracle_authority: Address,
+    /// The keys whose price reports count: the token price of an epoch is the median of
+    /// their latest reports, applied at the epoch boundary.
+    pub oracle_keys: Vec<Address>,
+    /// Most the token price may move from one epoch to the next, in basis points of it.
+    pub max_price_move_bps: u16,
 }
+
+/// Most oracle keys a genesis may name; bounds the report record.
+pub const MAX_ORACLE_KEYS: usize = 32;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -273,6 +282,7 @@ impl Genesis {
             sl.missed_proof_bps,
             sl.invalid_proof_bps,
             sl.double_sign_bps,
+            sl.exit_forfeit_bps,
         ] {
             if u128::from(v) > BPS_DENOMINATOR {
                 return bad("slashing fractions must be at most 10000 basis points");
@@ -282,6 +292,17 @@ impl Genesis {
             || self.data_credits.initial_token_price_usd_micro == 0
         {
             return bad("data_credits prices must be positive");
+        }
+        let oracles = &self.data_credits.oracle_keys;
+        if oracles.is_empty()
+            || oracles.len() > MAX_ORACLE_KEYS
+            || oracles.iter().collect::<BTreeSet<_>>().len() != oracles.len()
+        {
+            return bad("data_credits.oracle_keys needs 1 to 32 distinct keys");
+        }
+        let max_move = u128::from(self.data_credits.max_price_move_bps);
+        if max_move == 0 || max_move > BPS_DENOMINATOR {
+            return bad("data_credits.max_price_move_bps must be 1 to 10000");
         }
         crate::services::check_genesis(self)?;
         if self.validators.is_empty() {
@@ -319,7 +340,7 @@ impl Genesis {
         chain_id: &str,
         genesis_time_ms: u64,
         validators: &[Address],
-        oracle_authority: Address,
+        oracle_key: Address,
         balances: &[(Address, Amount)],
     ) -> Genesis {
         let unit = 1_000_000u128; // 6 decimals
@@ -366,11 +387,15 @@ impl Genesis {
                 missed_proof_bps: 100,
                 invalid_proof_bps: 1000,
                 double_sign_bps: 500,
+                exit_forfeit_bps: 1000,
             },
             data_credits: DataCreditParams {
                 dc_price_usd_micro: 10,
                 initial_token_price_usd_micro: 1_000_000,
-                oracle_authority,
+                oracle_keys: vec![oracle_key],
+                // A devnet's price follows a demo's within an epoch or two; a production genesis
+                // keeps it to 1000 (10% an epoch) or less.
+                max_price_move_bps: 2500,
             },
             fees: FeeParams {
                 base_fee: Amount(1_000),

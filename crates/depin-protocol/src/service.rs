@@ -99,6 +99,16 @@ pub trait ServiceModule: Send + Sync {
         Ok(())
     }
 
+    /// What `provider` still owes this service (pieces held, jobs running): while any is
+    /// open it cannot drop the service, and deregistering forfeits `exit_forfeit_bps`.
+    fn open_obligations(
+        &self,
+        _ctx: &ServiceContext<'_, '_>,
+        _provider: Address,
+    ) -> Result<u64, TxError> {
+        Ok(0)
+    }
+
     /// Splits this service's share of an epoch's emission itself (at most `allocation` in
     /// all). `None`, the default, splits it by the work units recorded in the epoch.
     fn epoch_rewards(

@@ -128,6 +128,8 @@ pub enum StateKey {
     ValidatorCandidates,
     /// What a deregistered provider leaves behind, restored when the address registers again.
     ProviderHistory(Address),
+    /// The latest price report of each oracle key ([`OracleReports`]).
+    OracleReports,
 }
 
 impl StateKey {
@@ -241,6 +243,34 @@ pub struct Supply {
 pub struct OraclePrice {
     pub price_usd_micro: u64,
     pub updated_height: u64,
+}
+
+/// One oracle key's latest report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize)]
+pub struct OracleReport {
+    pub price_usd_micro: u64,
+    pub height: u64,
+}
+
+/// The latest report of each oracle key that reported, at most one per genesis key.
+pub type OracleReports = BTreeMap<Address, OracleReport>;
+
+/// The token price of the next epoch: the median of the reports (the lower one of an even
+/// count), moved at most `max_move_bps` of the current price (and at least one micro-USD),
+/// never to zero. With no report the price stays.
+pub fn next_oracle_price(current: u64, reports: &OracleReports, max_move_bps: u16) -> u64 {
+    let mut prices: Vec<u64> = reports.values().map(|r| r.price_usd_micro).collect();
+    if prices.is_empty() {
+        return current;
+    }
+    prices.sort_unstable();
+    let median = prices[(prices.len() - 1) / 2];
+    let step = (u128::from(current) * u128::from(max_move_bps) / 10_000).max(1);
+    let step = u64::try_from(step).unwrap_or(u64::MAX);
+    median.clamp(
+        current.saturating_sub(step).max(1),
+        current.saturating_add(step),
+    )
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize)]

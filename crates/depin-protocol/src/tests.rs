@@ -336,7 +336,12 @@ impl Fixture {
             .protocol
             .end_block(&mut overlay, &self.block())
             .expect("end_block succeeds");
-        assert_eq!(outcome.events, Vec::new(), "no service hook failed");
+        let failed: Vec<&Event> = outcome
+            .events
+            .iter()
+            .filter(|e| matches!(e, Event::ServiceHookFailed { .. }))
+            .collect();
+        assert_eq!(failed, Vec::<&Event>::new(), "no service hook failed");
         let writes = overlay.into_writes();
         commit(&mut self.state, writes);
         self.height += 1;
@@ -350,6 +355,31 @@ impl Fixture {
             ended.extend(self.end_block());
         }
         ended
+    }
+
+    /// The height of the last block of the current epoch.
+    fn epoch_end(&self) -> u64 {
+        self.height.div_ceil(EPOCH_BLOCKS) * EPOCH_BLOCKS
+    }
+
+    fn token_price(&self) -> u64 {
+        self.get::<OraclePrice>(&StateKey::OraclePrice)
+            .expect("oracle price exists")
+            .price_usd_micro
+    }
+
+    /// The oracle reports `price_usd_micro`; epochs end until the bounded steps reach it.
+    fn reach_price(&mut self, price_usd_micro: u64) {
+        let oracle = self.user(ORACLE);
+        self.ok(&oracle, Action::SetOraclePrice { price_usd_micro });
+        for _ in 0..32 {
+            if self.token_price() == price_usd_micro {
+                return;
+            }
+            let end = self.epoch_end();
+            self.end_blocks_through(end);
+        }
+        panic!("the price never reached {price_usd_micro}");
     }
 
     /// Bonds `stake` and registers as a provider of `services`.
@@ -606,22 +636,101 @@ fn data_credits_are_bought_at_the_oracle_price() {
     assert_eq!(after.total.0, before.total.0 - UNIT);
     assert_eq!(after.data_credits_outstanding, 100_000);
 
-    f.ok(
+    // A report changes nothing within its epoch: everyone buys at the price seen at its start.
+    let receipt = f.ok(
         &oracle,
         Action::SetOraclePrice {
             price_usd_micro: 2_500_000,
         },
     );
     assert_eq!(
-        f.get::<OraclePrice>(&StateKey::OraclePrice),
-        Some(OraclePrice {
+        receipt.events.last(),
+        Some(&Event::OraclePriceReported {
+            oracle: oracle.address(),
             price_usd_micro: 2_500_000,
-            updated_height: f.height,
         })
     );
+    f.ok(&alice, buy_credits(UNIT));
+    assert_eq!(f.account(&alice).data_credits, 200_000);
+    f.reach_price(2_500_000);
     f.ok(&alice, buy_credits(2 * UNIT));
-    assert_eq!(f.account(&alice).data_credits, 100_000 + 500_000);
+    assert_eq!(f.account(&alice).data_credits, 200_000 + 500_000);
     f.check_supply();
+}
+
+/// The attack: an oracle key (stolen or dishonest) reports a price 100 times the market's,
+/// buys Data Credits at it within the same block, or spends them at it later. The price
+/// moves only at epoch boundaries and by at most `max_price_move_bps` a step.
+#[test]
+fn an_oracle_report_moves_the_price_only_at_the_epoch_boundary_and_within_the_bound() {
+    let mut f = setup();
+    let (oracle, alice) = (f.user(ORACLE), f.user(1));
+    let bound = u64::from(f.protocol.genesis().data_credits.max_price_move_bps);
+    f.ok(
+        &oracle,
+        Action::SetOraclePrice {
+            price_usd_micro: 100_000_000,
+        },
+    );
+    f.ok(&alice, buy_credits(UNIT));
+    assert_eq!(f.account(&alice).data_credits, 100_000, "bought at $1.00");
+    assert_eq!(f.token_price(), 1_000_000);
+    let end = f.epoch_end();
+    f.end_blocks_through(end);
+    let stepped = 1_000_000 + 1_000_000 * bound / 10_000;
+    assert_eq!(f.token_price(), stepped, "one bounded step");
+    assert_eq!(
+        f.get::<OraclePrice>(&StateKey::OraclePrice)
+            .map(|p| p.updated_height),
+        Some(end)
+    );
+    // Down as far: never to zero, and one micro-USD at least per step from the floor.
+    let mut reports = OracleReports::new();
+    reports.insert(
+        oracle.address(),
+        OracleReport {
+            price_usd_micro: 1,
+            height: 0,
+        },
+    );
+    assert_eq!(next_oracle_price(1, &reports, 1), 1);
+    assert_eq!(next_oracle_price(10, &reports, 1), 9);
+    assert_eq!(next_oracle_price(u64::MAX, &reports, 10_000), 1);
+    reports.clear();
+    assert_eq!(
+        next_oracle_price(7, &reports, 10_000),
+        7,
+        "no report, no change"
+    );
+    f.check_supply();
+}
+
+/// The attack: one of three oracle keys reports a price far from the others'. The price
+/// follows the median of the keys' latest reports, so a minority moves nothing; anyone but
+/// a genesis key is refused.
+#[test]
+fn a_minority_of_oracle_keys_cannot_move_the_median() {
+    let mut f = setup_with(|g| {
+        g.data_credits.oracle_keys = (0..3).map(|i| user_key(i).address()).collect();
+        g.data_credits.max_price_move_bps = 10_000;
+    });
+    let report = |price_usd_micro| Action::SetOraclePrice { price_usd_micro };
+    let (liar, honest_a, honest_b) = (f.user(0), f.user(1), f.user(2));
+    f.ok(&liar, report(50_000_000));
+    f.ok(&honest_a, report(1_100_000));
+    f.ok(&honest_b, report(1_050_000));
+    let end = f.epoch_end();
+    f.end_blocks_through(end);
+    assert_eq!(f.token_price(), 1_100_000, "the median of three");
+    // A later report replaces the key's earlier one: the liar cannot stack reports.
+    f.ok(&liar, report(60_000_000));
+    f.ok(&liar, report(70_000_000));
+    let end = f.epoch_end();
+    f.end_blocks_through(end);
+    assert_eq!(f.token_price(), 1_100_000);
+    let outsider = f.user(3);
+    let tx = f.tx(&outsider, report(1));
+    assert_eq!(f.reject(&tx).code(), "unauthorized");
 }
 
 #[test]
@@ -1132,7 +1241,7 @@ fn slash_above_100_percent_burns_only_what_was_bonded() {
 #[test]
 fn data_credit_payment_burns_credits_and_mints_equal_value() {
     let mut f = setup();
-    let (oracle, consumer, provider) = (f.user(ORACLE), f.user(1), f.user(2));
+    let (consumer, provider) = (f.user(1), f.user(2));
     f.ok(&consumer, buy_credits(UNIT));
     let pay = |data_credits| {
         toy(ToyOp::Pay {
@@ -1142,7 +1251,7 @@ fn data_credit_payment_burns_credits_and_mints_equal_value() {
     };
     // 50_000 credits are $0.50: half a token at $1.00, a fifth of a token at $2.50.
     for (price_usd_micro, tokens) in [(1_000_000, UNIT / 2), (2_500_000, UNIT / 5)] {
-        f.ok(&oracle, Action::SetOraclePrice { price_usd_micro });
+        f.reach_price(price_usd_micro);
         let (balance, minted) = (f.balance(&provider), f.supply().minted);
         let receipt = f.ok(&consumer, pay(50_000));
         assert_eq!(

@@ -64,7 +64,8 @@ pub enum Action {
     BuyDataCredits {
         amount: Amount,
     },
-    /// Sets the token price in micro-USD per whole token; only the genesis oracle authority.
+    /// Reports the token price in micro-USD per whole token; only a genesis oracle key. The
+    /// median of the keys' latest reports becomes the price at the next epoch boundary.
     SetOraclePrice {
         price_usd_micro: u64,
     },

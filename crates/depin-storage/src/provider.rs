@@ -1,13 +1,15 @@
 //! The provider side of the piece protocol: accepts uploads only of pieces the chain assigned
-//! to this provider (checked against the root on chain), stores them durably, then reports
-//! them for confirmation; serves outboards and ranges of stored pieces.
+//! to this provider, from the deal owner's or the piece repairer's peer (checked against the
+//! root on chain), stores them durably, then reports them for confirmation; serves outboards
+//! and ranges of stored pieces.
 
 use crate::protocol::{
     MAX_MESSAGE_BYTES, PIECE_PROTOCOL, PieceRequest, PieceResponse, TRANSFER_BYTES,
 };
 use crate::store::{PieceStore, PieceStoreError, PieceWriter};
+use depin_net::PeerId;
 use depin_protocol::storage::{Piece, PieceRef, PieceState};
-use depin_types::Address;
+use depin_types::{Address, Hash};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,6 +19,8 @@ use tokio::sync::mpsc;
 pub trait Assignments: Send + Sync {
     /// The piece record and the size of its pieces, if the piece exists on chain.
     fn piece(&self, piece: &PieceRef) -> Option<(Piece, u64)>;
+    /// Who owns a deal: the one peer, with a piece's repairer, that may upload its pieces.
+    fn deal_owner(&self, deal: &Hash) -> Option<Address>;
 }
 
 /// Uploads in progress at most; more are refused as busy.
@@ -74,7 +78,7 @@ impl PieceServer {
 
     /// Answers one encoded request with the encoded response (blocking: it may touch the
     /// disk). Range reads go from the disk straight into the response message.
-    pub fn handle_encoded(&self, request: &[u8]) -> Vec<u8> {
+    pub fn handle_encoded(&self, from: &PeerId, request: &[u8]) -> Vec<u8> {
         let request: PieceRequest = match depin_types::decode_bounded(request, MAX_MESSAGE_BYTES) {
             Ok(r) => r,
             Err(e) => {
@@ -101,16 +105,16 @@ impl PieceServer {
                 Err(e) => depin_types::encode(&PieceResponse::refused("internal", e.to_string())),
             };
         }
-        depin_types::encode(&self.answer(request))
+        depin_types::encode(&self.answer(from, request))
     }
 
-    fn answer(&self, request: PieceRequest) -> PieceResponse {
+    fn answer(&self, from: &PeerId, request: PieceRequest) -> PieceResponse {
         match request {
             PieceRequest::Put {
                 piece,
                 offset,
                 bytes,
-            } => self.put(piece, offset, bytes),
+            } => self.put(from, piece, offset, bytes),
             PieceRequest::Outboard { root } => match (
                 self.store.size_bytes(root.as_bytes()),
                 self.store.outboard(root.as_bytes()),
@@ -139,7 +143,7 @@ impl PieceServer {
         }
     }
 
-    fn put(&self, r: PieceRef, offset: u64, bytes: Vec<u8>) -> PieceResponse {
+    fn put(&self, from: &PeerId, r: PieceRef, offset: u64, bytes: Vec<u8>) -> PieceResponse {
         let Some((piece, piece_bytes)) = self.chain.piece(&r) else {
             return PieceResponse::refused(
                 "unknown_piece",
@@ -152,6 +156,18 @@ impl PieceServer {
             return PieceResponse::refused(
                 "not_assigned",
                 "this piece is not assigned to this provider",
+            );
+        }
+        // Anyone else could hold upload slots and reserved space with pieces they cannot
+        // finish: only the deal's owner, or the piece's repairer, uploads it.
+        let uploader = |who: Option<Address>| {
+            who.and_then(|a| depin_net::peer_id_of(&a).ok())
+                .is_some_and(|peer| peer == *from)
+        };
+        if !uploader(self.chain.deal_owner(&r.deal)) && !uploader(piece.repairer) {
+            return PieceResponse::refused(
+                "not_uploader",
+                "only the deal owner or the piece's repairer may upload it",
             );
         }
         if self.store.contains(piece.root.as_bytes()).unwrap_or(false) {
@@ -279,7 +295,9 @@ pub async fn serve(server: Arc<PieceServer>, net: depin_net::NetHandle) {
         tokio::spawn(async move {
             let mut request = request;
             let bytes = std::mem::take(&mut request.bytes);
-            let answer = tokio::task::spawn_blocking(move || server.handle_encoded(&bytes)).await;
+            let from = request.peer;
+            let answer =
+                tokio::task::spawn_blocking(move || server.handle_encoded(&from, &bytes)).await;
             if let Ok(answer) = answer {
                 request.respond(answer);
             }

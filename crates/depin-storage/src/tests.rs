@@ -18,6 +18,15 @@ impl Assignments for FakeChain {
     fn piece(&self, piece: &PieceRef) -> Option<(Piece, u64)> {
         self.0.get(piece).cloned()
     }
+
+    fn deal_owner(&self, _deal: &Hash) -> Option<depin_types::Address> {
+        Some(client_key().address())
+    }
+}
+
+/// The key of the deals' owner, the one client allowed to upload.
+fn client_key() -> Keypair {
+    Keypair::from_seed(b"client")
 }
 
 fn config(key: Keypair) -> NetConfig {
@@ -88,7 +97,7 @@ async fn assigned_pieces_upload_and_download_verified() {
         .await
         .expect("provider net");
     tokio::spawn(serve(server, provider_net.clone()));
-    let mut client_config = config(Keypair::from_seed(b"client"));
+    let mut client_config = config(client_key());
     client_config.bootstrap = vec![listen_addr(&provider_net).await];
     let (client, _client_events) = Network::start(client_config).await.expect("client net");
 
@@ -120,6 +129,16 @@ async fn assigned_pieces_upload_and_download_verified() {
         refused(upload_piece(&client, &provider, piece_ref(2), &small).await),
         "not_assigned"
     );
+    // The attack: a stranger starts uploads of assigned pieces it cannot finish, to hold the
+    // provider's upload slots and reserved space. Only the owner's (or repairer's) peer may.
+    let mut stranger_config = config(Keypair::from_seed(b"stranger"));
+    stranger_config.bootstrap = vec![listen_addr(&provider_net).await];
+    let (stranger, _stranger_events) = Network::start(stranger_config).await.expect("stranger net");
+    assert_eq!(
+        refused(upload_piece(&stranger, &provider, piece_ref(4), &bytes(5_000, 9)).await),
+        "not_uploader"
+    );
+    stranger.shutdown().await;
     assert_eq!(
         refused(upload_piece(&client, &provider, piece_ref(9), &small).await),
         "unknown_piece"
@@ -188,7 +207,7 @@ async fn a_provider_killed_mid_upload_keeps_nothing_partial_and_takes_the_piece_
     let dir = tempfile::tempdir().expect("tmp");
     let store = Arc::new(PieceStore::open(dir.path(), 1 << 30).expect("store"));
     let (provider_net, _stored) = start_provider(&key, store.clone(), chain.clone()).await;
-    let mut client_config = config(Keypair::from_seed(b"client"));
+    let mut client_config = config(client_key());
     client_config.bootstrap = vec![listen_addr(&provider_net).await];
     let (client, _events) = Network::start(client_config).await.expect("client net");
 
@@ -225,7 +244,7 @@ async fn a_provider_killed_mid_upload_keeps_nothing_partial_and_takes_the_piece_
     assert_eq!(store.used_bytes().expect("used"), 0);
     assert!(store.roots().expect("roots").is_empty());
     let (provider_net, mut stored) = start_provider(&key, store.clone(), chain).await;
-    let mut client_config = config(Keypair::from_seed(b"client again"));
+    let mut client_config = config(client_key());
     client_config.bootstrap = vec![listen_addr(&provider_net).await];
     let (client, _events) = Network::start(client_config).await.expect("client net");
     upload_piece(&client, &key.address(), piece_ref(0), &piece)
@@ -278,7 +297,7 @@ async fn a_segment_comes_back_with_n_minus_k_providers_dead_or_lying() {
         tokio::spawn(serve(server, net.clone()));
         providers.push((address, net, store));
     }
-    let mut client_config = config(Keypair::from_seed(b"client"));
+    let mut client_config = config(client_key());
     for (_, net, _) in &providers {
         client_config.bootstrap.push(listen_addr(net).await);
     }
@@ -397,7 +416,7 @@ async fn the_uploader_stores_every_segment_and_cuts_the_long_tail() {
         addrs.push(listen_addr(&net).await);
         stores.push((store_dir, store, net));
     }
-    let mut client_config = config(Keypair::from_seed(b"uploading client"));
+    let mut client_config = config(client_key());
     client_config.bootstrap = addrs;
     let (client, _client_events) = Network::start(client_config).await.expect("client net");
     let placement: Vec<SegmentPlacement> = (0..2u32)

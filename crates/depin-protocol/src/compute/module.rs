@@ -93,6 +93,19 @@ impl ServiceModule for ComputeModule {
         sweep_expired(ctx, epoch)
     }
 
+    /// The jobs a provider is a replica of: a graceful exit for compute is waiting until
+    /// they settle (at most the job's deadlines).
+    fn open_obligations(
+        &self,
+        ctx: &ServiceContext<'_, '_>,
+        provider: Address,
+    ) -> Result<u64, TxError> {
+        let usage: ComputeUsage = ctx
+            .get_decoded(&keys::usage(&provider))?
+            .unwrap_or_default();
+        Ok(usage.running.len() as u64)
+    }
+
     fn epoch_rewards(
         &self,
         ctx: &mut ServiceContext<'_, '_>,
@@ -164,10 +177,11 @@ fn check_spec(ctx: &ServiceContext<'_, '_>, spec: &JobSpec) -> Result<(), TxErro
     if spec.max_memory_mib == 0 || spec.max_memory_mib > p.max_memory_mib {
         return bad(format!("max memory must be 1..={} MiB", p.max_memory_mib));
     }
-    if spec.deadline_blocks == 0 || spec.deadline_blocks > p.max_deadline_blocks {
+    if spec.deadline_blocks < p.min_deadline_blocks || spec.deadline_blocks > p.max_deadline_blocks
+    {
         return bad(format!(
-            "deadline must be 1..={} blocks",
-            p.max_deadline_blocks
+            "deadline must be {}..={} blocks",
+            p.min_deadline_blocks, p.max_deadline_blocks
         ));
     }
     if spec.module_bytes == 0 || spec.module_bytes > p.max_module_bytes {
@@ -432,6 +446,12 @@ fn reveal(
             ),
         ));
     }
+    if outcome.exit.is_job_fault() && outcome.fuel_used != 0 {
+        return Err(reject(
+            "bad_outcome",
+            "a job that could not run, or ran to its deadline, reports no fuel",
+        ));
+    }
     job.replicas[index].revealed = Some(outcome);
     job.status = JobStatus::Revealing;
     let mut events = vec![
@@ -490,6 +510,36 @@ fn settle(ctx: &mut ServiceContext<'_, '_>, mut job: Job) -> Result<Vec<Event>, 
     }
     vacate(ctx, &job)?;
     match majority {
+        Some((accepted, agreed)) if accepted.exit.is_job_fault() => {
+            // The consumer's job could not run (or ran to its deadline): the replicas that
+            // say so are paid for the attempt, each its share of the genesis fraction.
+            let p = ctx.params::<super::ComputeParams>()?;
+            let fee_bps = if accepted.exit == ExitKind::DeadlineExceeded {
+                p.deadline_fee_bps
+            } else {
+                p.attempt_fee_bps
+            };
+            let share = job
+                .escrow_dc
+                .checked_mul(u128::from(fee_bps))
+                .ok_or(TxError::AmountOverflow)?
+                / 10_000
+                / (job.replicas.len().max(1) as u128);
+            for provider in &agreed {
+                let dc = share.min(job.escrow_dc);
+                events.extend(pay_replica(ctx, &mut job, *provider, dc, 0)?);
+            }
+            job.accepted = Some(accepted);
+            job.agreed = agreed;
+            job.status = JobStatus::Done;
+            events.push(
+                ComputeEvent::JobDone {
+                    id,
+                    fuel_used: accepted.fuel_used,
+                }
+                .to_event(),
+            );
+        }
         Some((accepted, agreed)) => {
             for provider in &agreed {
                 let price = ctx

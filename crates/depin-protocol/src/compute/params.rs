@@ -25,6 +25,16 @@ pub struct ComputeParams {
     /// provider's emission in an epoch is capped at the value it burned, so self-dealing at
     /// any price burns at least what it earns.
     pub payment_burn_bps: u16,
+    /// The fewest blocks a job may give its replicas to run and commit: a consumer cannot
+    /// set a deadline no replica can make.
+    pub min_deadline_blocks: u64,
+    /// Share of the escrow (basis points) the replicas agreeing that a job cannot run (an
+    /// invalid module, bytes nobody could fetch, an input that does not unpack, output over
+    /// the limit) are paid for the attempt, split among the replicas.
+    pub attempt_fee_bps: u16,
+    /// Share of the escrow paid to the replicas agreeing that a job ran to its deadline,
+    /// for the time they gave, split among the replicas.
+    pub deadline_fee_bps: u16,
 }
 
 impl ComputeParams {
@@ -40,6 +50,9 @@ impl ComputeParams {
             max_retries: 1,
             min_price_dc_per_mfuel: 1,
             payment_burn_bps: 1000,
+            min_deadline_blocks: 8,
+            attempt_fee_bps: 200,
+            deadline_fee_bps: 2000,
         }
     }
 }
@@ -55,6 +68,15 @@ impl ServiceParams for ComputeParams {
             || self.reveal_blocks == 0
         {
             return Err("limits must be positive".into());
+        }
+        if self.min_deadline_blocks < 3 || self.min_deadline_blocks > self.max_deadline_blocks {
+            return Err(
+                "min_deadline_blocks must be 3 (fetch, run, commit) up to max_deadline_blocks"
+                    .into(),
+            );
+        }
+        if u64::from(self.attempt_fee_bps) > 10_000 || u64::from(self.deadline_fee_bps) > 10_000 {
+            return Err("attempt_fee_bps and deadline_fee_bps are at most 10000".into());
         }
         if self.min_price_dc_per_mfuel == 0 {
             return Err(

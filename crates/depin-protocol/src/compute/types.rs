@@ -59,9 +59,31 @@ pub enum ExitKind {
     /// provide: nothing ran.
     InvalidModule,
     /// The run had not ended when the job's deadline came. How far it got differs between
-    /// machines, so the kind alone is the result: no fuel, no outputs, nothing paid, and
-    /// replicas that say so together are not punished for the consumer's deadline.
+    /// machines, so the kind alone is the result: no fuel, no outputs; replicas that say so
+    /// together are paid `deadline_fee_bps` of the escrow for the time they gave.
     DeadlineExceeded,
+    /// The module or the input could not be had, from the consumer or any holder, in time
+    /// to commit: nothing ran.
+    Unfetchable,
+    /// The input bundle does not unpack: nothing ran.
+    Unrunnable,
+    /// The run wrote more output than a replica keeps for the consumer.
+    OutputTooLarge,
+}
+
+impl ExitKind {
+    /// The job, not the replica, is at fault: its kind alone is the result (no fuel, no
+    /// outputs), and the replicas that agree on it are paid for the attempt, not slashed.
+    pub fn is_job_fault(self) -> bool {
+        matches!(
+            self,
+            ExitKind::InvalidModule
+                | ExitKind::DeadlineExceeded
+                | ExitKind::Unfetchable
+                | ExitKind::Unrunnable
+                | ExitKind::OutputTooLarge
+        )
+    }
 }
 
 /// A replica's result: the exit, the fuel it burned (deterministic under fuel metering) and

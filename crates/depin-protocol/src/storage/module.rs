@@ -117,7 +117,17 @@ impl ServiceModule for StorageModule {
             StorageTx::RepairSegment { deal, segment } => {
                 repair_segment(ctx, sender, &deal, segment)
             }
+            StorageTx::BeginExit => begin_exit(ctx, sender),
         }
+    }
+
+    fn open_obligations(
+        &self,
+        ctx: &ServiceContext<'_, '_>,
+        provider: Address,
+    ) -> Result<u64, TxError> {
+        let usage: ProviderUsage = get(ctx, &keys::usage(&provider))?.unwrap_or_default();
+        Ok(usage.pieces.len() as u64)
     }
 
     fn end_epoch(&self, ctx: &mut ServiceContext<'_, '_>, epoch: u64) -> Result<(), TxError> {
@@ -297,7 +307,7 @@ fn placement_candidates(
     let mut out = Vec::new();
     for p in ctx.eligible_providers(excluded)? {
         let usage: ProviderUsage = get(ctx, &keys::usage(&p.address))?.unwrap_or_default();
-        if usage.pieces.len() >= MAX_PIECES_PER_PROVIDER {
+        if usage.pieces.len() >= MAX_PIECES_PER_PROVIDER || is_exiting(ctx, &p.address)? {
             continue;
         }
         out.push(Candidate {
@@ -687,17 +697,38 @@ fn delete_deal(
 }
 
 /// Releases every piece, refunds unused escrow and the repair budget, and drops the deal from
-/// the open list.
+/// the open list. A deal that never activated first pays the reservation fee to the providers
+/// it held capacity on, so reserving capacity costs bytes × time whether or not it is used.
 fn close_deal(
     ctx: &mut ServiceContext<'_, '_>,
     mut deal: Deal,
     status: DealStatus,
 ) -> Result<Vec<Event>, TxError> {
+    let mut events = Vec::new();
+    let params = ctx.params::<super::StorageParams>()?.clone();
+    let never_active = deal.status == DealStatus::Pending;
+    let epochs_held = ctx.epoch().saturating_sub(deal.opened_epoch) + 1;
+    let mut fee_total: u128 = 0;
     for (s, info) in deal.segments.clone().iter().enumerate() {
+        let fee_per_piece = piece_epoch_dc(info.piece_bytes, params.price_dc_per_gib_epoch)
+            .saturating_mul(u128::from(epochs_held))
+            .saturating_mul(u128::from(params.reservation_fee_bps))
+            / BPS_DENOMINATOR;
         for (r, mut piece) in segment_pieces(ctx, &deal, s as u32)? {
             if matches!(piece.state, PieceState::Assigned | PieceState::Stored) {
                 if let Some(provider) = piece.provider {
                     release(ctx, &provider, &r, info.piece_bytes)?;
+                    let fee = if never_active {
+                        fee_per_piece.min(deal.escrow_dc)
+                    } else {
+                        0
+                    };
+                    if fee > 0 {
+                        deal.escrow_dc -= fee;
+                        deal.paid_dc = deal.paid_dc.saturating_add(fee);
+                        fee_total += fee;
+                        events.push(ctx.pay_from_escrow(deal.owner, provider, fee)?);
+                    }
                 }
                 piece.state = PieceState::Released;
                 put(ctx, &keys::piece(&r), &piece);
@@ -714,12 +745,23 @@ fn close_deal(
     open.retain(|d| *d != deal.id);
     put(ctx, keys::OPEN_DEALS, &open);
     let (id, refund_dc) = (deal.id, refund);
+    if fee_total > 0 {
+        events.push(
+            StorageEvent::ReservationFeePaid {
+                id,
+                fee_dc: fee_total,
+                epochs_held,
+            }
+            .to_event(),
+        );
+    }
     let event = match status {
         DealStatus::Deleted => StorageEvent::DealDeleted { id, refund_dc },
         DealStatus::Ended => StorageEvent::DealEnded { id, refund_dc },
         _ => StorageEvent::DealCancelled { id, refund_dc },
     };
-    Ok(vec![event.to_event()])
+    events.push(event.to_event());
+    Ok(events)
 }
 
 /// After the last block of `epoch`: slash missed proofs, end deals whose term is over, cancel
@@ -846,7 +888,8 @@ fn sweep_missed(ctx: &mut ServiceContext<'_, '_>, deal: &Deal, epoch: u64) -> Re
 }
 
 /// Places a segment's lost pieces (and repairs that never completed) on new providers, none
-/// of which holds (or lost) a piece of the segment.
+/// of which holds (or lost) a piece of the segment. The sender, a holder of a stored piece of
+/// the segment, rebuilds them.
 fn repair_segment(
     ctx: &mut ServiceContext<'_, '_>,
     sender: Address,
@@ -895,12 +938,40 @@ fn repair_segment(
         {
             holders.push(provider);
         }
-        if piece.state == PieceState::Lost || stalled {
+        // A piece on a provider leaving by graceful exit moves while it is still there.
+        let leaving = piece.state == PieceState::Stored
+            && match piece.provider {
+                Some(p) => is_exiting(ctx, &p)?,
+                None => false,
+            };
+        if piece.state == PieceState::Lost || stalled || leaving {
             to_place.push((r, piece));
         }
     }
     if to_place.is_empty() {
         return Err(reject("no_repair_needed", "no lost piece to replace"));
+    }
+    // Rebuilding takes a stored piece of the segment and pays from the repair budget: only a
+    // holder may claim it, and a stalled repair passes to another holder where there is one.
+    let stored_holders: Vec<Address> = segment_pieces(ctx, &deal, segment)?
+        .into_iter()
+        .filter(|(_, p)| p.state == PieceState::Stored)
+        .filter_map(|(_, p)| p.provider)
+        .collect();
+    if !stored_holders.contains(&sender) {
+        return Err(reject(
+            "not_a_holder",
+            format!("only a provider holding a stored piece of segment {segment} may repair it"),
+        ));
+    }
+    let stalled_by_sender = to_place
+        .iter()
+        .any(|(_, p)| p.state == PieceState::Assigned && p.repairer == Some(sender));
+    if stalled_by_sender && stored_holders.iter().any(|h| *h != sender) {
+        return Err(reject(
+            "repair_passed_on",
+            "the sender's repair stalled: another holder takes it over",
+        ));
     }
     let mut candidates = placement_candidates(ctx, &holders)?;
     let chosen = place_segment(
@@ -918,7 +989,7 @@ fn repair_segment(
         ));
     }
     for ((r, mut piece), provider) in to_place.into_iter().zip(chosen) {
-        if piece.state == PieceState::Assigned
+        if matches!(piece.state, PieceState::Assigned | PieceState::Stored)
             && let Some(old) = piece.provider
         {
             release(ctx, &old, &r, info.piece_bytes)?;
@@ -955,7 +1026,16 @@ fn repaired(
     .min(deal.repair_budget_dc);
     deal.repair_budget_dc -= dc;
     let healthy = healthy_pieces(ctx, &deal, r.segment)?;
+    let mut leaving = false;
+    for (_, piece) in segment_pieces(ctx, &deal, r.segment)? {
+        if piece.state == PieceState::Stored
+            && let Some(p) = piece.provider
+        {
+            leaving |= is_exiting(ctx, &p)?;
+        }
+    }
     if healthy > deal.repair_threshold
+        && !leaving
         && let Some(segment) = deal.segments.get_mut(r.segment as usize)
     {
         segment.needs_repair = false;
@@ -964,6 +1044,71 @@ fn repaired(
     let mut events = Vec::new();
     if dc > 0 {
         events.push(ctx.pay_from_escrow(deal.owner, repairer, dc)?);
+    }
+    Ok(events)
+}
+
+/// Whether `provider`'s current registration is leaving by graceful exit.
+pub fn is_exiting(ctx: &ServiceContext<'_, '_>, provider: &Address) -> Result<bool, TxError> {
+    let Some(registered_height) = get::<u64>(ctx, &keys::exiting(provider))? else {
+        return Ok(false);
+    };
+    Ok(ctx
+        .provider(provider)?
+        .is_some_and(|p| p.registered_height == registered_height))
+}
+
+/// Starts the sender's graceful exit (Storj's): no new pieces; the pieces of pending deals
+/// it has not confirmed are released, and every segment of an active deal it holds a piece
+/// of is flagged so a holder moves that piece to another provider. Once it holds nothing it
+/// deregisters without forfeiting stake. Sending it again flags the segments of deals that
+/// activated since.
+fn begin_exit(ctx: &mut ServiceContext<'_, '_>, sender: Address) -> Result<Vec<Event>, TxError> {
+    let Some(provider) = ctx.provider(&sender)? else {
+        return Err(reject(
+            "not_a_provider",
+            "only a registered provider can exit",
+        ));
+    };
+    // Sent again, it flags what became due since (a deal that activated meanwhile).
+    put(ctx, &keys::exiting(&sender), &provider.registered_height);
+    let usage: ProviderUsage = get(ctx, &keys::usage(&sender))?.unwrap_or_default();
+    let mut events = vec![
+        StorageEvent::ExitStarted {
+            provider: sender,
+            pieces: usage.pieces.len() as u32,
+        }
+        .to_event(),
+    ];
+    for r in usage.pieces {
+        let mut deal = load_deal(ctx, &r.deal)?;
+        let mut piece = load_piece(ctx, &r)?;
+        let Some(info) = deal.segments.get(r.segment as usize).cloned() else {
+            continue;
+        };
+        if deal.status == DealStatus::Pending {
+            if piece.state == PieceState::Assigned {
+                release(ctx, &sender, &r, info.piece_bytes)?;
+                piece.state = PieceState::Released;
+                put(ctx, &keys::piece(&r), &piece);
+            }
+            continue;
+        }
+        if !info.needs_repair {
+            if let Some(segment) = deal.segments.get_mut(r.segment as usize) {
+                segment.needs_repair = true;
+            }
+            let healthy = healthy_pieces(ctx, &deal, r.segment)?;
+            events.push(
+                StorageEvent::SegmentNeedsRepair {
+                    deal: r.deal,
+                    segment: r.segment,
+                    healthy_pieces: u32::from(healthy),
+                }
+                .to_event(),
+            );
+            put(ctx, &keys::deal(&r.deal), &deal);
+        }
     }
     Ok(events)
 }

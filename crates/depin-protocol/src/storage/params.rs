@@ -52,6 +52,10 @@ pub struct StorageParams {
     pub activation_epochs: u64,
     /// Consecutive missed proofs after which a piece counts as lost (and is repaired).
     pub missed_proofs_to_lose: u8,
+    /// What a deal that never activated (deleted while pending, or cancelled) pays the
+    /// providers it held capacity on, in basis points of the storage price of its placed
+    /// pieces for the epochs they were held. Not refunded.
+    pub reservation_fee_bps: u16,
 }
 
 impl StorageParams {
@@ -65,6 +69,7 @@ impl StorageParams {
             max_deal_epochs: 1_000_000,
             activation_epochs: 2,
             missed_proofs_to_lose: 2,
+            reservation_fee_bps: 10_000,
         }
     }
 
@@ -96,6 +101,9 @@ impl ServiceParams for StorageParams {
             || self.missed_proofs_to_lose == 0
         {
             return Err("limits must be positive".into());
+        }
+        if u128::from(self.reservation_fee_bps) > crate::params::BPS_DENOMINATOR {
+            return Err("reservation_fee_bps must be at most 10000".into());
         }
         Ok(())
     }

@@ -171,10 +171,15 @@ pub enum StorageTx {
     SubmitProofs { epoch: u64, proofs: Vec<PieceProof> },
     /// The owner ends a deal early; unused escrow is refunded.
     DeleteDeal { deal: Hash },
-    /// Anyone starts the repair of a segment flagged for repair: its lost pieces are placed
-    /// on new providers; the sender rebuilds and uploads them and is paid from the repair
-    /// budget as each is confirmed.
+    /// A holder of a stored piece starts the repair of a segment flagged for repair: its lost
+    /// pieces are placed on new providers; the sender rebuilds and uploads them and is paid
+    /// from the repair budget as each is confirmed. A repair that stalled passes to another
+    /// holder.
     RepairSegment { deal: Hash, segment: u32 },
+    /// The sender starts a graceful exit: it takes no new pieces, the segments it holds
+    /// pieces of are flagged so their pieces move to other providers by repair, and once it
+    /// holds none it may deregister without forfeiting stake.
+    BeginExit,
 }
 
 /// State keys of the storage service (under `StateKey::Service(Storage, ..)`).
@@ -210,6 +215,14 @@ pub mod keys {
     pub fn seed(epoch: u64) -> Vec<u8> {
         let mut k = b"s/".to_vec();
         k.extend_from_slice(&epoch.to_be_bytes());
+        k
+    }
+
+    /// A provider's graceful exit: the `registered_height` of the registration it ends (a
+    /// later registration of the address is not exiting).
+    pub fn exiting(provider: &Address) -> Vec<u8> {
+        let mut k = b"x/".to_vec();
+        k.extend_from_slice(&provider.0);
         k
     }
 
@@ -268,6 +281,18 @@ pub enum StorageEvent {
     RepairStarted {
         deal: Hash,
         segment: u32,
+    },
+    /// A provider started a graceful exit holding `pieces` pieces.
+    ExitStarted {
+        provider: Address,
+        pieces: u32,
+    },
+    /// A deal that never activated paid for the capacity it held.
+    ReservationFeePaid {
+        id: Hash,
+        #[serde(with = "depin_types::u128_string")]
+        fee_dc: u128,
+        epochs_held: u64,
     },
 }
 

@@ -33,7 +33,7 @@ fn spec(replicas: u8) -> JobSpec {
         max_fuel: MAX_FUEL,
         max_memory_mib: 64,
         replicas,
-        deadline_blocks: 6,
+        deadline_blocks: 8,
         max_price_dc_per_mfuel: MAX_PRICE,
     }
 }
@@ -295,46 +295,101 @@ fn a_job_is_escrowed_assigned_settled_by_majority_and_the_liar_slashed() {
     f.check_supply();
 }
 
-/// Replicas that all ran out of time agree on that: the job ends with that status, nobody is
-/// paid or slashed for the consumer's deadline, and the escrow goes back.
+/// The griefing: a consumer submits a job no replica can finish — a module or input nobody
+/// can fetch, an input that does not unpack, output over the limit, an invalid module, or a
+/// run longer than its deadline — so that honest replicas miss their commitment and are
+/// slashed while the consumer is refunded. Such jobs end with the agreed kind: nobody is
+/// slashed, nothing counts as work, and the consumer pays the replicas a genesis share of
+/// the escrow for the attempt (a larger one for a run that took the whole deadline).
 #[test]
-fn a_job_past_its_deadline_ends_so_without_slashing_anyone() {
-    let mut f = compute_setup(4);
-    let owner = f.validator.clone();
-    let dc_before = f.account(&owner).data_credits;
-    let id = f.submit(spec(3));
-    let replicas = f.replica_keys(&id);
-    let timed_out = JobOutcome {
-        exit: ExitKind::DeadlineExceeded,
-        fuel_used: 0,
-        outputs: Hash::of(b"the kind alone"),
+fn a_job_nobody_can_finish_ends_typed_without_slashing_and_pays_the_attempt() {
+    let (attempt_bps, deadline_bps) = {
+        let p = crate::compute::ComputeParams::devnet();
+        (
+            u128::from(p.attempt_fee_bps),
+            u128::from(p.deadline_fee_bps),
+        )
     };
-    let stakes: Vec<Amount> = replicas.iter().map(|r| f.stake(r).bonded).collect();
-    let salts: Vec<Hash> = replicas
-        .iter()
-        .map(|r| f.commit_to(&id, r, &timed_out))
-        .collect();
-    for (r, salt) in replicas.iter().zip(salts) {
-        let receipt = f.reveal_to(&id, r, timed_out, salt);
-        assert!(
-            !receipt
-                .events
-                .iter()
-                .any(|e| matches!(e, Event::Slashed { .. } | Event::WorkRecorded { .. })),
-            "{:?}",
-            receipt.events
+    for (exit, fee_bps) in [
+        (ExitKind::Unfetchable, attempt_bps),
+        (ExitKind::Unrunnable, attempt_bps),
+        (ExitKind::OutputTooLarge, attempt_bps),
+        (ExitKind::InvalidModule, attempt_bps),
+        (ExitKind::DeadlineExceeded, deadline_bps),
+    ] {
+        let mut f = compute_setup(4);
+        let owner = f.validator.clone();
+        let dc_before = f.account(&owner).data_credits;
+        let id = f.submit(spec(3));
+        let escrow = f.job(&id).escrow_dc;
+        let replicas = f.replica_keys(&id);
+        let failed = JobOutcome {
+            exit,
+            fuel_used: 0,
+            outputs: Hash::of(b"the kind alone"),
+        };
+        // A job-fault kind carries no fuel: it cannot be paid as work.
+        let salt = f.commit_to(
+            &id,
+            &replicas[0],
+            &JobOutcome {
+                fuel_used: 5,
+                ..failed
+            },
         );
+        let stakes: Vec<Amount> = replicas.iter().map(|r| f.stake(r).bonded).collect();
+        let mut salts = vec![salt];
+        for r in &replicas[1..] {
+            salts.push(f.commit_to(&id, r, &failed));
+        }
+        let tx = f.tx(
+            &replicas[0],
+            compute(ComputeTx::Reveal {
+                job: id,
+                outcome: JobOutcome {
+                    fuel_used: 5,
+                    ..failed
+                },
+                salt: salts[0],
+            }),
+        );
+        assert_eq!(compute_code(f.reject(&tx)), "bad_outcome");
+        let mut events = Vec::new();
+        for (r, salt) in replicas.iter().zip(&salts).skip(1) {
+            events.extend(f.reveal_to(&id, r, failed, *salt).events);
+        }
+        // The first replica never revealed a valid outcome: the reveal window closes.
+        let deadline = f.job(&id).reveal_deadline;
+        f.end_blocks_through(deadline);
+        let finalize = f.ok(&owner, compute(ComputeTx::Finalize { job: id }));
+        events.extend(finalize.events);
+        let job = f.job(&id);
+        assert_eq!(job.status, JobStatus::Done, "{exit:?}");
+        assert_eq!(job.accepted, Some(failed));
+        assert_eq!(job.agreed.len(), 2);
+        assert!(
+            !events
+                .iter()
+                .any(|e| matches!(e, Event::WorkRecorded { .. })),
+            "{exit:?}: {events:?}"
+        );
+        let slashed: Vec<Address> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Slashed { provider, .. } => Some(*provider),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(slashed, vec![replicas[0].address()], "only the silent one");
+        let share = escrow * fee_bps / 10_000 / 3;
+        assert!(share > 0);
+        assert_eq!(job.paid_dc, 2 * share, "{exit:?}");
+        assert_eq!(f.account(&owner).data_credits, dc_before - 2 * share);
+        for (r, stake) in replicas.iter().zip(stakes).skip(1) {
+            assert_eq!(f.stake(r).bonded, stake, "not slashed");
+        }
+        f.check_supply();
     }
-    let job = f.job(&id);
-    assert_eq!(job.status, JobStatus::Done);
-    assert_eq!(job.accepted, Some(timed_out));
-    assert_eq!(job.agreed.len(), 3);
-    assert_eq!((job.paid_dc, job.escrow_dc), (0, 0));
-    assert_eq!(f.account(&owner).data_credits, dc_before, "escrow refunded");
-    for (r, stake) in replicas.iter().zip(stakes) {
-        assert_eq!(f.stake(r).bonded, stake, "not slashed");
-    }
-    f.check_supply();
 }
 
 #[test]
@@ -425,6 +480,11 @@ fn bad_jobs_are_refused_and_leave_state_untouched() {
         },
         JobSpec {
             stdin: Some("in.txt".into()),
+            ..spec(1)
+        },
+        // One block to commit in: no replica could make it and all would be slashed.
+        JobSpec {
+            deadline_blocks: 1,
             ..spec(1)
         },
     ] {

@@ -85,7 +85,11 @@ impl Fixture {
     }
 
     fn usage(&self, who: &Keypair) -> ProviderUsage {
-        self.record(keys::usage(&who.address())).unwrap_or_default()
+        self.usage_of(&who.address())
+    }
+
+    fn usage_of(&self, who: &Address) -> ProviderUsage {
+        self.record(keys::usage(who)).unwrap_or_default()
     }
 
     fn open_deals(&self) -> Vec<Hash> {
@@ -391,31 +395,64 @@ fn bad_deals_are_refused_and_leave_state_untouched() {
     f.check_supply();
 }
 
+/// The attack: open deals and never upload them (or delete them just before they would be
+/// cancelled), holding providers' capacity away from paying users for nothing. A deal that
+/// never activated pays the providers it held, at the storage price for bytes × epochs held.
 #[test]
-fn deleted_and_never_activated_deals_refund_everything() {
+fn a_deal_that_never_activates_pays_the_providers_it_held_for_bytes_times_epochs() {
     let mut f = storage_setup();
     let owner = f.validator.clone();
     let dc_before = f.account(&owner).data_credits;
+    let providers: Vec<Keypair> = (0..4).map(|i| f.user(i)).collect();
+    let balances = |f: &Fixture| -> Vec<u128> { providers.iter().map(|p| f.balance(p)).collect() };
+    // 1 DC is $0.00001, a token $1: a piece-epoch of 600 DC pays 6,000 base units.
+    let units_per_dc = 10;
+    let before = balances(&f);
     let id = f.open(EPOCHS);
     let stranger = f.user(2);
     let tx = f.tx(&stranger, storage(StorageTx::DeleteDeal { deal: id }));
     assert_eq!(service_code(f.reject(&tx)), "not_deal_owner");
-    f.ok(&owner, storage(StorageTx::DeleteDeal { deal: id }));
+    let receipt = f.ok(&owner, storage(StorageTx::DeleteDeal { deal: id }));
+    let fee = 4 * DC_PER_PIECE_EPOCH;
+    assert!(
+        receipt
+            .events
+            .iter()
+            .any(|e| e.service_event::<StorageEvent>()
+                == Some(StorageEvent::ReservationFeePaid {
+                    id,
+                    fee_dc: fee,
+                    epochs_held: 1
+                }))
+    );
     assert_eq!(f.deal(&id).status, DealStatus::Deleted);
-    assert_eq!(f.account(&owner).data_credits, dc_before);
+    assert_eq!(f.account(&owner).data_credits, dc_before - fee);
+    let paid: Vec<u128> = balances(&f)
+        .iter()
+        .zip(&before)
+        .map(|(a, b)| a - b)
+        .collect();
+    assert_eq!(paid, vec![DC_PER_PIECE_EPOCH * units_per_dc; 4]);
     let tx = f.tx(&owner, storage(StorageTx::DeleteDeal { deal: id }));
     assert_eq!(service_code(f.reject(&tx)), "deal_closed");
     for p in 0..PIECES {
         assert_eq!(f.piece(&id, p).state, PieceState::Released);
     }
 
-    // Nobody confirms: cancelled after the activation window (2 epochs), fully refunded.
+    // Nobody confirms: cancelled after the activation window (2 epochs), two epochs paid.
+    let (dc_before, before) = (f.account(&owner).data_credits, balances(&f));
     let id = f.open(EPOCHS);
     f.end_blocks_through(EPOCH_BLOCKS);
     assert_eq!(f.deal(&id).status, DealStatus::Pending);
     f.end_blocks_through(2 * EPOCH_BLOCKS);
     assert_eq!(f.deal(&id).status, DealStatus::Cancelled);
-    assert_eq!(f.account(&owner).data_credits, dc_before);
+    assert_eq!(f.account(&owner).data_credits, dc_before - 2 * fee);
+    let paid: Vec<u128> = balances(&f)
+        .iter()
+        .zip(&before)
+        .map(|(a, b)| a - b)
+        .collect();
+    assert_eq!(paid, vec![2 * DC_PER_PIECE_EPOCH * units_per_dc; 4]);
     assert!(f.open_deals().is_empty());
     f.check_supply();
 }
@@ -426,7 +463,8 @@ fn a_segment_that_lost_pieces_is_repaired_onto_a_new_provider_and_the_repairer_p
     let owner = f.validator.clone();
     // A fifth provider: the one the deal does not use takes the repaired piece.
     f.make_provider(&owner, 200 * UNIT, &[crate::storage::SERVICE]);
-    let id = f.open(EPOCHS);
+    // Long enough for a loss, a stalled repair and its hand-over.
+    let id = f.open(8);
     let holders: Vec<Keypair> = (0..PIECES)
         .map(|p| {
             let address = f.piece(&id, p).provider.expect("placed");
@@ -465,16 +503,52 @@ fn a_segment_that_lost_pieces_is_repaired_onto_a_new_provider_and_the_repairer_p
     assert_eq!(f.piece(&id, 2).state, PieceState::Lost);
     assert!(f.deal(&id).segments[0].needs_repair);
 
-    // A repairer starts the repair: the lost piece goes to the one provider with no piece of
-    // this segment, with the same root (coding is deterministic).
-    let repairer = f.user(0);
-    let balance = f.balance(&repairer);
-    f.ok(&repairer, repair);
+    // The attack: a provider with no piece of the segment (here the spare one, or the one
+    // that lost its piece) claims the repair to collect the repair budget. Only a holder of
+    // a stored piece of the segment may rebuild it.
+    let spare = f
+        .users
+        .iter()
+        .chain(std::iter::once(&owner))
+        .find(|k| holders.iter().all(|h| h.address() != k.address()))
+        .expect("a fifth provider")
+        .clone();
+    for outsider in [&spare, &holders[2]] {
+        let tx = f.tx(outsider, repair.clone());
+        assert_eq!(service_code(f.reject(&tx)), "not_a_holder");
+    }
+
+    // A holder starts the repair: the lost piece goes to a provider with no piece of this
+    // segment, with the same root (coding is deterministic).
+    f.ok(&holders[0], repair.clone());
     let placed = f.piece(&id, 2);
     assert_eq!(placed.state, PieceState::Assigned);
     assert_eq!(placed.root, Hash::of(&piece_data(2)));
+    assert_eq!(placed.repairer, Some(holders[0].address()));
+    let first = placed.provider.expect("re-placed");
+    assert!(holders[..3].iter().all(|h| h.address() != first));
+
+    // Its new provider never confirms: once the activation window passed, the stalled repair
+    // passes to another holder, not back to the one that stalled.
+    for _ in 0..2 {
+        f.prove(&id, 0, &piece_data(0));
+        f.prove(&id, 1, &piece_data(1));
+        let next = f.height + EPOCH_BLOCKS - 1;
+        f.end_blocks_through(next);
+    }
+    let tx = f.tx(&holders[0], repair.clone());
+    assert_eq!(service_code(f.reject(&tx)), "repair_passed_on");
+    let repairer = holders[1].clone();
+    f.ok(&repairer, repair);
+    let placed = f.piece(&id, 2);
+    assert_eq!(placed.repairer, Some(repairer.address()));
+    assert_eq!(placed.state, PieceState::Assigned);
     let newcomer = placed.provider.expect("re-placed");
-    assert!(holders.iter().all(|h| h.address() != newcomer));
+    assert!(holders[..3].iter().all(|h| h.address() != newcomer));
+    assert!(
+        f.usage_of(&first).pieces.iter().all(|r| r.deal != id),
+        "the stalled placement is released"
+    );
     let newcomer = f
         .users
         .iter()
@@ -483,6 +557,7 @@ fn a_segment_that_lost_pieces_is_repaired_onto_a_new_provider_and_the_repairer_p
         .expect("a provider")
         .clone();
     let budget = f.deal(&id).repair_budget_dc;
+    let balance = f.balance(&repairer);
     let receipt = f.ok(
         &newcomer,
         storage(StorageTx::ConfirmPieces {
@@ -496,12 +571,13 @@ fn a_segment_that_lost_pieces_is_repaired_onto_a_new_provider_and_the_repairer_p
     )));
     assert_eq!(f.deal(&id).repair_budget_dc, budget - DC_PER_PIECE_EPOCH);
     assert!(!f.deal(&id).segments[0].needs_repair);
-    let fee = if newcomer.address() == repairer.address() {
-        2
+    // The repairer may be the block proposer too, paid the confirmation's fee.
+    let fee = if repairer.address() == f.validator.address() {
+        FEE.0
     } else {
-        1
+        0
     };
-    assert_eq!(f.balance(&repairer), balance - fee * FEE.0 + 6_000);
+    assert_eq!(f.balance(&repairer), balance + 6_000 + fee);
     f.check_supply();
 
     // A holder that deregisters is gone at the next epoch's end: its piece is lost at once,
@@ -619,5 +695,112 @@ fn a_missed_epoch_costs_the_share_of_pieces_that_failed_once() {
     f.end_blocks_through(3 * EPOCH_BLOCKS);
     let bps = (missed_bps).div_ceil(held.len() as u128);
     assert_eq!(f.stake(&victim).bonded.0, before - before * bps / 10_000);
+    f.check_supply();
+}
+
+/// The escape: a provider holding pieces deregisters (or drops the storage offer) the moment
+/// a fault is likely, leaving the network to repair what it held for free. It leaves by
+/// graceful exit — no new pieces, each of its pieces moved by a holder's repair — or it
+/// forfeits `exit_forfeit_bps` of its stake.
+#[test]
+fn a_provider_leaves_by_graceful_exit_or_forfeits_a_slash() {
+    let mut f = storage_setup();
+    let owner = f.validator.clone();
+    f.make_provider(&owner, 200 * UNIT, &[crate::storage::SERVICE]);
+    let id = f.open(EPOCHS);
+    let holders: Vec<Keypair> = (0..PIECES).map(|p| f.holder(&id, p)).collect();
+    for p in 0..3 {
+        f.ok(
+            &holders[usize::from(p)],
+            storage(StorageTx::ConfirmPieces {
+                pieces: vec![piece_ref(&id, p)],
+            }),
+        );
+    }
+    assert_eq!(f.deal(&id).status, DealStatus::Active);
+    let leaver = holders[0].clone();
+
+    // Dropping the storage offer with a piece held is refused.
+    let drop_storage = f.tx(
+        &leaver,
+        Action::UpdateProvider {
+            services: vec![offer(crate::compute::SERVICE)],
+            location: None,
+        },
+    );
+    assert_eq!(f.reject(&drop_storage).code(), "obligations_open");
+
+    // A graceful exit: the segment is flagged, and the leaver gets nothing new.
+    let receipt = f.ok(&leaver, storage(StorageTx::BeginExit));
+    assert!(
+        receipt
+            .events
+            .iter()
+            .any(|e| e.service_event::<StorageEvent>()
+                == Some(StorageEvent::ExitStarted {
+                    provider: leaver.address(),
+                    pieces: 1,
+                }))
+    );
+    assert!(f.deal(&id).segments[0].needs_repair);
+    // Another holder moves its piece: the leaver's space is released at once.
+    let repairer = holders[1].clone();
+    f.ok(
+        &repairer,
+        storage(StorageTx::RepairSegment {
+            deal: id,
+            segment: 0,
+        }),
+    );
+    let moved = f.piece(&id, 0);
+    assert_eq!(moved.state, PieceState::Assigned);
+    assert_ne!(moved.provider, Some(leaver.address()));
+    assert!(f.usage(&leaver).pieces.is_empty());
+    let newcomer = f.holder(&id, 0);
+    f.ok(
+        &newcomer,
+        storage(StorageTx::ConfirmPieces {
+            pieces: vec![piece_ref(&id, 0)],
+        }),
+    );
+    assert!(!f.deal(&id).segments[0].needs_repair);
+    // Its space is free again, yet a new deal does not count it: the one other provider with
+    // room is all placement finds.
+    let tx = f.tx(&owner, storage(open_tx(EPOCHS)));
+    match f.reject(&tx) {
+        TxError::ServiceRejected { code, reason, .. } => {
+            assert_eq!(code, "not_enough_providers");
+            assert!(reason.ends_with("1 found"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Holding nothing, it leaves without a slash.
+    let bonded = f.stake(&leaver).bonded;
+    let receipt = f.ok(&leaver, Action::DeregisterProvider);
+    assert!(
+        !receipt
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::Slashed { .. }))
+    );
+    assert_eq!(f.stake(&leaver).bonded, bonded);
+
+    // A holder that deregisters with a piece held forfeits the exit slash.
+    let quitter = holders[2].clone();
+    let bonded = f.stake(&quitter).bonded;
+    let receipt = f.ok(&quitter, Action::DeregisterProvider);
+    let forfeit = f.protocol.genesis().slashing.exit_forfeit_bps;
+    let forfeited = bonded.0 * u128::from(forfeit) / 10_000;
+    assert!(forfeited > 0);
+    assert!(
+        receipt.events.iter().any(|e| matches!(
+            e,
+            Event::Slashed { provider, amount, .. }
+                if *provider == quitter.address() && amount.0 == forfeited
+        )),
+        "{:?}",
+        receipt.events
+    );
+    assert_eq!(f.stake(&quitter).bonded.0, bonded.0 - forfeited);
     f.check_supply();
 }
