@@ -73,6 +73,10 @@ pub struct SubmitArgs {
     /// Wait until the job is settled and print its final state.
     #[arg(long)]
     pub wait: bool,
+    /// Do not send the module and input to the replicas: they fetch them from another holder,
+    /// or the job ends as unfetchable (the replicas paid the attempt fee).
+    #[arg(long)]
+    pub no_send: bool,
     #[command(flatten)]
     pub tx: TxOpts,
     /// Arguments for the module (after the module name); put this option last.
@@ -231,14 +235,18 @@ fn submit(ctx: &Ctx, args: SubmitArgs) -> anyhow::Result<()> {
         blobs.push((input, bundle_file.path().to_path_buf(), input_bytes));
     }
     let per_replica: u64 = blobs.iter().map(|(_, _, len)| len).sum();
+    let send_to: &[Address] = if args.no_send { &[] } else { &replicas };
     let not_delivered = runtime()?.block_on(async {
+        if send_to.is_empty() {
+            return Ok(Vec::new());
+        }
         let net = join_network(ctx, &network.chain_id, None).await?;
         let progress = Arc::new(Progress::new(
             "sending",
-            per_replica * replicas.len() as u64,
+            per_replica * send_to.len() as u64,
         ));
         let mut tasks = tokio::task::JoinSet::new();
-        for provider in &replicas {
+        for provider in send_to {
             let (net, progress, blobs, provider) =
                 (net.clone(), progress.clone(), blobs.clone(), *provider);
             tasks.spawn(async move {
@@ -268,7 +276,7 @@ fn submit(ctx: &Ctx, args: SubmitArgs) -> anyhow::Result<()> {
         progress.finish();
         net.shutdown().await;
         if failed.len() == replicas.len() {
-            bail!("no replica took the job's bytes; it will fail at its deadline and be refunded");
+            bail!("no replica took the job's bytes; it will end as unfetchable, the replicas paid the attempt fee");
         }
         Ok::<Vec<Address>, anyhow::Error>(failed)
     })?;

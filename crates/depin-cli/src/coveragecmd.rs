@@ -3,6 +3,7 @@
 
 use crate::Ctx;
 use crate::txcmd::{TxOpts, parse_address};
+use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use depin_protocol::Action;
 use depin_protocol::coverage::verify::Region;
@@ -89,9 +90,14 @@ fn degrees_e7(value: f64, limit: f64, what: &str) -> anyhow::Result<i32> {
 pub fn run(ctx: &Ctx, cmd: CoverageCommand) -> anyhow::Result<()> {
     match cmd {
         CoverageCommand::Assert(args) => {
+            // The H3 cell is chosen here, off chain; the chain checks it is one.
+            let location = depin_protocol::coverage::verify::location_cell_e7(
+                degrees_e7(args.lat, 90.0, "latitude")?,
+                degrees_e7(args.lon, 180.0, "longitude")?,
+            )
+            .context("no H3 cell at that location")?;
             let assertion = HotspotAssertion {
-                lat_e7: degrees_e7(args.lat, 90.0, "latitude")?,
-                lon_e7: degrees_e7(args.lon, 180.0, "longitude")?,
+                location,
                 gain_dbi_x10: (args.gain_dbi * 10.0).round() as i32,
                 elevation_m: args.elevation,
                 region: args.region.into(),

@@ -1304,4 +1304,45 @@ fn compute_jobs_are_run_by_replicas_and_the_majority_result_wins() {
         dc_after,
         "the rest of the escrow went back"
     );
+
+    // A job whose bytes nobody sends (a consumer getting replicas slashed, before): they
+    // commit `Unfetchable` in time, are paid the attempt fee, and none is slashed for it.
+    let unsent = tmp.path().join("unsent.wat");
+    std::fs::write(
+        &unsent,
+        r#"(module (func (export "_start") (drop (i32.const 424242))))"#,
+    )
+    .expect("write");
+    let unsent_s = unsent.to_string_lossy().into_owned();
+    let settled = json(
+        &rpc,
+        &[
+            "compute",
+            "submit",
+            &unsent_s,
+            "--no-send",
+            "--deadline-blocks",
+            "8",
+            "--wait",
+            "--key",
+            &user_key,
+        ],
+    );
+    assert_eq!(settled["job"]["status"], "Done", "{settled}");
+    assert_eq!(
+        settled["job"]["accepted"]["exit"], "Unfetchable",
+        "{settled}"
+    );
+    assert!(
+        settled["job"]["paid_dc"].as_u64().is_some_and(|dc| dc > 0),
+        "{settled}"
+    );
+    let unsent_id = str_of(&settled, "id").to_string();
+    for agreed in settled["job"]["agreed"].as_array().expect("agreed") {
+        let shown = json(
+            &rpc,
+            &["provider", "show", agreed.as_str().expect("address")],
+        );
+        assert!(!shown.to_string().contains(&unsent_id), "{shown}");
+    }
 }

@@ -4,7 +4,8 @@
 //! hotspot did not invent it.
 
 use depin_protocol::coverage::verify::{
-    BEACON_ID_BYTES, BeaconReport, Region, WitnessReport, beacon_payload,
+    BEACON_ID_BYTES, BeaconReport, LOCAL_ENTROPY_BYTES, Region, WitnessReport, beacon_payload,
+    payload_local_entropy,
 };
 use depin_protocol::coverage::{PacketReceipt, packet_message};
 use depin_types::{Address, Hash, Keypair, Signature};
@@ -106,14 +107,15 @@ pub enum Heard {
 /// Recognises a frame: a beacon is matched against every known hotspot whose address starts
 /// with the frame's id and every live entropy; a device frame by its tag.
 pub fn classify(payload: &[u8], beaconers: &[KnownBeaconer], live_entropy: &[Hash]) -> Heard {
-    if payload.len() == BEACON_ID_BYTES + 20 {
+    if let Some(local) = payload_local_entropy(payload) {
         let id = &payload[..BEACON_ID_BYTES];
         for b in beaconers
             .iter()
             .filter(|b| &b.address.as_bytes()[..BEACON_ID_BYTES] == id)
         {
             for entropy in live_entropy {
-                if beacon_payload(entropy, &b.address, b.region, b.gain_dbi_x10) == payload {
+                if beacon_payload(entropy, &b.address, b.region, b.gain_dbi_x10, &local) == payload
+                {
                     return Heard::Beacon {
                         beaconer: b.address,
                         entropy: *entropy,
@@ -155,13 +157,14 @@ pub fn beacon_report(
     gain_dbi_x10: i32,
     sent_ms: u64,
     frequency_hz: u64,
+    local_entropy: &[u8; LOCAL_ENTROPY_BYTES],
 ) -> BeaconReport {
     BeaconReport {
         beaconer,
         entropy,
         sent_ms,
         frequency_hz,
-        payload: beacon_payload(&entropy, &beaconer, region, gain_dbi_x10),
+        payload: beacon_payload(&entropy, &beaconer, region, gain_dbi_x10, local_entropy),
     }
 }
 
@@ -193,7 +196,15 @@ mod tests {
             gain_dbi_x10: 30,
         }];
         let entropy = [Hash::of(b"e1"), Hash::of(b"e2")];
-        let report = beacon_report(beaconer, entropy[1], Region::Eu868, 30, 5, 868_100_000);
+        let report = beacon_report(
+            beaconer,
+            entropy[1],
+            Region::Eu868,
+            30,
+            5,
+            868_100_000,
+            &[3; 16],
+        );
         assert_eq!(
             classify(&report.payload, &known, &entropy),
             Heard::Beacon {
@@ -206,7 +217,15 @@ mod tests {
             classify(&report.payload, &known, &entropy[..1]),
             Heard::Other
         );
-        let other_gain = beacon_report(beaconer, entropy[1], Region::Eu868, 40, 5, 868_100_000);
+        let other_gain = beacon_report(
+            beaconer,
+            entropy[1],
+            Region::Eu868,
+            40,
+            5,
+            868_100_000,
+            &[3; 16],
+        );
         assert_eq!(
             classify(&other_gain.payload, &known, &entropy),
             Heard::Other

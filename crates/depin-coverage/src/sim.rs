@@ -10,7 +10,7 @@ use crate::endpoint::{Clock, GatewayEndpoint, GatewayEvent, Uplink};
 use crate::frames::{DeviceFrame, Heard, KnownBeaconer, beacon_report, classify, witness_report};
 use crate::gwmp::{Packet, PushDataBody, RxPk, TxAckBody, TxPk, TxPkAck};
 use base64::Engine as _;
-use depin_protocol::coverage::verify::{Region, fspl_db};
+use depin_protocol::coverage::verify::Region;
 use depin_protocol::coverage::{
     CoverageEpoch, CoverageParams, CoverageTx, EntropyRecord, Hotspot, HotspotAssertion, keys,
 };
@@ -88,6 +88,13 @@ pub struct SimReport {
 }
 
 /// A deterministic generator (SplitMix64): the same seed builds the same world.
+/// Free-space path loss in dB for the simulated radio (the chain's own bound is the integer
+/// `verify::fspl_db_x10`).
+fn fspl_db(distance_m: f64, frequency_hz: f64) -> f64 {
+    const C: f64 = 2.998e8;
+    20.0 * (4.0 * std::f64::consts::PI * distance_m * frequency_hz / C).log10()
+}
+
 struct Rng(u64);
 
 impl Rng {
@@ -577,8 +584,8 @@ pub async fn run(config: &SimConfig, progress: &dyn Fn(&str)) -> Result<SimRepor
                 location: Some(GeoLocation { lat_e7, lon_e7 }),
             },
             coverage_action(CoverageTx::AssertHotspot(HotspotAssertion {
-                lat_e7,
-                lon_e7,
+                location: depin_protocol::coverage::verify::location_cell_e7(lat_e7, lon_e7)
+                    .ok_or("the asserted location is off the map")?,
                 gain_dbi_x10: GAIN_DBI_X10,
                 elevation_m: 10,
                 region: Region::Eu868,
@@ -651,8 +658,14 @@ pub async fn run(config: &SimConfig, progress: &dyn Fn(&str)) -> Result<SimRepor
         // Every hotspot beacons on this entropy; what each gateway hears is pushed to its
         // hotspot, which reports it (or, if it cheats, something else).
         let mut reports: Vec<(usize, Action)> = Vec::new();
+        // A beacon's report reveals its local randomness: it lands after its witnesses'.
+        let mut beacon_reports: Vec<(usize, Action)> = Vec::new();
         for b in 0..nodes.len() {
             let sent_ms = chain.now_ms();
+            let mut local = [0u8; 16];
+            for chunk in local.chunks_mut(8) {
+                chunk.copy_from_slice(&rng.next().to_le_bytes());
+            }
             let report = beacon_report(
                 nodes[b].key.address(),
                 entropy.value,
@@ -660,10 +673,11 @@ pub async fn run(config: &SimConfig, progress: &dyn Fn(&str)) -> Result<SimRepor
                 GAIN_DBI_X10,
                 sent_ms,
                 FREQ_HZ,
+                &local,
             );
             let txpk = transmit_beacon(&nodes[b], &report.payload).await?;
             beacons_transmitted += 1;
-            reports.push((b, coverage_action(CoverageTx::Beacon(report.clone()))));
+            beacon_reports.push((b, coverage_action(CoverageTx::Beacon(report.clone()))));
             let payload = txpk.payload().map_err(|e| e.to_string())?;
             for w in 0..nodes.len() {
                 if w == b {
@@ -748,7 +762,7 @@ pub async fn run(config: &SimConfig, progress: &dyn Fn(&str)) -> Result<SimRepor
                 }
             }
         }
-        // Beacons land first, then witnesses and packet receipts: all in the next block.
+        // Witnesses and packet receipts land in the next block, the beacons' reports after.
         chain.end_block()?;
         for (who, action) in reports {
             let node = &mut nodes[who];
@@ -767,6 +781,15 @@ pub async fn run(config: &SimConfig, progress: &dyn Fn(&str)) -> Result<SimRepor
                 &mut nonce,
                 coverage_action(CoverageTx::PacketReceipts(list)),
             );
+            if chain.submit(&tx) {
+                node.nonce = nonce;
+            }
+        }
+        chain.end_block()?;
+        for (who, action) in beacon_reports {
+            let node = &mut nodes[who];
+            let mut nonce = node.nonce;
+            let tx = sign(&chain, &node.key, &mut nonce, action);
             if chain.submit(&tx) {
                 node.nonce = nonce;
             }

@@ -12,7 +12,7 @@ use axum::extract::{Path, State};
 use depin_coverage::endpoint::{Clock, GatewayEndpoint, GatewayEvent, Uplink};
 use depin_coverage::frames::{Heard, KnownBeaconer, beacon_report, classify, witness_report};
 use depin_coverage::gwmp::TxPk;
-use depin_protocol::coverage::verify::Region;
+use depin_protocol::coverage::verify::{LOCAL_ENTROPY_BYTES, Region};
 use depin_protocol::coverage::{
     CoverageParams, CoverageTx, EntropyRecord, Hotspot, PacketReceipt, keys,
 };
@@ -74,6 +74,9 @@ struct HotspotWorker {
     known_at_height: u64,
     last_beacon_entropy: Option<Hash>,
     last_beacon_ms: Option<u64>,
+    /// A beacon sent and not reported yet, with the chain time to report it at: its report
+    /// reveals the beacon's local randomness, so it waits until its witnesses have reported.
+    unreported: Option<(depin_protocol::coverage::verify::BeaconReport, u64)>,
     receipts: Vec<PacketReceipt>,
 }
 
@@ -88,6 +91,7 @@ impl HotspotWorker {
             known_at_height: 0,
             last_beacon_entropy: None,
             last_beacon_ms: None,
+            unreported: None,
             receipts: Vec::new(),
         }
     }
@@ -155,6 +159,7 @@ impl HotspotWorker {
                     None => break,
                 },
                 _ = tick.tick() => {
+                    self.report_beacon_if_heard();
                     self.beacon_if_due(&endpoint).await;
                     if !self.receipts.is_empty() {
                         let receipts = std::mem::take(&mut self.receipts);
@@ -190,6 +195,19 @@ impl HotspotWorker {
         }
     }
 
+    /// Reports the beacon sent last once its witnesses have had their time: the most a
+    /// witness may hear it after it was sent, and two blocks for their reports to land.
+    fn report_beacon_if_heard(&mut self) {
+        let now = self.node.chain().head().timestamp_ms;
+        if let Some((report, at_ms)) = self.unreported.take() {
+            if now >= at_ms {
+                self.submit(CoverageTx::Beacon(report));
+            } else {
+                self.unreported = Some((report, at_ms));
+            }
+        }
+    }
+
     /// Beacons on the newest entropy when the interval since the last beacon has passed.
     async fn beacon_if_due(&mut self, endpoint: &GatewayEndpoint) {
         if !endpoint.has_downlink(self.eui) {
@@ -222,6 +240,17 @@ impl HotspotWorker {
             return;
         }
         let frequency = beacon_frequency_hz(me.info.region);
+        // Fresh and unpredictable to anyone without this node's key.
+        let local = Hash::tagged(
+            "depin coverage local entropy",
+            &[
+                &self.node.key.secret_bytes(),
+                entropy.value.as_bytes(),
+                &now.to_le_bytes(),
+            ],
+        );
+        let mut local_entropy = [0u8; LOCAL_ENTROPY_BYTES];
+        local_entropy.copy_from_slice(&local.as_bytes()[..LOCAL_ENTROPY_BYTES]);
         let report = beacon_report(
             self.me,
             entropy.value,
@@ -229,7 +258,15 @@ impl HotspotWorker {
             me.info.gain_dbi_x10,
             now,
             frequency,
+            &local_entropy,
         );
+        let chain = self.node.chain();
+        let genesis = chain.protocol().genesis();
+        let witness_lag_ms = chain
+            .protocol()
+            .service_params::<CoverageParams>()
+            .map_or(0, |p| p.poc.max_witness_lag_ms);
+        let report_at_ms = now + witness_lag_ms + 2 * genesis.chain.block_interval_ms;
         let power_dbm = me.info.region.tx_power_dbm_x10() / 10;
         let txpk = TxPk::lora_now(&report.payload, frequency, power_dbm, "SF9BW125");
         self.last_beacon_entropy = Some(entropy.value);
@@ -240,7 +277,7 @@ impl HotspotWorker {
             Ok(()) => {
                 tracing::info!(entropy = %entropy.value, "beacon transmitted");
                 self.last_beacon_ms = Some(now);
-                self.submit(CoverageTx::Beacon(report));
+                self.unreported = Some((report, report_at_ms));
             }
             Err(e) => tracing::warn!(error = %e, "beacon not transmitted"),
         }

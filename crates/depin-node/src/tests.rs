@@ -900,7 +900,9 @@ mod hotspot {
     use super::*;
     use depin_coverage::frames::DeviceFrame;
     use depin_coverage::gwmp::{Packet, PushDataBody, RxPk, TxAckBody, TxPkAck};
-    use depin_protocol::coverage::verify::{BeaconReport, Region, beacon_payload};
+    use depin_protocol::coverage::verify::{
+        BeaconReport, Region, beacon_payload, payload_local_entropy,
+    };
     use depin_protocol::coverage::{
         CoverageTx, Device, EntropyRecord, HotspotAssertion, PendingBeacon, keys,
     };
@@ -918,8 +920,8 @@ mod hotspot {
 
     fn assertion(lat_e7: i32, eui: u64) -> HotspotAssertion {
         HotspotAssertion {
-            lat_e7,
-            lon_e7: 49_000_000,
+            location: depin_protocol::coverage::verify::location_cell_e7(lat_e7, 49_000_000)
+                .expect("a cell"),
             gain_dbi_x10: 30,
             elevation_m: 5,
             region: Region::Eu868,
@@ -1089,22 +1091,29 @@ mod hotspot {
         let live: Vec<EntropyRecord> = record(&f, keys::LIVE_ENTROPY).expect("entropy");
         let entropy = *live.last().expect("live entropy");
         let me = f.validator.address();
+        let sent = beacon.payload().expect("payload");
+        let local = payload_local_entropy(&sent).expect("a beacon's length");
         assert_eq!(
-            beacon.payload().expect("payload"),
-            beacon_payload(&entropy.value, &me, Region::Eu868, 30)
+            sent,
+            beacon_payload(&entropy.value, &me, Region::Eu868, 30, &local)
         );
 
         // The neighbour (the user) beacons too; the gateway hears it, and a device's frame,
-        // and a datagram from a gateway this hotspot does not serve.
+        // and a datagram from a gateway this hotspot does not serve. The neighbour reports its
+        // beacon once this hotspot's witness is on chain.
         let theirs = BeaconReport {
             beaconer: f.user.address(),
             entropy: entropy.value,
             sent_ms: f.node.chain().head().timestamp_ms,
             frequency_hz: 868_100_000,
-            payload: beacon_payload(&entropy.value, &f.user.address(), Region::Eu868, 30),
+            payload: beacon_payload(
+                &entropy.value,
+                &f.user.address(),
+                Region::Eu868,
+                30,
+                &[7; 16],
+            ),
         };
-        f.submit(&f.tx(&f.user, 5, coverage(CoverageTx::Beacon(theirs.clone()))))
-            .await;
         let frame = DeviceFrame::sign(&device, 0x2601_0001, 1, b"21.5C").expect("fits");
         for datagram in [
             push(NODE_EUI, &theirs.payload),
@@ -1123,9 +1132,18 @@ mod hotspot {
         let heard = keys::pending(&entropy.value, &f.user.address());
         let device_key = keys::device(0x2601_0001);
         let mut landed = false;
+        let mut theirs_reported = false;
         for _ in 0..150 {
             f.produce().await;
             tokio::time::sleep(Duration::from_millis(30)).await;
+            if !theirs_reported
+                && record::<PendingBeacon>(&f, &heard)
+                    .is_some_and(|p| p.witnesses.iter().any(|w| w.witness == me))
+            {
+                f.submit(&f.tx(&f.user, 5, coverage(CoverageTx::Beacon(theirs.clone()))))
+                    .await;
+                theirs_reported = true;
+            }
             let beaconed = record::<PendingBeacon>(&f, &mine).is_some_and(|p| p.beacon.is_some());
             let witnessed = record::<PendingBeacon>(&f, &heard)
                 .is_some_and(|p| p.witnesses.iter().any(|w| w.witness == me));

@@ -9,7 +9,7 @@ use super::rewards::{
 use super::types::*;
 use super::verify::{
     BeaconReport, Entropy, HotspotInfo, Rejection, VerifiedBeacon, check_beacon, check_reciprocity,
-    check_witness, location_cell,
+    check_witness, is_location_cell,
 };
 use crate::block::Event;
 use crate::error::TxError;
@@ -137,20 +137,16 @@ fn assert_hotspot(
             "register as a provider offering coverage first",
         ));
     }
-    let geo = crate::tx::GeoLocation {
-        lat_e7: assertion.lat_e7,
-        lon_e7: assertion.lon_e7,
-    };
-    let location = geo
-        .is_valid()
-        .then(|| {
-            location_cell(
-                f64::from(assertion.lat_e7) / 1e7,
-                f64::from(assertion.lon_e7) / 1e7,
-            )
-        })
-        .flatten()
-        .ok_or_else(|| reject("bad_location", "latitude or longitude out of range"))?;
+    if !is_location_cell(assertion.location) {
+        return Err(reject(
+            "bad_location",
+            format!(
+                "{:x} is not an H3 cell at resolution 12",
+                assertion.location
+            ),
+        ));
+    }
+    let location = assertion.location;
     if !(-100..=200).contains(&assertion.gain_dbi_x10) {
         return Err(reject(
             "bad_gain",
@@ -256,7 +252,8 @@ fn registered_hotspot(ctx: &ServiceContext<'_, '_>, who: &Address) -> Result<Hot
         .ok_or_else(|| reject("unknown_hotspot", format!("{who} is not a hotspot")))
 }
 
-/// Adds `beaconer` to the entropy's pending index and returns its pending reports.
+/// Adds `beaconer` to the entropy's pending index and returns its pending reports. The index
+/// holds at most `max_pending_beacons_per_entropy` beaconers.
 fn pending_for(
     ctx: &mut ServiceContext<'_, '_>,
     entropy: &Hash,
@@ -267,6 +264,15 @@ fn pending_for(
         None => {
             let index_key = keys::pending_index(entropy);
             let mut index: Vec<Address> = ctx.get_decoded(&index_key)?.unwrap_or_default();
+            let max = ctx
+                .params::<CoverageParams>()?
+                .max_pending_beacons_per_entropy as usize;
+            if index.len() >= max {
+                return Err(reject(
+                    "too_many_beacons",
+                    format!("{max} beacons of this entropy are pending already"),
+                ));
+            }
             index.push(*beaconer);
             ctx.put_encoded(&index_key, &index);
             Ok(PendingBeacon::default())
@@ -346,7 +352,21 @@ fn receive_witness(
         &report.entropy,
     )?;
     let beaconer = report.beaconer;
+    if !load_hotspot(ctx, &beaconer)?.is_some_and(|h| h.info.full_capability) {
+        return Err(reject(
+            "unknown_beaconer",
+            format!("{beaconer} is not a hotspot that beacons"),
+        ));
+    }
     let mut pending = pending_for(ctx, &entropy.value, &beaconer)?;
+    // The beacon's report reveals its local randomness: a witness reported after it could
+    // have copied the payload from the chain instead of hearing it.
+    if pending.beacon.is_some() {
+        return Err(reject(
+            "witness_after_beacon",
+            format!("{beaconer}'s beacon report is on chain already: witnesses report before it"),
+        ));
+    }
     if pending.witnesses.iter().any(|w| w.witness == sender) {
         return Err(reject(
             "duplicate_witness",
@@ -576,12 +596,9 @@ fn verify_beacon(
     let mut touched = Touched {
         records: BTreeMap::new(),
     };
-    let mut witnesses = pending.witnesses;
-    witnesses.sort_by(|a, b| {
-        a.received_ms
-            .cmp(&b.received_ms)
-            .then(a.witness.cmp(&b.witness))
-    });
+    // In the order the chain included them: a witness cannot move itself ahead by the time it
+    // claims to have heard the beacon.
+    let witnesses = pending.witnesses;
     let witness_outcome = |touched: &mut Touched,
                            ctx: &ServiceContext<'_, '_>,
                            who: &Address,

@@ -44,9 +44,13 @@ fn beacon(beaconer: &HotspotInfo) -> BeaconReport {
             &beaconer.address,
             beaconer.region,
             beaconer.gain_dbi_x10,
+            &LOCAL,
         ),
     }
 }
+
+/// The beaconer's own randomness in the test beacon.
+const LOCAL: [u8; LOCAL_ENTROPY_BYTES] = [0x5a; LOCAL_ENTROPY_BYTES];
 
 fn witness_of(report: &BeaconReport, witness: &HotspotInfo) -> WitnessReport {
     WitnessReport {
@@ -124,9 +128,19 @@ fn a_beacon_is_checked_for_its_hotspot_entropy_interval_and_payload() {
     ));
     // A payload made up, or made for another gain, is not the entropy's.
     let mut forged = report.clone();
-    forged.payload = beacon_payload(&e.value, &b.address, b.region, b.gain_dbi_x10 + 10);
+    forged.payload = beacon_payload(&e.value, &b.address, b.region, b.gain_dbi_x10 + 10, &LOCAL);
     assert_eq!(
         check_beacon(&p, Some(&b), Some(&e), None, &forged),
+        Err(Rejection::PayloadMismatch)
+    );
+    // Its local randomness is its own: any value makes a valid beacon, but a payload whose
+    // tag does not cover the randomness it carries is not one.
+    let mut other = report.clone();
+    other.payload = beacon_payload(&e.value, &b.address, b.region, b.gain_dbi_x10, &[1; 16]);
+    assert_eq!(check_beacon(&p, Some(&b), Some(&e), None, &other), Ok(()));
+    other.payload[BEACON_ID_BYTES] ^= 1;
+    assert_eq!(
+        check_beacon(&p, Some(&b), Some(&e), None, &other),
         Err(Rejection::PayloadMismatch)
     );
 }
@@ -226,10 +240,9 @@ fn a_witness_is_checked_at_every_edge() {
 
     // Signal: up to the free-space bound plus the margin, not a tenth of a dB more.
     let bound = {
-        let cell = |h: &HotspotInfo| {
-            h3o::LatLng::from(h3o::CellIndex::try_from(h.location.unwrap_or(0)).expect("cell"))
-        };
-        let d = cell(&b).distance_m(cell(&w));
+        let cell =
+            |h: &HotspotInfo| h3o::CellIndex::try_from(h.location.unwrap_or(0)).expect("cell");
+        let d = distance_m(cell(&b), cell(&w)).expect("measurable");
         max_signal_dbm_x10(&p, &b, &w, d, FREQ)
     };
     // About 97 dB of loss over 2 km at 868 MHz: the bound is near -75 dBm.
@@ -244,12 +257,130 @@ fn a_witness_is_checked_at_every_edge() {
     ));
 }
 
+/// The integer path loss, pinned: every validator must get these exact tenths of a dB. Each
+/// row is within a rounding step of 20·log10(4πdf/c) (checked in f64 here, in the test only).
 #[test]
-fn free_space_loss_follows_the_formula() {
-    // 1 km at 868 MHz: 20·log10(4π·1000·868e6/2.998e8) = 91.22 dB.
-    assert!((fspl_db(1000.0, 868e6) - 91.22).abs() < 0.01);
-    // Twice the distance costs 6.02 dB more.
-    assert!((fspl_db(2000.0, 868e6) - fspl_db(1000.0, 868e6) - 6.0206).abs() < 1e-3);
+fn free_space_loss_is_integer_and_pinned_at_its_edges() {
+    // (distance m, frequency Hz, loss dB × 10)
+    const TABLE: &[(u64, u64, i32)] = &[
+        (0, 868_100_000, 312),
+        (1, 868_100_000, 312),
+        (2, 868_100_000, 372),
+        (16, 868_100_000, 553),
+        (1_000, 868_000_000, 912),
+        (1_000, 868_100_000, 912),
+        (2_000, 868_100_000, 972),
+        (16_308, 868_100_000, 1155),
+        (100_000, 868_100_000, 1312),
+        (100_000, 915_000_000, 1317),
+        (100_001, 928_000_000, 1318),
+        (1_000, 433_000_000, 852),
+        (u64::MAX, 868_100_000, 4165),
+    ];
+    for &(distance_m, frequency_hz, expected) in TABLE {
+        assert_eq!(
+            fspl_db_x10(distance_m, frequency_hz),
+            expected,
+            "{distance_m} m at {frequency_hz} Hz"
+        );
+        let exact = 200.0
+            * (4.0 * std::f64::consts::PI * (distance_m.max(1) as f64) * frequency_hz as f64
+                / 2.998e8)
+                .log10();
+        assert!(
+            (f64::from(expected) - exact).abs() <= 0.51,
+            "{distance_m} m at {frequency_hz} Hz: {expected} against {exact}"
+        );
+    }
+    // Monotone in distance, and a doubling costs 6.02 dB (60 or 61 tenths).
+    let mut last = fspl_db_x10(1, 868_100_000);
+    for d in (2..200_000).step_by(997) {
+        let loss = fspl_db_x10(d, 868_100_000);
+        assert!(loss >= last, "{d}");
+        last = loss;
+        let doubled = fspl_db_x10(2 * d, 868_100_000) - loss;
+        assert!((60..=61).contains(&doubled), "{d}: {doubled}");
+    }
+    // log2 in Q16 at its edges.
+    assert_eq!(log2_q16(1), 0);
+    assert_eq!(log2_q16(2), 1 << 16);
+    assert_eq!(log2_q16(3), 103_872);
+    assert_eq!(log2_q16(u64::MAX), (63 << 16) | 0xffff);
+}
+
+/// Distances between asserted cells are grid steps times the cell spacing: integers, at
+/// the boundaries of `TooClose` and `TooFar` exactly.
+#[test]
+fn distances_are_grid_steps_and_their_boundaries_are_exact() {
+    let p = PocParams::helium();
+    let origin =
+        h3o::CellIndex::try_from(location_cell(HERE.0, HERE.1).expect("cell")).expect("cell");
+    // A cell `steps` away at resolution 12, along one grid axis.
+    let at = |steps: u32| -> h3o::CellIndex {
+        origin
+            .grid_ring_fast(steps)
+            .flatten()
+            .next()
+            .expect("a ring cell")
+    };
+    for steps in [0u32, 1, 7, 100] {
+        assert_eq!(
+            distance_m(origin, at(steps)),
+            Some(u64::from(steps) * CELL_SPACING_MM / 1000)
+        );
+    }
+    // The separation rule counts resolution-11 cells: 8 of them at least.
+    let witness_at = |cell: h3o::CellIndex| HotspotInfo {
+        location: Some(u64::from(cell)),
+        ..hotspot("witness", HERE)
+    };
+    let b = hotspot("beaconer", HERE);
+    let e = entropy();
+    let report = beacon(&b);
+    let verified = VerifiedBeacon {
+        report: &report,
+        beaconer: &b,
+        entropy: Some(&e),
+        first_witness_ms: None,
+    };
+    let verdict = |cell: h3o::CellIndex| {
+        let w = witness_at(cell);
+        let mut r = witness_of(&report, &w);
+        r.signal_dbm_x10 = -1400;
+        check_witness(&p, &verified, Some(&w), false, &r)
+    };
+    let res11 = |c: h3o::CellIndex| c.parent(h3o::Resolution::Eleven).expect("parent");
+    let separation = |c: h3o::CellIndex| {
+        res11(origin)
+            .grid_distance(res11(c))
+            .expect("distance")
+            .unsigned_abs()
+    };
+    let mut steps = 1;
+    while separation(at(steps)) < p.min_separation_cells {
+        assert!(matches!(
+            verdict(at(steps)),
+            Err(Rejection::TooClose { .. })
+        ));
+        steps += 1;
+    }
+    assert_eq!(separation(at(steps)), p.min_separation_cells);
+    assert_eq!(verdict(at(steps)), Ok(()));
+    // 6,132 steps of 16.308 m are 100,000 whole metres, the limit; one more is over it.
+    assert_eq!(distance_m(origin, at(6_132)), Some(100_000));
+    assert_eq!(verdict(at(6_132)), Ok(()));
+    assert_eq!(
+        verdict(at(6_133)),
+        Err(Rejection::TooFar {
+            meters: 100_016,
+            max: p.max_distance_m
+        })
+    );
+    // A cell that is no cell at resolution 12 is not a location.
+    assert!(is_location_cell(u64::from(origin)));
+    assert!(!is_location_cell(u64::from(res11(origin))));
+    assert!(!is_location_cell(0));
+    assert!(!is_location_cell(u64::MAX));
 }
 
 #[test]

@@ -34,6 +34,8 @@ pub struct CoverageParams {
     pub bytes_per_dc: u32,
     /// Witness reports kept per beacon before verification; later ones are refused.
     pub max_witness_reports_per_beacon: u32,
+    /// Beaconers with pending reports under one entropy; later ones are refused.
+    pub max_pending_beacons_per_entropy: u32,
     pub max_receipts_per_tx: u32,
     /// Hotspots whose reports are refused (Helium's denylist).
     #[serde(default)]
@@ -56,6 +58,7 @@ impl crate::params::ServiceParams for CoverageParams {
             || self.bytes_per_dc == 0
             || self.max_receipts_per_tx == 0
             || self.max_witness_reports_per_beacon == 0
+            || self.max_pending_beacons_per_entropy == 0
             || self.poc.entropy_lifetime_ms == 0
         {
             return Err("limits must be positive".into());
@@ -86,6 +89,7 @@ impl CoverageParams {
             flowback_witness_bps: 8000,
             bytes_per_dc: 24,
             max_witness_reports_per_beacon: 64,
+            max_pending_beacons_per_entropy: 10_000,
             max_receipts_per_tx: 256,
             denylist: Vec::new(),
         }
@@ -112,8 +116,9 @@ impl CoverageParams {
 /// What a hotspot asserts about itself.
 #[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 pub struct HotspotAssertion {
-    pub lat_e7: i32,
-    pub lon_e7: i32,
+    /// The H3 resolution-12 cell of the hotspot, chosen off chain (see
+    /// [`super::verify::location_cell`]); the chain checks it is such a cell.
+    pub location: u64,
     pub gain_dbi_x10: i32,
     pub elevation_m: i32,
     pub region: Region,

@@ -2,12 +2,21 @@
 //! valid. Pure functions of the reports and what the chain knows of the hotspots; every
 //! rejection names its reason so the operator can see it.
 //!
-//! Radio physics is compared in tenths of dB(m); distances and path loss use f64, evaluated
-//! with margins far wider than any platform's last-bit difference.
+//! No floating point: locations are H3 cells (chosen off chain, checked as cells), distances
+//! are grid steps between them times the cells' spacing in millimetres, and path loss is a
+//! fixed-point logarithm in tenths of dB, so every validator computes the same verdict.
 
 use borsh::{BorshDeserialize, BorshSerialize};
 use depin_types::{Address, Hash};
 use h3o::{CellIndex, LatLng, Resolution};
+
+/// The resolution hotspots assert their location at.
+pub const LOCATION_RESOLUTION: Resolution = Resolution::Twelve;
+
+/// Centre-to-centre spacing of neighbouring resolution-12 cells, mm (the average hexagon
+/// edge, 9.4155 m, times √3). Grid steps times this overstate a straight line by at most
+/// 15% (a path at 30° to the grid's axes), which only makes the signal bound stricter.
+pub const CELL_SPACING_MM: u64 = 16_308;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -164,6 +173,8 @@ pub enum Rejection {
     TooClose { cells: u32, min: u32 },
     #[error("{meters} m from the beaconer (at most {max})")]
     TooFar { meters: u64, max: u64 },
+    #[error("too far from the beaconer to measure on the H3 grid")]
+    Unmeasurable,
     #[error("signal {reported_dbm_x10} dBm×10 is stronger than free space allows ({max_dbm_x10})")]
     SignalTooStrong {
         reported_dbm_x10: i32,
@@ -199,6 +210,7 @@ impl Rejection {
             Rejection::Region => "region",
             Rejection::TooClose { .. } => "too_close",
             Rejection::TooFar { .. } => "too_far",
+            Rejection::Unmeasurable => "unmeasurable",
             Rejection::SignalTooStrong { .. } => "signal_too_strong",
             Rejection::NoReciprocity { .. } => "no_reciprocity",
             Rejection::NoBeacon => "no_beacon",
@@ -210,28 +222,48 @@ impl Rejection {
 
 /// Bytes of the beaconer's address a beacon opens with, so a witness knows whose it heard.
 pub const BEACON_ID_BYTES: usize = 8;
+/// The beaconer's own fresh randomness in each beacon (Helium's local entropy).
+pub const LOCAL_ENTROPY_BYTES: usize = 16;
+const BEACON_TAG_BYTES: usize = 16;
+/// Bytes of a beacon's payload.
+pub const BEACON_PAYLOAD_BYTES: usize = BEACON_ID_BYTES + LOCAL_ENTROPY_BYTES + BEACON_TAG_BYTES;
 
-/// The payload a beacon for `entropy` must carry: the beaconer's short id, then a tag derived
-/// from the entropy, the beaconer, its region and its gain, so nobody can send it before the
-/// entropy exists or claim another hotspot's beacon.
+/// The payload a beacon for `entropy` carries: the beaconer's short id, its own fresh
+/// `local` randomness, then a tag of the chain's entropy, the beaconer, the local randomness,
+/// its region and its gain. The chain entropy means nobody sends it before the entropy
+/// exists; the local randomness, shown on chain only in the beacon's report (which comes
+/// after its witnesses'), means nobody can report having heard it without hearing it.
 pub fn beacon_payload(
     entropy: &Hash,
     beaconer: &Address,
     region: Region,
     gain_dbi_x10: i32,
+    local: &[u8; LOCAL_ENTROPY_BYTES],
 ) -> Vec<u8> {
     let tag = Hash::tagged(
         "depin coverage beacon",
         &[
             entropy.as_bytes(),
             beaconer.as_bytes(),
+            local,
             &depin_types::encode(&region),
             &gain_dbi_x10.to_le_bytes(),
         ],
     );
     let mut payload = beaconer.as_bytes()[..BEACON_ID_BYTES].to_vec();
-    payload.extend_from_slice(&tag.as_bytes()[..20]);
+    payload.extend_from_slice(local);
+    payload.extend_from_slice(&tag.as_bytes()[..BEACON_TAG_BYTES]);
     payload
+}
+
+/// The local randomness a beacon payload carries, if it is a beacon's length.
+pub fn payload_local_entropy(payload: &[u8]) -> Option<[u8; LOCAL_ENTROPY_BYTES]> {
+    if payload.len() != BEACON_PAYLOAD_BYTES {
+        return None;
+    }
+    payload[BEACON_ID_BYTES..BEACON_ID_BYTES + LOCAL_ENTROPY_BYTES]
+        .try_into()
+        .ok()
 }
 
 fn located(hotspot: Option<&HotspotInfo>) -> Result<(&HotspotInfo, CellIndex), Rejection> {
@@ -281,12 +313,14 @@ pub fn check_beacon(
             });
         }
     }
+    let local = payload_local_entropy(&report.payload).ok_or(Rejection::PayloadMismatch)?;
     if report.payload
         != beacon_payload(
             &report.entropy,
             &hotspot.address,
             hotspot.region,
             hotspot.gain_dbi_x10,
+            &local,
         )
     {
         return Err(Rejection::PayloadMismatch);
@@ -294,10 +328,36 @@ pub fn check_beacon(
     Ok(())
 }
 
-/// Free-space path loss in dB: 20·log10(4πdf/c).
-pub fn fspl_db(distance_m: f64, frequency_hz: f64) -> f64 {
-    const C: f64 = 2.998e8;
-    20.0 * (4.0 * std::f64::consts::PI * distance_m * frequency_hz / C).log10()
+/// log2(x) in Q16 fixed point (x ≥ 1): the integer part from the highest bit, 16 fractional
+/// bits by repeated squaring of the normalised mantissa. Integers only.
+pub fn log2_q16(x: u64) -> u64 {
+    let x = x.max(1);
+    let whole = 63 - u64::from(x.leading_zeros());
+    // The mantissa in [1, 2) as Q62.
+    let mut m: u128 = (u128::from(x) << 62) >> whole;
+    let mut frac = 0u64;
+    for bit in (0..16).rev() {
+        m = (m * m) >> 62;
+        if m >= 1 << 63 {
+            m >>= 1;
+            frac |= 1 << bit;
+        }
+    }
+    (whole << 16) | frac
+}
+
+/// 200·log10(4π/c) in millionths of a tenth of a dB (c = 2.998e8 m/s).
+const FSPL_CONSTANT_MICRO_DB_X10: i128 = -1_475_524_353;
+/// log10(2) × 1e9.
+const LOG10_2_E9: i128 = 301_029_996;
+
+/// Free-space path loss, dB × 10 rounded to the nearest: 20·log10(4πdf/c), in integers.
+pub fn fspl_db_x10(distance_m: u64, frequency_hz: u64) -> i32 {
+    let log2_sum = i128::from(log2_q16(distance_m.max(1))) + i128::from(log2_q16(frequency_hz));
+    // log2 (Q16) → 200·log10, in millionths: × 200 × log10(2) / 2^16.
+    let micro = log2_sum * 200 * LOG10_2_E9 / (65_536 * 1_000) + FSPL_CONSTANT_MICRO_DB_X10;
+    let rounded = (micro + 500_000).div_euclid(1_000_000);
+    i32::try_from(rounded).unwrap_or(i32::MAX)
 }
 
 /// The strongest signal, dBm × 10, a witness `distance_m` away can hear: beacon power plus
@@ -306,12 +366,23 @@ pub fn max_signal_dbm_x10(
     params: &PocParams,
     beaconer: &HotspotInfo,
     witness: &HotspotInfo,
-    distance_m: f64,
+    distance_m: u64,
     frequency_hz: u64,
 ) -> i32 {
-    let fspl_x10 = (fspl_db(distance_m.max(1.0), frequency_hz as f64) * 10.0).round() as i32;
-    beaconer.region.tx_power_dbm_x10() + beaconer.gain_dbi_x10 + witness.gain_dbi_x10 - fspl_x10
+    beaconer.region.tx_power_dbm_x10() + beaconer.gain_dbi_x10 + witness.gain_dbi_x10
+        - fspl_db_x10(distance_m, frequency_hz)
         + params.signal_margin_db_x10
+}
+
+/// Metres between two asserted locations: grid steps at the location resolution times the
+/// cell spacing. `None` where H3 has no common local grid for them (far apart).
+pub fn distance_m(a: CellIndex, b: CellIndex) -> Option<u64> {
+    let (a, b) = (
+        a.parent(LOCATION_RESOLUTION)?,
+        b.parent(LOCATION_RESOLUTION)?,
+    );
+    let steps = a.grid_distance(b).ok()?;
+    Some(u64::from(steps.unsigned_abs()) * CELL_SPACING_MM / 1000)
 }
 
 /// The beacon a witness is checked against, as the verifier found it.
@@ -381,10 +452,10 @@ pub fn check_witness(
             min: params.min_separation_cells,
         });
     }
-    let distance_m = LatLng::from(beaconer_cell).distance_m(LatLng::from(witness_cell));
-    if distance_m > params.max_distance_m as f64 {
+    let distance_m = distance_m(beaconer_cell, witness_cell).ok_or(Rejection::Unmeasurable)?;
+    if distance_m > params.max_distance_m {
         return Err(Rejection::TooFar {
-            meters: distance_m as u64,
+            meters: distance_m,
             max: params.max_distance_m,
         });
     }
@@ -433,9 +504,20 @@ pub fn check_reciprocity(
     Ok(())
 }
 
-/// The H3 resolution-12 cell of a location, as a hotspot asserts it.
+/// The H3 resolution-12 cell of a location, for wallets and tools choosing the cell a hotspot
+/// asserts: off chain only (floating point); the chain checks the cell it is given.
 pub fn location_cell(lat_deg: f64, lon_deg: f64) -> Option<u64> {
     LatLng::new(lat_deg, lon_deg)
         .ok()
-        .map(|ll| u64::from(ll.to_cell(Resolution::Twelve)))
+        .map(|ll| u64::from(ll.to_cell(LOCATION_RESOLUTION)))
+}
+
+/// [`location_cell`] of degrees × 1e7 (what wallets and the CLI take); off chain only.
+pub fn location_cell_e7(lat_e7: i32, lon_e7: i32) -> Option<u64> {
+    location_cell(f64::from(lat_e7) / 1e7, f64::from(lon_e7) / 1e7)
+}
+
+/// Whether `cell` is a valid H3 cell at the location resolution.
+pub fn is_location_cell(cell: u64) -> bool {
+    CellIndex::try_from(cell).is_ok_and(|c| c.resolution() == LOCATION_RESOLUTION)
 }

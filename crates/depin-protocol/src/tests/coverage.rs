@@ -4,7 +4,9 @@
 //! emission, and packets paid once in Data Credits.
 
 use super::*;
-use crate::coverage::verify::{BeaconReport, Region, WitnessReport, beacon_payload};
+use crate::coverage::verify::{
+    BeaconReport, LOCAL_ENTROPY_BYTES, Region, WitnessReport, beacon_payload,
+};
 use crate::coverage::{
     CoverageEpoch, CoverageEvent, CoverageParams, CoverageTx, Device, EntropyRecord, Hotspot,
     HotspotAssertion, PacketReceipt, keys, packet_message,
@@ -41,8 +43,7 @@ fn coverage(tx: CoverageTx) -> Action {
 
 fn assertion(site: (i32, i32), eui: u64) -> HotspotAssertion {
     HotspotAssertion {
-        lat_e7: site.0,
-        lon_e7: site.1,
+        location: crate::coverage::verify::location_cell_e7(site.0, site.1).expect("a cell"),
         gain_dbi_x10: 30,
         elevation_m: 5,
         region: Region::Eu868,
@@ -53,7 +54,15 @@ fn assertion(site: (i32, i32), eui: u64) -> HotspotAssertion {
 
 /// Users 0..3 are hotspots at [`SITES`]; the validator owns devices and holds Data Credits.
 fn coverage_setup() -> Fixture {
-    let mut f = setup_with(|g| g.chain.epoch_blocks = COVERAGE_EPOCH_BLOCKS);
+    coverage_setup_with(|_| {})
+}
+
+fn coverage_setup_with(tweak: impl FnOnce(&mut CoverageParams)) -> Fixture {
+    let mut f = setup_with(|g| {
+        g.chain.epoch_blocks = COVERAGE_EPOCH_BLOCKS;
+        g.update_service_params::<CoverageParams>(|p| tweak(p))
+            .expect("coverage params");
+    });
     for (i, site) in SITES.iter().enumerate() {
         let u = f.user(i);
         f.make_provider(&u, 200 * UNIT, &[crate::coverage::SERVICE]);
@@ -119,8 +128,25 @@ fn beacon(f: &Fixture, who: &Keypair, entropy: &EntropyRecord) -> BeaconReport {
         entropy: entropy.value,
         sent_ms: f.now_ms(),
         frequency_hz: FREQ,
-        payload: beacon_payload(&entropy.value, &who.address(), Region::Eu868, 30),
+        payload: beacon_payload(
+            &entropy.value,
+            &who.address(),
+            Region::Eu868,
+            30,
+            &local_entropy(who, entropy),
+        ),
     }
+}
+
+/// The beaconer's own randomness for a beacon (fixed per beaconer and entropy here).
+fn local_entropy(who: &Keypair, entropy: &EntropyRecord) -> [u8; LOCAL_ENTROPY_BYTES] {
+    let h = Hash::tagged(
+        "test local entropy",
+        &[who.address().as_bytes(), entropy.value.as_bytes()],
+    );
+    let mut local = [0u8; LOCAL_ENTROPY_BYTES];
+    local.copy_from_slice(&h.as_bytes()[..LOCAL_ENTROPY_BYTES]);
+    local
 }
 
 fn witness(who: &Keypair, of: &BeaconReport, signal_dbm_x10: i32) -> WitnessReport {
@@ -136,12 +162,12 @@ fn witness(who: &Keypair, of: &BeaconReport, signal_dbm_x10: i32) -> WitnessRepo
     }
 }
 
-/// One round: `beaconer` beacons on a fresh entropy and `witnesses` hear it; then verified.
+/// One round: `beaconer` beacons on a fresh entropy and `witnesses` hear it; they report
+/// first, the beaconer after them; then verified.
 fn round(f: &mut Fixture, beaconer: usize, witnesses: &[usize]) -> EntropyRecord {
     let entropy = f.next_entropy();
     let b = f.user(beaconer);
     let report = beacon(f, &b, &entropy);
-    f.ok(&b, coverage(CoverageTx::Beacon(report.clone())));
     for w in witnesses {
         let key = f.user(*w);
         f.ok(
@@ -149,6 +175,7 @@ fn round(f: &mut Fixture, beaconer: usize, witnesses: &[usize]) -> EntropyRecord
             coverage(CoverageTx::Witness(witness(&key, &report, -900))),
         );
     }
+    f.ok(&b, coverage(CoverageTx::Beacon(report.clone())));
     f.verify(&entropy);
     entropy
 }
@@ -211,11 +238,16 @@ fn a_hotspot_asserts_its_location_and_pays_to_move() {
         coverage(CoverageTx::AssertHotspot(assertion(SITES[0], 0xB0))),
     );
     assert!(f.reject(&not_provider).to_string().contains("coverage"));
-    let off_globe = f.tx(
-        &a,
-        coverage(CoverageTx::AssertHotspot(assertion((910_000_000, 0), 0xA0))),
-    );
-    assert!(f.reject(&off_globe).to_string().contains("latitude"));
+    // A location is an H3 cell at resolution 12, nothing else (no coordinates to round).
+    for not_a_cell in [0, u64::MAX, 0x8b19_69a3_0d4c_cfff] {
+        let mut bad = assertion(SITES[0], 0xA0);
+        bad.location = not_a_cell;
+        let tx = f.tx(&a, coverage(CoverageTx::AssertHotspot(bad)));
+        assert!(
+            f.reject(&tx).to_string().contains("H3 cell"),
+            "{not_a_cell:x}"
+        );
+    }
     let taken = f.tx(
         &a,
         coverage(CoverageTx::AssertHotspot(assertion(SITES[0], 0xA1))),
@@ -316,11 +348,11 @@ fn every_refused_report_says_why_on_the_hotspot() {
     // A witness louder than free space allows, and one for a beacon never sent.
     let entropy = f.next_entropy();
     let report = beacon(&f, &a, &entropy);
-    f.ok(&a, coverage(CoverageTx::Beacon(report.clone())));
     f.ok(&b, coverage(CoverageTx::Witness(witness(&b, &report, 0))));
     let mut phantom = witness(&c, &report, -900);
     phantom.beaconer = b.address();
     f.ok(&c, coverage(CoverageTx::Witness(phantom)));
+    f.ok(&a, coverage(CoverageTx::Beacon(report.clone())));
     f.verify(&entropy);
     assert!(
         last_rejection(&f.hotspot(&b))
@@ -339,11 +371,11 @@ fn every_refused_report_says_why_on_the_hotspot() {
     let entropy = f.next_entropy();
     let mut forged = beacon(&f, &b, &entropy);
     forged.payload = vec![7; 20];
-    f.ok(&b, coverage(CoverageTx::Beacon(forged.clone())));
     f.ok(
         &c,
         coverage(CoverageTx::Witness(witness(&c, &forged, -900))),
     );
+    f.ok(&b, coverage(CoverageTx::Beacon(forged.clone())));
     f.verify(&entropy);
     assert!(
         last_rejection(&f.hotspot(&b))
@@ -376,9 +408,6 @@ fn bad_reports_are_refused_outright_and_change_nothing() {
     let tx = f.tx(&stranger, coverage(CoverageTx::Beacon(theirs)));
     assert!(f.reject(&tx).to_string().contains("not a hotspot"));
 
-    f.ok(&a, coverage(CoverageTx::Beacon(report.clone())));
-    let tx = f.tx(&a, coverage(CoverageTx::Beacon(report.clone())));
-    assert!(f.reject(&tx).to_string().contains("already reported"));
     f.ok(
         &b,
         coverage(CoverageTx::Witness(witness(&b, &report, -900))),
@@ -387,6 +416,9 @@ fn bad_reports_are_refused_outright_and_change_nothing() {
         &b,
         coverage(CoverageTx::Witness(witness(&b, &report, -950))),
     );
+    assert!(f.reject(&tx).to_string().contains("already reported"));
+    f.ok(&a, coverage(CoverageTx::Beacon(report.clone())));
+    let tx = f.tx(&a, coverage(CoverageTx::Beacon(report.clone())));
     assert!(f.reject(&tx).to_string().contains("already reported"));
 
     // Once verified, the entropy is closed: late reports are refused.
@@ -509,4 +541,86 @@ fn packets_burn_the_owners_credits_once_and_pay_the_first_hotspot() {
     assert_eq!(record.data_flowback.0, record.data_pool.0 - 100);
     assert!(rewards.last().is_some());
     f.check_supply();
+}
+
+/// The precomputation attacks on proof of coverage: a witness that heard nothing copies the
+/// beacon's payload from its report on chain, or guesses it from the chain's entropy; claims
+/// an early reception time to be selected first; names a beaconer that does not exist to
+/// grow the pending reports without bound.
+#[test]
+fn a_witness_cannot_copy_guess_or_reorder_its_way_to_a_reward() {
+    let mut f = coverage_setup();
+    let (a, b, c) = (f.user(0), f.user(1), f.user(2));
+    let entropy = f.next_entropy();
+    let report = beacon(&f, &a, &entropy);
+
+    // Guessing: the payload without a's local randomness is not the beacon's.
+    let mut guessed = witness(&b, &report, -900);
+    guessed.payload = beacon_payload(&entropy.value, &a.address(), Region::Eu868, 30, &[0; 16]);
+    f.ok(&b, coverage(CoverageTx::Witness(guessed)));
+    // Naming a beaconer that is no hotspot is refused outright.
+    let stranger = f.user(3);
+    let mut nobody = witness(&c, &report, -900);
+    nobody.beaconer = stranger.address();
+    let tx = f.tx(&c, coverage(CoverageTx::Witness(nobody)));
+    assert_eq!(f.reject(&tx).code(), "unknown_beaconer");
+    // c heard it; the beaconer reports after its witnesses.
+    f.ok(
+        &c,
+        coverage(CoverageTx::Witness(witness(&c, &report, -900))),
+    );
+    f.ok(&a, coverage(CoverageTx::Beacon(report.clone())));
+    // Copying: once the report (and its local randomness) is on chain, witnesses are refused.
+    let copied = f.tx(
+        &b,
+        coverage(CoverageTx::Witness(witness(&b, &report, -900))),
+    );
+    assert_eq!(f.reject(&copied).code(), "witness_after_beacon");
+    f.verify(&entropy);
+    assert!(
+        last_rejection(&f.hotspot(&b))
+            .expect("refused")
+            .contains("payload")
+    );
+    assert_eq!(
+        f.hotspot(&c).recent.last().expect("an outcome").kind,
+        "witness"
+    );
+    assert!(
+        !last_rejection(&f.hotspot(&c))
+            .is_some_and(|r| r.contains("payload") || r.contains("selected"))
+    );
+}
+
+/// Witnesses are selected in the order the chain included them, whatever time they claim;
+/// and pending beacons per entropy are bounded.
+#[test]
+fn witnesses_are_selected_by_inclusion_and_pending_beacons_are_bounded() {
+    let mut f = coverage_setup_with(|p| {
+        p.poc.max_witnesses_per_beacon = 1;
+        p.max_pending_beacons_per_entropy = 1;
+    });
+    let (a, b, c) = (f.user(0), f.user(1), f.user(2));
+    let entropy = f.next_entropy();
+    let report = beacon(&f, &a, &entropy);
+    f.ok(
+        &b,
+        coverage(CoverageTx::Witness(witness(&b, &report, -900))),
+    );
+    // c claims to have heard it earlier than b, but is included after b.
+    let mut early = witness(&c, &report, -900);
+    early.received_ms = report.sent_ms + 1;
+    f.ok(&c, coverage(CoverageTx::Witness(early)));
+    f.ok(&a, coverage(CoverageTx::Beacon(report.clone())));
+    // A second beaconer under the same entropy is past the bound.
+    let second = beacon(&f, &b, &entropy);
+    let tx = f.tx(&b, coverage(CoverageTx::Beacon(second)));
+    assert_eq!(f.reject(&tx).code(), "too_many_beacons");
+    f.verify(&entropy);
+    assert!(
+        last_rejection(&f.hotspot(&c))
+            .expect("not selected")
+            .contains("only the first 1")
+    );
+    assert!(!last_rejection(&f.hotspot(&b)).is_some_and(|r| r.contains("only the first")));
 }

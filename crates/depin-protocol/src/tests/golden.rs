@@ -131,8 +131,8 @@ fn coverage_txs() -> Vec<(&'static str, CoverageTx)> {
         (
             "coverage assert_hotspot",
             CoverageTx::AssertHotspot(HotspotAssertion {
-                lat_e7: 523_700_000,
-                lon_e7: 48_900_000,
+                // The resolution-12 cell of 52.37° N, 4.89° E.
+                location: 0x08c1_969c_9b66_c9ff,
                 gain_dbi_x10: 30,
                 elevation_m: 12,
                 region: Region::Eu868,
@@ -370,7 +370,7 @@ const FIXTURES: &[(&str, &str)] = &[
     ),
     (
         "coverage assert_hotspot",
-        "0908000000636f7665726167651b000000002007371fa027ea021e0000000c00000000010807060504030201",
+        "0908000000636f7665726167651b00000000ffc9669b9c96c1081e0000000c00000000010807060504030201",
     ),
     (
         "coverage beacon",

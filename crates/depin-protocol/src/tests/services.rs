@@ -312,8 +312,12 @@ impl Fixture {
             Op::MoveHotspot { who, north_e7 } => {
                 let (lat, lon) = site(who);
                 let tx = CoverageTx::AssertHotspot(HotspotAssertion {
-                    lat_e7: lat.saturating_add(north_e7),
-                    lon_e7: lon,
+                    // Off the map is no cell, refused like any bad location.
+                    location: crate::coverage::verify::location_cell_e7(
+                        lat.saturating_add(north_e7),
+                        lon,
+                    )
+                    .unwrap_or(0),
                     gain_dbi_x10: 30,
                     elevation_m: 5,
                     region: Region::Eu868,
@@ -445,8 +449,7 @@ proptest! {
             });
             let (lat_e7, lon_e7) = site(i);
             f.ok(&u, action(crate::coverage::SERVICE, &CoverageTx::AssertHotspot(HotspotAssertion {
-                lat_e7,
-                lon_e7,
+                location: crate::coverage::verify::location_cell_e7(lat_e7, lon_e7).expect("a cell"),
                 gain_dbi_x10: 30,
                 elevation_m: 5,
                 region: Region::Eu868,
