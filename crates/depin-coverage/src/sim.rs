@@ -772,21 +772,26 @@ pub async fn run(config: &SimConfig, progress: &dyn Fn(&str)) -> Result<SimRepor
                 node.nonce = nonce;
             }
         }
-        for (who, list) in receipts {
-            let node = &mut nodes[who];
+        // Receipts are committed to now and reported in the next block, with the beacons.
+        for (who, list) in &receipts {
+            let node = &mut nodes[*who];
             let mut nonce = node.nonce;
+            let root = depin_protocol::coverage::receipts_root(&node.key.address(), list);
             let tx = sign(
                 &chain,
                 &node.key,
                 &mut nonce,
-                coverage_action(CoverageTx::PacketReceipts(list)),
+                coverage_action(CoverageTx::CommitReceipts { root }),
             );
             if chain.submit(&tx) {
                 node.nonce = nonce;
             }
         }
         chain.end_block()?;
-        for (who, action) in beacon_reports {
+        let reveals = receipts
+            .into_iter()
+            .map(|(who, list)| (who, coverage_action(CoverageTx::PacketReceipts(list))));
+        for (who, action) in beacon_reports.into_iter().chain(reveals) {
             let node = &mut nodes[who];
             let mut nonce = node.nonce;
             let tx = sign(&chain, &node.key, &mut nonce, action);

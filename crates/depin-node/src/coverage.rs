@@ -127,6 +127,29 @@ impl HotspotWorker {
         self.known_at_height = height;
     }
 
+    /// Commits to heard packets, then reports them once the commitment is in a block: the
+    /// chain pays receipts only against an earlier commitment of the same hotspot.
+    fn commit_and_report(&self, receipts: Vec<PacketReceipt>) {
+        let node = self.node.clone();
+        let root = depin_protocol::coverage::receipts_root(&self.me, &receipts);
+        tokio::spawn(async move {
+            for tx in [
+                CoverageTx::CommitReceipts { root },
+                CoverageTx::PacketReceipts(receipts),
+            ] {
+                let landed = crate::own_tx::submit_and_wait(
+                    &node,
+                    depin_protocol::coverage::SERVICE,
+                    depin_types::encode(&tx),
+                )
+                .await;
+                if !landed {
+                    break;
+                }
+            }
+        });
+    }
+
     fn submit(&self, tx: CoverageTx) {
         let node = self.node.clone();
         tokio::spawn(async move {
@@ -163,7 +186,7 @@ impl HotspotWorker {
                     self.beacon_if_due(&endpoint).await;
                     if !self.receipts.is_empty() {
                         let receipts = std::mem::take(&mut self.receipts);
-                        self.submit(CoverageTx::PacketReceipts(receipts));
+                        self.commit_and_report(receipts);
                     }
                 }
             }

@@ -14,8 +14,8 @@ pub mod verify;
 pub use module::CoverageModule;
 pub use types::{
     CoverageEpoch, CoverageEvent, CoverageParams, CoverageTx, Device, EntropyRecord, FCNT_WINDOW,
-    Hotspot, HotspotAssertion, HotspotEpochReward, MAX_OUTCOMES_KEPT, PacketReceipt, PendingBeacon,
-    ReportOutcome, keys, packet_message,
+    Hotspot, HotspotAssertion, HotspotEpochReward, MAX_OUTCOMES_KEPT, MAX_RECEIPT_COMMITMENTS,
+    PacketReceipt, PendingBeacon, ReportOutcome, keys, packet_message, receipts_root,
 };
 
 #[cfg(test)]

@@ -72,6 +72,7 @@ impl ServiceModule for CoverageModule {
                 device_key,
             } => register_device(ctx, sender, dev_addr, device_key),
             CoverageTx::PacketReceipts(receipts) => packet_receipts(ctx, sender, receipts),
+            CoverageTx::CommitReceipts { root } => commit_receipts(ctx, sender, root),
         }
     }
 
@@ -203,6 +204,7 @@ fn assert_hotspot(
                 packets: 0,
                 recent: Vec::new(),
                 tally: BTreeMap::new(),
+                receipt_commitments: Vec::new(),
             }
         }
         Some(mut hotspot) => {
@@ -427,6 +429,26 @@ fn register_device(
     ])
 }
 
+fn commit_receipts(
+    ctx: &mut ServiceContext<'_, '_>,
+    sender: Address,
+    root: Hash,
+) -> Result<Vec<Event>, TxError> {
+    let mut hotspot = registered_hotspot(ctx, &sender)?;
+    if hotspot.receipt_commitments.iter().any(|(r, _)| *r == root) {
+        return Err(reject(
+            "duplicate_commitment",
+            "these receipts are committed already",
+        ));
+    }
+    hotspot.receipt_commitments.push((root, ctx.block.height));
+    if hotspot.receipt_commitments.len() > MAX_RECEIPT_COMMITMENTS {
+        hotspot.receipt_commitments.remove(0);
+    }
+    ctx.put_encoded(&keys::hotspot(&sender), &hotspot);
+    Ok(vec![CoverageEvent::ReceiptsCommitted { root }.to_event()])
+}
+
 fn packet_receipts(
     ctx: &mut ServiceContext<'_, '_>,
     sender: Address,
@@ -466,6 +488,21 @@ fn packet_receipts(
             )
         })?;
     }
+    // Bound to the hotspot that heard them: committed in an earlier block, before they were
+    // public.
+    let root = receipts_root(&sender, &receipts);
+    let height = ctx.block.height;
+    let Some(at) = hotspot
+        .receipt_commitments
+        .iter()
+        .position(|(r, h)| *r == root && *h < height)
+    else {
+        return Err(reject(
+            "receipts_not_committed",
+            "commit to these receipts (CommitReceipts) in an earlier block first",
+        ));
+    };
+    hotspot.receipt_commitments.remove(at);
     hotspot.roll_to(ctx.epoch());
     let mut events = Vec::new();
     let (mut paid, mut duplicates, mut unfunded) = (0u32, 0u32, 0u32);

@@ -166,9 +166,25 @@ pub enum CoverageTx {
     Witness(WitnessReport),
     /// The sender owns the device at `dev_addr`, whose uplinks `device_key` signs.
     RegisterDevice { dev_addr: u32, device_key: Address },
-    /// Packets the sender (a hotspot) delivered: each burns the owner's Data Credits.
+    /// Packets the sender (a hotspot) delivered: each burns the owner's Data Credits. They
+    /// must match a [`receipts_root`] the sender committed to in an earlier block.
     PacketReceipts(Vec<PacketReceipt>),
+    /// The sender commits to receipts it will report in a later block: only a hotspot that
+    /// heard the packets can commit to them before they are public, so a copy of another's
+    /// receipts (from the mempool) comes a block too late.
+    CommitReceipts { root: Hash },
 }
+
+/// What a hotspot commits to before reporting `receipts`: bound to the hotspot.
+pub fn receipts_root(hotspot: &Address, receipts: &[PacketReceipt]) -> Hash {
+    Hash::tagged(
+        "depin coverage receipts",
+        &[hotspot.as_bytes(), &depin_types::encode(&receipts.to_vec())],
+    )
+}
+
+/// Receipt commitments a hotspot keeps open at most; the oldest is dropped beyond.
+pub const MAX_RECEIPT_COMMITMENTS: usize = 16;
 
 /// One verified (or refused) report, kept on the hotspot's record for its operator.
 #[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
@@ -209,6 +225,9 @@ pub struct Hotspot {
     /// Every outcome since registration by code: `beacon_rewarded`, `witness_rewarded`, or a
     /// rejection's code prefixed by the report's kind (`witness_too_close`, ...).
     pub tally: BTreeMap<String, u64>,
+    /// Receipt commitments not reported yet, with the height they were made at.
+    #[serde(default)]
+    pub receipt_commitments: Vec<(Hash, u64)>,
 }
 
 impl Hotspot {
@@ -415,6 +434,9 @@ pub enum CoverageEvent {
         paid: u32,
         duplicates: u32,
         owner_out_of_dc: u32,
+    },
+    ReceiptsCommitted {
+        root: Hash,
     },
 }
 

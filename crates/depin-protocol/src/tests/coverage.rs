@@ -120,6 +120,14 @@ impl Fixture {
     fn data_credits(&self, who: &Keypair) -> u128 {
         self.account(who).data_credits
     }
+
+    /// Commits to `receipts` from `who`, ends the block, and reports them.
+    fn deliver(&mut self, who: &Keypair, receipts: &[PacketReceipt]) -> Receipt {
+        let root = crate::coverage::receipts_root(&who.address(), receipts);
+        self.ok(who, coverage(CoverageTx::CommitReceipts { root }));
+        self.end_block();
+        self.ok(who, coverage(CoverageTx::PacketReceipts(receipts.to_vec())))
+    }
 }
 
 fn beacon(f: &Fixture, who: &Keypair, entropy: &EntropyRecord) -> BeaconReport {
@@ -483,15 +491,12 @@ fn packets_burn_the_owners_credits_once_and_pay_the_first_hotspot() {
         receipt(0x2601_0001, 3, &[3; 25], &device),
         receipt(0x2601_0001, 4, &[4; 100], &device),
     ];
-    f.ok(&a, coverage(CoverageTx::PacketReceipts(packets.to_vec())));
+    f.deliver(&a, &packets);
     assert_eq!(f.data_credits(&owner), credits - 9);
     assert_eq!(f.hotspot(&a).data_dc, 9);
 
     // The same packets heard by b are paid once: to a, who reported them first.
-    let r = f.ok(
-        &b,
-        coverage(CoverageTx::PacketReceipts(packets[2..].to_vec())),
-    );
+    let r = f.deliver(&b, &packets[2..]);
     assert_eq!(packets_duplicated(&r), Some(2));
     assert_eq!(f.data_credits(&owner), credits - 9);
     assert_eq!(f.hotspot(&b).data_dc, 0);
@@ -518,9 +523,9 @@ fn packets_burn_the_owners_credits_once_and_pay_the_first_hotspot() {
     );
     // A counter far behind the highest paid is a replay.
     let late = receipt(0x2601_0001, 200, &[1], &device);
-    f.ok(&b, coverage(CoverageTx::PacketReceipts(vec![late])));
+    f.deliver(&b, &[late]);
     let replay = receipt(0x2601_0001, 5, &[1], &device);
-    let r = f.ok(&b, coverage(CoverageTx::PacketReceipts(vec![replay])));
+    let r = f.deliver(&b, &[replay]);
     assert_eq!(packets_duplicated(&r), Some(1));
 
     // The epoch pays a the token value of its Data Credits from the data share.
@@ -623,4 +628,66 @@ fn witnesses_are_selected_by_inclusion_and_pending_beacons_are_bounded() {
             .contains("only the first 1")
     );
     assert!(!last_rejection(&f.hotspot(&b)).is_some_and(|r| r.contains("only the first")));
+}
+
+/// The copy: a hotspot that heard nothing takes another's packet receipts from the mempool
+/// (or the chain) and reports them first, to be paid for the other's coverage. Receipts count
+/// only against a commitment the reporter made in an earlier block, before they were public.
+#[test]
+fn packet_receipts_are_bound_to_the_hotspot_that_committed_to_them_first() {
+    let mut f = coverage_setup();
+    let (a, b) = (f.user(0), f.user(1));
+    let owner = f.validator.clone();
+    let device = device_key();
+    f.ok(
+        &owner,
+        coverage(CoverageTx::RegisterDevice {
+            dev_addr: 0x2601_0001,
+            device_key: device.address(),
+        }),
+    );
+    let packets = vec![receipt(0x2601_0001, 1, &[1; 10], &device)];
+    let reveal = || coverage(CoverageTx::PacketReceipts(packets.clone()));
+    // a heard it and commits; its report goes out in the next block.
+    f.ok(
+        &a,
+        coverage(CoverageTx::CommitReceipts {
+            root: crate::coverage::receipts_root(&a.address(), &packets),
+        }),
+    );
+    // Reported in the same block as its commitment: too early.
+    let same_block = f.tx(&a, reveal());
+    assert_eq!(f.reject(&same_block).code(), "receipts_not_committed");
+    f.end_block();
+    // b copies a's receipts seen in the mempool: with no commitment of its own it is refused;
+    // a's commitment does not count for b (the root binds the hotspot).
+    let copied = f.tx(&b, reveal());
+    assert_eq!(f.reject(&copied).code(), "receipts_not_committed");
+    // b commits now, but a's report lands first: b's comes a block later, a duplicate.
+    f.ok(
+        &b,
+        coverage(CoverageTx::CommitReceipts {
+            root: crate::coverage::receipts_root(&b.address(), &packets),
+        }),
+    );
+    f.ok(&a, reveal());
+    f.end_block();
+    let late = f.ok(&b, reveal());
+    assert_eq!(packets_duplicated(&late), Some(1));
+    assert_eq!(f.hotspot(&a).packets, 1);
+    assert_eq!(f.hotspot(&b).packets, 0);
+    // A commitment is used once, and at most 16 stay open per hotspot.
+    assert!(f.hotspot(&a).receipt_commitments.is_empty());
+    for i in 0..20u8 {
+        f.ok(
+            &b,
+            coverage(CoverageTx::CommitReceipts {
+                root: Hash::of(&[i]),
+            }),
+        );
+    }
+    assert_eq!(
+        f.hotspot(&b).receipt_commitments.len(),
+        crate::coverage::MAX_RECEIPT_COMMITMENTS
+    );
 }

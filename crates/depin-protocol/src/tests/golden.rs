@@ -181,6 +181,12 @@ fn coverage_txs() -> Vec<(&'static str, CoverageTx)> {
                 received_ms: 2_000,
             }]),
         ),
+        (
+            "coverage commit_receipts",
+            CoverageTx::CommitReceipts {
+                root: hash("receipts"),
+            },
+        ),
     ]
 }
 
@@ -387,6 +393,10 @@ const FIXTURES: &[(&str, &str)] = &[
     (
         "coverage packet_receipts",
         "0908000000636f766572616765790000000401000000da1b01260700000018000000ec90915fa26ab012a89a88ecc8b47e4dd76c4adfd6abd1fc10e321b0fca18d1deb66fcaee0735b07ed452fd55e0a861b3830a9f799d683ed3d6c1999999160d1717418e5c05b4b69ca30877a008dfe1877aede81de46b0d57581b04bf2d7770ad007000000000000",
+    ),
+    (
+        "coverage commit_receipts",
+        "0908000000636f7665726167652100000005128724a9ed14c079db448fdf57694fad59449b4710c9f08e9870075fae94ff28",
     ),
 ];
 

@@ -77,6 +77,20 @@ fn piece_data(deal_nonce: u64, index: u16) -> Vec<u8> {
         .collect()
 }
 
+/// Packet `fcnt` of the test device, and the hotspot that hears it.
+fn packet(fcnt: u32, bytes: u32) -> (Keypair, PacketReceipt) {
+    let payload_hash = Hash::of(&fcnt.to_le_bytes());
+    let receipt = PacketReceipt {
+        dev_addr: DEV_ADDR,
+        fcnt,
+        payload_bytes: bytes,
+        payload_hash,
+        device_signature: device().sign(&packet_message(DEV_ADDR, fcnt, bytes, &payload_hash)),
+        received_ms: 0,
+    };
+    (random_test_keys()[(fcnt as usize) % 4].clone(), receipt)
+}
+
 fn device() -> Keypair {
     Keypair::from_seed(b"random device")
 }
@@ -327,21 +341,26 @@ impl Fixture {
                 vec![(keys[who].clone(), action(crate::coverage::SERVICE, &tx))]
             }
             Op::Packets { fcnt, bytes } => {
-                let payload_hash = Hash::of(&fcnt.to_le_bytes());
-                let receipt = PacketReceipt {
-                    dev_addr: DEV_ADDR,
-                    fcnt,
-                    payload_bytes: bytes,
-                    payload_hash,
-                    device_signature: device().sign(&packet_message(
-                        DEV_ADDR,
-                        fcnt,
-                        bytes,
-                        &payload_hash,
-                    )),
-                    received_ms: 0,
-                };
-                let hotspot = keys[(fcnt as usize) % 4].clone();
+                // The commitment now; the report comes at the start of the next block
+                // ([`Fixture::op_deferred`]).
+                let (hotspot, receipt) = packet(fcnt, bytes);
+                let root = crate::coverage::receipts_root(&hotspot.address(), &[receipt]);
+                vec![(
+                    hotspot,
+                    action(
+                        crate::coverage::SERVICE,
+                        &CoverageTx::CommitReceipts { root },
+                    ),
+                )]
+            }
+        }
+    }
+
+    /// What an op sends in the next block: a packet's report after its commitment.
+    fn op_deferred(&self, op: &Op) -> Vec<(Keypair, Action)> {
+        match op {
+            Op::Packets { fcnt, bytes } => {
+                let (hotspot, receipt) = packet(*fcnt, *bytes);
                 vec![(
                     hotspot,
                     action(
@@ -350,6 +369,7 @@ impl Fixture {
                     ),
                 )]
             }
+            _ => Vec::new(),
         }
     }
 
@@ -466,8 +486,16 @@ proptest! {
         f.end_block();
         let mut deals_opened = 0u64;
         let mut accepted = 0usize;
+        let mut deferred: Vec<(Keypair, Action)> = Vec::new();
         for ops in blocks {
+            for (key, action) in std::mem::take(&mut deferred) {
+                let tx = f.tx(&key, action);
+                if f.apply(&tx).is_ok() {
+                    accepted += 1;
+                }
+            }
             for op in ops {
+                deferred.extend(f.op_deferred(&op));
                 for (key, action) in f.op_txs(&op, deals_opened) {
                     let tx = f.tx(&key, action);
                     if f.apply(&tx).is_ok() {
