@@ -72,7 +72,7 @@ enum Command {
     /// Data Credits: burn tokens to buy usage credits.
     #[command(subcommand)]
     Dc(DcCommand),
-    /// The token price oracle (only the genesis oracle authority may set it).
+    /// The token price oracle (only the genesis oracle keys may report it).
     #[command(subcommand)]
     Oracle(OracleCommand),
     /// The chain as the node sees it.
@@ -121,7 +121,9 @@ enum DcCommand {
 
 #[derive(Subcommand)]
 enum OracleCommand {
-    /// Set the token price in USD per whole token, e.g. --usd 1.25.
+    /// Report the token price in USD per whole token, e.g. --usd 1.25: the median of the
+    /// oracle keys' reports becomes the price at the next epoch boundary, moved at most the
+    /// genesis bound per epoch.
     SetPrice(txcmd::SetPriceArgs),
 }
 
