@@ -124,6 +124,12 @@ pub(crate) async fn join_network(
         );
     }
     let key = match identity {
+        // Two peers with one key cannot connect to each other.
+        Some(key) if key.address() == status.node_address => bail!(
+            "{} is the key of the node at {} itself: store from another account (providers take pieces only from their owner's peer)",
+            key.address(),
+            ctx.client.base()
+        ),
         Some(key) => key.clone(),
         None => Keypair::generate().context("cannot make a session key")?,
     };
