@@ -89,6 +89,17 @@ async fn assigned_pieces_upload_and_download_verified() {
         (piece_ref(2), assigned(&small, other)),
         (piece_ref(3), assigned(&huge, provider)),
         (piece_ref(4), assigned(&bytes(5_000, 9), provider)),
+        // Being repaired: its repairer (the "stranger" below) uploads it.
+        (
+            piece_ref(5),
+            (
+                Piece {
+                    repairer: Some(Keypair::from_seed(b"stranger").address()),
+                    ..assigned(&bytes(1_000, 11), provider).0
+                },
+                1_000,
+            ),
+        ),
     ]));
     let dir = tempfile::tempdir().expect("tmp");
     let store = Arc::new(PieceStore::open(dir.path(), 500_000).expect("store"));
@@ -138,6 +149,10 @@ async fn assigned_pieces_upload_and_download_verified() {
         refused(upload_piece(&stranger, &provider, piece_ref(4), &bytes(5_000, 9)).await),
         "not_uploader"
     );
+    // The same peer as a piece's repairer is its uploader.
+    upload_piece(&stranger, &provider, piece_ref(5), &bytes(1_000, 11))
+        .await
+        .expect("the repairer uploads");
     stranger.shutdown().await;
     assert_eq!(
         refused(upload_piece(&client, &provider, piece_ref(9), &small).await),
@@ -154,8 +169,8 @@ async fn assigned_pieces_upload_and_download_verified() {
     );
     assert_eq!(
         store.used_bytes().expect("used"),
-        305_001,
-        "refusals take no space"
+        306_001,
+        "the repaired piece's 1,000 bytes more; refusals take no space"
     );
 
     // A byte flipped on the provider's disk is caught by the downloader.

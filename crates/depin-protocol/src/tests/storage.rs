@@ -804,3 +804,94 @@ fn a_provider_leaves_by_graceful_exit_or_forfeits_a_slash() {
     assert_eq!(f.stake(&quitter).bonded.0, bonded.0 - forfeited);
     f.check_supply();
 }
+
+/// Benchmark, not a test (run with `cargo test -p depin-protocol --release --lib -- --ignored
+/// epoch_with_open_deals --nocapture`): the end of an epoch with N active deals of one tiny
+/// segment each (4 pieces, 3 stored), none proven, on 32 providers; and what opening the last
+/// deal cost. Both grow with everything open today (issue 14, point 11).
+#[test]
+#[ignore = "benchmark"]
+fn epoch_with_open_deals() {
+    const TINY: u64 = 40;
+    println!("| open deals | open one deal (µs) | epoch end (ms) |");
+    println!("|---:|---:|---:|");
+    for deals in [1_000usize, 4_000, 16_000] {
+        let mut f = storage_setup();
+        let owner = f.validator.clone();
+        f.ok(&owner, buy_credits(1_000 * UNIT));
+        let providers: Vec<Keypair> = (10..42).map(user_key).collect();
+        for p in &providers {
+            f.ok(
+                &owner,
+                Action::Transfer {
+                    to: p.address(),
+                    amount: Amount(250 * UNIT),
+                },
+            );
+            f.ok(p, bond(200 * UNIT));
+            f.ok(
+                p,
+                Action::RegisterProvider {
+                    services: vec![ServiceOffer {
+                        service: crate::storage::SERVICE,
+                        capacity: 1 << 30,
+                        price_dc_per_unit: 5,
+                    }],
+                    location: Some(AMSTERDAM),
+                },
+            );
+        }
+        f.users.extend(providers);
+        let mut last_open = std::time::Duration::ZERO;
+        for d in 0..deals {
+            let roots: Vec<Hash> = (0..PIECES)
+                .map(|i| Hash::tagged("bench piece", &[&d.to_le_bytes(), &i.to_le_bytes()]))
+                .collect();
+            let started = std::time::Instant::now();
+            let receipt = f.ok(
+                &owner,
+                storage(StorageTx::OpenDeal {
+                    object_bytes: TINY,
+                    encrypted: false,
+                    epochs: 10,
+                    segments: vec![SegmentSpec {
+                        segment_bytes: 2 * TINY,
+                        piece_bytes: TINY,
+                        roots,
+                    }],
+                }),
+            );
+            last_open = started.elapsed();
+            let id = receipt
+                .events
+                .iter()
+                .find_map(|e| match e.service_event::<StorageEvent>() {
+                    Some(StorageEvent::DealOpened { id, .. }) => Some(id),
+                    _ => None,
+                })
+                .expect("opened");
+            for p in 0..3 {
+                let holder = f.holder(&id, p);
+                f.ok(
+                    &holder,
+                    storage(StorageTx::ConfirmPieces {
+                        pieces: vec![piece_ref(&id, p)],
+                    }),
+                );
+            }
+        }
+        // Into the next epoch, where the deals owe proofs, then time its end.
+        let end = f.epoch_end();
+        f.end_blocks_through(end);
+        let end = f.epoch_end();
+        f.end_blocks_through(end - 1);
+        let started = std::time::Instant::now();
+        f.end_block();
+        let epoch_end = started.elapsed();
+        println!(
+            "| {deals} | {} | {} |",
+            last_open.as_micros(),
+            epoch_end.as_millis()
+        );
+    }
+}
