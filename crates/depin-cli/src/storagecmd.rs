@@ -7,7 +7,7 @@ use crate::Ctx;
 use crate::keycmd::read_key;
 use crate::output;
 use crate::progress::Progress;
-use crate::txcmd::{Network, TxOpts, send};
+use crate::txcmd::{Network, TxOpts, TxOutcome, send};
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use depin_net::{NetConfig, NetHandle};
@@ -475,40 +475,33 @@ fn status(ctx: &Ctx, id: &str) -> anyhow::Result<()> {
     })
 }
 
-fn delete(ctx: &Ctx, id: &str, opts: TxOpts) -> anyhow::Result<()> {
-    let deal: Hash = id.parse().context("a deal id is 64 hex digits")?;
+/// Signs and sends one storage transaction with the options' key.
+fn send_storage(ctx: &Ctx, opts: &TxOpts, tx: &StorageTx) -> anyhow::Result<TxOutcome> {
     let key = read_key(&opts.key)?;
     let network = Network::fetch(&ctx.client)?;
-    let outcome = send(
+    send(
         &ctx.client,
         &network,
         &key,
         opts.nonce,
         Action::Service {
             service: depin_protocol::storage::SERVICE,
-            payload: depin_types::encode(&StorageTx::DeleteDeal { deal }),
+            payload: depin_types::encode(tx),
         },
         !opts.no_wait,
-    )?;
+    )
+}
+
+fn delete(ctx: &Ctx, id: &str, opts: TxOpts) -> anyhow::Result<()> {
+    let deal: Hash = id.parse().context("a deal id is 64 hex digits")?;
+    let outcome = send_storage(ctx, &opts, &StorageTx::DeleteDeal { deal })?;
     ctx.out.emit(&outcome, || {
         Ok(format!("deleted deal {deal} ({})", outcome.status))
     })
 }
 
 fn exit(ctx: &Ctx, opts: TxOpts) -> anyhow::Result<()> {
-    let key = read_key(&opts.key)?;
-    let network = Network::fetch(&ctx.client)?;
-    let outcome = send(
-        &ctx.client,
-        &network,
-        &key,
-        opts.nonce,
-        Action::Service {
-            service: depin_protocol::storage::SERVICE,
-            payload: depin_types::encode(&StorageTx::BeginExit),
-        },
-        !opts.no_wait,
-    )?;
+    let outcome = send_storage(ctx, &opts, &StorageTx::BeginExit)?;
     let pieces = outcome
         .service_events::<StorageEvent>()
         .find_map(|e| match e {

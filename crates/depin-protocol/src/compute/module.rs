@@ -510,49 +510,46 @@ fn settle(ctx: &mut ServiceContext<'_, '_>, mut job: Job) -> Result<Vec<Event>, 
     }
     vacate(ctx, &job)?;
     match majority {
-        Some((accepted, agreed)) if accepted.exit.is_job_fault() => {
-            // The consumer's job could not run (or ran to its deadline): the replicas that
-            // say so are paid for the attempt, each its share of the genesis fraction.
-            let p = ctx.params::<super::ComputeParams>()?;
-            let fee_bps = if accepted.exit == ExitKind::DeadlineExceeded {
-                p.deadline_fee_bps
-            } else {
-                p.attempt_fee_bps
-            };
-            let share = job
-                .escrow_dc
-                .checked_mul(u128::from(fee_bps))
-                .ok_or(TxError::AmountOverflow)?
-                / 10_000
-                / (job.replicas.len().max(1) as u128);
-            for provider in &agreed {
-                let dc = share.min(job.escrow_dc);
-                events.extend(pay_replica(ctx, &mut job, *provider, dc, 0)?);
-            }
-            job.accepted = Some(accepted);
-            job.agreed = agreed;
-            job.status = JobStatus::Done;
-            events.push(
-                ComputeEvent::JobDone {
-                    id,
-                    fuel_used: accepted.fuel_used,
-                }
-                .to_event(),
-            );
-        }
         Some((accepted, agreed)) => {
+            // A job the consumer got wrong (or that ran to its deadline) pays each agreeing
+            // replica its share of the genesis fraction of the escrow for the attempt; a job
+            // that ran pays the fuel used at each replica's own price.
+            let attempt_share = if accepted.exit.is_job_fault() {
+                let p = ctx.params::<super::ComputeParams>()?;
+                let fee_bps = if accepted.exit == ExitKind::DeadlineExceeded {
+                    p.deadline_fee_bps
+                } else {
+                    p.attempt_fee_bps
+                };
+                let share = job
+                    .escrow_dc
+                    .checked_mul(u128::from(fee_bps))
+                    .ok_or(TxError::AmountOverflow)?
+                    / 10_000
+                    / (job.replicas.len().max(1) as u128);
+                Some(share)
+            } else {
+                None
+            };
             for provider in &agreed {
-                let price = ctx
-                    .provider(provider)?
-                    .and_then(|p| {
-                        p.services
-                            .iter()
-                            .find(|o| o.service == crate::compute::SERVICE)
-                            .map(|o| o.price_dc_per_unit)
-                    })
-                    .unwrap_or(job.spec.max_price_dc_per_mfuel)
-                    .min(job.spec.max_price_dc_per_mfuel);
-                let dc = fuel_cost_dc(accepted.fuel_used, price).min(job.escrow_dc);
+                let dc = match attempt_share {
+                    Some(share) => share,
+                    None => {
+                        let price = ctx
+                            .provider(provider)?
+                            .and_then(|p| {
+                                p.services
+                                    .iter()
+                                    .find(|o| o.service == crate::compute::SERVICE)
+                                    .map(|o| o.price_dc_per_unit)
+                            })
+                            .unwrap_or(job.spec.max_price_dc_per_mfuel)
+                            .min(job.spec.max_price_dc_per_mfuel);
+                        fuel_cost_dc(accepted.fuel_used, price)
+                    }
+                }
+                .min(job.escrow_dc);
+                // A job fault reports no fuel (refused at reveal), so it counts no work.
                 events.extend(pay_replica(
                     ctx,
                     &mut job,

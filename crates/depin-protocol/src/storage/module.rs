@@ -649,23 +649,35 @@ fn lose_piece(
     put(ctx, &keys::piece(r), piece);
     let mut deal = load_deal(ctx, &r.deal)?;
     let healthy = healthy_pieces(ctx, &deal, r.segment)?;
-    let mut events = Vec::new();
-    if let Some(info) = deal.segments.get_mut(r.segment as usize)
-        && healthy <= deal.repair_threshold
-        && !info.needs_repair
-    {
-        info.needs_repair = true;
-        events.push(
-            StorageEvent::SegmentNeedsRepair {
-                deal: r.deal,
-                segment: r.segment,
-                healthy_pieces: u32::from(healthy),
-            }
-            .to_event(),
-        );
-        put(ctx, &keys::deal(&r.deal), &deal);
+    if healthy > deal.repair_threshold {
+        return Ok(Vec::new());
     }
-    Ok(events)
+    Ok(flag_for_repair(ctx, &mut deal, r.segment, healthy)
+        .into_iter()
+        .collect())
+}
+
+/// Flags a segment for repair (once) and saves the deal; the event, if it was not flagged.
+fn flag_for_repair(
+    ctx: &mut ServiceContext<'_, '_>,
+    deal: &mut Deal,
+    segment: u32,
+    healthy: u16,
+) -> Option<Event> {
+    let info = deal.segments.get_mut(segment as usize)?;
+    if info.needs_repair {
+        return None;
+    }
+    info.needs_repair = true;
+    put(ctx, &keys::deal(&deal.id), &*deal);
+    Some(
+        StorageEvent::SegmentNeedsRepair {
+            deal: deal.id,
+            segment,
+            healthy_pieces: u32::from(healthy),
+        }
+        .to_event(),
+    )
 }
 
 fn healthy_pieces(ctx: &ServiceContext<'_, '_>, deal: &Deal, segment: u32) -> Result<u16, TxError> {
@@ -920,6 +932,7 @@ fn repair_segment(
         ));
     }
     let mut holders = Vec::new();
+    let mut stored_holders: Vec<Address> = Vec::new();
     let mut to_place = Vec::new();
     let activation_epochs = ctx.params::<super::StorageParams>()?.activation_epochs;
     for (r, piece) in segment_pieces(ctx, &deal, segment)? {
@@ -937,6 +950,9 @@ fn repair_segment(
             )
         {
             holders.push(provider);
+            if piece.state == PieceState::Stored {
+                stored_holders.push(provider);
+            }
         }
         // A piece on a provider leaving by graceful exit moves while it is still there.
         let leaving = piece.state == PieceState::Stored
@@ -953,11 +969,6 @@ fn repair_segment(
     }
     // Rebuilding takes a stored piece of the segment and pays from the repair budget: only a
     // holder may claim it, and a stalled repair passes to another holder where there is one.
-    let stored_holders: Vec<Address> = segment_pieces(ctx, &deal, segment)?
-        .into_iter()
-        .filter(|(_, p)| p.state == PieceState::Stored)
-        .filter_map(|(_, p)| p.provider)
-        .collect();
     if !stored_holders.contains(&sender) {
         return Err(reject(
             "not_a_holder",
@@ -1095,19 +1106,8 @@ fn begin_exit(ctx: &mut ServiceContext<'_, '_>, sender: Address) -> Result<Vec<E
             continue;
         }
         if !info.needs_repair {
-            if let Some(segment) = deal.segments.get_mut(r.segment as usize) {
-                segment.needs_repair = true;
-            }
             let healthy = healthy_pieces(ctx, &deal, r.segment)?;
-            events.push(
-                StorageEvent::SegmentNeedsRepair {
-                    deal: r.deal,
-                    segment: r.segment,
-                    healthy_pieces: u32::from(healthy),
-                }
-                .to_event(),
-            );
-            put(ctx, &keys::deal(&r.deal), &deal);
+            events.extend(flag_for_repair(ctx, &mut deal, r.segment, healthy));
         }
     }
     Ok(events)
