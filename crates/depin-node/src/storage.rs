@@ -166,7 +166,8 @@ fn usage(node: &Node) -> Result<ProviderUsage, String> {
         .unwrap_or_default())
 }
 
-/// Proves every piece this node stores for the current epoch, once.
+/// Proves the pieces the chain challenged this node with for the current epoch (a sample of
+/// what it holds, and pieces that missed their last challenge), once.
 async fn answer_challenges(
     node: &Arc<Node>,
     store: &PieceStore,
@@ -184,8 +185,15 @@ async fn answer_challenges(
         return Ok(());
     };
     proven.retain(|(_, e)| *e == epoch);
+    let challenges: Vec<PieceRef> = chain
+        .service_record(
+            depin_protocol::storage::SERVICE,
+            &keys::challenges(epoch, &node.key.address()),
+        )
+        .map_err(|e| e.to_string())?
+        .unwrap_or_default();
     let mut due = Vec::new();
-    for r in usage(node)?.pieces {
+    for r in challenges {
         if proven.contains(&(r, epoch)) {
             continue;
         }
@@ -252,11 +260,12 @@ async fn repair_duty(
 ) -> Result<(), String> {
     let chain = node.chain();
     let me = node.key.address();
-    let open: Vec<Hash> = chain
-        .service_record(depin_protocol::storage::SERVICE, keys::OPEN_DEALS)
-        .map_err(|e| e.to_string())?
-        .unwrap_or_default();
-    for id in open {
+    // Only a holder of a stored piece may repair a segment: look at the deals this node
+    // holds pieces of.
+    let mut held: Vec<Hash> = usage(node)?.pieces.iter().map(|r| r.deal).collect();
+    held.sort();
+    held.dedup();
+    for id in held {
         let Some(deal) = chain
             .service_record::<Deal>(depin_protocol::storage::SERVICE, &keys::deal(&id))
             .map_err(|e| e.to_string())?
@@ -451,7 +460,7 @@ impl crate::services::NodeService for StorageService {
         vec![
             (
                 "/deals",
-                serde_json::json!({"get": operation("Open (pending or active) storage deals, optionally of one owner",
+                serde_json::json!({"get": operation("Open (pending or active) storage deals among the newest 10,000 (of one owner when named), oldest first, at most 1,000",
                 vec![query_param("owner", "depin1... address of the owner")],
                 ok_response("Deals", object("DealsResponse")), &[BAD_REQUEST])}),
             ),
@@ -527,6 +536,10 @@ async fn storage_deal(
     Ok(Json(DealResponse { deal, segments }))
 }
 
+/// The newest deals `/deals` looks at, and the most open ones it returns.
+const MAX_DEALS_SCANNED: u64 = 10_000;
+const MAX_DEALS_LISTED: usize = 1_000;
+
 #[derive(Debug, Deserialize)]
 struct DealsQuery {
     owner: Option<String>,
@@ -536,17 +549,34 @@ async fn storage_deals(
     State(node): NodeState,
     Query(q): Query<DealsQuery>,
 ) -> ApiResult<Json<DealsResponse>> {
-    use depin_protocol::storage::{Deal, keys};
+    use depin_protocol::storage::{Deal, DealStatus, keys};
     let owner = q.owner.as_deref().map(parse_address).transpose()?;
-    let open: Vec<depin_types::Hash> = storage_record(&node, keys::OPEN_DEALS)?.unwrap_or_default();
+    // The chain keeps no list of every open deal (epoch work would grow with it): walk the
+    // newest deals, the owner's own when one is named.
+    let count: u64 = match owner {
+        Some(o) => storage_record(&node, &keys::owner_deal_count(&o))?,
+        None => storage_record(&node, keys::NEXT_DEAL)?,
+    }
+    .unwrap_or(0);
     let mut deals = Vec::new();
-    for id in open {
+    for n in (count.saturating_sub(MAX_DEALS_SCANNED)..count).rev() {
+        let key = match owner {
+            Some(o) => keys::owner_deal(&o, n),
+            None => keys::deal_number(n),
+        };
+        let Some(id) = storage_record::<depin_types::Hash>(&node, &key)? else {
+            continue;
+        };
         if let Some(deal) = storage_record::<Deal>(&node, &keys::deal(&id))?
-            && owner.is_none_or(|o| o == deal.owner)
+            && matches!(deal.status, DealStatus::Pending | DealStatus::Active)
         {
             deals.push(deal);
+            if deals.len() >= MAX_DEALS_LISTED {
+                break;
+            }
         }
     }
+    deals.reverse();
     Ok(Json(DealsResponse { deals }))
 }
 

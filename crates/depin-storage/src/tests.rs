@@ -79,6 +79,7 @@ async fn assigned_pieces_upload_and_download_verified() {
                 checked_epoch: None,
                 misses: 0,
                 repairer: None,
+                paid_from_epoch: 0,
             },
             data.len() as u64,
         )
@@ -215,6 +216,7 @@ async fn a_provider_killed_mid_upload_keeps_nothing_partial_and_takes_the_piece_
                 checked_epoch: None,
                 misses: 0,
                 repairer: None,
+                paid_from_epoch: 0,
             },
             piece.len() as u64,
         ),
@@ -302,6 +304,7 @@ async fn a_segment_comes_back_with_n_minus_k_providers_dead_or_lying() {
             checked_epoch: None,
             misses: 0,
             repairer: None,
+            paid_from_epoch: 0,
         };
         let chain = FakeChain(HashMap::from([(r, (record, prepared.piece_bytes))]));
         let store =
@@ -412,6 +415,7 @@ async fn the_uploader_stores_every_segment_and_cuts_the_long_tail() {
                 checked_epoch: None,
                 misses: 0,
                 repairer: None,
+                paid_from_epoch: 0,
             };
             assigned.insert(r, (piece, spec.piece_bytes));
         }

@@ -12,7 +12,7 @@ mod types;
 
 pub use module::{
     MAX_ITEMS_PER_TX, MIN_PLACEMENT_REPUTATION_PPM, StorageModule, challenge_chunk, epoch_seed,
-    piece_epoch_dc,
+    piece_epoch_dc, sample_pieces,
 };
 pub use params::{ErasureProfile, StorageParams};
 pub use types::{

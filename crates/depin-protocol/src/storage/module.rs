@@ -243,6 +243,7 @@ fn open_deal(
                     checked_epoch: None,
                     misses: 0,
                     repairer: None,
+                    paid_from_epoch: 0,
                 },
             );
         }
@@ -281,9 +282,12 @@ fn open_deal(
         paid_dc: 0,
     };
     put(ctx, &keys::deal(&id), &deal);
-    let mut open: Vec<Hash> = get(ctx, keys::OPEN_DEALS)?.unwrap_or_default();
-    open.push(id);
-    put(ctx, keys::OPEN_DEALS, &open);
+    put(ctx, &keys::deal_number(number), &id);
+    let owned: u64 = get(ctx, &keys::owner_deal_count(&owner))?.unwrap_or(0);
+    put(ctx, &keys::owner_deal(&owner, owned), &id);
+    put(ctx, &keys::owner_deal_count(&owner), &(owned + 1));
+    // Cancelled at the end of its last epoch to activate in, unless active by then.
+    list_due(ctx, deal.opened_epoch + params.activation_epochs - 1, &id)?;
     Ok(vec![
         StorageEvent::DealOpened {
             id,
@@ -366,8 +370,24 @@ fn reserve(
         .committed_bytes
         .checked_add(bytes)
         .ok_or(TxError::AmountOverflow)?;
+    if usage.pieces.is_empty() {
+        let mut holders: Vec<Address> = get(ctx, keys::HOLDERS)?.unwrap_or_default();
+        if let Err(at) = holders.binary_search(provider) {
+            holders.insert(at, *provider);
+            put(ctx, keys::HOLDERS, &holders);
+        }
+    }
     usage.pieces.push(*piece);
     put(ctx, &key, &usage);
+    Ok(())
+}
+
+/// Lists a deal for the end of `epoch`, when it must be cancelled or ended: epoch work visits
+/// what falls due, not every open deal.
+fn list_due(ctx: &mut ServiceContext<'_, '_>, epoch: u64, id: &Hash) -> Result<(), TxError> {
+    let count: u64 = get(ctx, &keys::due_count(epoch))?.unwrap_or(0);
+    put(ctx, &keys::due_entry(epoch, count), id);
+    put(ctx, &keys::due_count(epoch), &(count + 1));
     Ok(())
 }
 
@@ -382,6 +402,13 @@ fn release(
     if let Some(pos) = usage.pieces.iter().position(|p| p == piece) {
         usage.pieces.remove(pos);
         usage.committed_bytes = usage.committed_bytes.saturating_sub(bytes);
+        if usage.pieces.is_empty() {
+            let mut holders: Vec<Address> = get(ctx, keys::HOLDERS)?.unwrap_or_default();
+            if let Ok(at) = holders.binary_search(provider) {
+                holders.remove(at);
+                put(ctx, keys::HOLDERS, &holders);
+            }
+        }
         put(ctx, &key, &usage);
     }
     Ok(())
@@ -459,6 +486,9 @@ fn confirm_pieces(
             ));
         }
         piece.state = PieceState::Stored;
+        // Held from now: a repaired piece of an active deal is paid from this epoch on (a
+        // pending deal's pieces from its first epoch).
+        piece.paid_from_epoch = ctx.epoch();
         let repairer = piece.repairer.take();
         put(ctx, &keys::piece(r), &piece);
         if let Some(repairer) = repairer {
@@ -514,6 +544,7 @@ fn activate_if_ready(
     deal.end_epoch = Some(start + deal.epochs);
     deal.status = DealStatus::Active;
     put(ctx, &keys::deal(id), &deal);
+    list_due(ctx, start + deal.epochs - 1, id)?;
     Ok(Some(
         StorageEvent::DealActive {
             id: *id,
@@ -552,10 +583,7 @@ fn submit_proofs(
     let mut events = Vec::new();
     for PieceProof { piece: r, proof } in proofs {
         let deal = load_deal(ctx, &r.deal)?;
-        let active = deal.status == DealStatus::Active
-            && deal.start_epoch.is_some_and(|s| s <= epoch)
-            && deal.end_epoch.is_some_and(|e| epoch < e);
-        if !active {
+        if !owes_proofs(&deal, epoch) {
             return Err(reject(
                 "deal_not_active",
                 format!("deal {} owes no proof in epoch {epoch}", r.deal),
@@ -591,11 +619,19 @@ fn submit_proofs(
         piece.checked_epoch = Some(epoch);
         if verify(&piece.root, info.piece_bytes, index, &proof) {
             piece.misses = 0;
+            // A good proof pays every epoch since the last payment or failed challenge.
+            let epochs = payable_epochs(&deal, &piece, epoch + 1);
+            piece.paid_from_epoch = epoch + 1;
             put(ctx, &keys::piece(&r), &piece);
-            let dc = piece_epoch_dc(info.piece_bytes, params.price_dc_per_gib_epoch);
-            events.push(pay(ctx, &r.deal, sender, dc)?);
-            events.push(ctx.record_work(sender, info.piece_bytes.div_ceil(1024))?);
+            if epochs > 0 {
+                let dc = piece_epoch_dc(info.piece_bytes, params.price_dc_per_gib_epoch)
+                    .saturating_mul(u128::from(epochs));
+                events.push(pay(ctx, &r.deal, sender, dc)?);
+                events.push(ctx.record_work(sender, info.piece_bytes.div_ceil(1024) * epochs)?);
+            }
         } else {
+            // A failed challenge forfeits the unpaid epochs: what cannot be proven is not paid.
+            piece.paid_from_epoch = epoch + 1;
             piece.misses = piece.misses.saturating_add(1);
             let lost = piece.misses >= params.missed_proofs_to_lose;
             // Slashed once at the epoch's end, in proportion to the pieces that failed; a
@@ -613,6 +649,23 @@ fn submit_proofs(
         }
     }
     Ok(events)
+}
+
+/// Epochs of `deal`'s term from the piece's first unpaid epoch up to `through` (exclusive).
+fn payable_epochs(deal: &Deal, piece: &Piece, through: u64) -> u64 {
+    let (Some(start), Some(end)) = (deal.start_epoch, deal.end_epoch) else {
+        return 0;
+    };
+    through
+        .min(end)
+        .saturating_sub(piece.paid_from_epoch.max(start))
+}
+
+/// Whether `deal` owes proofs in `epoch`.
+fn owes_proofs(deal: &Deal, epoch: u64) -> bool {
+    deal.status == DealStatus::Active
+        && deal.start_epoch.is_some_and(|s| s <= epoch)
+        && deal.end_epoch.is_some_and(|e| epoch < e)
 }
 
 fn verify(root: &Hash, piece_bytes: u64, index: u64, proof: &ChunkProof) -> bool {
@@ -720,9 +773,15 @@ fn close_deal(
     let params = ctx.params::<super::StorageParams>()?.clone();
     let never_active = deal.status == DealStatus::Pending;
     let epochs_held = ctx.epoch().saturating_sub(deal.opened_epoch) + 1;
+    // An ended deal's last epoch is complete; a deleted one's current epoch is not.
+    let served_through = match (status, deal.end_epoch) {
+        (DealStatus::Ended, Some(end)) => end,
+        _ => ctx.epoch(),
+    };
     let mut fee_total: u128 = 0;
     for (s, info) in deal.segments.clone().iter().enumerate() {
-        let fee_per_piece = piece_epoch_dc(info.piece_bytes, params.price_dc_per_gib_epoch)
+        let piece_epoch = piece_epoch_dc(info.piece_bytes, params.price_dc_per_gib_epoch);
+        let fee_per_piece = piece_epoch
             .saturating_mul(u128::from(epochs_held))
             .saturating_mul(u128::from(params.reservation_fee_bps))
             / BPS_DENOMINATOR;
@@ -741,6 +800,24 @@ fn close_deal(
                         fee_total += fee;
                         events.push(ctx.pay_from_escrow(deal.owner, provider, fee)?);
                     }
+                    // Epochs held since the piece's last challenge, which it did not fail:
+                    // sampling left them unchallenged, not unproven.
+                    let epochs = if piece.state == PieceState::Stored && piece.misses == 0 {
+                        payable_epochs(&deal, &piece, served_through)
+                    } else {
+                        0
+                    };
+                    let dc = piece_epoch
+                        .saturating_mul(u128::from(epochs))
+                        .min(deal.escrow_dc);
+                    if dc > 0 {
+                        deal.escrow_dc -= dc;
+                        deal.paid_dc = deal.paid_dc.saturating_add(dc);
+                        events.push(ctx.pay_from_escrow(deal.owner, provider, dc)?);
+                        events.push(
+                            ctx.record_work(provider, info.piece_bytes.div_ceil(1024) * epochs)?,
+                        );
+                    }
                 }
                 piece.state = PieceState::Released;
                 put(ctx, &keys::piece(&r), &piece);
@@ -753,9 +830,6 @@ fn close_deal(
     deal.repair_budget_dc = 0;
     deal.status = status;
     put(ctx, &keys::deal(&deal.id), &deal);
-    let mut open: Vec<Hash> = get(ctx, keys::OPEN_DEALS)?.unwrap_or_default();
-    open.retain(|d| *d != deal.id);
-    put(ctx, keys::OPEN_DEALS, &open);
     let (id, refund_dc) = (deal.id, refund);
     if fee_total > 0 {
         events.push(
@@ -776,37 +850,215 @@ fn close_deal(
     Ok(events)
 }
 
-/// After the last block of `epoch`: slash missed proofs, end deals whose term is over, cancel
-/// deals that never activated, and record the next epoch's challenge seed.
+/// After the last block of `epoch`: lose the pieces of providers that left, fail the
+/// challenges left unanswered, cancel or end the deals listed for this epoch, slash each provider
+/// once, then record the next epoch's seed and draw its challenges. The work grows with the
+/// providers, their samples and the deals falling due, not with every open deal.
 fn end_epoch(ctx: &mut ServiceContext<'_, '_>, epoch: u64) -> Result<(), TxError> {
-    let open: Vec<Hash> = get(ctx, keys::OPEN_DEALS)?.unwrap_or_default();
     let params = ctx.params::<super::StorageParams>()?.clone();
-    for id in open {
+    lose_pieces_of_departed(ctx, epoch)?;
+    let missed = check_challenges(ctx, epoch, &params)?;
+    let count: u64 = get(ctx, &keys::due_count(epoch))?.unwrap_or(0);
+    for index in 0..count {
+        let entry = keys::due_entry(epoch, index);
+        let id: Option<Hash> = get(ctx, &entry)?;
+        ctx.delete_record(&entry);
+        let Some(id) = id else { continue };
         let deal = load_deal(ctx, &id)?;
         match deal.status {
             DealStatus::Pending if epoch + 1 >= deal.opened_epoch + params.activation_epochs => {
                 close_deal(ctx, deal, DealStatus::Cancelled)?;
             }
-            DealStatus::Active => {
-                let (Some(start), Some(end)) = (deal.start_epoch, deal.end_epoch) else {
-                    continue;
-                };
-                if start <= epoch && epoch < end {
-                    sweep_missed(ctx, &deal, epoch)?;
-                }
-                if epoch + 1 >= end {
-                    let deal = load_deal(ctx, &id)?;
-                    close_deal(ctx, deal, DealStatus::Ended)?;
-                }
+            DealStatus::Active if deal.end_epoch.is_some_and(|end| epoch + 1 >= end) => {
+                close_deal(ctx, deal, DealStatus::Ended)?;
             }
             _ => {}
         }
     }
+    ctx.delete_record(&keys::due_count(epoch));
     slash_faults(ctx, epoch)?;
     // The hash of the block before the next epoch's first block: unknown until that block
     // is final, and the same for every validator.
     put(ctx, &keys::seed(epoch + 1), &ctx.block.parent);
+    draw_challenges(ctx, epoch + 1, &params, missed)
+}
+
+/// The challenges of `epoch` nobody answered count as missed (and, repeated, lose the piece);
+/// returns the pieces whose last challenge failed, challenged again next epoch.
+fn check_challenges(
+    ctx: &mut ServiceContext<'_, '_>,
+    epoch: u64,
+    params: &super::StorageParams,
+) -> Result<std::collections::BTreeMap<Address, Vec<PieceRef>>, TxError> {
+    let mut failing = std::collections::BTreeMap::new();
+    let providers: Vec<Address> = get(ctx, &keys::challenged(epoch))?.unwrap_or_default();
+    ctx.delete_record(&keys::challenged(epoch));
+    for provider in providers {
+        let key = keys::challenges(epoch, &provider);
+        let list: Vec<PieceRef> = get(ctx, &key)?.unwrap_or_default();
+        ctx.delete_record(&key);
+        let mut faults = ProofFaults::default();
+        let mut again = Vec::new();
+        for r in list {
+            let Some(mut piece) = get::<Piece>(ctx, &keys::piece(&r))? else {
+                continue;
+            };
+            if piece.provider != Some(provider) || piece.state != PieceState::Stored {
+                continue;
+            }
+            let deal = load_deal(ctx, &r.deal)?;
+            if !owes_proofs(&deal, epoch) {
+                continue;
+            }
+            faults.due = faults.due.saturating_add(1);
+            if piece.checked_epoch != Some(epoch) {
+                faults.missed = faults.missed.saturating_add(1);
+                piece.misses = piece.misses.saturating_add(1);
+                piece.checked_epoch = Some(epoch);
+                piece.paid_from_epoch = piece.paid_from_epoch.max(epoch + 1);
+                if piece.misses >= params.missed_proofs_to_lose {
+                    let piece_bytes = segment_piece_bytes(&deal, r.segment)?;
+                    lose_piece(ctx, &r, &mut piece, piece_bytes)?;
+                    continue;
+                }
+                put(ctx, &keys::piece(&r), &piece);
+            }
+            // A valid proof resets the misses: only failures are challenged again.
+            if piece.misses > 0 {
+                again.push(r);
+            }
+        }
+        if faults.due > 0 {
+            note_fault(ctx, epoch, provider, |f| {
+                f.due = f.due.saturating_add(faults.due);
+                f.missed = f.missed.saturating_add(faults.missed);
+            })?;
+        }
+        if !again.is_empty() {
+            failing.insert(provider, again);
+        }
+    }
+    Ok(failing)
+}
+
+fn segment_piece_bytes(deal: &Deal, segment: u32) -> Result<u64, TxError> {
+    deal.segments
+        .get(segment as usize)
+        .map(|s| s.piece_bytes)
+        .ok_or_else(|| {
+            StateError::Inconsistent(format!("deal {} lacks segment {segment}", deal.id)).into()
+        })
+}
+
+/// A deregistered provider's stored pieces of active deals count as lost at once, so their
+/// segments are repaired without waiting for missed proofs.
+fn lose_pieces_of_departed(ctx: &mut ServiceContext<'_, '_>, epoch: u64) -> Result<(), TxError> {
+    let holders: Vec<Address> = get(ctx, keys::HOLDERS)?.unwrap_or_default();
+    for provider in holders {
+        if ctx.provider(&provider)?.is_some() {
+            continue;
+        }
+        let usage: ProviderUsage = get(ctx, &keys::usage(&provider))?.unwrap_or_default();
+        for r in usage.pieces {
+            let mut piece = load_piece(ctx, &r)?;
+            let deal = load_deal(ctx, &r.deal)?;
+            if piece.state == PieceState::Stored && owes_proofs(&deal, epoch) {
+                let piece_bytes = segment_piece_bytes(&deal, r.segment)?;
+                lose_piece(ctx, &r, &mut piece, piece_bytes)?;
+            }
+        }
+    }
     Ok(())
+}
+
+/// Draws each holder's challenges for `epoch`: `proof_sample_pieces` of its pieces at random
+/// from the epoch's seed (all of them when it holds fewer), plus the pieces that failed their
+/// last challenge. Only pieces that owe a proof in `epoch` are kept.
+fn draw_challenges(
+    ctx: &mut ServiceContext<'_, '_>,
+    epoch: u64,
+    params: &super::StorageParams,
+    mut failing: std::collections::BTreeMap<Address, Vec<PieceRef>>,
+) -> Result<(), TxError> {
+    let Some(seed) = epoch_seed(ctx, epoch)? else {
+        return Ok(());
+    };
+    let sample = params.proof_sample_pieces as usize;
+    let holders: Vec<Address> = get(ctx, keys::HOLDERS)?.unwrap_or_default();
+    let mut challenged = Vec::new();
+    for provider in holders {
+        if ctx.provider(&provider)?.is_none() {
+            continue;
+        }
+        let usage: ProviderUsage = get(ctx, &keys::usage(&provider))?.unwrap_or_default();
+        let mut picks = failing.remove(&provider).unwrap_or_default();
+        picks.extend(sample_pieces(
+            &seed,
+            &provider,
+            epoch,
+            &usage.pieces,
+            sample,
+        ));
+        let mut seen = std::collections::BTreeSet::new();
+        let mut list = Vec::with_capacity(picks.len());
+        for r in picks {
+            if !seen.insert(r) {
+                continue;
+            }
+            let Some(piece) = get::<Piece>(ctx, &keys::piece(&r))? else {
+                continue;
+            };
+            if piece.provider != Some(provider) || piece.state != PieceState::Stored {
+                continue;
+            }
+            if owes_proofs(&load_deal(ctx, &r.deal)?, epoch) {
+                list.push(r);
+            }
+        }
+        if !list.is_empty() {
+            put(ctx, &keys::challenges(epoch, &provider), &list);
+            challenged.push(provider);
+        }
+    }
+    if !challenged.is_empty() {
+        put(ctx, &keys::challenged(epoch), &challenged);
+    }
+    Ok(())
+}
+
+/// Up to `sample` distinct pieces of `pieces`, drawn from the seed (every piece when there
+/// are no more than `sample`).
+pub fn sample_pieces(
+    seed: &Hash,
+    provider: &Address,
+    epoch: u64,
+    pieces: &[PieceRef],
+    sample: usize,
+) -> Vec<PieceRef> {
+    if pieces.len() <= sample {
+        return pieces.to_vec();
+    }
+    // Floyd's sampling: exactly `sample` draws, each index equally likely to be chosen.
+    let n = pieces.len() as u64;
+    let mut chosen = std::collections::BTreeSet::new();
+    for j in (n - sample as u64)..n {
+        let digest = Hash::tagged(
+            "depin storage sample",
+            &[
+                seed.as_bytes(),
+                &provider.0,
+                &epoch.to_be_bytes(),
+                &j.to_be_bytes(),
+            ],
+        );
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&digest.as_bytes()[..8]);
+        let t = u64::from_be_bytes(first) % (j + 1);
+        if !chosen.insert(t as usize) {
+            chosen.insert(j as usize);
+        }
+    }
+    chosen.into_iter().map(|i| pieces[i]).collect()
 }
 
 /// Adds to `provider`'s proof faults of `epoch`.
@@ -851,50 +1103,6 @@ fn slash_faults(ctx: &mut ServiceContext<'_, '_>, epoch: u64) -> Result<(), TxEr
             failed.join(" and ")
         );
         ctx.slash(provider, bps, &reason)?;
-    }
-    Ok(())
-}
-
-/// Whether a provider can no longer be counted on to hold pieces: it deregistered.
-/// (Disqualification by reputation is left out until reputation forgets old failures: with
-/// plain counts, a new provider's first bad epoch would condemn all its pieces at once.)
-fn provider_gone(ctx: &ServiceContext<'_, '_>, provider: &Address) -> Result<bool, TxError> {
-    Ok(ctx.provider(provider)?.is_none())
-}
-
-fn sweep_missed(ctx: &mut ServiceContext<'_, '_>, deal: &Deal, epoch: u64) -> Result<(), TxError> {
-    let params = ctx.params::<super::StorageParams>()?.clone();
-    for (s, info) in deal.segments.iter().enumerate() {
-        for (r, mut piece) in segment_pieces(ctx, deal, s as u32)? {
-            if piece.state != PieceState::Stored {
-                continue;
-            }
-            let Some(provider) = piece.provider else {
-                continue;
-            };
-            // A deregistered provider's pieces count as lost at once, so the segment is
-            // repaired without waiting for missed proofs.
-            if provider_gone(ctx, &provider)? {
-                lose_piece(ctx, &r, &mut piece, info.piece_bytes)?;
-                continue;
-            }
-            let missed = piece.checked_epoch != Some(epoch);
-            note_fault(ctx, epoch, provider, |f| {
-                f.due = f.due.saturating_add(1);
-                if missed {
-                    f.missed = f.missed.saturating_add(1);
-                }
-            })?;
-            if !missed {
-                continue;
-            }
-            piece.misses = piece.misses.saturating_add(1);
-            piece.checked_epoch = Some(epoch);
-            if piece.misses >= params.missed_proofs_to_lose {
-                lose_piece(ctx, &r, &mut piece, info.piece_bytes)?;
-            }
-            put(ctx, &keys::piece(&r), &piece);
-        }
     }
     Ok(())
 }
@@ -984,6 +1192,8 @@ fn repair_segment(
             "the sender's repair stalled: another holder takes it over",
         ));
     }
+    let price_dc_per_gib_epoch = ctx.params::<super::StorageParams>()?.price_dc_per_gib_epoch;
+    let mut events = Vec::new();
     let mut candidates = placement_candidates(ctx, &holders)?;
     let chosen = place_segment(
         ctx,
@@ -1004,6 +1214,18 @@ fn repair_segment(
             && let Some(old) = piece.provider
         {
             release(ctx, &old, &r, info.piece_bytes)?;
+            // A leaving provider is paid for the epochs it held the piece and did not fail.
+            let epochs = if piece.state == PieceState::Stored && piece.misses == 0 {
+                payable_epochs(&deal, &piece, ctx.epoch())
+            } else {
+                0
+            };
+            if epochs > 0 {
+                let dc = piece_epoch_dc(info.piece_bytes, price_dc_per_gib_epoch)
+                    .saturating_mul(u128::from(epochs));
+                events.push(pay(ctx, id, old, dc)?);
+                events.push(ctx.record_work(old, info.piece_bytes.div_ceil(1024) * epochs)?);
+            }
         }
         reserve(ctx, &provider, &r, info.piece_bytes)?;
         piece.provider = Some(provider);
@@ -1014,9 +1236,8 @@ fn repair_segment(
         piece.repairer = Some(sender);
         put(ctx, &keys::piece(&r), &piece);
     }
-    Ok(vec![
-        StorageEvent::RepairStarted { deal: *id, segment }.to_event(),
-    ])
+    events.push(StorageEvent::RepairStarted { deal: *id, segment }.to_event());
+    Ok(events)
 }
 
 /// A repaired piece is stored again: pay its repairer one piece-epoch from the repair budget

@@ -56,6 +56,10 @@ pub struct StorageParams {
     /// providers it held capacity on, in basis points of the storage price of its placed
     /// pieces for the epochs they were held. Not refunded.
     pub reservation_fee_bps: u16,
+    /// Pieces of each provider challenged per epoch, drawn at random from what it holds (a
+    /// provider with fewer proves all of them): bounds proof traffic and epoch work whatever
+    /// the capacity. Pieces that missed a challenge are challenged again every epoch on top.
+    pub proof_sample_pieces: u32,
 }
 
 impl StorageParams {
@@ -70,6 +74,7 @@ impl StorageParams {
             activation_epochs: 2,
             missed_proofs_to_lose: 2,
             reservation_fee_bps: 10_000,
+            proof_sample_pieces: 256,
         }
     }
 
@@ -99,8 +104,15 @@ impl ServiceParams for StorageParams {
             || self.max_deal_epochs == 0
             || self.activation_epochs == 0
             || self.missed_proofs_to_lose == 0
+            || self.proof_sample_pieces == 0
         {
             return Err("limits must be positive".into());
+        }
+        if self.proof_sample_pieces as usize > super::MAX_ITEMS_PER_TX {
+            return Err(format!(
+                "proof_sample_pieces must be at most {} (one proof transaction)",
+                super::MAX_ITEMS_PER_TX
+            ));
         }
         if u128::from(self.reservation_fee_bps) > crate::params::BPS_DENOMINATOR {
             return Err("reservation_fee_bps must be at most 10000".into());

@@ -124,6 +124,10 @@ pub struct Piece {
     pub misses: u8,
     /// Who rebuilt this piece for a repair; paid from the repair budget once it is stored.
     pub repairer: Option<Address>,
+    /// The first epoch not yet paid (or forfeited by a failed challenge): a good proof pays
+    /// every epoch since, so a piece that is only sampled now and then is still paid for the
+    /// whole time it was held.
+    pub paid_from_epoch: u64,
 }
 
 /// What a storage provider has committed to hold.
@@ -188,8 +192,62 @@ pub mod keys {
     use depin_types::{Address, Hash};
 
     pub const NEXT_DEAL: &[u8] = b"next_deal";
-    /// Deals pending or active: the ones epoch processing visits.
-    pub const OPEN_DEALS: &[u8] = b"open_deals";
+    /// Providers holding at least one piece (assigned or stored): the ones challenged.
+    pub const HOLDERS: &[u8] = b"holders";
+
+    /// The id of the deal opened `number`-th (from 0).
+    pub fn deal_number(number: u64) -> Vec<u8> {
+        let mut k = b"n/".to_vec();
+        k.extend_from_slice(&number.to_be_bytes());
+        k
+    }
+
+    /// How many deals `owner` opened.
+    pub fn owner_deal_count(owner: &Address) -> Vec<u8> {
+        let mut k = b"oc/".to_vec();
+        k.extend_from_slice(&owner.0);
+        k
+    }
+
+    /// The `index`-th deal `owner` opened.
+    pub fn owner_deal(owner: &Address, index: u64) -> Vec<u8> {
+        let mut k = b"o/".to_vec();
+        k.extend_from_slice(&owner.0);
+        k.extend_from_slice(&index.to_be_bytes());
+        k
+    }
+
+    /// How many deals are listed for attention at the end of `epoch` (activation deadline or
+    /// term over).
+    pub fn due_count(epoch: u64) -> Vec<u8> {
+        let mut k = b"dc/".to_vec();
+        k.extend_from_slice(&epoch.to_be_bytes());
+        k
+    }
+
+    /// The `index`-th deal listed for the end of `epoch`.
+    pub fn due_entry(epoch: u64, index: u64) -> Vec<u8> {
+        let mut k = b"de/".to_vec();
+        k.extend_from_slice(&epoch.to_be_bytes());
+        k.extend_from_slice(&index.to_be_bytes());
+        k
+    }
+
+    /// The providers challenged in `epoch`.
+    pub fn challenged(epoch: u64) -> Vec<u8> {
+        let mut k = b"cp/".to_vec();
+        k.extend_from_slice(&epoch.to_be_bytes());
+        k
+    }
+
+    /// The pieces `provider` must prove in `epoch` (its sample, and pieces that missed their
+    /// last challenge).
+    pub fn challenges(epoch: u64, provider: &Address) -> Vec<u8> {
+        let mut k = b"c/".to_vec();
+        k.extend_from_slice(&epoch.to_be_bytes());
+        k.extend_from_slice(&provider.0);
+        k
+    }
 
     pub fn deal(id: &Hash) -> Vec<u8> {
         let mut k = b"d/".to_vec();

@@ -112,12 +112,7 @@ impl Fixture {
             .iter()
             .map(|k| self.account(k).data_credits)
             .sum();
-        let deals: Vec<Hash> = self
-            .service_state(
-                crate::storage::SERVICE,
-                crate::storage::keys::OPEN_DEALS.to_vec(),
-            )
-            .unwrap_or_default();
+        let deals: Vec<Hash> = self.open_deals();
         let in_deals: u128 = deals
             .iter()
             .filter_map(|id| {
@@ -163,11 +158,7 @@ impl Fixture {
     }
 
     fn deals(&self) -> Vec<Hash> {
-        self.service_state(
-            crate::storage::SERVICE,
-            crate::storage::keys::OPEN_DEALS.to_vec(),
-        )
-        .unwrap_or_default()
+        self.open_deals()
     }
 
     fn known_key(&self, address: &Address) -> Option<Keypair> {

@@ -45,6 +45,10 @@ fn open_tx(epochs: u64) -> StorageTx {
 /// Users 0-3 are storage providers (1,000 bytes of capacity each), the validator key owns
 /// deals and holds 1,000,000 DC; 2-of-4 coding, activation at 3 stored pieces.
 fn storage_setup() -> Fixture {
+    storage_setup_with(|_| {})
+}
+
+fn storage_setup_with(tweak: impl FnOnce(&mut StorageParams)) -> Fixture {
     let mut f = setup_with(|g| {
         g.update_service_params::<StorageParams>(|p| {
             p.erasure = ErasureProfile {
@@ -54,6 +58,7 @@ fn storage_setup() -> Fixture {
                 total_pieces: PIECES,
             };
             p.price_dc_per_gib_epoch = 1 << 30;
+            tweak(p);
         })
         .expect("storage params");
     });
@@ -92,15 +97,32 @@ impl Fixture {
         self.record(keys::usage(who)).unwrap_or_default()
     }
 
-    fn open_deals(&self) -> Vec<Hash> {
-        self.record(keys::OPEN_DEALS.to_vec()).unwrap_or_default()
+    /// Every deal opened so far, oldest first.
+    pub(super) fn storage_deals(&self) -> Vec<Hash> {
+        let count: u64 = self.record(keys::NEXT_DEAL.to_vec()).unwrap_or(0);
+        (0..count)
+            .filter_map(|n| self.record(keys::deal_number(n)))
+            .collect()
+    }
+
+    /// The deals pending or active.
+    pub(super) fn open_deals(&self) -> Vec<Hash> {
+        self.storage_deals()
+            .into_iter()
+            .filter(|id| {
+                matches!(
+                    self.deal(id).status,
+                    DealStatus::Pending | DealStatus::Active
+                )
+            })
+            .collect()
     }
 
     /// Opens a deal from the validator key and returns its id.
     fn open(&mut self, epochs: u64) -> Hash {
         let owner = self.validator.clone();
         self.ok(&owner, storage(open_tx(epochs)));
-        *self.open_deals().last().expect("a new open deal")
+        *self.storage_deals().last().expect("a new deal")
     }
 
     /// The user key a piece was placed on.
@@ -695,6 +717,144 @@ fn a_missed_epoch_costs_the_share_of_pieces_that_failed_once() {
     f.end_blocks_through(3 * EPOCH_BLOCKS);
     let bps = (missed_bps).div_ceil(held.len() as u128);
     assert_eq!(f.stake(&victim).bonded.0, before - before * bps / 10_000);
+    f.check_supply();
+}
+
+/// Proving keeps up with capacity: each provider proves a random sample of
+/// `proof_sample_pieces` of what it holds each epoch (one transaction whatever it holds), and
+/// a good proof pays every epoch since the piece's last payment, so honest providers are paid
+/// for every epoch of every piece. The attack: drop a piece and hope it is not sampled. Once
+/// challenged, the missed piece forfeits its unpaid epochs, is challenged again every epoch
+/// until proven, and is lost (and repaired) at the second miss.
+#[test]
+fn a_provider_proves_a_sample_each_epoch_and_a_dropped_piece_is_caught() {
+    const TINY: u64 = 40;
+    const DEALS: usize = 12;
+    const SAMPLE: usize = 4;
+    const TERM: u64 = 5;
+    let dc_per_piece_epoch = u128::from(TINY);
+    let mut f = storage_setup_with(|p| p.proof_sample_pieces = SAMPLE as u32);
+    let owner = f.validator.clone();
+    let data = |deal: usize, piece: u16| -> Vec<u8> {
+        (0..TINY)
+            .map(|b| (b as u8) ^ (deal as u8).wrapping_mul(31) ^ (piece as u8).wrapping_mul(7))
+            .collect()
+    };
+    let mut ids = Vec::new();
+    for d in 0..DEALS {
+        f.ok(
+            &owner,
+            storage(StorageTx::OpenDeal {
+                object_bytes: TINY,
+                encrypted: false,
+                epochs: TERM,
+                segments: vec![SegmentSpec {
+                    segment_bytes: 2 * TINY,
+                    piece_bytes: TINY,
+                    roots: (0..PIECES).map(|i| Hash::of(&data(d, i))).collect(),
+                }],
+            }),
+        );
+        let id = *f.storage_deals().last().expect("opened");
+        for p in 0..3 {
+            let holder = f.holder(&id, p);
+            f.ok(
+                &holder,
+                storage(StorageTx::ConfirmPieces {
+                    pieces: vec![piece_ref(&id, p)],
+                }),
+            );
+        }
+        ids.push(id);
+    }
+    let providers: Vec<Keypair> = (0..4).map(|i| f.user(i)).collect();
+    let deal_index = |id: &Hash| ids.iter().position(|d| d == id).expect("a bench deal");
+    let cheater = providers[0].clone();
+    let mut dropped: Option<PieceRef> = None;
+    let mut caught_in = None;
+    for epoch in 1..=TERM {
+        f.end_blocks_through(epoch * EPOCH_BLOCKS);
+        let seed: Hash = f.record(keys::seed(epoch)).expect("seed");
+        for key in &providers {
+            let held = f.usage(key).pieces.len();
+            let challenges: Vec<PieceRef> = f
+                .record(keys::challenges(epoch, &key.address()))
+                .unwrap_or_default();
+            if key.address() != cheater.address() {
+                assert_eq!(
+                    challenges.len(),
+                    held.min(SAMPLE),
+                    "a sample of what it holds"
+                );
+            }
+            if epoch == 2 && key.address() == cheater.address() {
+                // The cheater throws away a piece it is about to be asked for.
+                dropped = challenges.first().copied();
+            }
+            let proofs: Vec<PieceProof> = challenges
+                .iter()
+                .filter(|r| Some(**r) != dropped)
+                .map(|r| PieceProof {
+                    piece: *r,
+                    proof: merkle::prove_chunk(
+                        &data(deal_index(&r.deal), r.piece),
+                        challenge_chunk(&seed, r, epoch, TINY),
+                    )
+                    .expect("chunk"),
+                })
+                .collect();
+            if !proofs.is_empty() {
+                f.ok(key, storage(StorageTx::SubmitProofs { epoch, proofs }));
+            }
+            if let Some(r) = dropped
+                && key.address() == cheater.address()
+                && challenges.contains(&r)
+                && caught_in.is_none()
+            {
+                caught_in = Some(epoch);
+            }
+        }
+        if caught_in == Some(epoch) {
+            let before = f.stake(&cheater).bonded.0;
+            let due = f
+                .record::<Vec<PieceRef>>(keys::challenges(epoch, &cheater.address()))
+                .expect("challenged")
+                .len();
+            f.end_blocks_through((epoch + 1) * EPOCH_BLOCKS);
+            let bps =
+                u128::from(f.protocol.genesis().slashing.missed_proof_bps).div_ceil(due as u128);
+            assert_eq!(
+                f.stake(&cheater).bonded.0,
+                before - before * bps / 10_000,
+                "slashed for the sampled share that failed"
+            );
+            let r = dropped.expect("dropped");
+            let next: Vec<PieceRef> = f
+                .record(keys::challenges(epoch + 1, &cheater.address()))
+                .expect("challenged again");
+            assert!(next.contains(&r), "a missed piece is challenged again");
+        }
+    }
+    let r = dropped.expect("the cheater dropped a piece");
+    assert_eq!(caught_in, Some(2));
+    let lost: Piece = f.record(keys::piece(&r)).expect("piece");
+    assert_eq!(lost.state, PieceState::Lost, "the second miss loses it");
+    assert!(f.deal(&r.deal).segments[0].needs_repair);
+
+    // The end of the term: every piece that never failed is paid for all its epochs, the
+    // ones the sample skipped included.
+    f.end_blocks_through((TERM + 1) * EPOCH_BLOCKS);
+    for id in &ids {
+        let deal = f.deal(id);
+        assert_eq!(deal.status, DealStatus::Ended);
+        if *id != r.deal {
+            assert_eq!(deal.paid_dc, 3 * u128::from(TERM) * dc_per_piece_epoch);
+        } else {
+            // The dropped piece was paid at most for epoch 1, before it was dropped.
+            assert!(deal.paid_dc <= (2 * u128::from(TERM) + 1) * dc_per_piece_epoch);
+            assert!(deal.paid_dc >= 2 * u128::from(TERM) * dc_per_piece_epoch);
+        }
+    }
     f.check_supply();
 }
 
