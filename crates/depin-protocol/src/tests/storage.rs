@@ -49,7 +49,18 @@ fn storage_setup() -> Fixture {
 }
 
 fn storage_setup_with(tweak: impl FnOnce(&mut StorageParams)) -> Fixture {
+    storage_setup_funded(tweak, &[])
+}
+
+/// The storage fixture with more genesis accounts holding 250 tokens each.
+fn storage_setup_funded(tweak: impl FnOnce(&mut StorageParams), funded: &[Address]) -> Fixture {
     let mut f = setup_with(|g| {
+        for address in funded {
+            g.balances.push(crate::params::GenesisBalance {
+                address: *address,
+                amount: Amount(250 * UNIT),
+            });
+        }
         g.update_service_params::<StorageParams>(|p| {
             p.erasure = ErasureProfile {
                 data_pieces: 2,
@@ -967,27 +978,24 @@ fn a_provider_leaves_by_graceful_exit_or_forfeits_a_slash() {
 
 /// Benchmark, not a test (run with `cargo test -p depin-protocol --release --lib -- --ignored
 /// epoch_with_open_deals --nocapture`): the end of an epoch with N active deals of one tiny
-/// segment each (4 pieces, 3 stored), none proven, on 32 providers; and what opening the last
-/// deal cost. Both grow with everything open today (issue 14, point 11).
+/// segment each (4 pieces, 3 stored), none proven, on 256 providers; what opening the last
+/// deal cost; and the challenges drawn for the next epoch (each provider's sample of 256).
+/// Epoch work follows the deals falling due and the providers' samples, not every open deal.
 #[test]
 #[ignore = "benchmark"]
 fn epoch_with_open_deals() {
     const TINY: u64 = 40;
-    println!("| open deals | open one deal (µs) | epoch end (ms) |");
-    println!("|---:|---:|---:|");
-    for deals in [1_000usize, 4_000, 16_000] {
-        let mut f = storage_setup();
+    println!(
+        "| open deals | open one deal (µs) | epoch end (ms) | providers challenged | pieces challenged |"
+    );
+    println!("|---:|---:|---:|---:|---:|");
+    for deals in [1_000usize, 10_000, 100_000] {
+        let providers: Vec<Keypair> = (10..266).map(user_key).collect();
+        let funded: Vec<Address> = providers.iter().map(|k| k.address()).collect();
+        let mut f = storage_setup_funded(|_| {}, &funded);
         let owner = f.validator.clone();
-        f.ok(&owner, buy_credits(1_000 * UNIT));
-        let providers: Vec<Keypair> = (10..42).map(user_key).collect();
+        f.ok(&owner, buy_credits(3_000 * UNIT));
         for p in &providers {
-            f.ok(
-                &owner,
-                Action::Transfer {
-                    to: p.address(),
-                    amount: Amount(250 * UNIT),
-                },
-            );
             f.ok(p, bond(200 * UNIT));
             f.ok(
                 p,
@@ -1048,10 +1056,20 @@ fn epoch_with_open_deals() {
         let started = std::time::Instant::now();
         f.end_block();
         let epoch_end = started.elapsed();
+        let epoch = f.block().epoch(EPOCH_BLOCKS);
+        let challenged: Vec<Address> = f.record(keys::challenged(epoch)).unwrap_or_default();
+        let pieces: usize = challenged
+            .iter()
+            .map(|p| {
+                f.record::<Vec<PieceRef>>(keys::challenges(epoch, p))
+                    .map_or(0, |c| c.len())
+            })
+            .sum();
         println!(
-            "| {deals} | {} | {} |",
+            "| {deals} | {} | {} | {} | {pieces} |",
             last_open.as_micros(),
-            epoch_end.as_millis()
+            epoch_end.as_millis(),
+            challenged.len(),
         );
     }
 }
