@@ -36,7 +36,13 @@ pub struct ChainApp {
     pub chain: Arc<Chain>,
     mempool: Mutex<Mempool>,
     stats: Mutex<SubmitStats>,
+    /// Verified equivocation evidence from consensus, waiting to be put on chain.
+    evidence: Mutex<std::collections::VecDeque<Vec<u8>>>,
 }
+
+/// Most equivocation evidence queued at once; more is dropped (one per offender and era
+/// counts on chain anyway).
+const MAX_QUEUED_EVIDENCE: usize = 64;
 
 /// Why a submitted transaction was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -62,7 +68,26 @@ impl ChainApp {
             chain,
             mempool: Mutex::new(mempool),
             stats: Mutex::new(SubmitStats::default()),
+            evidence: Mutex::new(std::collections::VecDeque::new()),
         }
+    }
+
+    /// Queues verified equivocation evidence (consensus calls this).
+    pub fn report_evidence(&self, bytes: Vec<u8>) {
+        let mut queue = self.evidence.lock().unwrap_or_else(|p| p.into_inner());
+        if queue.len() < MAX_QUEUED_EVIDENCE && !queue.contains(&bytes) {
+            tracing::warn!("a validator signed conflicting votes; evidence queued");
+            queue.push_back(bytes);
+        }
+    }
+
+    /// Takes the queued equivocation evidence, oldest first.
+    pub fn take_evidence(&self) -> Vec<Vec<u8>> {
+        self.evidence
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+            .collect()
     }
 
     pub fn mempool(&self) -> MutexGuard<'_, Mempool> {

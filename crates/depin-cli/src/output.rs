@@ -125,6 +125,15 @@ pub fn event(event: &Event, token: &TokenInfo) -> String {
             amount,
             reason,
         } => format!("{provider} slashed {} on {service}: {reason}", t(amount)),
+        Event::ValidatorSlashed {
+            validator,
+            amount,
+            reason,
+            ..
+        } => format!(
+            "validator {validator} slashed {} and barred from the validator set: {reason}",
+            t(amount)
+        ),
         Event::ServicePaid {
             service,
             consumer,

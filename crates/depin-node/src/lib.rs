@@ -434,6 +434,11 @@ async fn run_consensus(
     let mut observed = node.chain().head().height;
     while !stop.load(Ordering::SeqCst) && !thread.is_finished() {
         tokio::time::sleep(Duration::from_millis(100)).await;
+        let evidence = node.app.take_evidence();
+        if !evidence.is_empty() {
+            let reporter = node.clone();
+            tokio::spawn(async move { own_tx::report_equivocations(&reporter, evidence).await });
+        }
         let head = node.chain().head().height;
         while observed < head {
             observed += 1;

@@ -75,22 +75,34 @@ pub(crate) async fn submit_and_wait(
     service: ServiceKind,
     payload: Vec<u8>,
 ) -> bool {
+    submit_action_and_wait(node, Action::Service { service, payload }).await
+}
+
+/// Puts the equivocation evidence consensus queued on chain, one report at a time.
+pub(crate) async fn report_equivocations(node: &Arc<Node>, queued: Vec<Vec<u8>>) {
+    for evidence in queued {
+        submit_action_and_wait(node, Action::ReportEquivocation { evidence }).await;
+    }
+}
+
+/// Submits one of the node's own transactions and waits until it is in a block.
+pub(crate) async fn submit_action_and_wait(node: &Arc<Node>, action: Action) -> bool {
     // One transaction of the node's own at a time: workers share the account's nonce.
     let _turn = node.own_tx.lock().await;
     let nonce = own_nonce(node);
-    let action = Action::Service { service, payload };
+    let kind = action.kind();
     match submit_own(node, action).await {
         Ok(hash) => {
             let interval = node.chain().protocol().genesis().chain.block_interval_ms;
             let committed =
                 wait_committed(node, nonce, Duration::from_millis(interval * 10 + 5_000)).await;
             if !committed {
-                tracing::warn!(%hash, ?service, "transaction not committed in time");
+                tracing::warn!(%hash, %kind, "transaction not committed in time");
             }
             committed
         }
         Err(e) => {
-            tracing::warn!(error = %e, ?service, "transaction refused");
+            tracing::warn!(error = %e, %kind, "transaction refused");
             false
         }
     }

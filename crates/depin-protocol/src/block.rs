@@ -201,6 +201,15 @@ pub enum Event {
         oracle: Address,
         price_usd_micro: u64,
     },
+    /// A validator signed conflicting votes in one round (era `epoch`, `view`): slashed and
+    /// out of the validator set.
+    ValidatorSlashed {
+        validator: Address,
+        epoch: u64,
+        view: u64,
+        amount: Amount,
+        reason: String,
+    },
 }
 
 /// Largest encoded service event a reader decodes.

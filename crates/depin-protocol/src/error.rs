@@ -70,6 +70,12 @@ pub enum TxError {
     TooManyValidatorCandidates { limit: usize },
     #[error("invalid consensus address: {0}")]
     InvalidConsensusAddress(String),
+    #[error("invalid equivocation evidence: {0}")]
+    InvalidEvidence(String),
+    #[error("the validator was already slashed for equivocating in era {era}")]
+    EquivocationAlreadySlashed { era: u64 },
+    #[error("the address equivocated as a validator and may not validate again")]
+    ValidatorTombstoned,
     #[error(transparent)]
     Store(#[from] StateError),
 }
@@ -98,6 +104,9 @@ impl TxError {
             TxError::ProviderExists => "provider_exists",
             TxError::NotAProvider => "not_a_provider",
             TxError::ObligationsOpen { .. } => "obligations_open",
+            TxError::InvalidEvidence(_) => "invalid_evidence",
+            TxError::EquivocationAlreadySlashed { .. } => "equivocation_already_slashed",
+            TxError::ValidatorTombstoned => "validator_tombstoned",
             TxError::InvalidServices(_) => "invalid_services",
             TxError::InvalidLocation => "invalid_location",
             TxError::InvalidPrice => "invalid_price",

@@ -12,6 +12,7 @@
 pub mod block;
 pub mod compute;
 pub mod coverage;
+pub mod equivocation;
 pub mod error;
 pub mod params;
 pub mod service;
@@ -427,6 +428,9 @@ impl Protocol {
                 self.register_validator(state, block, sender, consensus_address)
             }
             Action::DeregisterValidator => self.deregister_validator(state, sender),
+            Action::ReportEquivocation { evidence } => {
+                self.report_equivocation(state, block, evidence)
+            }
             Action::Service { service, payload } => {
                 self.apply_service_action(state, block, sender, service, payload)
             }
@@ -810,6 +814,12 @@ impl Protocol {
     ) -> Result<Vec<Event>, TxError> {
         let g = &self.genesis;
         check_consensus_address(consensus_address)?;
+        if state
+            .get::<state::EquivocationRecord>(&StateKey::Equivocation(sender))?
+            .is_some()
+        {
+            return Err(TxError::ValidatorTombstoned);
+        }
         let stake: Stake = state.get(&StateKey::Stake(sender))?.unwrap_or_default();
         let required = g.staking.min_stake_validator;
         if stake.bonded < required {
@@ -840,6 +850,67 @@ impl Protocol {
         );
         Ok(vec![Event::ValidatorRegistered {
             consensus_address: consensus_address.to_string(),
+        }])
+    }
+
+    /// Checks equivocation evidence against the era's validator set, slashes the offender
+    /// `double_sign_bps` (once per era) and bars it: it leaves candidacy, and the next set
+    /// chosen leaves it out (a carried-over set too, unless that would leave none). A set
+    /// already chosen is left alone: the consensus layer has learnt its keys.
+    fn report_equivocation(
+        &self,
+        state: &mut Overlay<'_>,
+        block: &BlockContext,
+        evidence: &[u8],
+    ) -> Result<Vec<Event>, TxError> {
+        let invalid = |e: equivocation::EvidenceError| TxError::InvalidEvidence(e.to_string());
+        let ev = equivocation::Evidence::decode(evidence).map_err(invalid)?;
+        let era_now = validator_era(block.height, self.genesis.chain.epoch_blocks);
+        if ev.epoch > era_now + 1 {
+            return Err(TxError::InvalidEvidence(format!(
+                "era {} has not started (now {era_now})",
+                ev.epoch
+            )));
+        }
+        let mut set: Vec<Address> = state
+            .get::<ValidatorSet>(&StateKey::ValidatorSet(ev.epoch))?
+            .unwrap_or_default()
+            .validators;
+        // Simplex numbers an era's participants in key order.
+        set.sort();
+        let offender = *set.get(ev.signer as usize).ok_or_else(|| {
+            TxError::InvalidEvidence(format!(
+                "era {} has {} validators, no signer {}",
+                ev.epoch,
+                set.len(),
+                ev.signer
+            ))
+        })?;
+        ev.verify(&self.genesis.chain_id, &offender)
+            .map_err(invalid)?;
+        let key = StateKey::Equivocation(offender);
+        let mut record: state::EquivocationRecord = state.get(&key)?.unwrap_or_default();
+        if let Err(at) = record.eras.binary_search(&ev.epoch) {
+            record.eras.insert(at, ev.epoch);
+        } else {
+            return Err(TxError::EquivocationAlreadySlashed { era: ev.epoch });
+        }
+        state.put(&key, &record);
+        let amount = service::slash_stake(state, offender, self.genesis.slashing.double_sign_bps)?;
+        state.delete(&StateKey::ValidatorCandidate(offender));
+        let mut candidates: Vec<Address> = state
+            .get(&StateKey::ValidatorCandidates)?
+            .unwrap_or_default();
+        if let Ok(at) = candidates.binary_search(&offender) {
+            candidates.remove(at);
+            state.put(&StateKey::ValidatorCandidates, &candidates);
+        }
+        Ok(vec![Event::ValidatorSlashed {
+            validator: offender,
+            epoch: ev.epoch,
+            view: ev.view,
+            amount,
+            reason: format!("{} in era {} view {}", ev.kind.as_str(), ev.epoch, ev.view),
         }])
     }
 
@@ -1110,7 +1181,23 @@ impl Protocol {
         ranked.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
         ranked.truncate(self.genesis.validators.len().max(1));
         let next = if ranked.is_empty() {
-            state.get(&StateKey::ValidatorSet(era))?.unwrap_or_default()
+            // No candidates: the set carries over, less any validator that equivocated
+            // (unless that would leave none).
+            let mut current: ValidatorSet =
+                state.get(&StateKey::ValidatorSet(era))?.unwrap_or_default();
+            let mut honest = Vec::with_capacity(current.validators.len());
+            for v in &current.validators {
+                if state
+                    .get::<state::EquivocationRecord>(&StateKey::Equivocation(*v))?
+                    .is_none()
+                {
+                    honest.push(*v);
+                }
+            }
+            if !honest.is_empty() {
+                current.validators = honest;
+            }
+            current
         } else {
             let mut validators: Vec<Address> = ranked.into_iter().map(|(_, a)| a).collect();
             validators.sort();

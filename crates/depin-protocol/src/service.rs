@@ -401,37 +401,7 @@ impl<'s, 'a> ServiceContext<'s, 'a> {
         fraction_bps: u16,
         reason: &str,
     ) -> Result<Event, TxError> {
-        let stake_key = StateKey::Stake(provider);
-        let mut stake: Stake = self.state.get(&stake_key)?.unwrap_or_default();
-        let unbonding = stake
-            .unbonding
-            .iter()
-            .try_fold(Amount::ZERO, |acc, u| acc.checked_add(u.amount))
-            .ok_or(TxError::AmountOverflow)?;
-        let at_risk = stake
-            .bonded
-            .checked_add(unbonding)
-            .ok_or(TxError::AmountOverflow)?;
-        let amount = at_risk
-            .mul_div(u128::from(fraction_bps), BPS_DENOMINATOR)
-            .ok_or(TxError::AmountOverflow)?
-            // A fraction above 100% must not burn more than was at stake.
-            .min(at_risk);
-        let from_bonded = amount.min(stake.bonded);
-        stake.bonded = stake.bonded.saturating_sub(from_bonded);
-        let mut rest = amount.saturating_sub(from_bonded);
-        for entry in stake.unbonding.iter_mut().rev() {
-            let taken = rest.min(entry.amount);
-            entry.amount = entry.amount.saturating_sub(taken);
-            rest = rest.saturating_sub(taken);
-        }
-        stake.unbonding.retain(|u| !u.amount.is_zero());
-        stake.slashed = stake
-            .slashed
-            .checked_add(amount)
-            .ok_or(TxError::AmountOverflow)?;
-        self.state.put(&stake_key, &stake);
-        burn(self.state, amount)?;
+        let amount = slash_stake(self.state, provider, fraction_bps)?;
         if let Some(mut p) = self.provider(&provider)? {
             p.reputation_beta = p.reputation_beta.saturating_add(1);
             p.failures.push(ProofFailure {
@@ -554,6 +524,48 @@ pub fn data_credits_to_tokens(
 }
 
 /// Applies `change` to the supply record; `None` from it means an arithmetic overflow.
+/// Burns `fraction_bps` of `who`'s stake at risk (bonded plus still unbonding: unbonding does
+/// not escape a fault), from the bonded stake first and then from the newest unbonding
+/// entries; returns the amount burned.
+pub(crate) fn slash_stake(
+    state: &mut Overlay<'_>,
+    who: Address,
+    fraction_bps: u16,
+) -> Result<Amount, TxError> {
+    let stake_key = StateKey::Stake(who);
+    let mut stake: Stake = state.get(&stake_key)?.unwrap_or_default();
+    let unbonding = stake
+        .unbonding
+        .iter()
+        .try_fold(Amount::ZERO, |acc, u| acc.checked_add(u.amount))
+        .ok_or(TxError::AmountOverflow)?;
+    let at_risk = stake
+        .bonded
+        .checked_add(unbonding)
+        .ok_or(TxError::AmountOverflow)?;
+    let amount = at_risk
+        .mul_div(u128::from(fraction_bps), BPS_DENOMINATOR)
+        .ok_or(TxError::AmountOverflow)?
+        // A fraction above 100% must not burn more than was at stake.
+        .min(at_risk);
+    let from_bonded = amount.min(stake.bonded);
+    stake.bonded = stake.bonded.saturating_sub(from_bonded);
+    let mut rest = amount.saturating_sub(from_bonded);
+    for entry in stake.unbonding.iter_mut().rev() {
+        let taken = rest.min(entry.amount);
+        entry.amount = entry.amount.saturating_sub(taken);
+        rest = rest.saturating_sub(taken);
+    }
+    stake.unbonding.retain(|u| !u.amount.is_zero());
+    stake.slashed = stake
+        .slashed
+        .checked_add(amount)
+        .ok_or(TxError::AmountOverflow)?;
+    state.put(&stake_key, &stake);
+    burn(state, amount)?;
+    Ok(amount)
+}
+
 pub(crate) fn update_supply(
     state: &mut Overlay<'_>,
     change: impl FnOnce(&mut Supply) -> Option<()>,

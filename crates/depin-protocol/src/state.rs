@@ -130,6 +130,15 @@ pub enum StateKey {
     ProviderHistory(Address),
     /// The latest price report of each oracle key ([`OracleReports`]).
     OracleReports,
+    /// The eras a validator was slashed for equivocating in ([`EquivocationRecord`]); its
+    /// presence bars the address from the validator set.
+    Equivocation(Address),
+}
+
+/// A validator that equivocated: the eras it was slashed for, sorted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize)]
+pub struct EquivocationRecord {
+    pub eras: Vec<u64>,
 }
 
 impl StateKey {

@@ -1787,3 +1787,76 @@ fn re_registering_keeps_the_address_reputation_and_failures() {
     assert_eq!(after.reputation_alpha, before.reputation_alpha);
     assert_eq!(after.failures, before.failures);
 }
+
+/// The attack: a validator signs two conflicting votes in one round (a fork attempt, or a
+/// careless double-run). Anyone holding the two votes (simplex reports them) proves it on
+/// chain: the validator loses `double_sign_bps` of its stake once per era and is barred from
+/// the validator set; forged, replayed or malformed evidence is refused and changes nothing.
+#[test]
+fn equivocation_evidence_slashes_the_validator_once_and_bars_it_from_the_set() {
+    use crate::equivocation::{NOTARIZE_SUFFIX, signed_bytes, write_varint};
+    let offender = Keypair::from_seed(b"validator-2");
+    let mut f = setup_with(|g| {
+        g.validators.push(GenesisValidator {
+            address: offender.address(),
+            stake: Amount(30_000 * UNIT),
+        });
+    });
+    let mut sorted = validator_set(&f, 0);
+    sorted.sort();
+    let signer = sorted
+        .iter()
+        .position(|a| *a == offender.address())
+        .expect("in the set") as u64;
+    let vote = |key: &Keypair, view: u64, digest: u8| -> Vec<u8> {
+        let mut subject = Vec::new();
+        write_varint(0, &mut subject);
+        write_varint(view, &mut subject);
+        write_varint(view - 1, &mut subject);
+        subject.extend_from_slice(&[digest; 32]);
+        let signature = key.sign(&signed_bytes(CHAIN_ID, NOTARIZE_SUFFIX, &subject));
+        write_varint(signer, &mut subject);
+        subject.extend_from_slice(&signature.0);
+        subject
+    };
+    let evidence =
+        |key: &Keypair, view: u64| [vec![7], vote(key, view, 1), vote(key, view, 2)].concat();
+    let report = |bytes: Vec<u8>| Action::ReportEquivocation { evidence: bytes };
+    let reporter = f.user(0);
+
+    // Forged: the "offender's" votes signed by someone else.
+    let tx = f.tx(&reporter, report(evidence(&f.user(1), 5)));
+    assert_eq!(f.reject(&tx).code(), "invalid_evidence");
+    let mut truncated = evidence(&offender, 5);
+    truncated.pop();
+    let tx = f.tx(&reporter, report(truncated));
+    assert_eq!(f.reject(&tx).code(), "invalid_evidence");
+
+    let before = f.stake(&offender);
+    let receipt = f.ok(&reporter, report(evidence(&offender, 5)));
+    let bps = u128::from(f.protocol.genesis().slashing.double_sign_bps);
+    let expected = Amount(before.bonded.0 * bps / 10_000);
+    assert!(
+        receipt.events.iter().any(|e| matches!(
+            e,
+            Event::ValidatorSlashed { validator, amount, epoch: 0, view: 5, .. }
+                if *validator == offender.address() && *amount == expected
+        )),
+        "{:?}",
+        receipt.events
+    );
+    assert_eq!(f.stake(&offender).bonded.0, before.bonded.0 - expected.0);
+    f.check_supply();
+
+    // The same evidence again, or another conflict of the same era: one slash per era.
+    for view in [5, 9] {
+        let tx = f.tx(&reporter, report(evidence(&offender, view)));
+        assert_eq!(f.reject(&tx).code(), "equivocation_already_slashed");
+    }
+    // Barred: it cannot stand again, and the next set chosen leaves it out.
+    let tx = f.tx(&offender, register_validator("10.0.0.2:7301"));
+    assert_eq!(f.reject(&tx).code(), "validator_tombstoned");
+    f.end_blocks_through(2 * EPOCH_BLOCKS);
+    assert_eq!(validator_set(&f, 2), vec![f.validator.address()]);
+    f.check_supply();
+}

@@ -82,6 +82,13 @@ pub enum Action {
     },
     /// Withdraws candidacy; takes effect at the next set change.
     DeregisterValidator,
+    /// Evidence from the consensus engine that a validator signed two conflicting votes in one
+    /// round ([`crate::equivocation`]): the validator is slashed `double_sign_bps` once per
+    /// era and leaves the validator set for good. Anyone may send it.
+    ReportEquivocation {
+        #[serde(with = "hex_bytes")]
+        evidence: Vec<u8>,
+    },
 }
 
 impl Action {
@@ -100,6 +107,7 @@ impl Action {
             Action::Service { .. } => ActionKind::Service,
             Action::RegisterValidator { .. } => ActionKind::RegisterValidator,
             Action::DeregisterValidator => ActionKind::DeregisterValidator,
+            Action::ReportEquivocation { .. } => ActionKind::ReportEquivocation,
         }
     }
 }
@@ -122,6 +130,7 @@ pub enum ActionKind {
     Service,
     RegisterValidator,
     DeregisterValidator,
+    ReportEquivocation,
 }
 
 impl ActionKind {
@@ -139,6 +148,7 @@ impl ActionKind {
             ActionKind::Service => "service",
             ActionKind::RegisterValidator => "register_validator",
             ActionKind::DeregisterValidator => "deregister_validator",
+            ActionKind::ReportEquivocation => "report_equivocation",
         }
     }
 }

@@ -265,7 +265,10 @@ where
                 blocker: self.blocker.clone(),
                 automaton: self.automaton.clone(),
                 relay: self.automaton.clone(),
-                reporter: self.automaton.clone(),
+                reporter: commonware_consensus::Reporters::from((
+                    self.automaton.clone(),
+                    super::evidence::EvidenceReporter::new(self.app.clone()),
+                )),
                 strategy: Sequential,
                 partition: format!("{}-simplex-{epoch}", config.partition_prefix),
                 mailbox_size: nz_usize(config.mailbox_size),
@@ -285,7 +288,9 @@ where
                 fetch_timeout,
                 fetch_retry_delay: Duration::from_millis(100),
                 forward: ForwardPolicy::Disabled,
-                track_historical_votes: false,
+                // Keeps each vote until its round is pruned, so a conflicting vote arriving
+                // after the certificate still yields evidence.
+                track_historical_votes: true,
             },
         );
         let handle = engine.start(votes, certificates, resolver);

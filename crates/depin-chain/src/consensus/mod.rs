@@ -6,6 +6,7 @@ pub mod application;
 pub mod block;
 pub mod certificate;
 pub mod epochs;
+mod evidence;
 pub mod process;
 pub mod validator;
 

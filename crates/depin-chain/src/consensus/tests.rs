@@ -778,3 +778,104 @@ fn a_validator_restarted_from_its_wal_never_double_votes() {
         trace(&c.apps[0])
     });
 }
+
+/// The attack end to end: validator 3 runs no engine but answers every notarize it hears with
+/// two of its own for the same round, one of them for a block that does not exist. The honest
+/// validators' engines report the conflict, each node checks it and a funded key puts it on
+/// chain: validator 3 is slashed `double_sign_bps` once, and the sets chosen after leave it
+/// out, while the honest three go on finalizing.
+#[test]
+fn an_equivocating_validator_is_slashed_and_leaves_the_validator_set() {
+    use commonware_codec::{Decode, Encode};
+    use commonware_consensus::simplex::scheme::ed25519::Scheme;
+    use commonware_consensus::simplex::types::{Notarize, Proposal, Vote};
+    use commonware_cryptography::blake3::Digest;
+    use commonware_p2p::{Receiver as _, Recipients, Sender as _};
+    use commonware_runtime::Spawner as _;
+    use commonware_utils::ordered::Set;
+    run(|context| async move {
+        let net = Net::with_candidates(4, 1);
+        let byzantine = net.keys[3].clone();
+        let offender = address_of(&byzantine.public_key());
+        let mut participants: Vec<PublicKey> = net.participants()[..4].to_vec();
+        participants.sort();
+        let scheme = Scheme::signer(
+            net.genesis.chain_id.as_bytes(),
+            Set::try_from(participants).expect("participants"),
+            byzantine.clone(),
+        )
+        .expect("a participant");
+        let c = Cluster::start_net(&context, net, &[0, 1, 2]).await;
+        let (mut sender, mut receiver) = c
+            .oracle
+            .control(byzantine.public_key())
+            .register(channel::VOTES, channel_quota())
+            .await
+            .expect("register");
+        let honest = [0usize, 1, 2];
+        context.child("conflicter").spawn(move |_| async move {
+            while let Ok((_, message)) = receiver.recv().await {
+                let bytes: &[u8] = message.as_ref();
+                // The epoch's sub-channel prefix, then the vote.
+                let Some(split) = bytes.iter().position(|b| b & 0x80 == 0) else {
+                    continue;
+                };
+                let (prefix, body) = bytes.split_at(split + 1);
+                let Ok(Vote::Notarize(heard)) = Vote::<Scheme, Digest>::decode(body) else {
+                    continue;
+                };
+                let fake = Proposal::new(
+                    heard.proposal.round,
+                    heard.proposal.parent,
+                    Digest([0xab; 32]),
+                );
+                for proposal in [heard.proposal.clone(), fake] {
+                    if let Some(vote) = Notarize::sign(&scheme, proposal) {
+                        let mut out = prefix.to_vec();
+                        out.extend_from_slice(&Vote::Notarize(vote).encode());
+                        sender.send(Recipients::All, out, false);
+                    }
+                }
+            }
+        });
+        let stake = |app: &ChainApp| {
+            app.chain
+                .stake(&offender)
+                .ok()
+                .flatten()
+                .map(|s| s.slashed)
+                .unwrap_or_default()
+        };
+        let mut reported = 0u64;
+        for _ in 0..400 {
+            if !stake(&c.apps[0]).is_zero() {
+                break;
+            }
+            for i in honest {
+                for evidence in c.apps[i].take_evidence() {
+                    let tx = c
+                        .net
+                        .signed_by(4, reported, Action::ReportEquivocation { evidence });
+                    if c.apps[0].submit_bytes(&tx).is_ok() {
+                        reported += 1;
+                    }
+                }
+            }
+            context.sleep(Duration::from_millis(100)).await;
+        }
+        let slashed = stake(&c.apps[0]);
+        assert!(!slashed.is_zero(), "the equivocation was never slashed");
+        let bps = u128::from(c.net.genesis.slashing.double_sign_bps);
+        let genesis_stake = c.net.genesis.validators[3].stake;
+        assert_eq!(slashed, Amount(genesis_stake.0 * bps / 10_000));
+        // The next set chosen leaves it out; the honest three finalize on.
+        let h = c.height(0);
+        let era = c.apps[0].chain.validator_era(h);
+        wait_for_height(&context, &c.apps(&honest), h + 12).await;
+        agreed_at(&c.apps(&honest), h + 12);
+        let later = c.apps[0].chain.validator_set(era + 2).expect("set");
+        assert!(!later.contains(&offender), "{later:?}");
+        assert_eq!(stake(&c.apps[0]), slashed, "one slash per era");
+        trace(&c.apps[0])
+    });
+}
