@@ -821,7 +821,8 @@ fn an_equivocating_validator_is_slashed_and_leaves_the_validator_set() {
                     continue;
                 };
                 let (prefix, body) = bytes.split_at(split + 1);
-                let Ok(Vote::Notarize(heard)) = Vote::<Scheme, Digest>::decode_cfg(body, &())
+                let Ok(Vote::Notarize(heard)) =
+                    Vote::<Scheme, Digest>::decode_cfg(bytes::Bytes::copy_from_slice(body), &())
                 else {
                     continue;
                 };
