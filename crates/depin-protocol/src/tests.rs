@@ -1854,6 +1854,14 @@ fn equivocation_evidence_slashes_the_validator_once_and_bars_it_from_the_set() {
         assert_eq!(f.reject(&tx).code(), "equivocation_already_slashed");
     }
     // Barred: it cannot stand again, and the next set chosen leaves it out.
+    let funder = f.validator.clone();
+    f.ok(
+        &funder,
+        Action::Transfer {
+            to: offender.address(),
+            amount: Amount(UNIT),
+        },
+    );
     let tx = f.tx(&offender, register_validator("10.0.0.2:7301"));
     assert_eq!(f.reject(&tx).code(), "validator_tombstoned");
     f.end_blocks_through(2 * EPOCH_BLOCKS);
