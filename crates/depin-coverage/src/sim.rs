@@ -12,7 +12,8 @@ use crate::gwmp::{Packet, PushDataBody, RxPk, TxAckBody, TxPk, TxPkAck};
 use base64::Engine as _;
 use depin_protocol::coverage::verify::Region;
 use depin_protocol::coverage::{
-    CoverageEpoch, CoverageParams, CoverageTx, EntropyRecord, Hotspot, HotspotAssertion, keys,
+    CoverageEpoch, CoverageParams, CoverageTx, EntropyRecord, Hotspot, HotspotAssertion,
+    HotspotEpochReward, keys,
 };
 use depin_protocol::tx::{GeoLocation, ServiceOffer};
 use depin_protocol::{
@@ -812,8 +813,12 @@ pub async fn run(config: &SimConfig, progress: &dyn Fn(&str)) -> Result<SimRepor
     let epoch: CoverageEpoch = chain
         .coverage(keys::LAST_EPOCH.to_vec())
         .unwrap_or_default();
-    let rewards: BTreeMap<Address, u128> = epoch
-        .hotspots
+    let lines: Vec<HotspotEpochReward> = nodes
+        .iter()
+        .filter_map(|n| chain.coverage(keys::last_reward(&n.key.address())))
+        .filter(|l: &HotspotEpochReward| l.epoch == epoch.epoch)
+        .collect();
+    let rewards: BTreeMap<Address, u128> = lines
         .iter()
         .map(|h| {
             (
@@ -822,16 +827,9 @@ pub async fn run(config: &SimConfig, progress: &dyn Fn(&str)) -> Result<SimRepor
             )
         })
         .collect();
-    let scales: BTreeMap<Address, u64> = epoch
-        .hotspots
-        .iter()
-        .map(|h| (h.hotspot, h.scale_ppm))
-        .collect();
-    let packets_paid: BTreeMap<Address, u64> = epoch
-        .hotspots
-        .iter()
-        .map(|h| (h.hotspot, h.data_dc))
-        .collect();
+    let scales: BTreeMap<Address, u64> = lines.iter().map(|h| (h.hotspot, h.scale_ppm)).collect();
+    let packets_paid: BTreeMap<Address, u64> =
+        lines.iter().map(|h| (h.hotspot, h.data_dc)).collect();
 
     let mut report = SimReport {
         hotspots: Vec::new(),

@@ -114,10 +114,10 @@ impl HotspotWorker {
         if !self.known.is_empty() && height < self.known_at_height + 10 {
             return;
         }
-        let all: Vec<Address> = self.record(keys::HOTSPOTS).unwrap_or_default();
-        self.known = all
-            .iter()
-            .filter_map(|a| self.record::<Hotspot>(&keys::hotspot(a)))
+        let count: u64 = self.record(keys::HOTSPOT_COUNT).unwrap_or(0);
+        self.known = (0..count)
+            .filter_map(|n| self.record::<Address>(&keys::hotspot_number(n)))
+            .filter_map(|a| self.record::<Hotspot>(&keys::hotspot(&a)))
             .map(|h| KnownBeaconer {
                 address: h.info.address,
                 region: h.info.region,

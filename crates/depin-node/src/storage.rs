@@ -11,8 +11,8 @@ use crate::openapi::{BAD_REQUEST, object, ok_response, operation, path_param, qu
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use depin_protocol::storage::{
-    Deal, DealStatus, Piece, PieceProof, PieceRef, PieceState, ProviderUsage, StorageParams,
-    StorageTx, challenge_chunk, keys,
+    Deal, DealStatus, Piece, PieceProof, PieceRef, PieceState, StorageParams, StorageTx,
+    challenge_chunk, keys,
 };
 use depin_storage::provider::{Assignments, PieceServer, serve};
 use depin_storage::store::PieceStore;
@@ -155,12 +155,13 @@ async fn worker(
     }
 }
 
-fn usage(node: &Node) -> Result<ProviderUsage, String> {
+/// The pieces the chain has this node assigned or storing.
+fn held_pieces(node: &Node) -> Result<Vec<PieceRef>, String> {
     Ok(node
         .chain()
         .service_record(
             depin_protocol::storage::SERVICE,
-            &keys::usage(&node.key.address()),
+            &keys::held(&node.key.address()),
         )
         .map_err(|e| e.to_string())?
         .unwrap_or_default())
@@ -235,7 +236,7 @@ async fn answer_challenges(
 /// deleted, cancelled, or the piece released or lost).
 fn collect_garbage(node: &Arc<Node>, store: &PieceStore) -> Result<(), String> {
     let mut wanted = HashSet::new();
-    for r in usage(node)?.pieces {
+    for r in held_pieces(node)? {
         if let Some((piece, _)) = ChainAssignments(node.clone()).piece(&r) {
             wanted.insert(piece.root);
         }
@@ -262,7 +263,7 @@ async fn repair_duty(
     let me = node.key.address();
     // Only a holder of a stored piece may repair a segment: look at the deals this node
     // holds pieces of.
-    let mut held: Vec<Hash> = usage(node)?.pieces.iter().map(|r| r.deal).collect();
+    let mut held: Vec<Hash> = held_pieces(node)?.iter().map(|r| r.deal).collect();
     held.sort();
     held.dedup();
     for id in held {
@@ -593,7 +594,7 @@ async fn storage_provider(
     Ok(Json(StorageProviderResponse {
         address,
         committed_bytes: usage.committed_bytes,
-        pieces: usage.pieces,
+        pieces: storage_record(&node, &keys::held(&address))?.unwrap_or_default(),
         store_used_bytes: local.and_then(|s| s.used_bytes().ok()),
         store_capacity_bytes: local.map(|s| s.capacity_bytes()),
     }))

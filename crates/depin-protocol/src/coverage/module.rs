@@ -185,11 +185,9 @@ fn assert_hotspot(
     let mut fee_dc = 0u64;
     let hotspot = match existing {
         None => {
-            let mut all: Vec<Address> = ctx.get_decoded(keys::HOTSPOTS)?.unwrap_or_default();
-            if let Err(at) = all.binary_search(&sender) {
-                all.insert(at, sender);
-            }
-            ctx.put_encoded(keys::HOTSPOTS, &all);
+            let count: u64 = ctx.get_decoded(keys::HOTSPOT_COUNT)?.unwrap_or(0);
+            ctx.put_encoded(&keys::hotspot_number(count), &sender);
+            ctx.put_encoded(keys::HOTSPOT_COUNT, &count.saturating_add(1));
             Hotspot {
                 info: hotspot_info(sender, &assertion, Some(location)),
                 gateway_eui: assertion.gateway_eui,
@@ -205,6 +203,7 @@ fn assert_hotspot(
                 recent: Vec::new(),
                 tally: BTreeMap::new(),
                 receipt_commitments: Vec::new(),
+                split_epoch: None,
             }
         }
         Some(mut hotspot) => {
@@ -535,6 +534,7 @@ fn packet_receipts(
     for (dev_addr, device) in &devices {
         ctx.put_encoded(&keys::device(*dev_addr), device);
     }
+    list_for_split(ctx, &sender, &mut hotspot)?;
     ctx.put_encoded(&keys::hotspot(&sender), &hotspot);
     events.push(
         CoverageEvent::PacketsPaid {
@@ -759,14 +759,61 @@ fn verify_beacon(
 }
 
 fn write_back(ctx: &mut ServiceContext<'_, '_>, touched: Touched) -> Result<(), StateError> {
-    for (address, hotspot) in touched.records {
+    for (address, mut hotspot) in touched.records {
+        list_for_split(ctx, &address, &mut hotspot)?;
         ctx.put_encoded(&keys::hotspot(&address), &hotspot);
     }
     Ok(())
 }
 
-/// The epoch's coverage split over every hotspot that earned or counts toward density;
-/// kept under [`keys::LAST_EPOCH`] for operators.
+/// Where a hotspot stands in `epoch`'s split at `now_ms`: whether it earned units in the
+/// epoch, and whether its last valid beacon is inside the reciprocity window (so it counts
+/// toward its hex's density).
+fn split_standing(h: &Hotspot, epoch: u64, now_ms: u64, window_ms: u64) -> (bool, bool) {
+    let earned = h.units_epoch == epoch
+        && (h.beacon_units_ppm > 0 || h.witness_units_ppm > 0 || h.data_dc > 0);
+    let beaconed_recently = h
+        .last_valid_beacon_ms
+        .is_some_and(|t| now_ms.saturating_sub(t) <= window_ms);
+    (earned, beaconed_recently)
+}
+
+/// Lists `hotspot` (once) among those the current epoch's split reads, if it counts there:
+/// the split then costs what is active, not every hotspot that ever asserted.
+fn list_for_split(
+    ctx: &mut ServiceContext<'_, '_>,
+    address: &Address,
+    hotspot: &mut Hotspot,
+) -> Result<(), StateError> {
+    let epoch = ctx.epoch();
+    if hotspot.split_epoch == Some(epoch) {
+        return Ok(());
+    }
+    let window = ctx.params::<CoverageParams>()?.poc.reciprocity_window_ms;
+    let (earned, beaconed_recently) =
+        split_standing(hotspot, epoch, ctx.block.timestamp_ms, window);
+    if earned || beaconed_recently {
+        append_to_split(ctx, epoch, address)?;
+        hotspot.split_epoch = Some(epoch);
+    }
+    Ok(())
+}
+
+fn append_to_split(
+    ctx: &mut ServiceContext<'_, '_>,
+    epoch: u64,
+    address: &Address,
+) -> Result<(), StateError> {
+    let count: u64 = ctx.get_decoded(&keys::split_count(epoch))?.unwrap_or(0);
+    ctx.put_encoded(&keys::split_entry(epoch, count), address);
+    ctx.put_encoded(&keys::split_count(epoch), &count.saturating_add(1));
+    Ok(())
+}
+
+/// The epoch's coverage split over the hotspots listed for it (those that earned or count
+/// toward density); the totals are kept under [`keys::LAST_EPOCH`] and each hotspot's line
+/// under [`keys::last_reward`], for operators. A hotspot whose beacon still counts when the
+/// epoch ends is carried into the next epoch's list.
 fn split_coverage_epoch(
     ctx: &mut ServiceContext<'_, '_>,
     epoch: u64,
@@ -775,21 +822,29 @@ fn split_coverage_epoch(
     let params = ctx.params::<CoverageParams>()?;
     let window = params.poc.reciprocity_window_ms;
     let now = ctx.block.timestamp_ms;
-    let all: Vec<Address> = ctx.get_decoded(keys::HOTSPOTS)?.unwrap_or_default();
+    let listed: u64 = ctx.get_decoded(&keys::split_count(epoch))?.unwrap_or(0);
     let mut addresses = Vec::new();
     let mut units = Vec::new();
-    for address in all {
-        let Some(h) = load_hotspot(ctx, &address)? else {
+    for n in 0..listed {
+        let entry = keys::split_entry(epoch, n);
+        let address: Option<Address> = ctx.get_decoded(&entry)?;
+        ctx.delete_record(&entry);
+        let Some(address) = address else {
+            continue;
+        };
+        let Some(mut h) = load_hotspot(ctx, &address)? else {
             continue;
         };
         let current = h.units_epoch == epoch;
-        let beaconed_recently = h
-            .last_valid_beacon_ms
-            .is_some_and(|t| now.saturating_sub(t) <= window);
-        let earned =
-            current && (h.beacon_units_ppm > 0 || h.witness_units_ppm > 0 || h.data_dc > 0);
+        let (earned, beaconed_recently) = split_standing(&h, epoch, now, window);
         if !earned && !beaconed_recently {
             continue;
+        }
+        if beaconed_recently {
+            let next = epoch.saturating_add(1);
+            append_to_split(ctx, next, &address)?;
+            h.split_epoch = Some(next);
+            ctx.put_encoded(&keys::hotspot(&address), &h);
         }
         addresses.push(address);
         units.push(EpochUnits {
@@ -800,6 +855,7 @@ fn split_coverage_epoch(
             data_dc: if current { h.data_dc } else { 0 },
         });
     }
+    ctx.delete_record(&keys::split_count(epoch));
     let price_usd_micro = ctx.oracle_price()?.price_usd_micro;
     let genesis = ctx.genesis;
     let split = split_epoch(
@@ -821,11 +877,13 @@ fn split_coverage_epoch(
         witness_pool: Amount(split.witness_pool),
         data_pool: Amount(split.data_pool),
         data_flowback: Amount(split.data_flowback),
-        hotspots: Vec::with_capacity(units.len()),
+        hotspots_counted: units.len() as u64,
+        hotspots_paid: 0,
     };
     let mut payouts = Vec::new();
     for ((address, u), share) in addresses.iter().zip(&units).zip(&split.shares) {
-        record.hotspots.push(HotspotEpochReward {
+        let line = HotspotEpochReward {
+            epoch,
             hotspot: *address,
             scale_ppm: share.scale_ppm,
             beacon_units_ppm: u.beacon_units_ppm,
@@ -834,12 +892,14 @@ fn split_coverage_epoch(
             beacon_reward: Amount(share.beacon),
             witness_reward: Amount(share.witness),
             data_reward: Amount(share.data),
-        });
+        };
+        ctx.put_encoded(&keys::last_reward(address), &line);
         let total = share.beacon + share.witness + share.data;
         if total > 0 {
             payouts.push((*address, Amount(total)));
         }
     }
+    record.hotspots_paid = payouts.len() as u64;
     ctx.put_encoded(keys::LAST_EPOCH, &record);
     Ok(payouts)
 }

@@ -228,6 +228,10 @@ pub struct Hotspot {
     /// Receipt commitments not reported yet, with the height they were made at.
     #[serde(default)]
     pub receipt_commitments: Vec<(Hash, u64)>,
+    /// The latest epoch whose split lists this hotspot ([`keys::split_entry`]), so it is
+    /// listed once however often it earns.
+    #[serde(default)]
+    pub split_epoch: Option<u64>,
 }
 
 impl Hotspot {
@@ -325,12 +329,33 @@ pub struct PendingBeacon {
 pub mod keys {
     use depin_types::{Address, Hash};
 
-    /// Every hotspot, sorted.
-    pub const HOTSPOTS: &[u8] = b"hotspots";
+    /// How many hotspots ever asserted (`u64`); [`hotspot_number`] lists them.
+    pub const HOTSPOT_COUNT: &[u8] = b"hotspots/count";
     /// Entropy values whose reports are not verified yet, oldest first.
     pub const LIVE_ENTROPY: &[u8] = b"entropy/live";
-    /// The epoch split of the last epoch that ended (per hotspot), for operators.
+    /// The totals of the last epoch's split; each hotspot's line is under [`last_reward`].
     pub const LAST_EPOCH: &[u8] = b"epoch/last";
+
+    /// The `n`th hotspot to assert (from 0), in the order they did.
+    pub fn hotspot_number(n: u64) -> Vec<u8> {
+        [b"hotspots/n/".as_slice(), &n.to_be_bytes()].concat()
+    }
+
+    /// How many hotspots `epoch`'s split lists (`u64`).
+    pub fn split_count(epoch: u64) -> Vec<u8> {
+        [b"split/".as_slice(), &epoch.to_be_bytes(), b"/count"].concat()
+    }
+
+    /// The `n`th hotspot `epoch`'s split lists: one that earned in the epoch or whose last
+    /// valid beacon may still be inside the reciprocity window when it ends.
+    pub fn split_entry(epoch: u64, n: u64) -> Vec<u8> {
+        [b"split/".as_slice(), &epoch.to_be_bytes(), &n.to_be_bytes()].concat()
+    }
+
+    /// A hotspot's line of the last split that counted it.
+    pub fn last_reward(address: &Address) -> Vec<u8> {
+        [b"reward/".as_slice(), address.0.as_slice()].concat()
+    }
 
     pub fn hotspot(address: &Address) -> Vec<u8> {
         [b"hotspot/".as_slice(), address.0.as_slice()].concat()
@@ -379,6 +404,7 @@ pub fn hotspot_info(
 /// A per-hotspot line of an epoch's coverage rewards.
 #[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 pub struct HotspotEpochReward {
+    pub epoch: u64,
     pub hotspot: Address,
     /// HIP-17 scale of its location, ppm.
     pub scale_ppm: u64,
@@ -402,7 +428,10 @@ pub struct CoverageEpoch {
     pub data_pool: depin_types::Amount,
     /// The data pool that packets did not use, moved to beacons and witnesses.
     pub data_flowback: depin_types::Amount,
-    pub hotspots: Vec<HotspotEpochReward>,
+    /// Hotspots the split counted (they earned, or their beacons still count toward density).
+    pub hotspots_counted: u64,
+    /// Of those, the ones paid something.
+    pub hotspots_paid: u64,
 }
 
 /// What a coverage transaction did, carried in receipts (`Event::Service`).

@@ -127,7 +127,7 @@ impl ServiceModule for StorageModule {
         provider: Address,
     ) -> Result<u64, TxError> {
         let usage: ProviderUsage = get(ctx, &keys::usage(&provider))?.unwrap_or_default();
-        Ok(usage.pieces.len() as u64)
+        Ok(u64::from(usage.piece_count))
     }
 
     fn end_epoch(&self, ctx: &mut ServiceContext<'_, '_>, epoch: u64) -> Result<(), TxError> {
@@ -311,7 +311,7 @@ fn placement_candidates(
     let mut out = Vec::new();
     for p in ctx.eligible_providers(excluded)? {
         let usage: ProviderUsage = get(ctx, &keys::usage(&p.address))?.unwrap_or_default();
-        if usage.pieces.len() >= MAX_PIECES_PER_PROVIDER || is_exiting(ctx, &p.address)? {
+        if usage.piece_count as usize >= MAX_PIECES_PER_PROVIDER || is_exiting(ctx, &p.address)? {
             continue;
         }
         out.push(Candidate {
@@ -370,16 +370,24 @@ fn reserve(
         .committed_bytes
         .checked_add(bytes)
         .ok_or(TxError::AmountOverflow)?;
-    if usage.pieces.is_empty() {
+    let mut held = held_pieces(ctx, provider)?;
+    if held.is_empty() {
         let mut holders: Vec<Address> = get(ctx, keys::HOLDERS)?.unwrap_or_default();
         if let Err(at) = holders.binary_search(provider) {
             holders.insert(at, *provider);
             put(ctx, keys::HOLDERS, &holders);
         }
     }
-    usage.pieces.push(*piece);
+    held.push(*piece);
+    usage.piece_count = held.len() as u32;
+    put(ctx, &keys::held(provider), &held);
     put(ctx, &key, &usage);
     Ok(())
+}
+
+/// The pieces `provider` is assigned or stores, in placement order.
+fn held_pieces(ctx: &ServiceContext<'_, '_>, provider: &Address) -> Result<Vec<PieceRef>, TxError> {
+    Ok(get(ctx, &keys::held(provider))?.unwrap_or_default())
 }
 
 /// Lists a deal for the end of `epoch`, when it must be cancelled or ended: epoch work visits
@@ -398,16 +406,21 @@ fn release(
     bytes: u64,
 ) -> Result<(), TxError> {
     let key = keys::usage(provider);
-    let mut usage: ProviderUsage = get(ctx, &key)?.unwrap_or_default();
-    if let Some(pos) = usage.pieces.iter().position(|p| p == piece) {
-        usage.pieces.remove(pos);
+    let mut held = held_pieces(ctx, provider)?;
+    if let Some(pos) = held.iter().position(|p| p == piece) {
+        held.remove(pos);
+        let mut usage: ProviderUsage = get(ctx, &key)?.unwrap_or_default();
         usage.committed_bytes = usage.committed_bytes.saturating_sub(bytes);
-        if usage.pieces.is_empty() {
+        usage.piece_count = held.len() as u32;
+        if held.is_empty() {
             let mut holders: Vec<Address> = get(ctx, keys::HOLDERS)?.unwrap_or_default();
             if let Ok(at) = holders.binary_search(provider) {
                 holders.remove(at);
                 put(ctx, keys::HOLDERS, &holders);
             }
+            ctx.delete_record(&keys::held(provider));
+        } else {
+            put(ctx, &keys::held(provider), &held);
         }
         put(ctx, &key, &usage);
     }
@@ -958,8 +971,7 @@ fn lose_pieces_of_departed(ctx: &mut ServiceContext<'_, '_>, epoch: u64) -> Resu
         if ctx.provider(&provider)?.is_some() {
             continue;
         }
-        let usage: ProviderUsage = get(ctx, &keys::usage(&provider))?.unwrap_or_default();
-        for r in usage.pieces {
+        for r in held_pieces(ctx, &provider)? {
             let mut piece = load_piece(ctx, &r)?;
             let deal = load_deal(ctx, &r.deal)?;
             if piece.state == PieceState::Stored && owes_proofs(&deal, epoch) {
@@ -990,15 +1002,9 @@ fn draw_challenges(
         if ctx.provider(&provider)?.is_none() {
             continue;
         }
-        let usage: ProviderUsage = get(ctx, &keys::usage(&provider))?.unwrap_or_default();
+        let held = held_pieces(ctx, &provider)?;
         let mut picks = failing.remove(&provider).unwrap_or_default();
-        picks.extend(sample_pieces(
-            &seed,
-            &provider,
-            epoch,
-            &usage.pieces,
-            sample,
-        ));
+        picks.extend(sample_pieces(&seed, &provider, epoch, &held, sample));
         let mut seen = std::collections::BTreeSet::new();
         let mut list = Vec::with_capacity(picks.len());
         for r in picks {
@@ -1304,15 +1310,15 @@ fn begin_exit(ctx: &mut ServiceContext<'_, '_>, sender: Address) -> Result<Vec<E
     };
     // Sent again, it flags what became due since (a deal that activated meanwhile).
     put(ctx, &keys::exiting(&sender), &provider.registered_height);
-    let usage: ProviderUsage = get(ctx, &keys::usage(&sender))?.unwrap_or_default();
+    let held = held_pieces(ctx, &sender)?;
     let mut events = vec![
         StorageEvent::ExitStarted {
             provider: sender,
-            pieces: usage.pieces.len() as u32,
+            pieces: held.len() as u32,
         }
         .to_event(),
     ];
-    for r in usage.pieces {
+    for r in held {
         let mut deal = load_deal(ctx, &r.deal)?;
         let mut piece = load_piece(ctx, &r)?;
         let Some(info) = deal.segments.get(r.segment as usize).cloned() else {

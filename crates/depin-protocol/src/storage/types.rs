@@ -136,8 +136,9 @@ pub struct Piece {
 )]
 pub struct ProviderUsage {
     pub committed_bytes: u64,
-    /// Pieces assigned or stored, in placement order.
-    pub pieces: Vec<PieceRef>,
+    /// Pieces assigned or stored; the pieces themselves are under [`keys::held`], so that
+    /// placement reads a few bytes per provider, not every piece it holds.
+    pub piece_count: u32,
 }
 
 /// Most pieces one provider may hold; bounds its usage record.
@@ -265,6 +266,13 @@ pub mod keys {
 
     pub fn usage(provider: &Address) -> Vec<u8> {
         let mut k = b"u/".to_vec();
+        k.extend_from_slice(&provider.0);
+        k
+    }
+
+    /// The pieces a provider is assigned or stores (`Vec<PieceRef>`), in placement order.
+    pub fn held(provider: &Address) -> Vec<u8> {
+        let mut k = b"hp/".to_vec();
         k.extend_from_slice(&provider.0);
         k
     }

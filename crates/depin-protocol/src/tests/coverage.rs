@@ -9,7 +9,7 @@ use crate::coverage::verify::{
 };
 use crate::coverage::{
     CoverageEpoch, CoverageEvent, CoverageParams, CoverageTx, Device, EntropyRecord, Hotspot,
-    HotspotAssertion, PacketReceipt, keys, packet_message,
+    HotspotAssertion, HotspotEpochReward, PacketReceipt, keys, packet_message,
 };
 use depin_types::Hash;
 
@@ -338,7 +338,7 @@ fn reports_are_verified_when_the_entropy_closes_and_rewarded_with_reciprocity() 
         ))
         .expect("epoch record");
     assert_eq!(record.data_flowback, record.data_pool);
-    assert_eq!(record.hotspots.len(), 3);
+    assert_eq!(record.hotspots_counted, 3);
     for who in [&a, &b, &c] {
         let paid = epoch.rewards.iter().find(|r| {
             r.account == who.address() && r.kind == RewardKind::Service(crate::coverage::SERVICE)
@@ -536,11 +536,13 @@ fn packets_burn_the_owners_credits_once_and_pay_the_first_hotspot() {
             keys::LAST_EPOCH.to_vec(),
         ))
         .expect("epoch record");
-    let line = record
-        .hotspots
-        .iter()
-        .find(|h| h.hotspot == a.address())
+    let line: HotspotEpochReward = f
+        .get(&StateKey::Service(
+            crate::coverage::SERVICE,
+            keys::last_reward(&a.address()),
+        ))
         .expect("a earned");
+    assert_eq!(line.epoch, record.epoch);
     // 1 DC = $0.00001 = 10 base units at $1 a token.
     assert_eq!(line.data_reward.0, 90);
     assert_eq!(record.data_flowback.0, record.data_pool.0 - 100);
@@ -690,4 +692,129 @@ fn packet_receipts_are_bound_to_the_hotspot_that_committed_to_them_first() {
         f.hotspot(&b).receipt_commitments.len(),
         crate::coverage::MAX_RECEIPT_COMMITMENTS
     );
+}
+
+impl Fixture {
+    fn coverage_record<T: BorshDeserialize>(&self, key: Vec<u8>) -> Option<T> {
+        self.get(&StateKey::Service(crate::coverage::SERVICE, key))
+    }
+
+    fn split_list(&self, epoch: u64) -> Vec<Address> {
+        let count: u64 = self.coverage_record(keys::split_count(epoch)).unwrap_or(0);
+        (0..count)
+            .filter_map(|n| self.coverage_record(keys::split_entry(epoch, n)))
+            .collect()
+    }
+}
+
+/// Registering hotspots that never work must not slow every validator's epoch end (the
+/// split once read every hotspot that ever asserted): only a hotspot that earned or whose
+/// beacon still counts is listed for the split, a counting beacon carries it into the next
+/// epoch's list until the reciprocity window passes, and a list is deleted once read.
+#[test]
+fn the_epoch_split_reads_only_the_hotspots_that_count() {
+    let mut f = coverage_setup_with(|p| p.poc.reciprocity_window_ms = 600_000);
+    let (a, b, c) = (f.user(0), f.user(1), f.user(2));
+    let count: u64 = f
+        .coverage_record(keys::HOTSPOT_COUNT.to_vec())
+        .expect("count");
+    let numbered: Vec<Address> = (0..count)
+        .filter_map(|n| f.coverage_record(keys::hotspot_number(n)))
+        .collect();
+    assert_eq!(numbered, vec![a.address(), b.address(), c.address()]);
+
+    // a's beacon is valid (no reward yet: nobody has reciprocity); b and c earn nothing.
+    round(&mut f, 0, &[1, 2]);
+    let beaconed_ms = f.hotspot(&a).last_valid_beacon_ms.expect("valid beacon");
+    assert!(beaconed_ms < 200_000, "the window ends inside epoch 1");
+    assert_eq!(f.split_list(0), vec![a.address()]);
+    // Re-listing is idempotent however often the hotspot is touched.
+    assert_eq!(f.hotspot(&a).split_epoch, Some(0));
+
+    // Epoch 0 counts a toward density, and carries it: its beacon still counts.
+    f.end_blocks_through(COVERAGE_EPOCH_BLOCKS);
+    let record: CoverageEpoch = f
+        .coverage_record(keys::LAST_EPOCH.to_vec())
+        .expect("epoch record");
+    assert_eq!((record.epoch, record.hotspots_counted), (0, 1));
+    assert_eq!(f.split_list(0), Vec::<Address>::new(), "read lists go");
+    assert_eq!(f.split_list(1), vec![a.address()]);
+    assert_eq!(f.hotspot(&a).split_epoch, Some(1));
+    let line: HotspotEpochReward = f
+        .coverage_record(keys::last_reward(&a.address()))
+        .expect("a's line");
+    assert_eq!(line.epoch, 0);
+    for idle in [&b, &c] {
+        assert_eq!(
+            f.coverage_record::<HotspotEpochReward>(keys::last_reward(&idle.address())),
+            None
+        );
+    }
+
+    // By the end of epoch 1 the window has passed: a is read once more and dropped.
+    f.end_blocks_through(2 * COVERAGE_EPOCH_BLOCKS);
+    let record: CoverageEpoch = f
+        .coverage_record(keys::LAST_EPOCH.to_vec())
+        .expect("epoch record");
+    assert_eq!((record.epoch, record.hotspots_counted), (1, 0));
+    assert_eq!(f.split_list(1), Vec::<Address>::new());
+    assert_eq!(f.split_list(2), Vec::<Address>::new());
+    f.check_supply();
+}
+
+/// docs/BENCHMARKS.md: the epoch end with many asserted hotspots, few or many of them active.
+/// `cargo test -p depin-protocol --release --lib -- --ignored epoch_end_with_asserted_hotspots --nocapture`
+#[test]
+#[ignore = "benchmark"]
+fn epoch_end_with_asserted_hotspots() {
+    const SIDE: u64 = 316;
+    println!("| hotspots asserted | active in the epoch | epoch end (ms) |");
+    println!("|---:|---:|---:|");
+    for (asserted, active) in [
+        (1_000u64, 1_000u64),
+        (100_000, 1_000),
+        (100_000, 10_000),
+        (100_000, 100_000),
+    ] {
+        let mut f = coverage_setup();
+        let template = f.hotspot(&f.user(0));
+        let epoch = f.block().epoch(COVERAGE_EPOCH_BLOCKS);
+        let now_ms = f.now_ms();
+        let mut overlay = Overlay::new(&f.state);
+        let key = |k: Vec<u8>| StateKey::Service(crate::coverage::SERVICE, k);
+        let base: u64 = f
+            .coverage_record(keys::HOTSPOT_COUNT.to_vec())
+            .expect("count");
+        for i in 0..asserted {
+            let address = Address(Hash::of(&i.to_le_bytes()).0);
+            let (row, col) = ((i / SIDE) as i32, (i % SIDE) as i32);
+            let mut h = template.clone();
+            h.info.address = address;
+            h.info.location = crate::coverage::verify::location_cell_e7(
+                480_000_000 + row * 110_000,
+                20_000_000 + col * 160_000,
+            );
+            if i < active {
+                h.units_epoch = epoch;
+                h.beacon_units_ppm = 500_000;
+                h.witness_units_ppm = 1_000_000;
+                h.last_valid_beacon_ms = Some(now_ms);
+                h.split_epoch = Some(epoch);
+                overlay.put(&key(keys::split_entry(epoch, i)), &address);
+            }
+            overlay.put(&key(keys::hotspot(&address)), &h);
+            overlay.put(&key(keys::hotspot_number(base + i)), &address);
+        }
+        overlay.put(&key(keys::split_count(epoch)), &active);
+        overlay.put(&key(keys::HOTSPOT_COUNT.to_vec()), &(base + asserted));
+        let writes = overlay.into_writes();
+        commit(&mut f.state, writes);
+        let end = f.height.div_ceil(COVERAGE_EPOCH_BLOCKS) * COVERAGE_EPOCH_BLOCKS;
+        f.end_blocks_through(end - 1);
+        let started = std::time::Instant::now();
+        let rewards = f.end_block().expect("the epoch ended");
+        let elapsed = started.elapsed();
+        assert!(rewards.rewards.len() as u64 >= active);
+        println!("| {asserted} | {active} | {} |", elapsed.as_millis());
+    }
 }

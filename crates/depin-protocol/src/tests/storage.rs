@@ -108,6 +108,10 @@ impl Fixture {
         self.record(keys::usage(who)).unwrap_or_default()
     }
 
+    fn held_by(&self, who: &Address) -> Vec<PieceRef> {
+        self.record(keys::held(who)).unwrap_or_default()
+    }
+
     /// Every deal opened so far, oldest first.
     pub(super) fn storage_deals(&self) -> Vec<Hash> {
         let count: u64 = self.record(keys::NEXT_DEAL.to_vec()).unwrap_or(0);
@@ -579,7 +583,7 @@ fn a_segment_that_lost_pieces_is_repaired_onto_a_new_provider_and_the_repairer_p
     let newcomer = placed.provider.expect("re-placed");
     assert!(holders[..3].iter().all(|h| h.address() != newcomer));
     assert!(
-        f.usage_of(&first).pieces.iter().all(|r| r.deal != id),
+        f.held_by(&first).iter().all(|r| r.deal != id),
         "the stalled placement is released"
     );
     let newcomer = f
@@ -787,7 +791,7 @@ fn a_provider_proves_a_sample_each_epoch_and_a_dropped_piece_is_caught() {
         f.end_blocks_through(epoch * EPOCH_BLOCKS);
         let seed: Hash = f.record(keys::seed(epoch)).expect("seed");
         for key in &providers {
-            let held = f.usage(key).pieces.len();
+            let held = f.held_by(&key.address()).len();
             let challenges: Vec<PieceRef> = f
                 .record(keys::challenges(epoch, &key.address()))
                 .unwrap_or_default();
@@ -926,7 +930,8 @@ fn a_provider_leaves_by_graceful_exit_or_forfeits_a_slash() {
     let moved = f.piece(&id, 0);
     assert_eq!(moved.state, PieceState::Assigned);
     assert_ne!(moved.provider, Some(leaver.address()));
-    assert!(f.usage(&leaver).pieces.is_empty());
+    assert!(f.held_by(&leaver.address()).is_empty());
+    assert_eq!(f.usage(&leaver).piece_count, 0);
     let newcomer = f.holder(&id, 0);
     f.ok(
         &newcomer,
