@@ -4,15 +4,15 @@
 set -euo pipefail
 
 need_apt=()
-# Nothing system-wide is required yet: the foundation needs only the Rust toolchain.
-# Later services add packages here (ffmpeg for video, chromium for the web UI tests).
-for pkg in "$@"; do
+# Render: Debian's Blender (Cycles on CPU), run inside bubblewrap with prlimit's caps
+# (util-linux). Later services add packages here (ffmpeg for video, chromium for the web UI).
+for pkg in blender bubblewrap util-linux "$@"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" != 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq "${need_apt[@]}"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
 fi
 
 command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust with rustup" >&2; exit 1; }

@@ -16,6 +16,7 @@ mod nodecmd;
 mod output;
 mod progress;
 mod query;
+mod rendercmd;
 mod services;
 mod simcmd;
 mod storagecmd;
@@ -91,6 +92,10 @@ enum Command {
     /// Simulate a world of service providers through the real protocols.
     #[command(subcommand)]
     Sim(simcmd::SimCommand),
+    /// Blender renders as a render provider makes them (the render service's jobs come with
+    /// its rules).
+    #[command(subcommand)]
+    Render(rendercmd::RenderCommand),
 }
 
 #[derive(Subcommand)]
@@ -215,6 +220,7 @@ fn dispatch(ctx: &Ctx, command: Command) -> anyhow::Result<()> {
         Command::Rewards(args) => query::rewards(ctx, args),
         Command::Supply => query::supply(ctx),
         Command::Sim(cmd) => simcmd::run_sim(ctx.out, cmd),
+        Command::Render(cmd) => rendercmd::run(ctx.out, cmd),
     }
 }
 

@@ -383,6 +383,64 @@ fn coverage_sim_reports_outcomes_by_reason_and_writes_a_map() {
     assert!(fails(&["sim", "coverage", "--cheaters", "2"]).contains("fraction"));
 }
 
+/// `depin render local` runs the provider's sandboxed Blender path on an example scene: the
+/// pixels are those of the full frame's region, and bad input is a clear, coded error.
+#[test]
+fn render_local_renders_a_frame_or_region_and_refuses_bad_input() {
+    use depin_render::scenes::{Example, build};
+    let tmp = tempfile::tempdir().expect("tmp");
+    let blender = depin_render::Blender::new(depin_render::BlenderConfig::default());
+    let scene = build(&blender, Example::GlassAndLight, tmp.path()).expect("scene builds");
+    let scene = scene.to_string_lossy().into_owned();
+    let full = tmp.path().join("full.png").to_string_lossy().into_owned();
+    let part = tmp.path().join("part.png").to_string_lossy().into_owned();
+    let args = [
+        "--json",
+        "render",
+        "local",
+        &scene,
+        "-f",
+        "1",
+        "-o",
+        &full,
+        "--samples",
+        "4",
+    ];
+    let report: Value = serde_json::from_str(&ok(&args)).expect("one json object");
+    assert_eq!(report["frame_width"], 160, "{report}");
+    assert_eq!(report["seed"], 1, "{report}");
+    let full_png = std::fs::read(&full).expect("frame written");
+    let full_image = depin_render::Image::decode_png(&full_png, 1 << 20).expect("png");
+    let human = ok(&[
+        "render",
+        "local",
+        &scene,
+        "-o",
+        &part,
+        "--samples",
+        "4",
+        "--region",
+        "8,4,40,36",
+    ]);
+    assert!(human.contains("8,4,40,36 (32×32)"), "{human}");
+    let part_image =
+        depin_render::Image::decode_png(&std::fs::read(&part).expect("written"), 1 << 20)
+            .expect("png");
+    let region = "8,4,40,36".parse().expect("region");
+    assert_eq!(part_image, full_image.crop(region).expect("inside"));
+
+    let outside = fails(&["render", "local", &scene, "--region", "0,0,161,10"]);
+    assert!(outside.contains("outside the 160×120 frame"), "{outside}");
+    let garbage = tmp.path().join("garbage.blend");
+    std::fs::write(&garbage, b"not a blend").expect("writes");
+    let out = depin(&["--json", "render", "local", &garbage.to_string_lossy()]);
+    let error: Value = serde_json::from_slice(&out.stdout).expect("json error");
+    assert_eq!(error["error"]["code"], "unreadable_scene", "{error}");
+    let out = depin(&["render", "local", &scene, "--resolution", "0x10"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1 to 65536"));
+}
+
 #[test]
 fn devnet_runs_transactions_and_resumes() {
     let tmp = tempfile::tempdir().expect("tmp");

@@ -1,0 +1,167 @@
+//! `depin render local`: one frame (or region) through exactly the render provider's path:
+//! the scene inspected in the sandbox (files outside its folder, denoising this Blender lacks),
+//! then rendered by Blender in the sandbox with the seed, samples and tile settings pinned.
+
+use crate::client::CodedError;
+use crate::output::{self, Printer};
+use clap::{Args, Subcommand};
+use depin_render::{Blender, BlenderConfig, Device, Region, RenderSpec};
+use serde::Serialize;
+use std::path::PathBuf;
+
+#[derive(Subcommand)]
+pub enum RenderCommand {
+    /// Render one frame of a .blend (or a region of it) as a provider would.
+    Local(LocalArgs),
+}
+
+#[derive(Args)]
+pub struct LocalArgs {
+    /// The scene; the folder it is in is its bundle (textures and other files it reads).
+    scene: PathBuf,
+    /// The frame to render.
+    #[arg(short = 'f', long, default_value_t = 1)]
+    frame: i64,
+    /// Where to write the PNG.
+    #[arg(short = 'o', long, default_value = "frame.png")]
+    output: PathBuf,
+    /// Cycles samples per pixel (default: the scene's).
+    #[arg(long)]
+    samples: Option<u32>,
+    /// Only this region: X0,Y0,X1,Y1 in pixels, rows from the top.
+    #[arg(long)]
+    region: Option<Region>,
+    /// The frame size, WxH (default: the scene's).
+    #[arg(long, value_parser = parse_resolution)]
+    resolution: Option<(u32, u32)>,
+    /// Cycles seed (default: the frame number); the same seed gives the same pixels.
+    #[arg(long)]
+    seed: Option<u32>,
+    /// CPU threads (0: every core); the pixels do not depend on it.
+    #[arg(long, default_value_t = 0)]
+    threads: u32,
+    /// The Blender binary (an official build for GPU rendering).
+    #[arg(long, default_value = "blender")]
+    blender: PathBuf,
+    /// Cycles device: CPU, CUDA, OPTIX or HIP.
+    #[arg(long, default_value = "CPU")]
+    device: Device,
+    /// Render with the scene's denoiser off (needed for a denoising scene on a Blender build
+    /// without OpenImageDenoise, such as Debian's; the image then differs from the artist's).
+    #[arg(long)]
+    no_denoise: bool,
+    /// Stop Blender after this many seconds.
+    #[arg(long, default_value_t = 3600)]
+    timeout_s: u64,
+}
+
+fn parse_resolution(s: &str) -> Result<(u32, u32), String> {
+    let (w, h) = s
+        .split_once(['x', 'X'])
+        .ok_or_else(|| format!("resolution {s:?} is not WxH"))?;
+    let parse = |v: &str| {
+        v.parse::<u32>()
+            .ok()
+            .filter(|n| (1..=65_536).contains(n))
+            .ok_or_else(|| format!("resolution {s:?}: sides are whole pixels from 1 to 65536"))
+    };
+    Ok((parse(w)?, parse(h)?))
+}
+
+#[derive(Serialize)]
+struct LocalReport {
+    scene: String,
+    blender: String,
+    device: Device,
+    frame: i64,
+    samples: u32,
+    seed: u32,
+    frame_width: u32,
+    frame_height: u32,
+    region: Option<Region>,
+    image_width: u32,
+    image_height: u32,
+    pixel_hash: String,
+    seconds: f64,
+    output: String,
+}
+
+pub fn run(out: Printer, cmd: RenderCommand) -> anyhow::Result<()> {
+    let RenderCommand::Local(args) = cmd;
+    let blender = Blender::new(BlenderConfig {
+        binary: args.blender.clone(),
+        device: args.device,
+        threads: args.threads,
+        wall_clock_limit_s: args.timeout_s,
+        ..BlenderConfig::default()
+    });
+    let coded = |e: depin_render::RenderError| CodedError::new(e.code(), e.to_string());
+    let scene = args
+        .scene
+        .canonicalize()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.scene.display()))?;
+    let bundle = scene
+        .parent()
+        .ok_or_else(|| anyhow::anyhow!("{} has no folder", scene.display()))?
+        .to_path_buf();
+    let capabilities = blender.probe().map_err(coded)?;
+    let info = blender.inspect(&bundle, &scene).map_err(coded)?;
+    let spec = RenderSpec {
+        frame: args.frame,
+        samples: args.samples.unwrap_or(info.samples).max(1),
+        seed: args.seed.unwrap_or(args.frame.unsigned_abs() as u32),
+        resolution: args.resolution,
+        region: args.region,
+        denoise_off: args.no_denoise,
+    };
+    let (_, rendered) = blender
+        .render_checked(&capabilities, &bundle, &scene, &spec)
+        .map_err(coded)?;
+    std::fs::write(&args.output, &rendered.png)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.output.display()))?;
+    let report = LocalReport {
+        scene: scene.display().to_string(),
+        blender: capabilities.blender,
+        device: args.device,
+        frame: spec.frame,
+        samples: spec.samples,
+        seed: spec.seed,
+        frame_width: rendered.frame_width,
+        frame_height: rendered.frame_height,
+        region: spec.region,
+        image_width: rendered.image.width,
+        image_height: rendered.image.height,
+        pixel_hash: rendered.image.pixel_hash().to_string(),
+        seconds: rendered.seconds,
+        output: args.output.display().to_string(),
+    };
+    out.emit(&report, || {
+        Ok(output::rows(&[
+            ("scene", report.scene.clone()),
+            (
+                "rendered",
+                format!(
+                    "frame {} at {}×{}, {} samples, seed {}",
+                    report.frame,
+                    report.frame_width,
+                    report.frame_height,
+                    report.samples,
+                    report.seed
+                ),
+            ),
+            (
+                "region",
+                report.region.map_or("whole frame".into(), |r| {
+                    format!("{r} ({}×{})", report.image_width, report.image_height)
+                }),
+            ),
+            (
+                "renderer",
+                format!("Blender {} on {}", report.blender, report.device),
+            ),
+            ("time", format!("{:.2} s", report.seconds)),
+            ("pixels", report.pixel_hash.clone()),
+            ("written", report.output.clone()),
+        ]))
+    })
+}

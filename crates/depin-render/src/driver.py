@@ -1,0 +1,95 @@
+# depin's render driver: run by Blender inside the sandbox, never by a scene. It loads nothing
+# itself; Blender has already opened the job's scene (with auto-run scripts disabled). It pins
+# every setting that changes pixels so that any provider on the same Blender build renders
+# the same image, then renders one frame (or one region of it) and reports in result.json.
+import bpy, json, sys, traceback
+
+args = json.loads(sys.argv[sys.argv.index("--") + 1])
+out_dir = args["out_dir"]
+
+
+def finish(payload):
+    with open(out_dir + "/result.json", "w") as f:
+        json.dump(payload, f)
+
+
+def fail(code, message):
+    finish({"ok": False, "code": code, "message": message})
+    sys.exit(0)
+
+
+try:
+    scene = bpy.context.scene
+    r = scene.render
+    r.engine = "CYCLES"
+    c = scene.cycles
+    if args["device"] == "CPU":
+        c.device = "CPU"
+    else:
+        prefs = bpy.context.preferences.addons["cycles"].preferences
+        try:
+            prefs.compute_device_type = args["device"]
+        except TypeError:
+            fail("device_unavailable", "this Blender has no %s backend" % args["device"])
+        prefs.get_devices()
+        gpus = [d for d in prefs.devices if d.type == args["device"]]
+        if not gpus:
+            fail("device_unavailable", "no %s device found" % args["device"])
+        for d in prefs.devices:
+            d.use = d.type == args["device"]
+        c.device = "GPU"
+    c.seed = args["seed"]
+    c.use_animated_seed = False
+    c.samples = args["samples"]
+    c.use_adaptive_sampling = False
+    c.use_auto_tile = True
+    c.tile_size = 2048
+    r.threads_mode = "FIXED"
+    r.threads = args["threads"]
+    if args.get("resolution"):
+        r.resolution_x, r.resolution_y = args["resolution"]
+        r.resolution_percentage = 100
+    width = r.resolution_x * r.resolution_percentage // 100
+    height = r.resolution_y * r.resolution_percentage // 100
+    # Compositing and the sequencer work on the whole frame (glare, blur), so a region of
+    # them is not the same region of the frame; the 8-bit dither is a per-buffer pattern.
+    r.use_compositing = False
+    r.use_sequencer = False
+    r.dither_intensity = 0.0
+    for name in dir(r):
+        if name.startswith("use_stamp"):
+            try:
+                setattr(r, name, False)
+            except (AttributeError, TypeError):
+                pass
+    region = args.get("region")
+    if region:
+        x0, y0, x1, y1 = region
+        if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
+            fail("bad_region", "region %d,%d,%d,%d is outside the %d×%d frame"
+                 % (x0, y0, x1, y1, width, height))
+        r.use_border = True
+        r.use_crop_to_border = True
+        r.border_min_x = x0 / width
+        r.border_max_x = x1 / width
+        # Blender counts rows from the bottom; regions count them from the top.
+        r.border_min_y = (height - y1) / height
+        r.border_max_y = (height - y0) / height
+    else:
+        r.use_border = False
+    if args["denoise_off"]:
+        c.use_denoising = False
+    if c.use_denoising and not args["denoise"]:
+        fail("denoise_unavailable", "the scene denoises and this Blender has no OpenImageDenoise")
+    r.image_settings.file_format = "PNG"
+    r.image_settings.color_mode = "RGBA"
+    r.image_settings.color_depth = "8"
+    r.image_settings.compression = 15
+    scene.frame_set(args["frame"])
+    r.filepath = out_dir + "/frame.png"
+    bpy.ops.render.render(write_still=True)
+    finish({"ok": True, "width": width, "height": height})
+except SystemExit:
+    raise
+except Exception as e:  # noqa: BLE001 - every failure must reach the node as a result
+    fail("blender_error", "%s: %s" % (type(e).__name__, traceback.format_exc(limit=3)))
