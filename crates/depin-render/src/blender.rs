@@ -190,6 +190,16 @@ pub struct Rendered {
     pub seconds: f64,
 }
 
+/// The images of one run of [`Blender::render_regions`], in the order asked.
+#[derive(Debug, Clone)]
+pub struct RegionRenders {
+    pub images: Vec<Image>,
+    pub pngs: Vec<Vec<u8>>,
+    pub frame_width: u32,
+    pub frame_height: u32,
+    pub seconds: f64,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
     #[error("{0} is not installed (scripts/setup.sh installs Blender, bubblewrap and prlimit)")]
@@ -355,6 +365,33 @@ impl Blender {
         scene: &Path,
         spec: &RenderSpec,
     ) -> Result<Rendered, RenderError> {
+        let regions: Vec<Region> = spec.region.into_iter().collect();
+        let mut run = self.render_regions(capabilities, bundle, scene, spec, &regions)?;
+        let image = run.images.pop().ok_or_else(|| RenderError::Blender {
+            status: "driver".into(),
+            log_tail: "no image written".into(),
+        })?;
+        let png = run.pngs.pop().unwrap_or_default();
+        Ok(Rendered {
+            image,
+            png,
+            frame_width: run.frame_width,
+            frame_height: run.frame_height,
+            seconds: run.seconds,
+        })
+    }
+
+    /// Renders each of `regions` of `spec`'s frame in one Blender run (the whole frame when
+    /// `regions` is empty; `spec.region` is ignored): a verifier's checks pay for one scene
+    /// load, not one per region.
+    pub fn render_regions(
+        &self,
+        capabilities: &Capabilities,
+        bundle: &Path,
+        scene: &Path,
+        spec: &RenderSpec,
+        regions: &[Region],
+    ) -> Result<RegionRenders, RenderError> {
         let started = Instant::now();
         let threads = match self.config.threads {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
@@ -369,7 +406,7 @@ impl Blender {
             "denoise": capabilities.denoise,
             "denoise_off": spec.denoise_off,
             "resolution": spec.resolution.map(|(w, h)| [w, h]),
-            "region": spec.region.map(|r| [r.x0, r.y0, r.x1, r.y1]),
+            "regions": regions.iter().map(|r| [r.x0, r.y0, r.x1, r.y1]).collect::<Vec<_>>(),
         });
         let work = self.run(Some((bundle, scene)), &[("script.py", DRIVER)], &args)?;
         let result_path = work.path().join("out/result.json");
@@ -388,12 +425,23 @@ impl Blender {
                 },
             });
         }
-        let png_path = work.path().join("out/frame.png");
-        let png = std::fs::read(&png_path).map_err(|e| RenderError::io(&png_path, e))?;
-        let image = Image::decode_png(&png, self.config.max_pixels)?;
-        Ok(Rendered {
-            image,
-            png,
+        let names: Vec<String> = if regions.is_empty() {
+            vec!["frame.png".into()]
+        } else {
+            (0..regions.len())
+                .map(|i| format!("region-{i}.png"))
+                .collect()
+        };
+        let (mut images, mut pngs) = (Vec::new(), Vec::new());
+        for name in names {
+            let path = work.path().join("out").join(name);
+            let png = std::fs::read(&path).map_err(|e| RenderError::io(&path, e))?;
+            images.push(Image::decode_png(&png, self.config.max_pixels)?);
+            pngs.push(png);
+        }
+        Ok(RegionRenders {
+            images,
+            pngs,
             frame_width: result.width,
             frame_height: result.height,
             seconds: started.elapsed().as_secs_f64(),

@@ -12,8 +12,8 @@ mod sandbox;
 pub mod scenes;
 
 pub use blender::{
-    Blender, BlenderConfig, Capabilities, Device, Region, RenderError, RenderSpec, Rendered,
-    SceneInfo,
+    Blender, BlenderConfig, Capabilities, Device, Region, RegionRenders, RenderError, RenderSpec,
+    Rendered, SceneInfo,
 };
 pub use image::{Image, ImageError};
 

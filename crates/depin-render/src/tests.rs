@@ -83,6 +83,35 @@ fn a_fixed_seed_renders_the_same_pixels_on_any_thread_count_and_a_region_is_its_
     assert_eq!((part.frame_width, part.frame_height), (160, 120));
     assert_eq!(part.image, a.image.crop(region).expect("inside"));
 
+    // A verifier's three check regions in one run, each exactly its crop.
+    let checks = [
+        Region {
+            x0: 0,
+            y0: 0,
+            x1: 16,
+            y1: 12,
+        },
+        Region {
+            x0: 70,
+            y0: 50,
+            x1: 86,
+            y1: 62,
+        },
+        Region {
+            x0: 144,
+            y0: 108,
+            x1: 160,
+            y1: 120,
+        },
+    ];
+    let run = b
+        .render_regions(&caps, dir.path(), &scene, &spec(1, 8), &checks)
+        .expect("renders the regions");
+    assert_eq!(run.images.len(), 3);
+    for (image, region) in run.images.iter().zip(checks) {
+        assert_eq!(image, &a.image.crop(region).expect("inside"), "{region}");
+    }
+
     // Another seed, another noise pattern: the seed is what fixes the pixels.
     let other = b
         .render(
