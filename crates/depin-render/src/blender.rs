@@ -13,6 +13,7 @@ use crate::sandbox::{self, BUNDLE_DIR, Limits, Mounts, OUT_DIR, TOOL_DIR};
 const DRIVER: &str = include_str!("driver.py");
 const INSPECT: &str = include_str!("inspect.py");
 const PROBE: &str = include_str!("probe.py");
+const SCENE_REPORT: &str = include_str!("scene_report.py");
 
 /// A Cycles device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -193,6 +194,8 @@ pub struct Rendered {
 /// The images of one run of [`Blender::render_regions`], in the order asked.
 #[derive(Debug, Clone)]
 pub struct RegionRenders {
+    /// The scene as the driver read it before rendering.
+    pub scene: SceneInfo,
     pub images: Vec<Image>,
     pub pngs: Vec<Vec<u8>>,
     pub frame_width: u32,
@@ -283,6 +286,8 @@ struct DriverResult {
     width: u32,
     #[serde(default)]
     height: u32,
+    #[serde(default)]
+    missing_files: Vec<String>,
 }
 
 /// Blender, configured for this node.
@@ -312,15 +317,17 @@ impl Blender {
     /// Reads what `scene` (a path inside `bundle`) needs, without rendering it.
     pub fn inspect(&self, bundle: &Path, scene: &Path) -> Result<SceneInfo, RenderError> {
         let args = serde_json::json!({ "bundle_dir": BUNDLE_DIR });
-        let report = self.run_script(Some((bundle, scene)), INSPECT, "inspect.json", &args)?;
-        serde_json::from_slice(&report).map_err(|e| RenderError::Blender {
-            status: "inspect".into(),
-            log_tail: e.to_string(),
-        })
+        let work = self.run(
+            Some((bundle, scene)),
+            &[("script.py", INSPECT), ("scene_report.py", SCENE_REPORT)],
+            &args,
+        )?;
+        read_json(&work.path().join("out/inspect.json"))
     }
 
     /// Checks `scene` against what this build can do, then renders `spec`: the provider's
-    /// whole path for one frame or region.
+    /// whole path for one frame or region, in one Blender start (the driver makes the
+    /// `inspect` checks itself: files outside the bundle, no camera, denoising it lacks).
     pub fn render_checked(
         &self,
         capabilities: &Capabilities,
@@ -328,16 +335,6 @@ impl Blender {
         scene: &Path,
         spec: &RenderSpec,
     ) -> Result<(SceneInfo, Rendered), RenderError> {
-        let info = self.inspect(bundle, scene)?;
-        if !info.missing_files.is_empty() {
-            return Err(RenderError::MissingFiles(info.missing_files));
-        }
-        if info.denoise && !spec.denoise_off && !capabilities.denoise {
-            return Err(RenderError::DenoiseUnavailable);
-        }
-        if !info.has_camera {
-            return Err(RenderError::NoCamera);
-        }
         if !capabilities.devices.contains(&self.config.device) {
             return Err(RenderError::DeviceUnavailable {
                 device: self.config.device,
@@ -353,8 +350,21 @@ impl Blender {
                 ),
             });
         }
-        let rendered = self.render(capabilities, bundle, scene, spec)?;
-        Ok((info, rendered))
+        let regions: Vec<Region> = spec.region.into_iter().collect();
+        let mut run = self.render_regions(capabilities, bundle, scene, spec, &regions)?;
+        let image = run.images.pop().ok_or_else(|| RenderError::Blender {
+            status: "driver".into(),
+            log_tail: "no image written".into(),
+        })?;
+        let png = run.pngs.pop().unwrap_or_default();
+        let rendered = Rendered {
+            image,
+            png,
+            frame_width: run.frame_width,
+            frame_height: run.frame_height,
+            seconds: run.seconds,
+        };
+        Ok((run.scene, rendered))
     }
 
     /// Renders one frame or region of `scene` with every pixel-changing setting pinned.
@@ -365,20 +375,8 @@ impl Blender {
         scene: &Path,
         spec: &RenderSpec,
     ) -> Result<Rendered, RenderError> {
-        let regions: Vec<Region> = spec.region.into_iter().collect();
-        let mut run = self.render_regions(capabilities, bundle, scene, spec, &regions)?;
-        let image = run.images.pop().ok_or_else(|| RenderError::Blender {
-            status: "driver".into(),
-            log_tail: "no image written".into(),
-        })?;
-        let png = run.pngs.pop().unwrap_or_default();
-        Ok(Rendered {
-            image,
-            png,
-            frame_width: run.frame_width,
-            frame_height: run.frame_height,
-            seconds: run.seconds,
-        })
+        self.render_checked(capabilities, bundle, scene, spec)
+            .map(|(_, rendered)| rendered)
     }
 
     /// Renders each of `regions` of `spec`'s frame in one Blender run (the whole frame when
@@ -407,8 +405,13 @@ impl Blender {
             "denoise_off": spec.denoise_off,
             "resolution": spec.resolution.map(|(w, h)| [w, h]),
             "regions": regions.iter().map(|r| [r.x0, r.y0, r.x1, r.y1]).collect::<Vec<_>>(),
+            "bundle_dir": BUNDLE_DIR,
         });
-        let work = self.run(Some((bundle, scene)), &[("script.py", DRIVER)], &args)?;
+        let work = self.run(
+            Some((bundle, scene)),
+            &[("script.py", DRIVER), ("scene_report.py", SCENE_REPORT)],
+            &args,
+        )?;
         let result_path = work.path().join("out/result.json");
         let result: DriverResult = read_json(&result_path)?;
         if !result.ok {
@@ -419,6 +422,8 @@ impl Blender {
                     reason: result.message,
                 },
                 "bad_region" => RenderError::BadRegion(result.message),
+                "missing_files" => RenderError::MissingFiles(result.missing_files),
+                "no_camera" => RenderError::NoCamera,
                 _ => RenderError::Blender {
                     status: result.code,
                     log_tail: result.message,
@@ -439,7 +444,9 @@ impl Blender {
             images.push(Image::decode_png(&png, self.config.max_pixels)?);
             pngs.push(png);
         }
+        let scene = read_json(&work.path().join("out/inspect.json"))?;
         Ok(RegionRenders {
+            scene,
             images,
             pngs,
             frame_width: result.width,

@@ -2,7 +2,9 @@
 # itself; Blender has already opened the job's scene (with auto-run scripts disabled). It pins
 # every setting that changes pixels so that any provider on the same Blender build renders
 # the same image, then renders one frame (or one region of it) and reports in result.json.
-import bpy, json, sys, traceback
+import bpy, json, os, sys, traceback
+sys.path.insert(0, os.path.dirname(__file__))
+import scene_report
 
 args = json.loads(sys.argv[sys.argv.index("--") + 1])
 out_dir = args["out_dir"]
@@ -19,6 +21,16 @@ def fail(code, message):
 
 
 try:
+    # The same checks as `inspect`, in the same Blender start: one scene load per render.
+    info = scene_report.report(args["bundle_dir"])
+    with open(out_dir + "/inspect.json", "w") as f:
+        json.dump(info, f)
+    if info["missing_files"]:
+        finish({"ok": False, "code": "missing_files", "message": "",
+                "missing_files": info["missing_files"]})
+        sys.exit(0)
+    if not info["has_camera"]:
+        fail("no_camera", "the scene has no camera")
     scene = bpy.context.scene
     r = scene.render
     r.engine = "CYCLES"
