@@ -1,10 +1,12 @@
-//! The render service's runtime: Blender (Cycles) run headless in a sandbox, with every
-//! setting that changes pixels pinned, so that a frame or a region of it renders to the same
-//! pixels on any provider with the same Blender build; scene inspection before rendering
-//! (files outside the bundle, features the build lacks); PNG decoding into plain RGBA pixels.
+//! Owns: the render runtime: Blender (Cycles) in a sandbox, scene checks, decoded frames.
+//! Must not: decide what the chain accepts, run a scene's own scripts, or import another
+//! service.
 //!
-//! It owns no rules: what a frame is worth, who renders and who checks live in
-//! `depin-protocol`'s `render` folder. It never runs a scene's own scripts.
+//! depin-render: the render service's runtime. Runs Blender headless in a sandbox with every
+//! setting that changes pixels pinned, so that a frame or a region of it renders to the same
+//! pixels on any provider with the same Blender build; inspects a scene before rendering
+//! (files outside the bundle, features the build lacks); decodes PNGs into plain RGBA pixels.
+//! What a frame is worth, who renders and who checks will live in `depin-protocol`.
 
 mod blender;
 mod image;
