@@ -24,6 +24,8 @@ pub enum ImageError {
         height: u32,
         max_pixels: u64,
     },
+    #[error("images of {}×{} and {}×{} cannot be compared", .left.0, .left.1, .right.0, .right.1)]
+    SizeMismatch { left: (u32, u32), right: (u32, u32) },
     #[error("region {region} is outside the {width}×{height} image")]
     RegionOutside {
         region: Region,

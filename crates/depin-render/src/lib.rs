@@ -9,6 +9,7 @@
 //! What a frame is worth, who renders and who checks will live in `depin-protocol`.
 
 mod blender;
+mod compare;
 mod image;
 mod sandbox;
 pub mod scenes;
@@ -17,6 +18,7 @@ pub use blender::{
     Blender, BlenderConfig, Capabilities, Device, Region, RegionRenders, RenderError, RenderSpec,
     Rendered, SceneInfo,
 };
+pub use compare::{IDENTICAL_PSNR_DB, Similarity, compare};
 pub use image::{Image, ImageError};
 
 #[cfg(test)]

@@ -357,3 +357,167 @@ fn regions_and_devices_parse_strictly() {
     assert_eq!("optix".parse::<crate::Device>(), Ok(crate::Device::Optix));
     assert!("metal".parse::<crate::Device>().is_err());
 }
+
+/// The scores of honest and cheating check regions against a verifier's re-render of the
+/// same regions (with the pinned seed), for `scene` at `size` and `samples`.
+fn calibration(
+    b: &Blender,
+    caps: &Capabilities,
+    bundle: &Path,
+    scene: &Path,
+    size: (u32, u32),
+    samples: u32,
+    other_frame: i64,
+) -> Vec<(&'static str, crate::Similarity)> {
+    let (w, h) = size;
+    let (rw, rh) = ((w / 10).max(8), (h / 10).max(8));
+    let regions = [
+        (w / 7, h / 5),
+        (w / 2, h / 2 - rh / 2),
+        (w - rw - w / 9, h - rh - h / 6),
+    ]
+    .map(|(x, y)| Region {
+        x0: x,
+        y0: y,
+        x1: x + rw,
+        y1: y + rh,
+    });
+    let base = RenderSpec {
+        resolution: Some(size),
+        ..spec(1, samples)
+    };
+    let one = Blender::new(BlenderConfig {
+        threads: 1,
+        ..b.config().clone()
+    });
+    let run = |b: &Blender, spec: &RenderSpec| {
+        b.render_regions(caps, bundle, scene, spec, &regions)
+            .expect("renders")
+            .images
+    };
+    let verifier = run(b, &base);
+    let honest_full = b
+        .render(caps, bundle, scene, &base)
+        .expect("renders the frame")
+        .image;
+    let honest: Vec<_> = regions
+        .iter()
+        .map(|r| honest_full.crop(*r).expect("inside"))
+        .collect();
+    let one_thread = run(&one, &base);
+    let eighth = run(
+        b,
+        &RenderSpec {
+            samples: (samples / 8).max(1),
+            ..base.clone()
+        },
+    );
+    let other_seed = run(
+        b,
+        &RenderSpec {
+            seed: 9_999,
+            ..base.clone()
+        },
+    );
+    let other = run(
+        b,
+        &RenderSpec {
+            frame: other_frame,
+            ..base.clone()
+        },
+    );
+    let blank: Vec<_> = verifier
+        .iter()
+        .map(|i| crate::Image {
+            rgba: vec![0; i.rgba.len()],
+            ..i.clone()
+        })
+        .collect();
+    // Half of each region painted over in a flat colour.
+    let painted: Vec<_> = honest
+        .iter()
+        .map(|i| {
+            let mut p = i.clone();
+            for px in p
+                .rgba
+                .chunks_exact_mut(4)
+                .take((i.width * i.height / 2) as usize)
+            {
+                px.copy_from_slice(&[128, 128, 128, 255]);
+            }
+            p
+        })
+        .collect();
+    let worst = |claimed: &[crate::Image]| {
+        claimed
+            .iter()
+            .zip(&verifier)
+            .map(|(c, v)| crate::compare(c, v).expect("same size"))
+            .min_by(|a, b| a.ssim.total_cmp(&b.ssim))
+            .expect("three regions")
+    };
+    vec![
+        ("honest, crop of the full frame", worst(&honest)),
+        ("honest, 1 thread", worst(&one_thread)),
+        (
+            "another seed (an honest render's noise)",
+            worst(&other_seed),
+        ),
+        ("an eighth of the samples", worst(&eighth)),
+        ("another frame's image", worst(&other)),
+        ("half of each region painted over", worst(&painted)),
+        ("blank", worst(&blank)),
+    ]
+}
+
+/// The scores honest renders and cheats get (worst of three check regions), on the cheapest
+/// example: an exact re-render is identical, and every cheat is far below the threshold.
+#[test]
+fn honest_check_regions_match_exactly_and_every_cheat_scores_low() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = blender();
+    let caps = caps(&b);
+    let scene = scenes::build(&b, Example::CameraFlight, dir.path()).expect("builds");
+    let scores = calibration(&b, &caps, dir.path(), &scene, (160, 90), 32, 24);
+    for (name, s) in &scores {
+        println!("{name:<42} ssim {:.4}  psnr {:.1} dB", s.ssim, s.psnr_db);
+    }
+    for (name, s) in &scores[..2] {
+        assert_eq!(s.ssim, 1.0, "{name}");
+        assert_eq!(s.psnr_db, crate::IDENTICAL_PSNR_DB, "{name}");
+    }
+    for (name, s) in &scores[3..] {
+        assert!(s.ssim < 0.95, "{name}: {s:?}");
+    }
+}
+
+/// docs/BENCHMARKS.md: the scores on every example at a larger size.
+/// `cargo test -p depin-render --release --lib -- --ignored calibrate --nocapture`
+#[test]
+#[ignore = "calibration run"]
+fn calibrate_check_thresholds() {
+    let b = blender();
+    let caps = caps(&b);
+    println!("| scene | render | worst SSIM | worst PSNR (dB) |");
+    println!("|---|---|---:|---:|");
+    for example in Example::ALL {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let scene = scenes::build(&b, example, dir.path()).expect("builds");
+        let other = if example == Example::CameraFlight {
+            24
+        } else {
+            1
+        };
+        for (name, s) in calibration(&b, &caps, dir.path(), &scene, (480, 270), 64, other) {
+            if other == 1 && name.starts_with("another frame") {
+                continue;
+            }
+            println!(
+                "| {} | {name} | {:.4} | {:.1} |",
+                example.name(),
+                s.ssim,
+                s.psnr_db
+            );
+        }
+    }
+}
