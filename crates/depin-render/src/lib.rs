@@ -13,6 +13,7 @@ mod compare;
 mod image;
 mod sandbox;
 pub mod scenes;
+pub mod tiles;
 
 pub use blender::{
     Blender, BlenderConfig, Capabilities, Device, Region, RegionRenders, RenderError, RenderSpec,

@@ -83,6 +83,43 @@ fn a_fixed_seed_renders_the_same_pixels_on_any_thread_count_and_a_region_is_its_
     assert_eq!((part.frame_width, part.frame_height), (160, 120));
     assert_eq!(part.image, a.image.crop(region).expect("inside"));
 
+    // The renderer's commitment: the verifier fetches the tiles under the region, checks each
+    // against the root, and finds its re-render in them.
+    let tree = crate::tiles::TileTree::new(&a.image, 32).expect("tiles");
+    let root = tree.root();
+    for index in crate::tiles::tiles_covering(160, 120, 32, region) {
+        let area = crate::tiles::tile_region(160, 120, 32, index);
+        let tile = a.image.crop(area).expect("inside");
+        let proof = tree.proof(index).expect("a tile");
+        assert!(crate::tiles::verify_tile(
+            &root, 160, 120, 32, &tile, &proof
+        ));
+        let x0 = area.x0.max(region.x0);
+        let y0 = area.y0.max(region.y0);
+        let overlap = Region {
+            x0,
+            y0,
+            x1: area.x1.min(region.x1),
+            y1: area.y1.min(region.y1),
+        };
+        let in_tile = Region {
+            x0: overlap.x0 - area.x0,
+            y0: overlap.y0 - area.y0,
+            x1: overlap.x1 - area.x0,
+            y1: overlap.y1 - area.y0,
+        };
+        let in_part = Region {
+            x0: overlap.x0 - region.x0,
+            y0: overlap.y0 - region.y0,
+            x1: overlap.x1 - region.x0,
+            y1: overlap.y1 - region.y0,
+        };
+        assert_eq!(
+            tile.crop(in_tile).expect("inside"),
+            part.image.crop(in_part).expect("inside")
+        );
+    }
+
     // A verifier's three check regions in one run, each exactly its crop.
     let checks = [
         Region {
