@@ -148,7 +148,7 @@ pub fn verify_tile(
             let Some(s) = siblings.next() else {
                 return false;
             };
-            hash = if at % 2 == 0 {
+            hash = if at.is_multiple_of(2) {
                 node(&hash, s)
             } else {
                 node(s, &hash)
