@@ -16,6 +16,8 @@ pub struct Progress {
     done: AtomicU64,
     started: Instant,
     terminal: bool,
+    /// What is counted when it is not bytes (`samples`).
+    unit: Option<&'static str>,
     /// When the bar was last drawn, and the last tenth printed as a line.
     drawn: Mutex<(Instant, u64)>,
 }
@@ -29,8 +31,23 @@ impl Progress {
             done: AtomicU64::new(0),
             started: now,
             terminal: std::io::stderr().is_terminal(),
+            unit: None,
             drawn: Mutex::new((now - REDRAW, 0)),
         }
+    }
+
+    /// A bar counting `unit`s (`samples`), not bytes.
+    pub fn counting(what: &'static str, total: u64, unit: &'static str) -> Progress {
+        Progress {
+            unit: Some(unit),
+            ..Progress::new(what, total)
+        }
+    }
+
+    /// Sets how much is done (a count that may also restart lower, as a new render does).
+    pub fn set(&self, done: u64) {
+        self.done.store(done, Ordering::Relaxed);
+        self.draw(done.min(self.total), false);
     }
 
     pub fn add(&self, bytes: u64) {
@@ -61,15 +78,21 @@ impl Progress {
         let filled = (done * BAR_CELLS)
             .checked_div(self.total)
             .unwrap_or(BAR_CELLS);
-        let line = format!(
-            "{:<10} [{}{}] {percent:>3}% {:.1}/{:.1} MiB {:.0} MiB/s",
+        let bar = format!(
+            "{:<10} [{}{}] {percent:>3}%",
             self.what,
             "#".repeat(filled as usize),
             "-".repeat((BAR_CELLS - filled) as usize),
-            mib(done),
-            mib(self.total),
-            mib(done) / secs
         );
+        let line = match self.unit {
+            Some(unit) => format!("{bar} {done}/{} {unit}", self.total),
+            None => format!(
+                "{bar} {:.1}/{:.1} MiB {:.0} MiB/s",
+                mib(done),
+                mib(self.total),
+                mib(done) / secs
+            ),
+        };
         let mut err = std::io::stderr().lock();
         let _ = if self.terminal {
             write!(err, "\r{line}{}", if last { "\n" } else { "" })

@@ -4,6 +4,7 @@
 
 use crate::client::CodedError;
 use crate::output::{self, Printer};
+use crate::progress::Progress;
 use clap::{Args, Subcommand};
 use depin_render::{Blender, BlenderConfig, Device, Region, RenderSpec};
 use serde::Serialize;
@@ -96,6 +97,14 @@ pub fn run(out: Printer, cmd: RenderCommand) -> anyhow::Result<()> {
         ..BlenderConfig::default()
     });
     let coded = |e: depin_render::RenderError| CodedError::new(e.code(), e.to_string());
+    let bar: std::sync::Arc<std::sync::Mutex<Option<Progress>>> = Default::default();
+    let shown = bar.clone();
+    let blender = blender.with_progress(std::sync::Arc::new(move |done, total| {
+        let mut bar = shown.lock().unwrap_or_else(|p| p.into_inner());
+        let bar =
+            bar.get_or_insert_with(|| Progress::counting("rendering", total.into(), "samples"));
+        bar.set(done.into());
+    }));
     let scene = args
         .scene
         .canonicalize()
@@ -117,6 +126,9 @@ pub fn run(out: Printer, cmd: RenderCommand) -> anyhow::Result<()> {
     let (_, rendered) = blender
         .render_checked(&capabilities, &bundle, &scene, &spec)
         .map_err(coded)?;
+    if let Some(bar) = bar.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        bar.finish();
+    }
     std::fs::write(&args.output, &rendered.png)
         .map_err(|e| anyhow::anyhow!("{}: {e}", args.output.display()))?;
     let report = LocalReport {

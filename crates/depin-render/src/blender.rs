@@ -290,15 +290,36 @@ struct DriverResult {
     missing_files: Vec<String>,
 }
 
+/// Called with (samples done, samples in all) while a frame renders.
+pub type SampleProgress = std::sync::Arc<dyn Fn(u32, u32) + Send + Sync>;
+
 /// Blender, configured for this node.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Blender {
     config: BlenderConfig,
+    progress: Option<SampleProgress>,
+}
+
+impl std::fmt::Debug for Blender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Blender")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Blender {
     pub fn new(config: BlenderConfig) -> Self {
-        Blender { config }
+        Blender {
+            config,
+            progress: None,
+        }
+    }
+
+    /// Reports each render's samples as Blender prints them (for a progress bar).
+    pub fn with_progress(mut self, progress: SampleProgress) -> Self {
+        self.progress = Some(progress);
+        self
     }
 
     pub fn config(&self) -> &BlenderConfig {
@@ -541,7 +562,15 @@ impl Blender {
             out: &out,
             gpu: self.config.device != Device::Cpu,
         };
-        let outcome = sandbox::run(&mounts, &blender_args, limits, &work.path().join("log"))?;
+        let outcome = sandbox::run(
+            &mounts,
+            &blender_args,
+            limits,
+            &work.path().join("log"),
+            self.progress
+                .as_deref()
+                .map(|p| p as sandbox::OnSamples<'_>),
+        )?;
         let wrote_result = std::fs::read_dir(&out).is_ok_and(|mut d| d.next().is_some());
         if let Some(message) = unreadable_scene(&outcome.log_tail) {
             return Err(RenderError::UnreadableScene(message));

@@ -17,7 +17,7 @@ pub mod tiles;
 
 pub use blender::{
     Blender, BlenderConfig, Capabilities, Device, Region, RegionRenders, RenderError, RenderSpec,
-    Rendered, SceneInfo,
+    Rendered, SampleProgress, SceneInfo,
 };
 pub use compare::{IDENTICAL_PSNR_DB, Similarity, compare};
 pub use image::{Image, ImageError};

@@ -57,11 +57,15 @@ pub(crate) fn resolve_program(program: &Path) -> Result<PathBuf, RenderError> {
         .ok_or_else(|| RenderError::NotInstalled(program.display().to_string()))
 }
 
+/// Called with (samples done, samples in all) as Blender reports them.
+pub(crate) type OnSamples<'a> = &'a (dyn Fn(u32, u32) + Sync);
+
 pub(crate) fn run(
     mounts: &Mounts<'_>,
     blender_args: &[OsString],
     limits: Limits,
     log_path: &Path,
+    on_samples: Option<OnSamples<'_>>,
 ) -> Result<Outcome, RenderError> {
     let bwrap = resolve_program(Path::new("bwrap"))?;
     let prlimit = resolve_program(Path::new("prlimit"))?;
@@ -131,6 +135,13 @@ pub(crate) fn run(
     args.extend(["--bind".into(), mounts.out.into(), OUT_DIR.into()]);
     // The sandbox's own root (where /etc and /job were made) becomes read-only too.
     push(&mut args, &["--remount-ro", "/"]);
+    // Blender's C stdio buffers a file fully; line buffering lets the node follow the
+    // samples while it renders.
+    if let Ok(stdbuf) = resolve_program(Path::new("stdbuf"))
+        && stdbuf.starts_with("/usr")
+    {
+        args.extend([stdbuf.into(), "-oL".into(), "-eL".into()]);
+    }
     args.push(mounts.blender.into());
     args.extend(blender_args.iter().cloned());
 
@@ -152,7 +163,13 @@ pub(crate) fn run(
             source: e,
         })?;
     let deadline = Instant::now() + limits.wall_clock;
+    let mut follower = on_samples.and_then(|f| LogFollower::open(log_path).map(|l| (l, f)));
     let status = loop {
+        if let Some((log, report)) = follower.as_mut()
+            && let Some((done, total)) = log.last_sample()
+        {
+            report(done, total);
+        }
         match child.try_wait().map_err(|e| RenderError::io(log_path, e))? {
             Some(status) => break status,
             None if Instant::now() >= deadline => {
@@ -169,6 +186,41 @@ pub(crate) fn run(
         status,
         log_tail: read_tail(log_path),
     })
+}
+
+/// Reads what Blender appended to its log since the last call, for its `Sample N/M` lines.
+struct LogFollower {
+    file: std::fs::File,
+    partial: String,
+}
+
+impl LogFollower {
+    fn open(path: &Path) -> Option<Self> {
+        std::fs::File::open(path).ok().map(|file| LogFollower {
+            file,
+            partial: String::new(),
+        })
+    }
+
+    fn last_sample(&mut self) -> Option<(u32, u32)> {
+        let mut buf = Vec::new();
+        let _ = (&mut self.file).take(1 << 20).read_to_end(&mut buf);
+        if buf.is_empty() {
+            return None;
+        }
+        self.partial.push_str(&String::from_utf8_lossy(&buf));
+        let cut = self.partial.rfind('\n').map_or(0, |i| i + 1);
+        let complete: String = self.partial.drain(..cut).collect();
+        complete.lines().rev().find_map(parse_sample)
+    }
+}
+
+/// `… | Sample 12/64` in a Cycles status line.
+fn parse_sample(line: &str) -> Option<(u32, u32)> {
+    let rest = &line[line.rfind("Sample ")? + "Sample ".len()..];
+    let (done, total) = rest.split_once('/')?;
+    let total: String = total.chars().take_while(char::is_ascii_digit).collect();
+    Some((done.trim().parse().ok()?, total.parse().ok()?))
 }
 
 fn push(args: &mut Vec<OsString>, items: &[&str]) {
@@ -207,4 +259,15 @@ fn read_tail(path: &Path) -> String {
     let mut buf = Vec::new();
     let _ = f.take(LOG_TAIL_BYTES).read_to_end(&mut buf);
     String::from_utf8_lossy(&buf).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cycles_status_lines_give_their_samples() {
+        let line = "Fra:1 Mem:9.50M (Peak 9.50M) | Time:00:00.06 | Mem:0.10M, Peak:0.10M | Scene, ViewLayer | Sample 12/64";
+        assert_eq!(super::parse_sample(line), Some((12, 64)));
+        assert_eq!(super::parse_sample("Fra:1 | Updating Scene"), None);
+        assert_eq!(super::parse_sample("Sample x/64"), None);
+    }
 }
