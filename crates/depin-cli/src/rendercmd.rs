@@ -14,6 +14,50 @@ use std::path::PathBuf;
 pub enum RenderCommand {
     /// Render one frame of a .blend (or a region of it) as a provider would.
     Local(LocalArgs),
+    /// Render the fixed benchmark scene and print the score a provider advertises.
+    Benchmark(BenchmarkArgs),
+}
+
+#[derive(Args)]
+pub struct BenchmarkArgs {
+    /// The Blender binary (an official build for GPU rendering).
+    #[arg(long, default_value = "blender")]
+    blender: PathBuf,
+    /// Cycles device: CPU, CUDA, OPTIX or HIP.
+    #[arg(long, default_value = "CPU")]
+    device: Device,
+}
+
+fn benchmark(out: Printer, args: BenchmarkArgs) -> anyhow::Result<()> {
+    let blender = Blender::new(BlenderConfig {
+        binary: args.blender,
+        device: args.device,
+        ..BlenderConfig::default()
+    });
+    let coded = |e: depin_render::RenderError| CodedError::new(e.code(), e.to_string());
+    let capabilities = blender.probe().map_err(coded)?;
+    let score = depin_render::scenes::benchmark(&blender, &capabilities).map_err(coded)?;
+    out.emit(&score, || {
+        let (w, h) = depin_render::scenes::BENCHMARK_SIZE;
+        Ok(output::rows(&[
+            (
+                "score",
+                format!("{:.2} megapixel-samples/s", score.megapixel_samples_per_s),
+            ),
+            (
+                "scene",
+                format!(
+                    "glass_and_light at {w}×{h}, {} samples, in {:.2} s",
+                    depin_render::scenes::BENCHMARK_SAMPLES,
+                    score.seconds
+                ),
+            ),
+            (
+                "renderer",
+                format!("Blender {} on {}", score.blender, score.device),
+            ),
+        ]))
+    })
 }
 
 #[derive(Args)]
@@ -88,7 +132,10 @@ struct LocalReport {
 }
 
 pub fn run(out: Printer, cmd: RenderCommand) -> anyhow::Result<()> {
-    let RenderCommand::Local(args) = cmd;
+    let args = match cmd {
+        RenderCommand::Local(args) => args,
+        RenderCommand::Benchmark(args) => return benchmark(out, args),
+    };
     let blender = Blender::new(BlenderConfig {
         binary: args.blender.clone(),
         device: args.device,

@@ -439,6 +439,13 @@ fn render_local_renders_a_frame_or_region_and_refuses_bad_input() {
     let out = depin(&["render", "local", &scene, "--resolution", "0x10"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("1 to 65536"));
+    let score: Value =
+        serde_json::from_str(&ok(&["--json", "render", "benchmark"])).expect("one json object");
+    assert!(
+        score["megapixel_samples_per_s"].as_f64().unwrap_or(0.0) > 0.0,
+        "{score}"
+    );
+    assert_eq!(score["device"], "CPU", "{score}");
 }
 
 #[test]

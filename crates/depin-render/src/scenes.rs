@@ -62,3 +62,46 @@ pub fn build_script(
     std::fs::copy(&built, &path).map_err(|e| RenderError::io(&built, e))?;
     Ok(path)
 }
+
+/// The fixed benchmark every render provider runs at start: the glass example at 480×270 and
+/// 64 samples, frame 1. Its score is what the provider advertises, so the same work on every
+/// machine.
+pub const BENCHMARK_SIZE: (u32, u32) = (480, 270);
+pub const BENCHMARK_SAMPLES: u32 = 64;
+
+/// A benchmark run: the score and what it measured.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BenchmarkScore {
+    /// Pixel-samples rendered per second, in millions (scene load and start included, as in
+    /// a real job).
+    pub megapixel_samples_per_s: f64,
+    pub seconds: f64,
+    pub blender: String,
+    pub device: crate::Device,
+}
+
+/// Builds and renders the benchmark scene once; the score counts the whole run.
+pub fn benchmark(
+    blender: &Blender,
+    capabilities: &crate::Capabilities,
+) -> Result<BenchmarkScore, RenderError> {
+    let dir = tempfile::tempdir().map_err(|e| RenderError::io(&std::env::temp_dir(), e))?;
+    let scene = build(blender, Example::GlassAndLight, dir.path())?;
+    let spec = crate::RenderSpec {
+        frame: 1,
+        samples: BENCHMARK_SAMPLES,
+        seed: 1,
+        resolution: Some(BENCHMARK_SIZE),
+        region: None,
+        denoise_off: false,
+    };
+    let (_, rendered) = blender.render_checked(capabilities, dir.path(), &scene, &spec)?;
+    let pixel_samples =
+        f64::from(BENCHMARK_SIZE.0) * f64::from(BENCHMARK_SIZE.1) * f64::from(BENCHMARK_SAMPLES);
+    Ok(BenchmarkScore {
+        megapixel_samples_per_s: pixel_samples / 1e6 / rendered.seconds.max(1e-3),
+        seconds: rendered.seconds,
+        blender: capabilities.blender.clone(),
+        device: blender.config().device,
+    })
+}
