@@ -15,6 +15,7 @@ pub mod coverage;
 pub mod equivocation;
 pub mod error;
 pub mod params;
+pub mod render;
 pub mod service;
 pub mod services;
 pub mod state;
