@@ -88,6 +88,7 @@ fn main() {
                         max_fuel: 1_000_000_000_000,
                         max_memory_bytes: 1 << 30,
                         deadline: None,
+                        stop: None,
                     })
                     .expect("sandbox run");
                 started.elapsed().as_secs_f64()

@@ -1349,7 +1349,7 @@ fn compute_jobs_are_run_by_replicas_and_the_majority_result_wins() {
             "--max-fuel",
             "100000000000",
             "--deadline-blocks",
-            "12",
+            "16",
             "--wait",
             "--key",
             &user_key,

@@ -75,6 +75,7 @@ fn main() {
             max_fuel: u64::MAX / 2,
             max_memory_bytes: 4 << 30,
             deadline: None,
+            stop: None,
         };
         let mut fuel = 0;
         let mut timed = |runner: &Runner| {

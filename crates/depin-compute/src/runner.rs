@@ -47,6 +47,9 @@ pub struct JobRun<'a> {
     pub max_memory_bytes: u64,
     /// Stop the run once this instant has passed: it ends as [`ExitKind::DeadlineExceeded`].
     pub deadline: Option<std::time::Instant>,
+    /// Stop the run once this is set (the caller's own view of its deadline, e.g. the chain's
+    /// height): it ends as [`ExitKind::DeadlineExceeded`] too.
+    pub stop: Option<&'a std::sync::atomic::AtomicBool>,
 }
 
 /// What a run produced; `outcome` is what a replica commits to.
@@ -303,16 +306,17 @@ impl Runner {
             .map_err(sandbox)?;
         let mut linker: Linker<Guest> = Linker::new(&self.engine);
         wasmtime_wasi::p1::add_to_linker_async(&mut linker, |g| &mut g.wasi).map_err(sandbox)?;
-        let ended = wasmtime_wasi::runtime::in_tokio(until_deadline(job.deadline, async {
-            let instance = linker.instantiate_async(&mut store, &module).await;
-            match instance {
-                Ok(instance) => match instance.get_typed_func::<(), ()>(&mut store, "_start") {
-                    Ok(start) => Ok(start.call_async(&mut store, ()).await),
-                    Err(_) => Err(Ended::NoStart),
-                },
-                Err(e) => Err(Ended::NotInstantiated(e)),
-            }
-        }));
+        let ended =
+            wasmtime_wasi::runtime::in_tokio(until_deadline(job.deadline, job.stop, async {
+                let instance = linker.instantiate_async(&mut store, &module).await;
+                match instance {
+                    Ok(instance) => match instance.get_typed_func::<(), ()>(&mut store, "_start") {
+                        Ok(start) => Ok(start.call_async(&mut store, ()).await),
+                        Err(_) => Err(Ended::NoStart),
+                    },
+                    Err(e) => Err(Ended::NotInstantiated(e)),
+                }
+            }));
         let (exit, note) = match ended {
             None => (
                 ExitKind::DeadlineExceeded,
@@ -395,15 +399,17 @@ enum Ended {
 }
 
 /// Drives `run` until it finishes (`Some`), or stops it (dropping it, and with it the
-/// guest) once `deadline` has passed (`None`). The guest yields every
+/// guest) once `deadline` has passed or `stop` is set (`None`). The guest yields every
 /// [`DEADLINE_CHECK_FUEL`], so it is polled again at least that often.
 async fn until_deadline<T>(
     deadline: Option<std::time::Instant>,
+    stop: Option<&std::sync::atomic::AtomicBool>,
     run: impl Future<Output = T>,
 ) -> Option<T> {
     let mut run = std::pin::pin!(run);
     std::future::poll_fn(|cx| {
-        if deadline.is_some_and(|at| std::time::Instant::now() >= at) {
+        let stopped = stop.is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed));
+        if stopped || deadline.is_some_and(|at| std::time::Instant::now() >= at) {
             return std::task::Poll::Ready(None);
         }
         run.as_mut().poll(cx).map(Some)
@@ -511,6 +517,7 @@ mod tests {
                 max_fuel,
                 max_memory_bytes: 2 << 20,
                 deadline: None,
+                stop: None,
             })
             .expect("run")
     }
@@ -530,6 +537,7 @@ mod tests {
             max_fuel: u64::MAX / 2,
             max_memory_bytes: 2 << 20,
             deadline: Some(started + Duration::from_millis(300)),
+            stop: None,
         });
         let ended = result.expect("an outcome");
         assert!(started.elapsed() < Duration::from_secs(20));
@@ -543,6 +551,30 @@ mod tests {
             outputs_hash(ExitKind::DeadlineExceeded, b"", b"", &[])
         );
         assert!(String::from_utf8_lossy(&ended.stderr).contains("deadline exceeded"));
+
+        // The caller's own stop (a provider watching the chain's height) ends it alike.
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let started = std::time::Instant::now();
+        let stopped = std::thread::scope(|scope| {
+            scope.spawn(|| {
+                std::thread::sleep(Duration::from_millis(300));
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            });
+            runner.run(&JobRun {
+                module: endless.as_bytes(),
+                input_dir: None,
+                stdin: b"",
+                args: &[],
+                env: &[],
+                seed: [0; 32],
+                max_fuel: u64::MAX / 2,
+                max_memory_bytes: 2 << 20,
+                deadline: None,
+                stop: Some(&stop),
+            })
+        });
+        assert!(started.elapsed() < Duration::from_secs(20));
+        assert_eq!(stopped.expect("an outcome").outcome, ended.outcome);
     }
 
     #[test]
@@ -561,6 +593,7 @@ mod tests {
                 max_fuel: 1_000,
                 max_memory_bytes: 2 << 20,
                 deadline: None,
+                stop: None,
             };
             runner.run(&run).expect("run").outcome
         };

@@ -56,6 +56,7 @@ fn the_example_jobs_give_native_answers_in_the_sandbox() {
                     max_fuel: 50_000_000_000,
                     max_memory_bytes: 256 << 20,
                     deadline: None,
+                    stop: None,
                 })
                 .expect("run")
         };

@@ -294,9 +294,11 @@ impl Worker {
                 if self.store.has(blob) {
                     break;
                 }
-                // Two blocks before the deadline the fault is committed instead: nobody
-                // could send the bytes, which is the consumer's doing, not this replica's.
-                if self.node.chain().head().height + 2 >= job.commit_deadline {
+                // Near the deadline the fault is committed instead: nobody could send the
+                // bytes, which is the consumer's doing, not this replica's.
+                if self.node.chain().head().height + commit_reserve_blocks(job)
+                    >= job.commit_deadline
+                {
                     tracing::warn!(job = %job.id, %blob, "job bytes never arrived");
                     return self.keep_fault(job, ExitKind::Unfetchable).ok();
                 }
@@ -309,9 +311,24 @@ impl Worker {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
-        let worker = self.clone();
-        let job = job.clone();
-        let ran = tokio::task::spawn_blocking(move || worker.execute(&job)).await;
+        // The run stops by the chain's height as well as by the clock: blocks may come faster
+        // than the genesis interval (a validator catching up) and the clock would run late.
+        let stop = Arc::new(AtomicBool::new(false));
+        let reserve = commit_reserve_blocks(job);
+        let mut run = tokio::task::spawn_blocking({
+            let (worker, job, stop) = (self.clone(), job.clone(), stop.clone());
+            move || worker.execute(&job, &stop)
+        });
+        let ran = loop {
+            tokio::select! {
+                ran = &mut run => break ran,
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {
+                    if self.node.chain().head().height + reserve >= job.commit_deadline {
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                }
+            }
+        };
         match ran {
             Ok(Ok(local)) => Some(local),
             Ok(Err(e)) => {
@@ -377,7 +394,7 @@ impl Worker {
     /// Runs the job in the sandbox (blocking) and keeps what the consumer will fetch. A run
     /// still going when the commit deadline nears is stopped and ends as deadline exceeded;
     /// an input that does not unpack, or output over the limit, ends as that fault.
-    fn execute(&self, job: &Job) -> Result<LocalJob, String> {
+    fn execute(&self, job: &Job, stop: &AtomicBool) -> Result<LocalJob, String> {
         let started = Instant::now();
         let module = std::fs::read(self.store.path(&job.spec.module)).map_err(|e| e.to_string())?;
         let input_dir = tempfile::Builder::new()
@@ -414,6 +431,7 @@ impl Worker {
             max_fuel: job.spec.max_fuel,
             max_memory_bytes: u64::from(job.spec.max_memory_mib) << 20,
             deadline: Some(run_deadline(&self.node, job)),
+            stop: Some(stop),
         }) {
             Ok(output) => output,
             Err(RunError::OutputTooLarge) => return self.keep_fault(job, ExitKind::OutputTooLarge),
@@ -440,12 +458,22 @@ impl Worker {
 }
 
 /// When a run must stop so its commitment can still make the commit deadline: the blocks left
-/// at the chain's block interval, less two blocks for the commitment itself.
+/// at the chain's block interval, less those kept back for the commitment itself.
 fn run_deadline(node: &Node, job: &Job) -> Instant {
     let height = node.chain().head().height;
     let interval = node.chain().protocol().genesis().chain.block_interval_ms;
-    let blocks = job.commit_deadline.saturating_sub(height).saturating_sub(2);
+    let blocks = job
+        .commit_deadline
+        .saturating_sub(height)
+        .saturating_sub(commit_reserve_blocks(job));
     Instant::now() + Duration::from_millis(blocks.saturating_mul(interval))
+}
+
+/// Blocks kept back from a run for its commitment to reach the chain: a quarter of the job's
+/// window, at least three. A busy validator or a slow disk must not cost an honest replica
+/// its commitment; two blocks were too few on a loaded 2-core machine.
+fn commit_reserve_blocks(job: &Job) -> u64 {
+    (job.spec.deadline_blocks / 4).max(3)
 }
 
 /// The compute service in the node: the job route, and the provider's blob server and worker.
