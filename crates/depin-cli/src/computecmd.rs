@@ -13,8 +13,8 @@ use crate::storagecmd::{join_network, runtime};
 use crate::txcmd::{Network, TxOpts, send};
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
+use depin_blobs::transfer::{TransferError, fetch_output, push_blob};
 use depin_compute::bundle::{MAX_RESULT_BYTES, ResultBundle, exit_text, pack};
-use depin_compute::transfer::{TransferError, fetch_result, push_blob};
 use depin_protocol::Action;
 use depin_protocol::compute::{
     ComputeEvent, ComputeParams, ComputeTx, ExitKind, Job, JobSpec, JobStatus, fuel_cost_dc,
@@ -447,7 +447,7 @@ fn result(ctx: &Ctx, id: &str, output: &Path) -> anyhow::Result<()> {
             reasons.clear();
             let mut retry = false;
             for holder in &job.agreed {
-                match fetch_result(&net, holder, id, MAX_RESULT_BYTES).await {
+                match fetch_output(&net, holder, id, MAX_RESULT_BYTES).await {
                     Ok(bytes) => match ResultBundle::decode(&bytes) {
                         Ok(bundle) if bundle.matches(&accepted) => {
                             found = Some((bundle, *holder));

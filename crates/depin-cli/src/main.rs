@@ -92,10 +92,6 @@ enum Command {
     /// Simulate a world of service providers through the real protocols.
     #[command(subcommand)]
     Sim(simcmd::SimCommand),
-    /// Blender renders as a render provider makes them (the render service's jobs come with
-    /// its rules).
-    #[command(subcommand)]
-    Render(rendercmd::RenderCommand),
 }
 
 #[derive(Subcommand)]
@@ -220,7 +216,6 @@ fn dispatch(ctx: &Ctx, command: Command) -> anyhow::Result<()> {
         Command::Rewards(args) => query::rewards(ctx, args),
         Command::Supply => query::supply(ctx),
         Command::Sim(cmd) => simcmd::run_sim(ctx.out, cmd),
-        Command::Render(cmd) => rendercmd::run(ctx.out, cmd),
     }
 }
 

@@ -131,7 +131,8 @@ struct LocalReport {
     output: String,
 }
 
-pub fn run(out: Printer, cmd: RenderCommand) -> anyhow::Result<()> {
+pub fn run(ctx: &crate::Ctx, cmd: RenderCommand) -> anyhow::Result<()> {
+    let out = ctx.out;
     let args = match cmd {
         RenderCommand::Local(args) => args,
         RenderCommand::Benchmark(args) => return benchmark(out, args),

@@ -66,6 +66,11 @@ pub fn registered() -> Vec<ServiceGroup> {
             "Hotspots and devices of the wireless coverage service",
             crate::coveragecmd::run,
         ),
+        ServiceGroup::new(
+            depin_protocol::render::SERVICE,
+            "Render Blender scenes on providers, checked by re-rendering before they are paid",
+            crate::rendercmd::run,
+        ),
     ]
 }
 

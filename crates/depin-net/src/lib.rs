@@ -183,6 +183,17 @@ pub fn peer_id_of(address: &depin_types::Address) -> Result<PeerId, NetError> {
     Ok(libp2p::identity::PublicKey::from(key).to_peer_id())
 }
 
+/// The account whose key a peer id carries (`None`: an id that is not an inline ed25519
+/// key). A peer id of an ed25519 key is the key itself, inline: identity multihash, then the
+/// key's protobuf (type 1, 32 bytes).
+pub fn address_of(peer: &PeerId) -> Option<depin_types::Address> {
+    const PREFIX: [u8; 6] = [0x00, 0x24, 0x08, 0x01, 0x12, 0x20];
+    let bytes = peer.to_bytes();
+    let key: [u8; 32] = bytes.strip_prefix(&PREFIX)?.try_into().ok()?;
+    let address = depin_types::Address(key);
+    (peer_id_of(&address).ok()? == *peer).then_some(address)
+}
+
 /// Entry point: builds the swarm and spawns the task that drives it.
 #[derive(Debug)]
 pub struct Network;
@@ -196,5 +207,16 @@ impl Network {
         config: NetConfig,
     ) -> Result<(NetHandle, mpsc::Receiver<NetEvent>), NetError> {
         driver::start(config).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_peer_id_names_the_account_of_its_key_and_back() {
+        let address = depin_types::Keypair::from_seed(b"a node").address();
+        let peer = super::peer_id_of(&address).expect("an ed25519 key");
+        assert_eq!(super::address_of(&peer), Some(address));
+        assert_eq!(super::address_of(&libp2p::PeerId::random()), None);
     }
 }

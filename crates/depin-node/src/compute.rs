@@ -11,10 +11,10 @@ use crate::{Node, NodeError, Role};
 use axum::Json;
 use axum::extract::{Path, State};
 use borsh::{BorshDeserialize, BorshSerialize};
-use depin_compute::blobs::BlobStore;
+use depin_blobs::store::BlobStore;
+use depin_blobs::transfer::{WantedBlobs, fetch_blob};
 use depin_compute::bundle::{ResultBundle, unpack};
 use depin_compute::runner::{JobRun, RunError, Runner, fault_outcome};
-use depin_compute::transfer::{BlobServer, WantedBlobs, fetch_blob, serve};
 use depin_protocol::compute::{
     ComputeTx, ComputeUsage, ExitKind, Job, JobOutcome, JobStatus, commitment, keys,
 };
@@ -83,11 +83,13 @@ fn start(node: &Arc<Node>, stop: Arc<AtomicBool>) -> Result<(), NodeError> {
     let Some(net) = node.net.get().cloned() else {
         return Ok(());
     };
+    let Some(blobs) = node.blobs.get().cloned() else {
+        return Ok(());
+    };
     let dir = node.config.data_dir.join("compute");
-    let store = Arc::new(BlobStore::open(&dir)?);
+    let store = blobs.store.clone();
+    let stored = blobs.subscribe();
     let runner = Runner::new()?;
-    let (server, stored) = BlobServer::new(store.clone(), Arc::new(ChainWanted(node.clone())));
-    tokio::spawn(serve(server, net.clone()));
     let worker = Worker {
         node: node.clone(),
         net,
@@ -141,11 +143,7 @@ impl Worker {
         std::fs::File::open(&self.jobs_dir)?.sync_all()
     }
 
-    async fn run(
-        self,
-        mut stored: tokio::sync::mpsc::UnboundedReceiver<Hash>,
-        stop: Arc<AtomicBool>,
-    ) {
+    async fn run(self, mut stored: tokio::sync::broadcast::Receiver<Hash>, stop: Arc<AtomicBool>) {
         let me = self.node.key.address();
         let mut local = self.load_local();
         let mut running: BTreeSet<Hash> = BTreeSet::new();
@@ -365,7 +363,7 @@ impl Worker {
         bundle: &ResultBundle,
     ) -> Result<LocalJob, String> {
         self.store
-            .put_result(&job.id, &depin_types::encode(bundle))
+            .put_output(&job.id, &depin_types::encode(bundle))
             .map_err(|e| e.to_string())?;
         if self.node.config.compute_fault == Some(ComputeFault::WrongResult) {
             outcome.outputs = Hash::tagged("depin compute fault", &[outcome.outputs.as_bytes()]);
@@ -499,6 +497,10 @@ impl crate::services::NodeService for ComputeService {
 
     fn start(&self, node: &Arc<Node>, stop: Arc<AtomicBool>) -> Result<(), NodeError> {
         start(node, stop)
+    }
+
+    fn wanted_blobs(&self, node: &Arc<Node>) -> Option<Arc<dyn WantedBlobs>> {
+        Some(Arc::new(ChainWanted(node.clone())))
     }
 }
 

@@ -32,6 +32,22 @@ impl Role {
     }
 }
 
+/// How a render provider cheats in a fault test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RenderFault {
+    /// Commits an all-black image instead of rendering.
+    Blank,
+    /// Renders at an eighth of the job's samples.
+    FewSamples,
+    /// Paints a grey block over the middle half of what it rendered.
+    Paint,
+    /// Renders the next frame instead of the one asked.
+    OtherFrame,
+    /// Stops the node process once Blender has started on a piece.
+    ExitMidRender,
+}
+
 /// How a compute provider misbehaves in a fault test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -79,6 +95,16 @@ pub struct NodeConfig {
     /// Misbehaviour for fault tests of the compute service; never set it on a real node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compute_fault: Option<ComputeFault>,
+    /// The Blender binary this provider renders with (an official build for GPU devices).
+    /// Absent: the node is no render provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub render_blender: Option<PathBuf>,
+    /// Cycles device: `CPU`, `CUDA`, `OPTIX` or `HIP`.
+    #[serde(default = "default_render_device")]
+    pub render_device: String,
+    /// Misbehaviour for fault tests of the render service; never set it on a real node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub render_fault: Option<RenderFault>,
     /// Where this hotspot's LoRa packet forwarder sends its UDP datagrams (Semtech GWMP,
     /// usually port 1700). Absent: the node is no hotspot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -94,6 +120,10 @@ pub struct NodeConfig {
 /// Our logs at info; the consensus engine's chatter only when it matters.
 pub const DEFAULT_LOG: &str =
     "info,commonware_consensus=warn,commonware_storage=warn,commonware_p2p=warn";
+
+fn default_render_device() -> String {
+    "CPU".into()
+}
 
 fn default_log() -> String {
     DEFAULT_LOG.into()

@@ -10,6 +10,7 @@
 
 mod api;
 pub mod api_types;
+mod blobs;
 mod compute;
 pub mod config;
 mod coverage;
@@ -17,6 +18,7 @@ mod follow;
 mod metrics;
 mod openapi;
 mod own_tx;
+mod render;
 mod services;
 mod storage;
 
@@ -57,8 +59,8 @@ pub enum NodeError {
     NotAValidator(String),
     #[error("piece store: {0}")]
     PieceStore(#[from] depin_storage::store::PieceStoreError),
-    #[error("compute blob store: {0}")]
-    Blobs(#[from] depin_compute::blobs::BlobError),
+    #[error("blob store: {0}")]
+    Blobs(#[from] depin_blobs::store::BlobError),
     #[error("compute runner: {0}")]
     Runner(#[from] depin_compute::runner::RunError),
     #[error("{what}: {source}")]
@@ -104,6 +106,8 @@ pub struct Node {
     net_max_response: usize,
     /// The storage provider's piece store, when the node offers storage.
     pub pieces: std::sync::OnceLock<Arc<depin_storage::store::PieceStore>>,
+    /// The provider's blob store and server, shared by the services that move bytes.
+    pub(crate) blobs: std::sync::OnceLock<Arc<blobs::NodeBlobs>>,
     /// Held while one of the node's own transactions is submitted and waited for.
     own_tx: tokio::sync::Mutex<()>,
 }
@@ -187,6 +191,7 @@ impl Node {
             net: std::sync::OnceLock::new(),
             net_max_response: net_max_response(genesis_limits),
             pieces: std::sync::OnceLock::new(),
+            blobs: std::sync::OnceLock::new(),
             own_tx: tokio::sync::Mutex::new(()),
         })
     }
@@ -248,6 +253,7 @@ pub async fn run_until(
         start_service_network(&node).await?;
     }
     let stop = Arc::new(AtomicBool::new(false));
+    blobs::start(&node)?;
     for service in services::registered() {
         service.start(&node, stop.clone())?;
     }

@@ -23,6 +23,15 @@ pub(crate) trait NodeService: Send + Sync {
     /// Starts this service's workers when the node's config asks for them; otherwise does
     /// nothing.
     fn start(&self, node: &Arc<Node>, stop: Arc<AtomicBool>) -> Result<(), NodeError>;
+
+    /// What this service tells the provider's blob server (see `crate::blobs`): the blobs
+    /// its work needs, the outputs it may serve. None: it moves no bytes.
+    fn wanted_blobs(
+        &self,
+        _node: &Arc<Node>,
+    ) -> Option<Arc<dyn depin_blobs::transfer::WantedBlobs>> {
+        None
+    }
 }
 
 /// Every service of the node, in the order their workers start.
@@ -31,6 +40,7 @@ pub(crate) fn registered() -> Vec<Box<dyn NodeService>> {
         Box::new(crate::storage::StorageService),
         Box::new(crate::compute::ComputeService),
         Box::new(crate::coverage::CoverageService),
+        Box::new(crate::render::RenderService),
     ]
 }
 

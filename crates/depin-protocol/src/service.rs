@@ -506,7 +506,89 @@ impl<'s, 'a> ServiceContext<'s, 'a> {
     pub fn epoch(&self) -> u64 {
         self.block.epoch(self.genesis.chain.epoch_blocks)
     }
+
+    /// Pays `provider` `dc` of `consumer`'s escrow for work: `burn_bps` of it is destroyed
+    /// (rounded up), the rest paid out, and `units` of work counted in this epoch's paid-work
+    /// record under `work_key` (see [`ServiceContext::split_paid_work`]), with the burn as
+    /// the cap of the emission those units may earn.
+    pub fn pay_for_work(
+        &mut self,
+        consumer: Address,
+        provider: Address,
+        dc: u128,
+        burn_bps: u16,
+        units: u64,
+        work_key: &[u8],
+    ) -> Result<Vec<Event>, TxError> {
+        let mut events = Vec::new();
+        if dc == 0 {
+            return Ok(events);
+        }
+        let burned = dc
+            .checked_mul(u128::from(burn_bps))
+            .ok_or(TxError::AmountOverflow)?
+            .div_ceil(10_000)
+            .min(dc);
+        self.burn_escrowed_data_credits(burned)?;
+        if dc > burned {
+            events.push(self.pay_from_escrow(consumer, provider, dc - burned)?);
+        }
+        if units > 0 {
+            let mut work: EpochPaidWork = self.get_decoded(work_key)?.unwrap_or_default();
+            let entry = work.entry(provider).or_default();
+            entry.units = entry.units.saturating_add(units);
+            entry.burned_dc = entry.burned_dc.saturating_add(burned);
+            self.put_encoded(work_key, &work);
+            events.push(self.record_work(provider, units)?);
+        }
+        Ok(events)
+    }
+
+    /// Splits an epoch's emission `allocation` by the paid work under `work_key`, each
+    /// provider capped at the token value of the Data Credits its payments burned: a provider
+    /// that pays itself (through any number of consumer accounts) gets back at most what it
+    /// burned, so emission cannot be farmed. What the caps leave is not minted; the record is
+    /// deleted once read.
+    pub fn split_paid_work(
+        &mut self,
+        work_key: &[u8],
+        allocation: Amount,
+    ) -> Result<Vec<(Address, Amount)>, TxError> {
+        let work: EpochPaidWork = self.get_decoded(work_key)?.unwrap_or_default();
+        self.delete_record(work_key);
+        let total_units: u128 = work.values().map(|w| u128::from(w.units)).sum();
+        if total_units == 0 {
+            return Ok(Vec::new());
+        }
+        let price = self.oracle_price()?.price_usd_micro;
+        let mut payouts = Vec::new();
+        for (provider, paid) in work {
+            let share = allocation
+                .mul_div(u128::from(paid.units), total_units)
+                .ok_or(TxError::AmountOverflow)?;
+            let cap = data_credits_to_tokens(self.genesis, paid.burned_dc, price)?;
+            let amount = share.min(cap);
+            if !amount.is_zero() {
+                payouts.push((provider, amount));
+            }
+        }
+        Ok(payouts)
+    }
 }
+
+/// What one provider was paid for in an epoch: the emission split's weight and its cap.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, borsh::BorshSerialize, borsh::BorshDeserialize,
+)]
+pub struct PaidWork {
+    /// Work units paid for at the service's price floor or above.
+    pub units: u64,
+    /// Data Credits of its payments that were burned.
+    pub burned_dc: u128,
+}
+
+/// Every provider's paid work of an epoch, kept until that epoch's emission is split.
+pub type EpochPaidWork = std::collections::BTreeMap<Address, PaidWork>;
 
 /// Tokens (base units) worth `data_credits` at `price_usd_micro` per whole token.
 pub fn data_credits_to_tokens(

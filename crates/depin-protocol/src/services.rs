@@ -16,6 +16,7 @@ pub fn builtin() -> Vec<Arc<dyn ServiceModule>> {
         Arc::new(crate::storage::StorageModule),
         Arc::new(crate::compute::ComputeModule),
         Arc::new(crate::coverage::CoverageModule),
+        Arc::new(crate::render::RenderModule),
     ]
 }
 

@@ -414,6 +414,12 @@ impl Fixture {
                     data_credits += job.escrow_dc;
                     Vec::new()
                 }
+                StateKey::Service(crate::render::SERVICE, k) if k.starts_with(b"j/") => {
+                    let job: crate::render::RenderJob =
+                        borsh::from_slice(value).expect("render job decodes");
+                    data_credits += job.escrow_dc + job.verify_pool_dc;
+                    Vec::new()
+                }
                 StateKey::Stake(_) => {
                     let stake: Stake = borsh::from_slice(value).expect("stake decodes");
                     let unbonding = stake.unbonding_total().expect("unbonding fits u128");
@@ -1150,22 +1156,22 @@ fn storage_share_is_minted_pro_rata_to_recorded_work() {
     let ended = f.end_blocks_through(EPOCH_BLOCKS);
     let rewards = &ended[0];
 
-    // 30% of 1000 tokens split 2 : 5, rounded down; the rounding dust is unallocated.
+    // 25% of 1000 tokens split 2 : 5, rounded down; the rounding dust is unallocated.
     let storage = RewardKind::Service(crate::storage::SERVICE);
-    let storage_share = EMISSION * 3 / 10;
-    assert_eq!(paid(rewards, &p1, storage), 85_714_285);
-    assert_eq!(paid(rewards, &p2, storage), 214_285_714);
+    let storage_share = EMISSION / 4;
+    assert_eq!(paid(rewards, &p1, storage), 71_428_571);
+    assert_eq!(paid(rewards, &p2, storage), 178_571_428);
     let b = bucket(rewards, storage);
     assert_eq!(b.allocation, Amount(storage_share));
     assert_eq!(b.work_units, 7);
-    assert_eq!(b.minted, Amount(299_999_999));
+    assert_eq!(b.minted, Amount(249_999_999));
     assert_eq!(b.unallocated, Amount(1));
-    assert_eq!(f.balance(&p1), balances[0] + 85_714_285);
-    assert_eq!(f.balance(&p2), balances[1] + 214_285_714);
+    assert_eq!(f.balance(&p1), balances[0] + 71_428_571);
+    assert_eq!(f.balance(&p2), balances[1] + 178_571_428);
 
     let validator_share = EMISSION / 5;
-    assert_eq!(rewards.minted, Amount(validator_share + 299_999_999));
-    // Compute, coverage and video did nothing (70% of the rest) plus the storage dust.
+    assert_eq!(rewards.minted, Amount(validator_share + 249_999_999));
+    // Compute, coverage, render and video did nothing (the rest) plus the storage dust.
     assert_eq!(
         rewards.unallocated,
         Amount(EMISSION - validator_share - storage_share + 1)
@@ -1552,6 +1558,7 @@ fn the_validator_set_is_the_top_stake_among_candidates_one_epoch_ahead() {
 mod compute;
 mod coverage;
 mod golden;
+mod render;
 mod services;
 mod storage;
 

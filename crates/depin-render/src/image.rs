@@ -16,6 +16,8 @@ pub struct Image {
 pub enum ImageError {
     #[error("not a PNG we can read: {0}")]
     Decode(#[from] png::DecodingError),
+    #[error("cannot write the PNG: {0}")]
+    Encode(png::EncodingError),
     #[error("the PNG is {0:?} at {1} bits; frames are 8-bit RGBA")]
     Format(png::ColorType, u8),
     #[error("the PNG is {width}×{height}, over the {max_pixels}-pixel limit")]
@@ -86,6 +88,20 @@ impl Image {
             height: h,
             rgba,
         })
+    }
+
+    /// The image as an 8-bit RGBA PNG (what a provider serves for a piece it rendered).
+    pub fn encode_png(&self) -> Result<Vec<u8>, ImageError> {
+        let mut out = Vec::new();
+        let mut encoder = png::Encoder::new(&mut out, self.width, self.height);
+        encoder.set_color(png::ColorType::Rgba);
+        encoder.set_depth(png::BitDepth::Eight);
+        let mut writer = encoder.write_header().map_err(ImageError::Encode)?;
+        writer
+            .write_image_data(&self.rgba)
+            .map_err(ImageError::Encode)?;
+        writer.finish().map_err(ImageError::Encode)?;
+        Ok(out)
     }
 
     /// BLAKE3 of the size and pixels: what a render commits to (not the PNG bytes, which

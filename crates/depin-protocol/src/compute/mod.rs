@@ -13,6 +13,6 @@ mod types;
 pub use module::{ComputeModule, FUEL_PER_PRICE_UNIT, fuel_cost_dc};
 pub use params::ComputeParams;
 pub use types::{
-    ComputeEvent, ComputeTx, ComputeUsage, EpochComputeWork, ExitKind, Job, JobOutcome, JobSpec,
-    JobStatus, MAX_JOB_STRING_BYTES, MAX_JOB_STRINGS, PaidWork, Replica, commitment, keys,
+    ComputeEvent, ComputeTx, ComputeUsage, ExitKind, Job, JobOutcome, JobSpec, JobStatus,
+    MAX_JOB_STRING_BYTES, MAX_JOB_STRINGS, Replica, commitment, keys,
 };

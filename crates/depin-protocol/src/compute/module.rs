@@ -51,7 +51,7 @@ impl ServiceModule for ComputeModule {
     }
 
     fn devnet(&self) -> crate::services::DevnetDefaults {
-        crate::services::DevnetDefaults::new(3000, 100, &super::ComputeParams::devnet())
+        crate::services::DevnetDefaults::new(2000, 100, &super::ComputeParams::devnet())
     }
 
     fn max_payload_bytes(&self) -> usize {
@@ -112,39 +112,10 @@ impl ServiceModule for ComputeModule {
         epoch: u64,
         allocation: Amount,
     ) -> Result<Option<Vec<(Address, Amount)>>, TxError> {
-        Ok(Some(split_paid_work(ctx, epoch, allocation)?))
+        Ok(Some(
+            ctx.split_paid_work(&keys::epoch_work(epoch), allocation)?,
+        ))
     }
-}
-
-/// Splits the epoch's compute emission by paid work units, each provider capped at the token
-/// value of the Data Credits its payments burned: a provider that pays itself (through any
-/// number of consumer accounts) gets back at most what it burned, so emission cannot be
-/// farmed. What the caps leave is not minted.
-fn split_paid_work(
-    ctx: &mut ServiceContext<'_, '_>,
-    epoch: u64,
-    allocation: Amount,
-) -> Result<Vec<(Address, Amount)>, TxError> {
-    let key = keys::epoch_work(epoch);
-    let work: EpochComputeWork = ctx.get_decoded(&key)?.unwrap_or_default();
-    ctx.delete_record(&key);
-    let total_units: u128 = work.values().map(|w| u128::from(w.units)).sum();
-    if total_units == 0 {
-        return Ok(Vec::new());
-    }
-    let price = ctx.oracle_price()?.price_usd_micro;
-    let mut payouts = Vec::new();
-    for (provider, paid) in work {
-        let share = allocation
-            .mul_div(u128::from(paid.units), total_units)
-            .ok_or(TxError::AmountOverflow)?;
-        let cap = crate::service::data_credits_to_tokens(ctx.genesis, paid.burned_dc, price)?;
-        let amount = share.min(cap);
-        if !amount.is_zero() {
-            payouts.push((provider, amount));
-        }
-    }
-    Ok(payouts)
 }
 
 fn load_job(ctx: &ServiceContext<'_, '_>, id: &Hash) -> Result<Job, TxError> {
@@ -622,34 +593,20 @@ fn pay_replica(
     dc: u128,
     fuel_used: u64,
 ) -> Result<Vec<Event>, TxError> {
-    let mut events = Vec::new();
-    if dc == 0 {
-        return Ok(events);
-    }
     let p = ctx.params::<super::ComputeParams>()?;
-    let burned = dc
-        .checked_mul(u128::from(p.payment_burn_bps))
-        .ok_or(TxError::AmountOverflow)?
-        .div_ceil(10_000)
-        .min(dc);
     let floor = p.min_price_dc_per_mfuel;
-    ctx.burn_escrowed_data_credits(burned)?;
-    if dc > burned {
-        events.push(ctx.pay_from_escrow(job.owner, provider, dc - burned)?);
-    }
-    job.escrow_dc -= dc;
-    job.paid_dc += dc;
     let units = (u128::from(fuel_used) / FUEL_PER_PRICE_UNIT).min(dc / u128::from(floor.max(1)));
     let units = u64::try_from(units).unwrap_or(u64::MAX);
-    if units > 0 {
-        let key = keys::epoch_work(ctx.epoch());
-        let mut work: EpochComputeWork = ctx.get_decoded(&key)?.unwrap_or_default();
-        let entry = work.entry(provider).or_default();
-        entry.units = entry.units.saturating_add(units);
-        entry.burned_dc = entry.burned_dc.saturating_add(burned);
-        ctx.put_encoded(&key, &work);
-        events.push(ctx.record_work(provider, units)?);
-    }
+    let events = ctx.pay_for_work(
+        job.owner,
+        provider,
+        dc,
+        p.payment_burn_bps,
+        units,
+        &keys::epoch_work(ctx.epoch()),
+    )?;
+    job.escrow_dc -= dc;
+    job.paid_dc += dc;
     Ok(events)
 }
 

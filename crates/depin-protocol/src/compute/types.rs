@@ -219,23 +219,11 @@ pub mod keys {
         [b"u/".as_slice(), provider.as_bytes()].concat()
     }
 
-    /// The paid work of `epoch`, per provider ([`super::EpochComputeWork`]).
+    /// The paid work of `epoch`, per provider ([`crate::service::EpochPaidWork`]).
     pub fn epoch_work(epoch: u64) -> Vec<u8> {
         [b"w/".as_slice(), &epoch.to_be_bytes()].concat()
     }
 }
-
-/// What one provider was paid for in an epoch: the emission split's weight and its cap.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
-pub struct PaidWork {
-    /// Million-fuel units paid for at the genesis price floor or above.
-    pub units: u64,
-    /// Data Credits of its payments that were burned.
-    pub burned_dc: u128,
-}
-
-/// Every provider's paid work of an epoch, kept until that epoch's emission is split.
-pub type EpochComputeWork = std::collections::BTreeMap<Address, PaidWork>;
 
 /// What a compute transaction or epoch did, carried in receipts (`Event::Service`).
 #[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]

@@ -91,6 +91,15 @@ pub fn check_spec(params: &RenderParams, spec: &RenderJobSpec) -> Result<(), TxE
             ),
         ));
     }
+    if spec.bundle_bytes == 0 || spec.bundle_bytes > params.max_bundle_bytes {
+        return Err(reject(
+            "bad_bundle",
+            format!(
+                "a scene bundle is 1 to {} bytes, not {}",
+                params.max_bundle_bytes, spec.bundle_bytes
+            ),
+        ));
+    }
     if spec.max_price_dc_per_gigapixel_sample < params.min_price_dc_per_gigapixel_sample {
         return Err(reject(
             "price_below_floor",
@@ -103,12 +112,16 @@ pub fn check_spec(params: &RenderParams, spec: &RenderJobSpec) -> Result<(), TxE
     Ok(())
 }
 
-/// Data Credits for one frame of `spec` at `price_dc_per_gigapixel_sample`, rounded up (at
-/// least 1: no frame is free); `None` past `u128` (only a genesis far beyond the defaults'
-/// limits gets there).
-pub fn frame_price_dc(spec: &RenderJobSpec, price_dc_per_gigapixel_sample: u64) -> Option<u128> {
+/// Data Credits for `rows` rows of a frame of `spec` at `price_dc_per_gigapixel_sample`,
+/// rounded up (at least 1: no piece is free); `None` past `u128` (only a genesis far beyond
+/// the defaults' limits gets there).
+pub fn piece_price_dc(
+    spec: &RenderJobSpec,
+    rows: u32,
+    price_dc_per_gigapixel_sample: u64,
+) -> Option<u128> {
     let pixel_samples = u128::from(spec.width)
-        .checked_mul(u128::from(spec.height))?
+        .checked_mul(u128::from(rows))?
         .checked_mul(u128::from(spec.samples))?;
     Some(
         pixel_samples
@@ -118,11 +131,94 @@ pub fn frame_price_dc(spec: &RenderJobSpec, price_dc_per_gigapixel_sample: u64) 
     )
 }
 
-/// The escrow a job locks: every frame at the consumer's maximum price.
-pub fn job_escrow_dc(spec: &RenderJobSpec) -> Result<u128, TxError> {
-    frame_price_dc(spec, spec.max_price_dc_per_gigapixel_sample)
-        .and_then(|frame| frame.checked_mul(u128::from(spec.frames())))
-        .ok_or(TxError::AmountOverflow)
+/// Data Credits for one whole frame of `spec` (a single piece).
+pub fn frame_price_dc(spec: &RenderJobSpec, price_dc_per_gigapixel_sample: u64) -> Option<u128> {
+    piece_price_dc(spec, spec.height, price_dc_per_gigapixel_sample)
+}
+
+/// Where a piece lies: its frame and its rows `y0..y1` from the top.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
+pub struct PieceArea {
+    pub frame: u32,
+    pub y0: u32,
+    pub y1: u32,
+}
+
+impl PieceArea {
+    pub fn rows(&self) -> u32 {
+        self.y1 - self.y0
+    }
+}
+
+/// How many strips each frame of `spec` is cut into: one up to `split_above_pixels`, more
+/// above, never more than the frame has rows.
+pub fn strips_per_frame(params: &RenderParams, spec: &RenderJobSpec) -> u32 {
+    let pixels = u64::from(spec.width) * u64::from(spec.height);
+    let strips = pixels.div_ceil(params.split_above_pixels.max(1)).max(1);
+    strips.min(u64::from(spec.height.max(1))) as u32
+}
+
+/// Pieces of a job: every frame's strips.
+pub fn piece_count(params: &RenderParams, spec: &RenderJobSpec) -> u64 {
+    u64::from(spec.frames()) * u64::from(strips_per_frame(params, spec))
+}
+
+/// The area of piece `index` (frames in order, each frame's strips from the top; strips are
+/// of equal height but the last, which takes what is left).
+pub fn piece_area(params: &RenderParams, spec: &RenderJobSpec, index: u64) -> PieceArea {
+    let strips = u64::from(strips_per_frame(params, spec));
+    let frame = spec.frame_start + (index / strips) as u32;
+    let strip = (index % strips) as u32;
+    let rows = spec.height.div_ceil(strips as u32);
+    let y0 = (strip * rows).min(spec.height);
+    let y1 = if u64::from(strip) + 1 == strips {
+        spec.height
+    } else {
+        (y0 + rows).min(spec.height)
+    };
+    PieceArea { frame, y0, y1 }
+}
+
+/// What a job locks: every piece at the consumer's maximum price, and beside it the pool its
+/// verdicts are paid from (`verify_escrow_bps` of that, rounded up).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobEscrow {
+    pub frames_dc: u128,
+    pub verify_pool_dc: u128,
+}
+
+impl JobEscrow {
+    pub fn total_dc(&self) -> u128 {
+        self.frames_dc + self.verify_pool_dc
+    }
+}
+
+pub fn job_escrow_dc(params: &RenderParams, spec: &RenderJobSpec) -> Result<JobEscrow, TxError> {
+    let strips = strips_per_frame(params, spec);
+    let price = spec.max_price_dc_per_gigapixel_sample;
+    let mut per_frame: u128 = 0;
+    for strip in 0..u64::from(strips) {
+        let area = piece_area(params, spec, strip);
+        per_frame = piece_price_dc(spec, area.rows(), price)
+            .and_then(|dc| per_frame.checked_add(dc))
+            .ok_or(TxError::AmountOverflow)?;
+    }
+    let frames_dc = per_frame
+        .checked_mul(u128::from(spec.frames()))
+        .ok_or(TxError::AmountOverflow)?;
+    let verify_pool_dc = frames_dc
+        .checked_mul(u128::from(params.verify_escrow_bps))
+        .ok_or(TxError::AmountOverflow)?
+        .div_ceil(10_000);
+    frames_dc
+        .checked_add(verify_pool_dc)
+        .ok_or(TxError::AmountOverflow)?;
+    Ok(JobEscrow {
+        frames_dc,
+        verify_pool_dc,
+    })
 }
 
 /// A rectangle of a frame: columns `x0..x1`, rows `y0..y1` from the top.
@@ -169,6 +265,56 @@ pub fn draw_check_regions(
             }
         })
         .collect()
+}
+
+/// The check regions of a piece in frame coordinates: drawn over the piece's own rows from
+/// `seed`, so a strip is checked inside itself.
+pub fn piece_check_regions(
+    params: &RenderParams,
+    area: &PieceArea,
+    width: u32,
+    seed: &Hash,
+) -> Vec<CheckRegion> {
+    draw_check_regions(params, seed, width, area.rows())
+        .into_iter()
+        .map(|r| CheckRegion {
+            y0: r.y0 + area.y0,
+            y1: r.y1 + area.y0,
+            ..r
+        })
+        .collect()
+}
+
+/// Blocks a renderer is given for a piece: the genesis base, plus its pixel-samples at the
+/// renderer's advertised score slowed `render_slack` times, in blocks of `block_interval_ms`.
+pub fn render_blocks(
+    params: &RenderParams,
+    spec: &RenderJobSpec,
+    rows: u32,
+    score_pixel_samples_per_s: u64,
+    block_interval_ms: u64,
+) -> u64 {
+    let pixel_samples = u128::from(spec.width) * u128::from(rows) * u128::from(spec.samples);
+    let ms = pixel_samples * u128::from(params.render_slack) * 1000
+        / u128::from(score_pixel_samples_per_s.max(1));
+    let blocks = ms.div_ceil(u128::from(block_interval_ms.max(1)));
+    params
+        .render_base_blocks
+        .saturating_add(u64::try_from(blocks).unwrap_or(u64::MAX))
+}
+
+/// The Cycles seed of a frame of a job: fixed per frame (no animated seed), the same for its
+/// renderer and its verifiers, and under 2³¹ as Blender's seed is a signed int.
+pub fn frame_seed(job: &Hash, frame: u32) -> u32 {
+    let draw = Hash::tagged("depin render seed", &[job.as_bytes(), &frame.to_be_bytes()]);
+    let mut word = [0u8; 4];
+    word.copy_from_slice(&draw.as_bytes()[..4]);
+    u32::from_be_bytes(word) & 0x7fff_ffff
+}
+
+/// A verdict passes at or above both genesis thresholds.
+pub fn verdict_passes(params: &RenderParams, verdict: &super::Verdict) -> bool {
+    verdict.ssim_ppm >= params.min_ssim_ppm && verdict.psnr_millidb >= params.min_psnr_millidb
 }
 
 #[cfg(test)]
@@ -227,14 +373,23 @@ mod tests {
             with(|s| s.max_price_dc_per_gigapixel_sample = 0),
             "price_below_floor"
         );
+        assert_eq!(with(|s| s.bundle_bytes = 0), "bad_bundle");
+        assert_eq!(with(|s| s.bundle_bytes = u64::MAX), "bad_bundle");
     }
 
     #[test]
     fn a_frame_costs_its_pixel_samples_at_the_price_rounded_up() {
         let s = spec();
         // 1920 × 1080 × 128 = 265,420,800 pixel-samples; at 100 DC per 10⁹: 26.54 → 27.
+        let p = RenderParams::devnet();
         assert_eq!(frame_price_dc(&s, 100), Some(27));
-        assert_eq!(job_escrow_dc(&s), Ok(27 * 48));
+        assert_eq!(
+            job_escrow_dc(&p, &s),
+            Ok(JobEscrow {
+                frames_dc: 27 * 48,
+                verify_pool_dc: (27 * 48 * 2000u128).div_ceil(10_000)
+            })
+        );
         let tiny = RenderJobSpec {
             width: 1,
             height: 1,
@@ -243,7 +398,6 @@ mod tests {
         };
         assert_eq!(frame_price_dc(&tiny, 1), Some(1), "no frame is free");
         // The largest job within limits cannot overflow.
-        let p = RenderParams::devnet();
         let huge = RenderJobSpec {
             width: 7680,
             height: 4320,
@@ -254,14 +408,55 @@ mod tests {
             ..s
         };
         assert_eq!(check_spec(&p, &huge), Ok(()));
-        assert!(job_escrow_dc(&huge).is_ok_and(|dc| dc > 0));
+        assert!(job_escrow_dc(&p, &huge).is_ok_and(|e| e.total_dc() > 0));
         let beyond = RenderJobSpec {
             width: u32::MAX,
             height: u32::MAX,
             samples: u32::MAX,
             ..huge
         };
-        assert_eq!(job_escrow_dc(&beyond), Err(TxError::AmountOverflow));
+        assert_eq!(job_escrow_dc(&p, &beyond), Err(TxError::AmountOverflow));
+    }
+
+    #[test]
+    fn frames_above_the_split_are_cut_into_strips_that_cover_them_once() {
+        let p = RenderParams::devnet();
+        let hd = spec();
+        assert_eq!(strips_per_frame(&p, &hd), 1);
+        assert_eq!(piece_count(&p, &hd), 48);
+        assert_eq!(
+            piece_area(&p, &hd, 47),
+            PieceArea {
+                frame: 48,
+                y0: 0,
+                y1: 1080
+            }
+        );
+        let eight_k = RenderJobSpec {
+            width: 7680,
+            height: 4321,
+            frame_end: 2,
+            ..spec()
+        };
+        let strips = strips_per_frame(&p, &eight_k);
+        assert_eq!(strips, 5);
+        assert_eq!(piece_count(&p, &eight_k), 10);
+        let mut next_row = 0;
+        for i in 0..u64::from(strips) {
+            let a = piece_area(&p, &eight_k, i);
+            assert_eq!((a.frame, a.y0), (1, next_row));
+            assert!(u64::from(a.rows()) * 7680 <= p.split_above_pixels);
+            next_row = a.y1;
+        }
+        assert_eq!(next_row, 4321);
+        assert_eq!(piece_area(&p, &eight_k, 5).frame, 2);
+        // A tall one-pixel-wide frame never has empty strips.
+        let thin = RenderJobSpec {
+            width: 1,
+            height: 3,
+            ..spec()
+        };
+        assert_eq!(strips_per_frame(&p, &thin), 1);
     }
 
     #[test]

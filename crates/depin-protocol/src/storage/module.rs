@@ -88,7 +88,7 @@ impl ServiceModule for StorageModule {
     }
 
     fn devnet(&self) -> crate::services::DevnetDefaults {
-        crate::services::DevnetDefaults::new(3000, 100, &super::StorageParams::devnet())
+        crate::services::DevnetDefaults::new(2500, 100, &super::StorageParams::devnet())
     }
 
     fn max_payload_bytes(&self) -> usize {

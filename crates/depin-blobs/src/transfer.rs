@@ -1,9 +1,10 @@
-//! The compute wire protocol over depin-net request-response: a consumer pushes a job's
-//! module and input to the replicas the chain assigned; any holder (a replica, or a replica
-//! of an earlier round) serves them to a provider that lacks them; replicas serve their
-//! result bundles to the consumer. Every blob is checked against its BLAKE3 before use.
+//! The blob protocol over depin-net request-response: a consumer pushes a job's bytes (a
+//! module, an input, a scene bundle) to the providers the chain assigned; any holder serves
+//! them to a provider that lacks them; providers serve the outputs they made (results,
+//! rendered pieces) to whom their service allows. Every blob is checked against its BLAKE3
+//! before use.
 
-use crate::blobs::{BlobError, BlobStore, BlobWriter};
+use crate::store::{BlobError, BlobStore, BlobWriter};
 use borsh::{BorshDeserialize, BorshSerialize};
 use depin_net::{NetError, NetHandle, peer_id_of};
 use depin_types::{Address, Hash};
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 
 /// Request-response protocol name (depin-net adds the chain id).
-pub const BLOB_PROTOCOL: &str = "compute/blob/1";
+pub const BLOB_PROTOCOL: &str = "blob/1";
 
 /// Bytes per message.
 pub const PART_BYTES: usize = 1 << 20;
@@ -44,9 +45,10 @@ pub enum BlobRequest {
         offset: u64,
         len: u32,
     },
-    /// The encoded [`crate::bundle::ResultBundle`] of a job this provider ran.
-    GetResult {
-        job: Hash,
+    /// An output this provider made, by its service's key (a compute job's result bundle, a
+    /// rendered piece).
+    GetOutput {
+        key: Hash,
         offset: u64,
         len: u32,
     },
@@ -76,10 +78,30 @@ fn refused(code: &str, message: impl Into<String>) -> BlobResponse {
     }
 }
 
-/// What the provider needs to know from the chain.
+/// What the node's services say from the chain.
 pub trait WantedBlobs: Send + Sync {
-    /// The length of `blob` if a job assigned to this provider needs it.
+    /// The length of `blob` if work assigned to this node needs it.
     fn wanted(&self, blob: &Hash) -> Option<u64>;
+
+    /// Whether the output under `key` may go to `requester` (`None`: a peer whose id names
+    /// no account). Outputs go to anyone unless a service says otherwise.
+    fn may_serve_output(&self, _key: &Hash, _requester: Option<&Address>) -> bool {
+        true
+    }
+}
+
+/// Every service's wants at once: a blob is wanted if any says so, an output served if the
+/// first that knows the key allows it (outputs of one service are unknown to the others).
+pub struct AnyWanted(pub Vec<Arc<dyn WantedBlobs>>);
+
+impl WantedBlobs for AnyWanted {
+    fn wanted(&self, blob: &Hash) -> Option<u64> {
+        self.0.iter().find_map(|w| w.wanted(blob))
+    }
+
+    fn may_serve_output(&self, key: &Hash, requester: Option<&Address>) -> bool {
+        self.0.iter().all(|w| w.may_serve_output(key, requester))
+    }
 }
 
 struct Upload {
@@ -117,16 +139,16 @@ impl BlobServer {
         (Arc::new(server), rx)
     }
 
-    /// Answers one encoded request (blocking: it touches the disk).
-    pub fn handle_encoded(&self, request: &[u8]) -> Vec<u8> {
+    /// Answers one encoded request from `requester` (blocking: it touches the disk).
+    pub fn handle_encoded(&self, request: &[u8], requester: Option<&Address>) -> Vec<u8> {
         let answer = match depin_types::decode_bounded::<BlobRequest>(request, MAX_MESSAGE_BYTES) {
-            Ok(request) => self.handle(request),
+            Ok(request) => self.handle(request, requester),
             Err(e) => refused("malformed", e.to_string()),
         };
         depin_types::encode(&answer)
     }
 
-    pub fn handle(&self, request: BlobRequest) -> BlobResponse {
+    pub fn handle(&self, request: BlobRequest, requester: Option<&Address>) -> BlobResponse {
         match request {
             BlobRequest::Put {
                 blob,
@@ -146,14 +168,20 @@ impl BlobServer {
                     Err(e) => refused("internal", e.to_string()),
                 }
             }
-            BlobRequest::GetResult { job, offset, len } => {
+            BlobRequest::GetOutput { key, offset, len } => {
+                if !self.wanted.may_serve_output(&key, requester) {
+                    return refused(
+                        "not_allowed",
+                        format!("output {key} is not served to this peer (yet)"),
+                    );
+                }
                 match self
                     .store
-                    .read_result(&job, offset, (len as usize).min(PART_BYTES))
+                    .read_output(&key, offset, (len as usize).min(PART_BYTES))
                 {
                     Ok((total, bytes)) => BlobResponse::Data { total, bytes },
                     Err(BlobError::Unknown(_)) => {
-                        refused("unknown_result", format!("no result of job {job} here"))
+                        refused("unknown_output", format!("no output {key} here"))
                     }
                     Err(e) => refused("internal", e.to_string()),
                 }
@@ -262,7 +290,7 @@ pub async fn serve(server: Arc<BlobServer>, net: NetHandle) {
     let mut requests = match net.serve(BLOB_PROTOCOL).await {
         Ok(rx) => rx,
         Err(e) => {
-            tracing::warn!(error = %e, "cannot serve the compute protocol");
+            tracing::warn!(error = %e, "cannot serve the blob protocol");
             return;
         }
     };
@@ -270,7 +298,11 @@ pub async fn serve(server: Arc<BlobServer>, net: NetHandle) {
         let server = server.clone();
         tokio::spawn(async move {
             let bytes = std::mem::take(&mut request.bytes);
-            let answer = tokio::task::spawn_blocking(move || server.handle_encoded(&bytes)).await;
+            let requester = depin_net::address_of(&request.peer);
+            let answer = tokio::task::spawn_blocking(move || {
+                server.handle_encoded(&bytes, requester.as_ref())
+            })
+            .await;
             if let Ok(answer) = answer {
                 request.respond(answer);
             }
@@ -445,11 +477,11 @@ pub async fn fetch_blob(
     Err(TransferError::NoHolder(reasons.join("; ")))
 }
 
-/// The encoded result bundle of `job` from `holder`.
-pub async fn fetch_result(
+/// The output under `key` from `holder`, at most `max_bytes`.
+pub async fn fetch_output(
     net: &NetHandle,
     holder: &Address,
-    job: Hash,
+    key: Hash,
     max_bytes: u64,
 ) -> Result<Vec<u8>, TransferError> {
     let mut out = Vec::new();
@@ -457,8 +489,8 @@ pub async fn fetch_result(
         net,
         holder,
         max_bytes,
-        |offset| BlobRequest::GetResult {
-            job,
+        |offset| BlobRequest::GetOutput {
+            key,
             offset,
             len: PART_BYTES as u32,
         },
@@ -483,6 +515,49 @@ mod tests {
         }
     }
 
+    /// Serves the output `key` to `allowed` only.
+    struct OnlyTo(Hash, depin_types::Address);
+
+    impl WantedBlobs for OnlyTo {
+        fn wanted(&self, _blob: &Hash) -> Option<u64> {
+            None
+        }
+
+        fn may_serve_output(&self, key: &Hash, requester: Option<&Address>) -> bool {
+            *key != self.0 || requester == Some(&self.1)
+        }
+    }
+
+    #[test]
+    fn an_output_goes_only_to_whom_its_service_allows() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = Arc::new(BlobStore::open(dir.path()).expect("open"));
+        let key = Hash::of(b"a rendered piece");
+        store.put_output(&key, b"pixels").expect("put");
+        let consumer = depin_types::Keypair::from_seed(b"consumer").address();
+        let stranger = depin_types::Keypair::from_seed(b"stranger").address();
+        let policy = AnyWanted(vec![Arc::new(OnlyTo(key, consumer))]);
+        let (server, _) = BlobServer::new(store, Arc::new(policy));
+        let get = BlobRequest::GetOutput {
+            key,
+            offset: 0,
+            len: 100,
+        };
+        assert_eq!(
+            server.handle(get.clone(), Some(&consumer)),
+            BlobResponse::Data {
+                total: 6,
+                bytes: b"pixels".to_vec()
+            }
+        );
+        for who in [Some(&stranger), None] {
+            assert!(matches!(
+                server.handle(get.clone(), who),
+                BlobResponse::Refused { code, .. } if code == "not_allowed"
+            ));
+        }
+    }
+
     #[test]
     fn a_provider_takes_only_wanted_blobs_in_order_and_checks_their_hash() {
         let dir = tempfile::tempdir().expect("tmp");
@@ -494,12 +569,15 @@ mod tests {
         let total = bytes.len() as u64;
         let (server, mut stored) = BlobServer::new(store.clone(), Arc::new(Wants(blob, total)));
         let put = |blob: Hash, total: u64, offset: u64, part: &[u8]| {
-            server.handle(BlobRequest::Put {
-                blob,
-                total,
-                offset,
-                bytes: part.to_vec(),
-            })
+            server.handle(
+                BlobRequest::Put {
+                    blob,
+                    total,
+                    offset,
+                    bytes: part.to_vec(),
+                },
+                None,
+            )
         };
         let stranger = Hash(*blake3::hash(b"stranger").as_bytes());
         assert!(
@@ -540,11 +618,14 @@ mod tests {
         );
         assert_eq!(stored.try_recv().ok(), Some(blob));
         assert_eq!(
-            server.handle(BlobRequest::Get {
-                blob,
-                offset: 10,
-                len: 5
-            }),
+            server.handle(
+                BlobRequest::Get {
+                    blob,
+                    offset: 10,
+                    len: 5
+                },
+                None
+            ),
             BlobResponse::Data {
                 total,
                 bytes: bytes[10..15].to_vec()
@@ -555,16 +636,19 @@ mod tests {
         let other: Vec<u8> = vec![9u8; 100];
         let want = Hash(*blake3::hash(b"the real thing").as_bytes());
         let (server, _) = BlobServer::new(store.clone(), Arc::new(Wants(want, 100)));
-        let answer = server.handle(BlobRequest::Put {
-            blob: want,
-            total: 100,
-            offset: 0,
-            bytes: other,
-        });
+        let answer = server.handle(
+            BlobRequest::Put {
+                blob: want,
+                total: 100,
+                offset: 0,
+                bytes: other,
+            },
+            None,
+        );
         assert!(matches!(answer, BlobResponse::Refused { code, .. } if code == "hash_mismatch"));
         assert!(!store.has(&want));
         assert!(matches!(
-            server.handle_encoded(b"\xff\xff junk").as_slice(),
+            server.handle_encoded(b"\xff\xff junk", None).as_slice(),
             bytes if matches!(depin_types::decode_bounded::<BlobResponse>(bytes, MAX_MESSAGE_BYTES), Ok(BlobResponse::Refused { .. }))
         ));
     }
@@ -586,7 +670,7 @@ mod network_tests {
     }
 
     fn config(key: Keypair) -> NetConfig {
-        let mut c = NetConfig::new(key, "compute-test");
+        let mut c = NetConfig::new(key, "blobs-test");
         c.listen_tcp = "/ip4/127.0.0.1/tcp/0".parse().expect("addr");
         c.listen_quic = None;
         c.max_request_bytes = MAX_MESSAGE_BYTES;
@@ -699,12 +783,12 @@ mod network_tests {
         // Results come back whole.
         let result: Vec<u8> = vec![42u8; PART_BYTES + 7];
         let job = Hash::of(b"job");
-        replica_store.put_result(&job, &result).expect("result");
-        let fetched = fetch_result(&late, &replica_key.address(), job, 1 << 30)
+        replica_store.put_output(&job, &result).expect("result");
+        let fetched = fetch_output(&late, &replica_key.address(), job, 1 << 30)
             .await
             .expect("result");
         assert_eq!(fetched, result);
-        let too_big = fetch_result(&late, &replica_key.address(), job, 100).await;
+        let too_big = fetch_output(&late, &replica_key.address(), job, 100).await;
         assert!(
             matches!(too_big, Err(TransferError::Malformed(_))),
             "{too_big:?}"

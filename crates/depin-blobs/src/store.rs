@@ -1,6 +1,6 @@
-//! A provider's files for compute: content-addressed blobs (modules and input bundles,
-//! written under a temporary name, checked against their BLAKE3 and renamed) and the result
-//! bundles of the jobs it ran.
+//! A node's blob files: content-addressed blobs (a job's module, input or scene bundle,
+//! written under a temporary name, checked against their BLAKE3 and renamed) and the outputs
+//! it made for consumers (a job's result bundle, a rendered piece), named by a service's key.
 
 use depin_types::Hash;
 use std::fs::{File, OpenOptions};
@@ -159,29 +159,37 @@ impl BlobStore {
         Self::read_range(&self.path(blob), offset, len)
     }
 
-    pub fn result_path(&self, job: &Hash) -> PathBuf {
-        self.dir.join("results").join(job.to_string())
+    pub fn output_path(&self, key: &Hash) -> PathBuf {
+        self.dir.join("results").join(key.to_string())
     }
 
-    /// Keeps a job's encoded result bundle (durably: the replica commits to it next).
-    pub fn put_result(&self, job: &Hash, bytes: &[u8]) -> Result<(), BlobError> {
-        let temp = self.dir.join("partial").join(format!("result-{job}"));
+    /// Keeps an output under `key` (durably: a commitment to it usually follows).
+    pub fn put_output(&self, key: &Hash, bytes: &[u8]) -> Result<(), BlobError> {
+        let temp = self.dir.join("partial").join(format!("output-{key}"));
         let mut file = File::create(&temp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
-        std::fs::rename(&temp, self.result_path(job))?;
+        std::fs::rename(&temp, self.output_path(key))?;
         Ok(())
     }
 
-    pub fn read_result(
+    pub fn has_output(&self, key: &Hash) -> bool {
+        self.output_path(key).is_file()
+    }
+
+    pub fn remove_output(&self, key: &Hash) {
+        let _ = std::fs::remove_file(self.output_path(key));
+    }
+
+    pub fn read_output(
         &self,
-        job: &Hash,
+        key: &Hash,
         offset: u64,
         len: usize,
     ) -> Result<(u64, Vec<u8>), BlobError> {
-        let path = self.result_path(job);
+        let path = self.output_path(key);
         if !path.is_file() {
-            return Err(BlobError::Unknown(*job));
+            return Err(BlobError::Unknown(*key));
         }
         Self::read_range(&path, offset, len)
     }

@@ -1,0 +1,694 @@
+//! The render service in the node: the job route (a job with its pieces, for `depin render
+//! status`), and on a render provider the worker: it measures the benchmark scene and
+//! advertises its build and score, renders the pieces the chain hands it (sandboxed
+//! Blender, pinned seed and samples) and commits each one's pixel hash and tile root, and
+//! checks the pieces it is drawn to verify by re-rendering their check regions in one run.
+
+use crate::api::{ApiError, ApiResult, NodeState, ServiceRoutes};
+use crate::config::RenderFault;
+use crate::openapi::{BAD_REQUEST, object, ok_response, operation, path_param};
+use crate::{Node, NodeError, Role};
+use axum::Json;
+use axum::extract::{Path, State};
+use depin_blobs::store::BlobStore;
+use depin_blobs::transfer::{WantedBlobs, fetch_blob, fetch_output};
+use depin_protocol::render::{
+    Piece, PieceCommitment, PieceRef, PieceStatus, RenderAd, RenderJob, RenderParams, RenderTx,
+    RenderUsage, Verdict, frame_seed, keys, piece_area, piece_check_regions,
+};
+use depin_render::{Blender, BlenderConfig, Capabilities, Device, Image, Region, RenderSpec};
+use depin_types::{Address, Hash};
+use serde::Serialize;
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Worker loop period.
+const TICK: Duration = Duration::from_millis(300);
+/// How long a renderer waits for the consumer's push of a scene before asking other holders.
+const PUSH_WAIT: Duration = Duration::from_secs(5);
+/// Largest piece image a verifier fetches (8K RGBA PNG, uncompressed, with room).
+const MAX_PIECE_PNG_BYTES: u64 = 160 << 20;
+
+/// Pieces listed by the job route at most (the rest are counted).
+const MAX_LISTED_PIECES: u64 = 10_000;
+
+/// A job and its pieces: those handed out at least once, as the chain holds them, and the
+/// count still waiting for their first renderer.
+#[derive(Debug, Serialize)]
+pub struct RenderJobView {
+    pub job: RenderJob,
+    pub pieces: Vec<Piece>,
+    pub never_assigned: u64,
+}
+
+fn job_record(node: &Node, id: &Hash) -> Option<RenderJob> {
+    node.chain()
+        .service_record(depin_protocol::render::SERVICE, &keys::job(id))
+        .ok()
+        .flatten()
+}
+
+fn piece_record(node: &Node, job: &RenderJob, index: u64) -> Option<Piece> {
+    let stored: Option<Piece> = node
+        .chain()
+        .service_record(
+            depin_protocol::render::SERVICE,
+            &keys::piece(&job.id, index),
+        )
+        .ok()
+        .flatten();
+    stored.or_else(|| {
+        let params = node
+            .chain()
+            .protocol()
+            .genesis()
+            .service_params::<depin_protocol::render::RenderParams>()
+            .ok()?;
+        Some(Piece::queued(index, piece_area(&params, &job.spec, index)))
+    })
+}
+
+/// The key a renderer keeps a piece's image under, and serves it by.
+pub fn piece_output_key(job: &Hash, piece: u64, attempt: u8) -> Hash {
+    Hash::tagged(
+        "depin render piece output",
+        &[job.as_bytes(), &piece.to_be_bytes(), &[attempt]],
+    )
+}
+
+/// Who may fetch a rendered piece from its renderer: the verifiers drawn to check that
+/// render, and the consumer once the piece is approved (before that the consumer sees no
+/// full frame, so rejecting a good one to get it free gains nothing).
+pub(crate) fn may_fetch_piece(
+    job: &RenderJob,
+    piece: &Piece,
+    attempt: u8,
+    requester: Option<&Address>,
+) -> bool {
+    let Some(requester) = requester else {
+        return false;
+    };
+    let verifier =
+        piece.attempt == attempt && piece.verdicts.iter().any(|s| s.verifier == *requester);
+    let disputer = piece
+        .dispute
+        .as_ref()
+        .is_some_and(|d| d.attempt == attempt && d.slot.verifier == *requester);
+    let owner = *requester == job.owner
+        && piece.attempt == attempt
+        && piece.status == PieceStatus::Approved;
+    verifier || disputer || owner
+}
+
+pub(crate) struct RenderService;
+
+impl crate::services::NodeService for RenderService {
+    fn service(&self) -> depin_types::ServiceKind {
+        depin_protocol::render::SERVICE
+    }
+
+    fn routes(&self, routes: ServiceRoutes) -> ServiceRoutes {
+        routes.get("/jobs/{id}", render_job)
+    }
+
+    fn openapi_paths(&self) -> Vec<(&'static str, serde_json::Value)> {
+        vec![(
+            "/jobs/{id}",
+            serde_json::json!({"get": operation("A render job with its pieces: each piece's status, renderer, commitment, check seed and verdicts, and the count never assigned yet",
+            vec![path_param("id", "job id (64 hex)")],
+            ok_response("RenderJobView", object("RenderJobView")), &[BAD_REQUEST, ("404", "unknown_job")])}),
+        )]
+    }
+
+    fn start(&self, node: &Arc<Node>, stop: Arc<AtomicBool>) -> Result<(), NodeError> {
+        if node.config.role != Role::Provider {
+            return Ok(());
+        }
+        let (Some(binary), Some(net), Some(blobs)) = (
+            node.config.render_blender.clone(),
+            node.net.get().cloned(),
+            node.blobs.get().cloned(),
+        ) else {
+            return Ok(());
+        };
+        let device: Device =
+            node.config
+                .render_device
+                .parse()
+                .map_err(|e: String| NodeError::Io {
+                    what: "render_device",
+                    source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
+                })?;
+        let dir = node.config.data_dir.join("render");
+        std::fs::create_dir_all(dir.join("scenes")).map_err(|source| NodeError::Io {
+            what: "render folder",
+            source,
+        })?;
+        let worker = Worker {
+            node: node.clone(),
+            net,
+            store: blobs.store.clone(),
+            blender: Blender::new(BlenderConfig {
+                binary,
+                device,
+                ..BlenderConfig::default()
+            }),
+            dir,
+            busy: Arc::new(Mutex::new(BTreeSet::new())),
+        };
+        tokio::spawn(worker.run(stop));
+        Ok(())
+    }
+
+    fn wanted_blobs(&self, node: &Arc<Node>) -> Option<Arc<dyn WantedBlobs>> {
+        Some(Arc::new(ChainWanted(node.clone())))
+    }
+}
+
+/// The pieces this provider renders or checks.
+fn my_usage(node: &Node) -> RenderUsage {
+    node.chain()
+        .service_record(
+            depin_protocol::render::SERVICE,
+            &keys::usage(&node.key.address()),
+        )
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+}
+
+/// What the chain says this provider needs and may serve for render.
+struct ChainWanted(Arc<Node>);
+
+impl WantedBlobs for ChainWanted {
+    fn wanted(&self, blob: &Hash) -> Option<u64> {
+        let usage = my_usage(&self.0);
+        usage
+            .rendering
+            .iter()
+            .chain(&usage.verifying)
+            .find_map(|r| {
+                let job = job_record(&self.0, &r.job)?;
+                (job.spec.bundle == *blob).then_some(job.spec.bundle_bytes)
+            })
+    }
+
+    fn may_serve_output(&self, key: &Hash, requester: Option<&Address>) -> bool {
+        let Some(made) = read_made(&self.0, key) else {
+            // Not a piece this node rendered: another service's output.
+            return true;
+        };
+        let Some(job) = job_record(&self.0, &made.job) else {
+            return false;
+        };
+        piece_record(&self.0, &job, made.piece)
+            .is_some_and(|piece| may_fetch_piece(&job, &piece, made.attempt, requester))
+    }
+}
+
+/// The record a renderer keeps beside each piece image it serves: which render it is.
+fn made_path(node: &Node, key: &Hash) -> std::path::PathBuf {
+    node.config
+        .data_dir
+        .join("render")
+        .join("made")
+        .join(key.to_string())
+}
+
+fn read_made(node: &Node, key: &Hash) -> Option<PieceRef> {
+    let bytes = std::fs::read(made_path(node, key)).ok()?;
+    depin_types::decode_bounded(&bytes, 256).ok()
+}
+
+#[derive(Clone)]
+struct Worker {
+    node: Arc<Node>,
+    net: depin_net::NetHandle,
+    store: Arc<BlobStore>,
+    blender: Blender,
+    dir: std::path::PathBuf,
+    /// Renders and checks in progress here.
+    busy: Arc<Mutex<BTreeSet<(PieceRef, bool)>>>,
+}
+
+impl Worker {
+    async fn run(self, stop: Arc<AtomicBool>) {
+        let blender = self.blender.clone();
+        let measured = tokio::task::spawn_blocking(move || {
+            let capabilities = blender.probe()?;
+            let score = depin_render::scenes::benchmark(&blender, &capabilities)?;
+            Ok::<_, depin_render::RenderError>((capabilities, score))
+        })
+        .await;
+        let (capabilities, score) = match measured {
+            Ok(Ok(measured)) => measured,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "no render provider here: Blender cannot render");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the render benchmark stopped");
+                return;
+            }
+        };
+        let score_pixel_samples_per_s = (score.megapixel_samples_per_s * 1e6) as u64;
+        let build = format!(
+            "Blender {} {} {}",
+            capabilities.blender,
+            std::env::consts::ARCH,
+            self.blender.config().device.as_str()
+        );
+        tracing::info!(%build, score_pixel_samples_per_s, "render provider started");
+        let capabilities = Arc::new(capabilities);
+        while !stop.load(Ordering::SeqCst) {
+            tokio::time::sleep(TICK).await;
+            self.advertise(&build, score_pixel_samples_per_s).await;
+            let usage = my_usage(&self.node);
+            for (piece, verifying) in usage
+                .rendering
+                .iter()
+                .map(|r| (*r, false))
+                .chain(usage.verifying.iter().map(|r| (*r, true)))
+            {
+                let fresh = self
+                    .busy
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert((piece, verifying));
+                if !fresh {
+                    continue;
+                }
+                let (worker, capabilities) = (self.clone(), capabilities.clone());
+                tokio::spawn(async move {
+                    let done = if verifying {
+                        worker.verify(&piece, &capabilities).await
+                    } else {
+                        worker.render(&piece, &capabilities).await
+                    };
+                    if let Err(e) = done {
+                        tracing::warn!(job = %piece.job, piece = piece.piece, error = %e, "render work failed");
+                    }
+                    // Kept as busy a while: the chain's record lags our own transaction.
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    worker
+                        .busy
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&(piece, verifying));
+                });
+            }
+        }
+    }
+
+    /// Advertises the build and score once this node is registered for render, and again
+    /// when they change.
+    async fn advertise(&self, build: &str, score: u64) {
+        let me = self.node.key.address();
+        let offers_render = self
+            .node
+            .chain()
+            .provider(&me)
+            .ok()
+            .flatten()
+            .is_some_and(|p| {
+                p.services
+                    .iter()
+                    .any(|o| o.service == depin_protocol::render::SERVICE)
+            });
+        if !offers_render {
+            return;
+        }
+        let current: Option<RenderAd> = self
+            .node
+            .chain()
+            .service_record(depin_protocol::render::SERVICE, &keys::ad(&me))
+            .ok()
+            .flatten();
+        if current.is_some_and(|ad| ad.build == build && ad.score_pixel_samples_per_s == score) {
+            return;
+        }
+        let tx = RenderTx::Advertise {
+            device: self.blender.config().device.as_str().into(),
+            build: build.into(),
+            score_pixel_samples_per_s: score,
+        };
+        if crate::own_tx::submit_and_wait(
+            &self.node,
+            depin_protocol::render::SERVICE,
+            depin_types::encode(&tx),
+        )
+        .await
+        {
+            tracing::info!(build, score, "render build and score advertised");
+        }
+    }
+
+    fn params(&self) -> Result<RenderParams, String> {
+        self.node
+            .chain()
+            .protocol()
+            .genesis()
+            .service_params::<RenderParams>()
+            .map_err(|e| e.to_string())
+    }
+
+    /// Gets the job's scene bundle (pushed by the consumer, or from another holder after a
+    /// while) and unpacks it once per bundle; returns its folder.
+    async fn scene(
+        &self,
+        job: &RenderJob,
+        holders: &[Address],
+    ) -> Result<std::path::PathBuf, String> {
+        let bundle = job.spec.bundle;
+        let folder = self.dir.join("scenes").join(bundle.to_string());
+        if folder.join("scene.blend").is_file() {
+            return Ok(folder);
+        }
+        let started = Instant::now();
+        while !self.store.has(&bundle) {
+            if started.elapsed() > Duration::from_secs(120) {
+                return Err(format!("scene bundle {bundle} never arrived"));
+            }
+            if started.elapsed() >= PUSH_WAIT {
+                match fetch_blob(
+                    &self.net,
+                    holders,
+                    bundle,
+                    job.spec.bundle_bytes,
+                    &self.store,
+                )
+                .await
+                {
+                    Ok(()) => break,
+                    Err(e) => tracing::debug!(%bundle, error = %e, "no holder of the scene yet"),
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        let (path, total, target) = (
+            self.store.path(&bundle),
+            job.spec.bundle_bytes,
+            folder.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            let partial = target.with_extension("partial");
+            let _ = std::fs::remove_dir_all(&partial);
+            let file = std::fs::File::open(&path).map_err(|e| e.to_string())?;
+            depin_blobs::folder::unpack(file, total, &partial).map_err(|e| e.to_string())?;
+            std::fs::rename(&partial, &target).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())??;
+        Ok(folder)
+    }
+
+    /// Providers that may hold a job's scene: its renderers so far.
+    fn holders(&self, job: &RenderJob) -> Vec<Address> {
+        let me = self.node.key.address();
+        let mut out: Vec<Address> = (0..job.next_piece.min(256))
+            .filter_map(|i| piece_record(&self.node, job, i))
+            .flat_map(|p| p.renderer.into_iter().chain(p.tried))
+            .filter(|a| *a != me)
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    async fn render(&self, r: &PieceRef, capabilities: &Capabilities) -> Result<(), String> {
+        let me = self.node.key.address();
+        let job = job_record(&self.node, &r.job).ok_or("the job is gone")?;
+        let piece = piece_record(&self.node, &job, r.piece).ok_or("the piece is gone")?;
+        if piece.status != PieceStatus::Rendering
+            || piece.attempt != r.attempt
+            || piece.renderer != Some(me)
+        {
+            return Ok(());
+        }
+        let params = self.params()?;
+        let folder = self.scene(&job, &self.holders(&job)).await?;
+        let fault = self.node.config.render_fault;
+        let (width, height) = (job.spec.width, job.spec.height);
+        let mut spec = RenderSpec {
+            frame: i64::from(piece.area.frame),
+            samples: job.spec.samples,
+            seed: frame_seed(&job.id, piece.area.frame),
+            resolution: Some((width, height)),
+            region: Some(Region {
+                x0: 0,
+                y0: piece.area.y0,
+                x1: width,
+                y1: piece.area.y1,
+            }),
+            denoise_off: true,
+        };
+        match fault {
+            Some(RenderFault::FewSamples) => spec.samples = (spec.samples / 8).max(1),
+            Some(RenderFault::OtherFrame) => spec.frame += 1,
+            _ => {}
+        }
+        if fault == Some(RenderFault::ExitMidRender) {
+            tracing::warn!(job = %job.id, piece = piece.index, "render fault: stopping mid-render");
+            std::process::exit(3);
+        }
+        let (blender, caps) = (self.blender.clone(), capabilities.clone());
+        let started = Instant::now();
+        let rendered = tokio::task::spawn_blocking(move || {
+            blender.render(&caps, &folder, &folder.join("scene.blend"), &spec)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+        let mut image = rendered.image;
+        match fault {
+            Some(RenderFault::Blank) => image.rgba.iter_mut().for_each(|b| *b = 0),
+            Some(RenderFault::Paint) => paint_middle(&mut image),
+            _ => {}
+        }
+        let tiles = depin_render::tiles::TileTree::new(&image, params.tile_px)
+            .map_err(|e| e.to_string())?;
+        let commitment = PieceCommitment {
+            image: image.pixel_hash(),
+            tiles_root: tiles.root(),
+        };
+        let png = image.encode_png().map_err(|e| e.to_string())?;
+        let key = piece_output_key(&job.id, piece.index, piece.attempt);
+        self.store
+            .put_output(&key, &png)
+            .map_err(|e| e.to_string())?;
+        let made = made_path(&self.node, &key);
+        if let Some(parent) = made.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+        }
+        std::fs::write(&made, depin_types::encode(r)).map_err(|e| e.to_string())?;
+        if fault.is_some() {
+            tracing::warn!(job = %job.id, piece = piece.index, ?fault, "render fault: committing a cheat");
+        }
+        let tx = RenderTx::Commit {
+            job: job.id,
+            piece: piece.index,
+            attempt: piece.attempt,
+            commitment,
+        };
+        let sent = crate::own_tx::submit_and_wait(
+            &self.node,
+            depin_protocol::render::SERVICE,
+            depin_types::encode(&tx),
+        )
+        .await;
+        tracing::info!(job = %job.id, piece = piece.index, ms = started.elapsed().as_millis() as u64, sent, "render piece committed");
+        Ok(())
+    }
+
+    async fn verify(&self, r: &PieceRef, capabilities: &Capabilities) -> Result<(), String> {
+        let me = self.node.key.address();
+        let job = job_record(&self.node, &r.job).ok_or("the job is gone")?;
+        let piece = piece_record(&self.node, &job, r.piece).ok_or("the piece is gone")?;
+        // The render to check: the current one, or a disputed earlier one.
+        let (renderer, commitment, seed) = match &piece.dispute {
+            Some(d)
+                if d.attempt == r.attempt && d.slot.verifier == me && d.slot.verdict.is_none() =>
+            {
+                (d.renderer, d.commitment, d.check_seed)
+            }
+            _ => {
+                let pending = piece.attempt == r.attempt
+                    && piece.status == PieceStatus::Checking
+                    && piece
+                        .verdicts
+                        .iter()
+                        .any(|s| s.verifier == me && s.verdict.is_none() && !s.timed_out);
+                let (Some(renderer), Some(commitment), Some(seed)) =
+                    (piece.renderer, piece.commitment, piece.check_seed)
+                else {
+                    return Ok(());
+                };
+                if !pending {
+                    return Ok(());
+                }
+                (renderer, commitment, seed)
+            }
+        };
+        let params = self.params()?;
+        let started = Instant::now();
+        let mut holders = vec![renderer];
+        holders.extend(self.holders(&job));
+        let folder = self.scene(&job, &holders).await?;
+        let verdict = match self
+            .committed_image(&job, &piece, r.attempt, &renderer, &commitment, &params)
+            .await
+        {
+            Err(why) => {
+                tracing::warn!(job = %job.id, piece = piece.index, %renderer, why, "render check failed before rendering");
+                Verdict {
+                    ssim_ppm: 0,
+                    psnr_millidb: 0,
+                }
+            }
+            Ok(image) => {
+                let regions = piece_check_regions(&params, &piece.area, job.spec.width, &seed);
+                let spec = RenderSpec {
+                    frame: i64::from(piece.area.frame),
+                    samples: job.spec.samples,
+                    seed: frame_seed(&job.id, piece.area.frame),
+                    resolution: Some((job.spec.width, job.spec.height)),
+                    region: None,
+                    denoise_off: true,
+                };
+                let frame_regions: Vec<Region> = regions
+                    .iter()
+                    .map(|c| Region {
+                        x0: c.x0,
+                        y0: c.y0,
+                        x1: c.x1,
+                        y1: c.y1,
+                    })
+                    .collect();
+                let (blender, caps, scene) = (
+                    self.blender.clone(),
+                    capabilities.clone(),
+                    folder.join("scene.blend"),
+                );
+                let asked = frame_regions.clone();
+                let renders = tokio::task::spawn_blocking(move || {
+                    blender.render_regions(&caps, &folder, &scene, &spec, &asked)
+                })
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+                let mut worst = Verdict {
+                    ssim_ppm: 1_000_000,
+                    psnr_millidb: 100_000,
+                };
+                for (region, mine) in frame_regions.iter().zip(&renders.images) {
+                    let theirs = image
+                        .crop(Region {
+                            y0: region.y0 - piece.area.y0,
+                            y1: region.y1 - piece.area.y0,
+                            ..*region
+                        })
+                        .map_err(|e| e.to_string())?;
+                    let s = depin_render::compare(mine, &theirs).map_err(|e| e.to_string())?;
+                    worst.ssim_ppm = worst.ssim_ppm.min((s.ssim.clamp(0.0, 1.0) * 1e6) as u32);
+                    worst.psnr_millidb = worst
+                        .psnr_millidb
+                        .min((s.psnr_db.clamp(0.0, 100.0) * 1000.0) as u32);
+                }
+                worst
+            }
+        };
+        let tx = RenderTx::Verdict {
+            job: job.id,
+            piece: piece.index,
+            attempt: r.attempt,
+            verdict,
+        };
+        let sent = crate::own_tx::submit_and_wait(
+            &self.node,
+            depin_protocol::render::SERVICE,
+            depin_types::encode(&tx),
+        )
+        .await;
+        tracing::info!(
+            job = %job.id,
+            piece = piece.index,
+            ssim_ppm = verdict.ssim_ppm,
+            psnr_millidb = verdict.psnr_millidb,
+            ms = started.elapsed().as_millis() as u64,
+            sent,
+            "render verdict posted"
+        );
+        Ok(())
+    }
+
+    /// The renderer's image of the piece, checked against its commitment: the pixel hash and
+    /// the tile root must both be what it committed to.
+    async fn committed_image(
+        &self,
+        job: &RenderJob,
+        piece: &Piece,
+        attempt: u8,
+        renderer: &Address,
+        commitment: &PieceCommitment,
+        params: &RenderParams,
+    ) -> Result<Image, String> {
+        let key = piece_output_key(&job.id, piece.index, attempt);
+        let started = Instant::now();
+        let png = loop {
+            match fetch_output(&self.net, renderer, key, MAX_PIECE_PNG_BYTES).await {
+                Ok(png) => break png,
+                Err(e) if started.elapsed() > Duration::from_secs(30) => {
+                    return Err(format!("the renderer did not serve its piece: {e}"));
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+            }
+        };
+        let pixels = u64::from(job.spec.width) * u64::from(piece.area.rows());
+        let image = Image::decode_png(&png, pixels).map_err(|e| e.to_string())?;
+        if (image.width, image.height) != (job.spec.width, piece.area.rows()) {
+            return Err(format!(
+                "the served piece is {}×{}",
+                image.width, image.height
+            ));
+        }
+        let tiles = depin_render::tiles::TileTree::new(&image, params.tile_px)
+            .map_err(|e| e.to_string())?;
+        if image.pixel_hash() != commitment.image || tiles.root() != commitment.tiles_root {
+            return Err("the served piece is not the one committed to".into());
+        }
+        Ok(image)
+    }
+}
+
+/// The fault `Paint`: a grey block over the middle half of the image.
+fn paint_middle(image: &mut Image) {
+    let (w, h) = (image.width as usize, image.height as usize);
+    for y in h / 4..h * 3 / 4 {
+        for x in w / 4..w * 3 / 4 {
+            let at = (y * w + x) * 4;
+            image.rgba[at..at + 3].copy_from_slice(&[128, 128, 128]);
+        }
+    }
+}
+
+async fn render_job(
+    State(node): NodeState,
+    Path(id): Path<String>,
+) -> ApiResult<Json<RenderJobView>> {
+    let id: Hash = id
+        .parse()
+        .map_err(|_| ApiError::bad_request("bad_job_id", "a job id is 64 hex digits"))?;
+    let job = job_record(&node, &id)
+        .ok_or_else(|| ApiError::not_found("unknown_job", format!("no render job {id}")))?;
+    let listed = job.next_piece.min(MAX_LISTED_PIECES);
+    let pieces = (0..listed)
+        .filter_map(|i| piece_record(&node, &job, i))
+        .collect();
+    Ok(Json(RenderJobView {
+        never_assigned: job.pieces - job.next_piece,
+        pieces,
+        job,
+    }))
+}
