@@ -5,8 +5,9 @@ set -euo pipefail
 
 need_apt=()
 # Render: Debian's Blender (Cycles on CPU), run inside bubblewrap with prlimit's caps
-# (util-linux). Later services add packages here (ffmpeg for video, chromium for the web UI).
-for pkg in blender bubblewrap util-linux "$@"; do
+# (util-linux); ffmpeg encodes fetched frames into a video. Later services add packages here
+# (chromium for the web UI).
+for pkg in blender bubblewrap util-linux ffmpeg "$@"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

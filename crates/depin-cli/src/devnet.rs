@@ -38,11 +38,15 @@ const LOG_TAIL_LINES: usize = 20;
 const DEVNET_STORAGE_BYTES: u64 = 8 << 30;
 /// Compute jobs each devnet provider runs at once.
 const DEVNET_COMPUTE_SLOTS: u64 = 4;
+/// Pieces each devnet render provider renders at once.
+const DEVNET_RENDER_SLOTS: u64 = 2;
 /// What each devnet provider offers, each at 1 DC per unit of the service (for compute, per
-/// million fuel).
-const PROVIDER_OFFERS: [(ServiceKind, u64); 2] = [
+/// million fuel; for render, per 10⁹ pixel-samples). Only providers with a Blender
+/// (`--render-providers`) advertise render and get render work.
+const PROVIDER_OFFERS: [(ServiceKind, u64); 3] = [
     (depin_protocol::storage::SERVICE, DEVNET_STORAGE_BYTES),
     (depin_protocol::compute::SERVICE, DEVNET_COMPUTE_SLOTS),
+    (depin_protocol::render::SERVICE, DEVNET_RENDER_SLOTS),
 ];
 /// Environment overrides of NodeConfig::load that would make every devnet node share one
 /// port, folder or upstream; the children must read their own config files.
@@ -71,6 +75,13 @@ pub struct DevnetArgs {
     /// small segments let tests cover multi-segment objects with small files.
     #[arg(long)]
     pub storage_segment_bytes: Option<u64>,
+    /// How many of the providers render Blender jobs (the first ones; each measures the
+    /// benchmark scene when it starts). Render needs two of one build to check each other.
+    #[arg(long, default_value_t = 4)]
+    pub render_providers: u32,
+    /// The Blender binary the render providers use.
+    #[arg(long, default_value = "blender")]
+    pub blender: PathBuf,
 }
 
 /// devnet.json: what runs where, for people and scripts.
@@ -364,6 +375,9 @@ fn create(dir: &Path, args: &DevnetArgs) -> anyhow::Result<DevnetFile> {
         }
         if role == Role::Provider {
             config.storage_capacity_bytes = DEVNET_STORAGE_BYTES;
+            if i - validators < args.render_providers as usize {
+                config.render_blender = Some(args.blender.clone());
+            }
         }
         if role == Role::Validator {
             config.validator_peers = validator_peers

@@ -17,6 +17,7 @@ mod output;
 mod progress;
 mod query;
 mod rendercmd;
+mod renderjob;
 mod services;
 mod simcmd;
 mod storagecmd;

@@ -250,8 +250,10 @@ fn run_node(config_path: &Path) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    let ran = runtime.block_on(depin_node::run(config));
+    // A render or a compute run still going on a blocking thread must not hold the exit (the
+    // chain is committed by now); its sandbox dies with this process.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     // NodeError's message already includes its cause; anyhow's chain would print it twice.
-    runtime
-        .block_on(depin_node::run(config))
-        .map_err(|e| anyhow::anyhow!("the node stopped with an error: {e}"))
+    ran.map_err(|e| anyhow::anyhow!("the node stopped with an error: {e}"))
 }

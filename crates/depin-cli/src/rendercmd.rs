@@ -1,6 +1,9 @@
-//! `depin render local`: one frame (or region) through exactly the render provider's path:
-//! the scene inspected in the sandbox (files outside its folder, denoising this Blender lacks),
-//! then rendered by Blender in the sandbox with the seed, samples and tile settings pinned.
+//! `depin render …`: the render client. `local` runs one frame (or region) through exactly
+//! the render provider's path (the scene inspected in the sandbox, then rendered with the
+//! seed, samples and tile settings pinned); `benchmark` is the provider's score; `submit`
+//! packs a scene with the files it uses, escrows its pieces and sends the bundle to each
+//! renderer the chain picks; `status`, `approve`, `reject` and `fetch` follow a job to its
+//! frames, each checked against the renderer's commitment.
 
 use crate::client::CodedError;
 use crate::output::{self, Printer};
@@ -16,6 +19,21 @@ pub enum RenderCommand {
     Local(LocalArgs),
     /// Render the fixed benchmark scene and print the score a provider advertises.
     Benchmark(BenchmarkArgs),
+    /// Submit a scene: packed with the files it uses, its frames escrowed and rendered by
+    /// providers, each checked by re-rendering before it is offered to you.
+    Submit(crate::renderjob::SubmitArgs),
+    /// A job's pieces: queued, rendering, checking, offered, approved or failed, with who
+    /// rendered and checked each.
+    Status { id: String },
+    /// Approve checked pieces (every offered one unless --pieces): they are paid now.
+    Approve(crate::renderjob::ApproveArgs),
+    /// Reject a checked piece: it is rendered again by another provider and not paid.
+    Reject(crate::renderjob::RejectArgs),
+    /// Download the approved frames, each checked against its commitment; --video encodes
+    /// them with ffmpeg.
+    Fetch(crate::renderjob::FetchArgs),
+    /// Render providers: device, Blender build, benchmark score and current work.
+    Providers,
 }
 
 #[derive(Args)]
@@ -100,7 +118,7 @@ pub struct LocalArgs {
     timeout_s: u64,
 }
 
-fn parse_resolution(s: &str) -> Result<(u32, u32), String> {
+pub(crate) fn parse_resolution(s: &str) -> Result<(u32, u32), String> {
     let (w, h) = s
         .split_once(['x', 'X'])
         .ok_or_else(|| format!("resolution {s:?} is not WxH"))?;
@@ -136,6 +154,12 @@ pub fn run(ctx: &crate::Ctx, cmd: RenderCommand) -> anyhow::Result<()> {
     let args = match cmd {
         RenderCommand::Local(args) => args,
         RenderCommand::Benchmark(args) => return benchmark(out, args),
+        RenderCommand::Submit(args) => return crate::renderjob::submit(ctx, args),
+        RenderCommand::Status { id } => return crate::renderjob::status(ctx, &id),
+        RenderCommand::Approve(args) => return crate::renderjob::approve(ctx, args),
+        RenderCommand::Reject(args) => return crate::renderjob::reject(ctx, args),
+        RenderCommand::Fetch(args) => return crate::renderjob::fetch(ctx, args),
+        RenderCommand::Providers => return crate::renderjob::providers(ctx),
     };
     let blender = Blender::new(BlenderConfig {
         binary: args.blender.clone(),

@@ -460,6 +460,8 @@ fn devnet_runs_transactions_and_resumes() {
         &dir_s,
         "--providers",
         "1",
+        "--render-providers",
+        "0",
         "--base-port",
         &base,
     ];
@@ -826,6 +828,8 @@ fn four_validator_processes_survive_a_crash() {
         "4",
         "--providers",
         "0",
+        "--render-providers",
+        "0",
         "--base-port",
         &base,
     ];
@@ -907,6 +911,8 @@ fn storage_put_and_get_survive_providers_going_down() {
         &dir_s,
         "--providers",
         "9",
+        "--render-providers",
+        "0",
         "--base-port",
         &base,
         "--block-interval-ms",
@@ -1083,6 +1089,11 @@ fn storage_put_and_get_survive_providers_going_down() {
 
 /// A provider process restarted from its devnet config with a compute fault switched on.
 fn restart_with_fault(node: &Value, fault: &str, log: &Path) -> Guard {
+    restart_with_config(node, &format!("compute_fault = \"{fault}\""), log)
+}
+
+/// A provider process restarted from its devnet config with `line` added to it.
+fn restart_with_config(node: &Value, line: &str, log: &Path) -> Guard {
     let pid = node["pid"].as_i64().expect("pid") as i32;
     kill(Pid::from_raw(pid), Signal::SIGTERM).expect("SIGTERM");
     wait_until(Duration::from_secs(30), "the provider to stop", || {
@@ -1090,7 +1101,7 @@ fn restart_with_fault(node: &Value, fault: &str, log: &Path) -> Guard {
     });
     let config = str_of(node, "config_file");
     let mut text = std::fs::read_to_string(config).expect("config");
-    text.push_str(&format!("compute_fault = \"{fault}\"\n"));
+    text.push_str(&format!("{line}\n"));
     std::fs::write(config, text).expect("config");
     start_node(
         &["node", "run", "--config", config],
@@ -1121,6 +1132,8 @@ fn compute_jobs_are_run_by_replicas_and_the_majority_result_wins() {
         &dir_s,
         "--providers",
         "5",
+        "--render-providers",
+        "0",
         "--base-port",
         &base,
         "--block-interval-ms",
@@ -1410,4 +1423,198 @@ fn compute_jobs_are_run_by_replicas_and_the_majority_result_wins() {
         );
         assert!(!shown.to_string().contains(&unsent_id), "{shown}");
     }
+}
+
+/// The render service across processes: eight render providers (five of them cheat: a blank
+/// frame, an eighth of the samples, a painted region, another frame's image, and one killed
+/// as it starts rendering) render the 16 frames of the camera-flight example; every cheat is
+/// caught with its reason on its record, the job completes on the honest renders, and the
+/// approved frames come back checked against their commitments and encoded by ffmpeg. Absurd
+/// jobs are refused with the Data Credits untouched.
+#[test]
+fn render_jobs_are_checked_paid_and_every_cheat_is_caught() {
+    use depin_render::scenes::{Example, build};
+    let tmp = tempfile::tempdir().expect("tmp");
+    let blender = depin_render::Blender::new(depin_render::BlenderConfig::default());
+    let scene_dir = tmp.path().join("scene");
+    std::fs::create_dir_all(&scene_dir).expect("mkdir");
+    let scene = build(&blender, Example::CameraFlight, &scene_dir).expect("scene builds");
+    let scene = scene.to_string_lossy().into_owned();
+    let dir = tmp.path().join("devnet");
+    let dir_s = dir.to_string_lossy().into_owned();
+    let base = free_base_port(9).to_string();
+    let args = [
+        "devnet",
+        "--dir",
+        &dir_s,
+        "--providers",
+        "8",
+        "--render-providers",
+        "8",
+        "--base-port",
+        &base,
+        "--block-interval-ms",
+        "300",
+    ];
+    let mut devnet = Guard::spawn(&args, &tmp.path().join("devnet.log"), Some(&dir));
+    let state = wait_devnet(&mut devnet, &dir, &[]);
+    let nodes = state["nodes"].as_array().expect("nodes").clone();
+    let rpc = str_of(&nodes[0], "api_url").to_string();
+    let user_key = str_of(&state, "user_key_file").to_string();
+    let user = str_of(&state, "user_address").to_string();
+    json(&rpc, &["dc", "buy", "--amount", "10", "--key", &user_key]);
+
+    // Five providers cheat, each its own way.
+    let faults = [
+        "blank",
+        "few_samples",
+        "paint",
+        "other_frame",
+        "exit_mid_render",
+    ];
+    let mut cheats = Vec::new();
+    let mut guards = Vec::new();
+    for (node, fault) in nodes[1..].iter().zip(faults) {
+        let log = tmp.path().join(format!("{fault}.log"));
+        guards.push(restart_with_config(
+            node,
+            &format!("render_fault = \"{fault}\""),
+            &log,
+        ));
+        cheats.push((str_of(node, "address").to_string(), fault));
+    }
+    // Every provider measured the benchmark scene and advertised its build and score.
+    wait_until(Duration::from_secs(180), "eight render providers", || {
+        let listed = json(&rpc, &["render", "providers"]);
+        (listed.as_array().map_or(0, Vec::len) == 8).then_some(())
+    });
+    let listed = json(&rpc, &["render", "providers"]);
+    for p in listed.as_array().expect("providers") {
+        assert!(
+            p["score_pixel_samples_per_s"]
+                .as_u64()
+                .is_some_and(|s| s > 0),
+            "{p}"
+        );
+        assert!(str_of(p, "build").starts_with("Blender "), "{p}");
+    }
+
+    // Absurd jobs are refused by the genesis limits before anything is paid.
+    let dc_before = json(&rpc, &["account", "show", &user])["data_credits"].clone();
+    for (flag, value, code) in [
+        ("--resolution", "16384x16384", "resolution_too_large"),
+        ("--samples", "0", "bad_samples"),
+        ("--frames", "1-20000", "too_many_frames"),
+    ] {
+        let err = fails(&[
+            "--rpc", &rpc, "render", "submit", &scene, flag, value, "--key", &user_key,
+        ]);
+        assert!(err.contains(code), "{flag} {value}: {err}");
+    }
+    let err = fails(&["--rpc", &rpc, "render", "status", "00"]);
+    assert!(err.contains("bad_job_id"), "{err}");
+    let err = fails(&["--rpc", &rpc, "render", "status", &"0".repeat(64)]);
+    assert!(err.contains("unknown_job"), "{err}");
+    assert_eq!(
+        json(&rpc, &["account", "show", &user])["data_credits"],
+        dc_before
+    );
+
+    // Sixteen frames fill the eight providers' sixteen slots: every cheat gets work.
+    let submitted = json(
+        &rpc,
+        &[
+            "render",
+            "submit",
+            &scene,
+            "--frames",
+            "1-16",
+            "--resolution",
+            "64x36",
+            "--samples",
+            "16",
+            "--wait",
+            "--key",
+            &user_key,
+        ],
+    );
+    let id = str_of(&submitted, "id").to_string();
+    let pieces = submitted["view"]["pieces"].as_array().expect("pieces");
+    assert_eq!(pieces.len(), 16, "{submitted}");
+    // Checked: offered, or already approved at the genesis deadline.
+    for p in pieces {
+        assert!(
+            matches!(p["status"].as_str(), Some("Offered" | "Approved")),
+            "{p}"
+        );
+    }
+
+    // Every cheat is on record with its reason.
+    for (address, fault) in &cheats {
+        let shown = json(&rpc, &["provider", "show", address]).to_string();
+        let reason = if *fault == "exit_mid_render" {
+            "render not committed in time"
+        } else {
+            "render failed its check"
+        };
+        assert!(shown.contains(reason), "{fault}: {shown}");
+    }
+    // The honest renders were checked by someone else and match exactly.
+    for p in pieces {
+        let renderer = str_of(p, "renderer");
+        assert!(!cheats.iter().any(|(a, _)| a == renderer), "{p}");
+        for slot in p["verdicts"].as_array().expect("verdicts") {
+            if !slot["verdict"].is_null() {
+                assert_eq!(slot["verdict"]["ssim_ppm"], 1_000_000, "{p}");
+            }
+        }
+    }
+    let status = ok(&["--rpc", &rpc, "render", "status", &id]);
+    assert!(
+        status.contains("0 queued, 0 rendering, 0 checking"),
+        "{status}"
+    );
+    assert!(status.contains("0 failed"), "{status}");
+
+    // The consumer approves what is still offered; then all 16 frames come back, checked.
+    let out = tmp.path().join("frames");
+    let out_s = out.to_string_lossy().into_owned();
+    let offered = pieces.iter().filter(|p| p["status"] == "Offered").count();
+    let approving = depin(&[
+        "--rpc", &rpc, "--json", "render", "approve", &id, "--key", &user_key,
+    ]);
+    // The last offered pieces may be approved by the deadline meanwhile.
+    assert!(
+        approving.status.success()
+            || offered == 0
+            || String::from_utf8_lossy(&approving.stderr).contains("not"),
+        "{}",
+        String::from_utf8_lossy(&approving.stderr)
+    );
+    wait_until(Duration::from_secs(60), "every piece approved", || {
+        let view = json(&rpc, &["render", "status", &id]);
+        (view["job"]["approved"] == 16).then_some(())
+    });
+    let video = tmp.path().join("flight.mp4");
+    let video_s = video.to_string_lossy().into_owned();
+    let fetched = json(
+        &rpc,
+        &[
+            "render", "fetch", &id, "-o", &out_s, "--video", &video_s, "--key", &user_key,
+        ],
+    );
+    assert_eq!(
+        fetched["frames"].as_array().map(Vec::len),
+        Some(16),
+        "{fetched}"
+    );
+    let first = std::fs::read(out.join("frame_0001.png")).expect("frame 1");
+    let image = depin_render::Image::decode_png(&first, 1 << 20).expect("png");
+    assert_eq!((image.width, image.height), (64, 36));
+    assert!(std::fs::metadata(&video).is_ok_and(|m| m.len() > 0));
+    let done = json(&rpc, &["render", "status", &id]);
+    assert_eq!(done["job"]["status"], "Done", "{done}");
+    assert_eq!(done["job"]["approved"], 16, "{done}");
+    assert_eq!(done["job"]["escrow_dc"], 0, "{done}");
+    drop(guards);
 }

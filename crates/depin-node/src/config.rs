@@ -40,7 +40,7 @@ pub enum RenderFault {
     Blank,
     /// Renders at an eighth of the job's samples.
     FewSamples,
-    /// Paints a grey block over the middle half of what it rendered.
+    /// Paints a grey block over the left three quarters of the middle rows it rendered.
     Paint,
     /// Renders the next frame instead of the one asked.
     OtherFrame,

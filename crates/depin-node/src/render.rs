@@ -16,7 +16,9 @@ use depin_protocol::render::{
     Piece, PieceCommitment, PieceRef, PieceStatus, RenderAd, RenderJob, RenderParams, RenderTx,
     RenderUsage, Verdict, frame_seed, keys, piece_area, piece_check_regions,
 };
-use depin_render::{Blender, BlenderConfig, Capabilities, Device, Image, Region, RenderSpec};
+use depin_render::{
+    Blender, BlenderConfig, Capabilities, Device, Image, Region, RenderSpec, piece_output_key,
+};
 use depin_types::{Address, Hash};
 use serde::Serialize;
 use std::collections::BTreeSet;
@@ -70,14 +72,6 @@ fn piece_record(node: &Node, job: &RenderJob, index: u64) -> Option<Piece> {
     })
 }
 
-/// The key a renderer keeps a piece's image under, and serves it by.
-pub fn piece_output_key(job: &Hash, piece: u64, attempt: u8) -> Hash {
-    Hash::tagged(
-        "depin render piece output",
-        &[job.as_bytes(), &piece.to_be_bytes(), &[attempt]],
-    )
-}
-
 /// Who may fetch a rendered piece from its renderer: the verifiers drawn to check that
 /// render, and the consumer once the piece is approved (before that the consumer sees no
 /// full frame, so rejecting a good one to get it free gains nothing).
@@ -110,16 +104,26 @@ impl crate::services::NodeService for RenderService {
     }
 
     fn routes(&self, routes: ServiceRoutes) -> ServiceRoutes {
-        routes.get("/jobs/{id}", render_job)
+        routes
+            .get("/jobs/{id}", render_job)
+            .get("/providers", render_providers)
     }
 
     fn openapi_paths(&self) -> Vec<(&'static str, serde_json::Value)> {
-        vec![(
-            "/jobs/{id}",
-            serde_json::json!({"get": operation("A render job with its pieces: each piece's status, renderer, commitment, check seed and verdicts, and the count never assigned yet",
-            vec![path_param("id", "job id (64 hex)")],
-            ok_response("RenderJobView", object("RenderJobView")), &[BAD_REQUEST, ("404", "unknown_job")])}),
-        )]
+        vec![
+            (
+                "/jobs/{id}",
+                serde_json::json!({"get": operation("A render job with its pieces: each piece's status, renderer, commitment, check seed and verdicts, and the count never assigned yet",
+                vec![path_param("id", "job id (64 hex)")],
+                ok_response("RenderJobView", object("RenderJobView")), &[BAD_REQUEST, ("404", "unknown_job")])}),
+            ),
+            (
+                "/providers",
+                serde_json::json!({"get": operation("Render providers that advertised: device, Blender build, benchmark score, reputation and the pieces each renders and checks now",
+                vec![],
+                ok_response("RenderProviders", object("RenderProviders")), &[])}),
+            ),
+        ]
     }
 
     fn start(&self, node: &Arc<Node>, stop: Arc<AtomicBool>) -> Result<(), NodeError> {
@@ -464,7 +468,7 @@ impl Worker {
         let mut image = rendered.image;
         match fault {
             Some(RenderFault::Blank) => image.rgba.iter_mut().for_each(|b| *b = 0),
-            Some(RenderFault::Paint) => paint_middle(&mut image),
+            Some(RenderFault::Paint) => paint_region(&mut image),
             _ => {}
         }
         let tiles = depin_render::tiles::TileTree::new(&image, params.tile_px)
@@ -662,15 +666,57 @@ impl Worker {
     }
 }
 
-/// The fault `Paint`: a grey block over the middle half of the image.
-fn paint_middle(image: &mut Image) {
+/// The fault `Paint`: a grey block over the left three quarters of the middle rows.
+fn paint_region(image: &mut Image) {
     let (w, h) = (image.width as usize, image.height as usize);
-    for y in h / 4..h * 3 / 4 {
-        for x in w / 4..w * 3 / 4 {
+    for y in h / 8..h * 7 / 8 {
+        for x in 0..w * 3 / 4 {
             let at = (y * w + x) * 4;
             image.rgba[at..at + 3].copy_from_slice(&[128, 128, 128]);
         }
     }
+}
+
+/// A registered render provider that advertised.
+#[derive(Debug, Serialize)]
+pub struct RenderProviderView {
+    pub address: Address,
+    pub device: String,
+    pub build: String,
+    pub score_pixel_samples_per_s: u64,
+    pub advertised_height: u64,
+    pub reputation_ppm: u64,
+    pub rendering: usize,
+    pub verifying: usize,
+}
+
+/// Providers listed at most.
+const MAX_LISTED_PROVIDERS: usize = 10_000;
+
+async fn render_providers(State(node): NodeState) -> ApiResult<Json<Vec<RenderProviderView>>> {
+    let chain = node.chain();
+    let mut out = Vec::new();
+    for provider in chain.providers(None, MAX_LISTED_PROVIDERS)? {
+        let service = depin_protocol::render::SERVICE;
+        let Some(ad) = chain.service_record::<RenderAd>(service, &keys::ad(&provider.address))?
+        else {
+            continue;
+        };
+        let usage: RenderUsage = chain
+            .service_record(service, &keys::usage(&provider.address))?
+            .unwrap_or_default();
+        out.push(RenderProviderView {
+            address: provider.address,
+            reputation_ppm: provider.reputation_ppm(),
+            device: ad.device,
+            build: ad.build,
+            score_pixel_samples_per_s: ad.score_pixel_samples_per_s,
+            advertised_height: ad.height,
+            rendering: usage.rendering.len(),
+            verifying: usage.verifying.len(),
+        });
+    }
+    Ok(Json(out))
 }
 
 async fn render_job(

@@ -465,7 +465,7 @@ mod tests {
         let seed = Hash::of(b"entropy after the commitment");
         let regions = draw_check_regions(&p, &seed, 1920, 1080);
         assert_eq!(regions, draw_check_regions(&p, &seed, 1920, 1080));
-        assert_eq!(regions.len(), 3);
+        assert_eq!(regions.len(), 8);
         for r in &regions {
             assert_eq!((r.x1 - r.x0, r.y1 - r.y0), (192, 108));
             assert!(r.x1 <= 1920 && r.y1 <= 1080);
