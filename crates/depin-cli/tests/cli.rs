@@ -554,8 +554,8 @@ fn devnet_runs_transactions_and_resumes() {
         .iter()
         .filter_map(|s| s["service"].as_str())
         .collect();
-    assert_eq!(services, ["storage", "compute"]);
-    assert_eq!(units(&entry["bonded"]), 200_000_000);
+    assert_eq!(services, ["storage", "compute", "render"]);
+    assert_eq!(units(&entry["bonded"]), 300_000_000);
     let one = json(&rpc0, &["provider", "show", &provider]);
     assert_eq!(one["address"], provider.as_str());
 
