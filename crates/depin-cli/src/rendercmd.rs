@@ -34,6 +34,15 @@ pub enum RenderCommand {
     Fetch(crate::renderjob::FetchArgs),
     /// Render providers: device, Blender build, benchmark score and current work.
     Providers,
+    /// Build one of the example scenes (glass_and_light, textured_mesh, camera_flight) into
+    /// DIR/scene.blend, to try the service with.
+    Example {
+        name: String,
+        #[arg(short = 'o', long)]
+        output: PathBuf,
+        #[arg(long, default_value = "blender")]
+        blender: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -76,6 +85,26 @@ fn benchmark(out: Printer, args: BenchmarkArgs) -> anyhow::Result<()> {
             ),
         ]))
     })
+}
+
+fn example(out: Printer, name: &str, dir: &std::path::Path, binary: PathBuf) -> anyhow::Result<()> {
+    use depin_render::scenes::Example;
+    let Some(example) = Example::ALL.into_iter().find(|e| e.name() == name) else {
+        let names: Vec<&str> = Example::ALL.iter().map(|e| e.name()).collect();
+        return Err(CodedError::new(
+            "unknown_example",
+            format!("no example {name:?}; there are {}", names.join(", ")),
+        )
+        .into());
+    };
+    let blender = Blender::new(BlenderConfig {
+        binary,
+        ..BlenderConfig::default()
+    });
+    let scene = depin_render::scenes::build(&blender, example, dir)
+        .map_err(|e| CodedError::new(e.code(), e.to_string()))?;
+    let built = serde_json::json!({ "example": name, "scene": scene });
+    out.emit(&built, || Ok(format!("{name} built: {}", scene.display())))
 }
 
 #[derive(Args)]
@@ -160,6 +189,11 @@ pub fn run(ctx: &crate::Ctx, cmd: RenderCommand) -> anyhow::Result<()> {
         RenderCommand::Reject(args) => return crate::renderjob::reject(ctx, args),
         RenderCommand::Fetch(args) => return crate::renderjob::fetch(ctx, args),
         RenderCommand::Providers => return crate::renderjob::providers(ctx),
+        RenderCommand::Example {
+            name,
+            output,
+            blender,
+        } => return example(out, &name, &output, blender),
     };
     let blender = Blender::new(BlenderConfig {
         binary: args.blender.clone(),

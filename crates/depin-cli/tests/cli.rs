@@ -1558,6 +1558,11 @@ fn render_jobs_are_checked_paid_and_every_cheat_is_caught() {
             "render failed its check"
         };
         assert!(shown.contains(reason), "{fault}: {shown}");
+        // The measured scores of each cheat, for docs/BENCHMARKS.md (--no-capture shows them).
+        let record = json(&rpc, &["provider", "show", address]);
+        for failure in record["failures"].as_array().into_iter().flatten() {
+            eprintln!("cheat {fault}: {}", failure["reason"]);
+        }
     }
     // The honest renders were checked by someone else and match exactly.
     for p in pieces {

@@ -11,7 +11,7 @@ use crate::{Node, NodeError, Role};
 use axum::Json;
 use axum::extract::{Path, State};
 use depin_blobs::store::BlobStore;
-use depin_blobs::transfer::{WantedBlobs, fetch_blob, fetch_output};
+use depin_blobs::transfer::{WantedBlobs, fetch_blob};
 use depin_protocol::render::{
     Piece, PieceCommitment, PieceRef, PieceStatus, RenderAd, RenderJob, RenderParams, RenderTx,
     RenderUsage, Verdict, frame_seed, keys, piece_area, piece_check_regions,
@@ -30,8 +30,6 @@ use std::time::{Duration, Instant};
 const TICK: Duration = Duration::from_millis(300);
 /// How long a renderer waits for the consumer's push of a scene before asking other holders.
 const PUSH_WAIT: Duration = Duration::from_secs(5);
-/// Largest piece image a verifier fetches (8K RGBA PNG, uncompressed, with room).
-const MAX_PIECE_PNG_BYTES: u64 = 160 << 20;
 
 /// Pieces listed by the job route at most (the rest are counted).
 const MAX_LISTED_PIECES: u64 = 10_000;
@@ -266,6 +264,11 @@ impl Worker {
         );
         tracing::info!(%build, score_pixel_samples_per_s, "render provider started");
         let capabilities = Arc::new(capabilities);
+        tokio::spawn(serve_tiles(
+            self.node.clone(),
+            self.net.clone(),
+            self.store.clone(),
+        ));
         while !stop.load(Ordering::SeqCst) {
             tokio::time::sleep(TICK).await;
             self.advertise(&build, score_pixel_samples_per_s).await;
@@ -465,6 +468,7 @@ impl Worker {
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
+        let blender_ms = (rendered.seconds * 1000.0) as u64;
         let mut image = rendered.image;
         match fault {
             Some(RenderFault::Blank) => image.rgba.iter_mut().for_each(|b| *b = 0),
@@ -502,7 +506,14 @@ impl Worker {
             depin_types::encode(&tx),
         )
         .await;
-        tracing::info!(job = %job.id, piece = piece.index, ms = started.elapsed().as_millis() as u64, sent, "render piece committed");
+        tracing::info!(
+            job = %job.id,
+            piece = piece.index,
+            blender_ms,
+            ms = started.elapsed().as_millis() as u64,
+            sent,
+            "render piece committed"
+        );
         Ok(())
     }
 
@@ -540,8 +551,17 @@ impl Worker {
         let mut holders = vec![renderer];
         holders.extend(self.holders(&job));
         let folder = self.scene(&job, &holders).await?;
+        let mut blender_ms = 0u64;
         let verdict = match self
-            .committed_image(&job, &piece, r.attempt, &renderer, &commitment, &params)
+            .committed_tiles(
+                &job,
+                &piece,
+                r.attempt,
+                &renderer,
+                &commitment,
+                &params,
+                &seed,
+            )
             .await
         {
             Err(why) => {
@@ -582,6 +602,7 @@ impl Worker {
                 .await
                 .map_err(|e| e.to_string())?
                 .map_err(|e| e.to_string())?;
+                blender_ms = (renders.seconds * 1000.0) as u64;
                 let mut worst = Verdict {
                     ssim_ppm: 1_000_000,
                     psnr_millidb: 100_000,
@@ -620,6 +641,7 @@ impl Worker {
             piece = piece.index,
             ssim_ppm = verdict.ssim_ppm,
             psnr_millidb = verdict.psnr_millidb,
+            blender_ms,
             ms = started.elapsed().as_millis() as u64,
             sent,
             "render verdict posted"
@@ -627,9 +649,11 @@ impl Worker {
         Ok(())
     }
 
-    /// The renderer's image of the piece, checked against its commitment: the pixel hash and
-    /// the tile root must both be what it committed to.
-    async fn committed_image(
+    /// The renderer's committed pixels under the check regions: the tiles covering them,
+    /// fetched with their Merkle paths and each checked against the committed tile root, laid
+    /// on a piece-sized canvas (the rest stays blank; only the regions are compared).
+    #[allow(clippy::too_many_arguments)]
+    async fn committed_tiles(
         &self,
         job: &RenderJob,
         piece: &Piece,
@@ -637,33 +661,223 @@ impl Worker {
         renderer: &Address,
         commitment: &PieceCommitment,
         params: &RenderParams,
+        seed: &Hash,
     ) -> Result<Image, String> {
-        let key = piece_output_key(&job.id, piece.index, attempt);
-        let started = Instant::now();
-        let png = loop {
-            match fetch_output(&self.net, renderer, key, MAX_PIECE_PNG_BYTES).await {
-                Ok(png) => break png,
-                Err(e) if started.elapsed() > Duration::from_secs(30) => {
-                    return Err(format!("the renderer did not serve its piece: {e}"));
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
-            }
-        };
-        let pixels = u64::from(job.spec.width) * u64::from(piece.area.rows());
-        let image = Image::decode_png(&png, pixels).map_err(|e| e.to_string())?;
-        if (image.width, image.height) != (job.spec.width, piece.area.rows()) {
-            return Err(format!(
-                "the served piece is {}×{}",
-                image.width, image.height
+        let (width, rows, tile_px) = (job.spec.width, piece.area.rows(), params.tile_px);
+        let mut wanted = BTreeSet::new();
+        for c in piece_check_regions(params, &piece.area, width, seed) {
+            let region = Region {
+                x0: c.x0,
+                y0: c.y0 - piece.area.y0,
+                x1: c.x1,
+                y1: c.y1 - piece.area.y0,
+            };
+            wanted.extend(depin_render::tiles::tiles_covering(
+                width, rows, tile_px, region,
             ));
         }
-        let tiles = depin_render::tiles::TileTree::new(&image, params.tile_px)
-            .map_err(|e| e.to_string())?;
-        if image.pixel_hash() != commitment.image || tiles.root() != commitment.tiles_root {
-            return Err("the served piece is not the one committed to".into());
+        let wanted: Vec<u32> = wanted.into_iter().collect();
+        let mut canvas = Image {
+            width,
+            height: rows,
+            rgba: vec![0; width as usize * rows as usize * 4],
+        };
+        let peer = depin_net::peer_id_of(renderer).map_err(|e| e.to_string())?;
+        for chunk in wanted.chunks(MAX_TILES_PER_REQUEST) {
+            let request = TilesRequest {
+                job: job.id,
+                piece: piece.index,
+                attempt,
+                tiles: chunk.to_vec(),
+            };
+            // The renderer's view of the chain may lag behind ours (it has not seen this
+            // verifier drawn yet): a refusal is asked again within the window, like silence.
+            let started = Instant::now();
+            let tiles = loop {
+                let asked = self
+                    .net
+                    .request(peer, TILES_PROTOCOL, depin_types::encode(&request))
+                    .await;
+                let why = match asked {
+                    Ok(bytes) => match depin_types::decode_bounded::<TilesResponse>(
+                        &bytes,
+                        MAX_TILES_RESPONSE_BYTES,
+                    ) {
+                        Ok(TilesResponse::Tiles(tiles)) => break tiles,
+                        Ok(TilesResponse::Refused { code, message }) => {
+                            format!("it refused: {message} ({code})")
+                        }
+                        Err(e) => return Err(format!("the renderer's tiles do not decode: {e}")),
+                    },
+                    Err(e) => e.to_string(),
+                };
+                if started.elapsed() > TILES_PATIENCE {
+                    return Err(format!("the renderer did not serve its tiles: {why}"));
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            };
+            if tiles.len() != chunk.len() || tiles.iter().zip(chunk).any(|(t, i)| t.index != *i) {
+                return Err("the renderer served other tiles than asked".into());
+            }
+            for tile in tiles {
+                let image = Image {
+                    width: tile.width,
+                    height: tile.height,
+                    rgba: tile.rgba,
+                };
+                let proof = depin_render::tiles::TileProof {
+                    index: tile.index,
+                    siblings: tile.siblings,
+                };
+                if !depin_render::tiles::verify_tile(
+                    &commitment.tiles_root,
+                    width,
+                    rows,
+                    tile_px,
+                    &image,
+                    &proof,
+                ) {
+                    return Err(format!("tile {} is not the committed one", tile.index));
+                }
+                let at = depin_render::tiles::tile_region(width, rows, tile_px, tile.index);
+                for y in 0..image.height as usize {
+                    let from = y * image.width as usize * 4;
+                    let to = ((at.y0 as usize + y) * width as usize + at.x0 as usize) * 4;
+                    let len = image.width as usize * 4;
+                    canvas.rgba[to..to + len].copy_from_slice(&image.rgba[from..from + len]);
+                }
+            }
         }
-        Ok(image)
+        Ok(canvas)
     }
+}
+
+/// Request-response protocol for a piece's committed tiles (depin-net adds the chain id).
+const TILES_PROTOCOL: &str = "render/tiles/1";
+/// How long a verifier asks a renderer for its tiles before it calls the render unserved.
+const TILES_PATIENCE: Duration = Duration::from_secs(30);
+/// Tiles one request may ask for: 512 KiB of pixels at 32-pixel tiles.
+const MAX_TILES_PER_REQUEST: usize = 128;
+const MAX_TILES_REQUEST_BYTES: usize = 4096;
+/// The pixels of a full request at tiles of up to 64 pixels, with paths and framing.
+const MAX_TILES_RESPONSE_BYTES: usize = MAX_TILES_PER_REQUEST * (64 * 64 * 4 + 32 * 40) + 4096;
+
+#[derive(Debug, borsh::BorshSerialize, borsh::BorshDeserialize)]
+struct TilesRequest {
+    job: Hash,
+    piece: u64,
+    attempt: u8,
+    tiles: Vec<u32>,
+}
+
+#[derive(Debug, borsh::BorshSerialize, borsh::BorshDeserialize)]
+enum TilesResponse {
+    Tiles(Vec<ServedTile>),
+    Refused { code: String, message: String },
+}
+
+/// One tile's pixels (RGBA) and the sibling hashes from it to the committed root.
+#[derive(Debug, borsh::BorshSerialize, borsh::BorshDeserialize)]
+struct ServedTile {
+    index: u32,
+    width: u32,
+    height: u32,
+    rgba: Vec<u8>,
+    siblings: Vec<Hash>,
+}
+
+/// Serves [`TILES_PROTOCOL`]: the tiles of a piece this node rendered, with their paths, to
+/// the verifiers drawn for that render (see [`may_fetch_piece`]).
+async fn serve_tiles(node: Arc<Node>, net: depin_net::NetHandle, store: Arc<BlobStore>) {
+    let mut requests = match net.serve(TILES_PROTOCOL).await {
+        Ok(rx) => rx,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot serve the render tiles protocol");
+            return;
+        }
+    };
+    while let Some(mut request) = requests.recv().await {
+        let (node, store) = (node.clone(), store.clone());
+        tokio::spawn(async move {
+            let bytes = std::mem::take(&mut request.bytes);
+            let requester = depin_net::address_of(&request.peer);
+            let answer = tokio::task::spawn_blocking(move || {
+                let answer = tiles_for(&node, &store, &bytes, requester.as_ref()).unwrap_or_else(
+                    |(code, message)| TilesResponse::Refused {
+                        code: code.into(),
+                        message,
+                    },
+                );
+                depin_types::encode(&answer)
+            })
+            .await;
+            if let Ok(answer) = answer {
+                request.respond(answer);
+            }
+        });
+    }
+}
+
+fn tiles_for(
+    node: &Node,
+    store: &BlobStore,
+    request: &[u8],
+    requester: Option<&Address>,
+) -> Result<TilesResponse, (&'static str, String)> {
+    let request: TilesRequest = depin_types::decode_bounded(request, MAX_TILES_REQUEST_BYTES)
+        .map_err(|e| ("malformed", e.to_string()))?;
+    if request.tiles.len() > MAX_TILES_PER_REQUEST {
+        return Err((
+            "too_many_tiles",
+            format!("at most {MAX_TILES_PER_REQUEST} tiles a request"),
+        ));
+    }
+    let job =
+        job_record(node, &request.job).ok_or(("unknown_job", "no such render job".to_string()))?;
+    let piece = piece_record(node, &job, request.piece)
+        .ok_or(("unknown_piece", "no such piece".to_string()))?;
+    if !may_fetch_piece(&job, &piece, request.attempt, requester) {
+        return Err((
+            "not_allowed",
+            "these tiles go to the piece's verifiers only".into(),
+        ));
+    }
+    let key = piece_output_key(&job.id, piece.index, request.attempt);
+    let png = std::fs::read(store.output_path(&key)).map_err(|_| {
+        (
+            "unknown_piece",
+            "this node did not render that piece".to_string(),
+        )
+    })?;
+    let pixels = u64::from(job.spec.width) * u64::from(piece.area.rows());
+    let image = Image::decode_png(&png, pixels).map_err(|e| ("internal", e.to_string()))?;
+    let params = node
+        .chain()
+        .protocol()
+        .genesis()
+        .service_params::<RenderParams>()
+        .map_err(|e| ("internal", e.to_string()))?;
+    let tree = depin_render::tiles::TileTree::new(&image, params.tile_px)
+        .map_err(|e| ("internal", e.to_string()))?;
+    let mut out = Vec::with_capacity(request.tiles.len());
+    for index in request.tiles {
+        let proof = tree
+            .proof(index)
+            .ok_or(("unknown_tile", format!("no tile {index}")))?;
+        let region =
+            depin_render::tiles::tile_region(image.width, image.height, params.tile_px, index);
+        let tile = image
+            .crop(region)
+            .map_err(|e| ("internal", e.to_string()))?;
+        out.push(ServedTile {
+            index,
+            width: tile.width,
+            height: tile.height,
+            rgba: tile.rgba,
+            siblings: proof.siblings,
+        });
+    }
+    Ok(TilesResponse::Tiles(out))
 }
 
 /// The fault `Paint`: a grey block over the left three quarters of the middle rows.
