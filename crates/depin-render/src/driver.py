@@ -10,6 +10,11 @@ args = json.loads(sys.argv[sys.argv.index("--") + 1])
 out_dir = args["out_dir"]
 
 
+
+def edge(px, size):
+    """A border edge that Blender's truncation puts exactly on pixel `px` of `size`."""
+    return 1.0 if px >= size else (px + 0.5) / size
+
 def finish(payload):
     with open(out_dir + "/result.json", "w") as f:
         json.dump(payload, f)
@@ -97,11 +102,14 @@ try:
     for i, (x0, y0, x1, y1) in enumerate(regions):
         r.use_border = True
         r.use_crop_to_border = True
-        r.border_min_x = x0 / width
-        r.border_max_x = x1 / width
-        # Blender counts rows from the bottom; regions count them from the top.
-        r.border_min_y = (height - y1) / height
-        r.border_max_y = (height - y0) / height
+        # Blender keeps the border as float32 and truncates border × size to whole pixels, so
+        # an exact fraction can land a pixel short (0.9 × 360 = 323.99997); half a pixel in
+        # keeps every edge on its pixel. Rows count from the bottom in Blender, from the top
+        # in a region.
+        r.border_min_x = edge(x0, width)
+        r.border_max_x = edge(x1, width)
+        r.border_min_y = edge(height - y1, height)
+        r.border_max_y = edge(height - y0, height)
         r.filepath = out_dir + "/region-%d.png" % i
         bpy.ops.render.render(write_still=True)
     finish({"ok": True, "width": width, "height": height})

@@ -164,6 +164,43 @@ fn a_fixed_seed_renders_the_same_pixels_on_any_thread_count_and_a_region_is_its_
     assert_ne!(other.image.pixel_hash(), a.image.pixel_hash());
 }
 
+/// Blender truncates a float32 border × size: exact fractions such as 324/360 used to land a
+/// row short or long (a 64×35 check region). Every edge now comes back on its pixel.
+#[test]
+fn regions_on_any_row_and_column_come_back_at_their_size() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = blender();
+    let caps = caps(&b);
+    let scene = scenes::build(&b, Example::CameraFlight, dir.path()).expect("scene");
+    let regions: Vec<Region> = (0..36u32)
+        .map(|i| {
+            let (x0, y0) = ((i * 37) % 577, (i * 10 + i / 3) % 325);
+            Region {
+                x0,
+                y0,
+                x1: x0 + 64,
+                y1: y0 + 36,
+            }
+        })
+        .chain([Region {
+            x0: 576,
+            y0: 324,
+            x1: 640,
+            y1: 360,
+        }])
+        .collect();
+    let spec = RenderSpec {
+        resolution: Some((640, 360)),
+        ..spec(1, 1)
+    };
+    let run = b
+        .render_regions(&caps, dir.path(), &scene, &spec, &regions)
+        .expect("renders the regions");
+    for (image, region) in run.images.iter().zip(&regions) {
+        assert_eq!((image.width, image.height), (64, 36), "{region}");
+    }
+}
+
 #[test]
 fn the_other_example_scenes_build_and_render_their_frames() {
     let b = blender();
