@@ -339,7 +339,7 @@ fn load_piece(ctx: &ServiceContext<'_, '_>, job: &RenderJob, index: u64) -> Resu
     if index >= job.pieces {
         return Err(reject(
             "unknown_piece",
-            format!("job {} has {} pieces, not {index}", job.id, job.pieces + 1),
+            format!("job {} has {} pieces, not {index}", job.id, job.pieces),
         ));
     }
     match ctx.get_decoded(&keys::piece(&job.id, index))? {
