@@ -60,6 +60,9 @@ pub(crate) fn resolve_program(program: &Path) -> Result<PathBuf, RenderError> {
 /// Called with (samples done, samples in all) as Blender reports them.
 pub(crate) type OnSamples<'a> = &'a (dyn Fn(u32, u32) + Sync);
 
+/// The scheduling niceness Blender runs at (0 is the default, 19 the lowest priority).
+const RENDER_NICENESS: u8 = 10;
+
 pub(crate) fn run(
     mounts: &Mounts<'_>,
     blender_args: &[OsString],
@@ -147,10 +150,16 @@ pub(crate) fn run(
 
     let log = std::fs::File::create(log_path).map_err(|e| RenderError::io(log_path, e))?;
     let log_err = log.try_clone().map_err(|e| RenderError::io(log_path, e))?;
-    let mut child = Command::new(&prlimit)
+    let mut command = Command::new(&prlimit);
+    command
         .arg(format!("--as={}", limits.memory_bytes))
         .arg(format!("--fsize={}", limits.output_bytes))
-        .arg("--")
+        .arg("--");
+    // A render must not starve the node beside it: its blocks, votes and proofs come first.
+    if let Ok(nice) = resolve_program(Path::new("nice")) {
+        command.arg(nice).arg(format!("-n{RENDER_NICENESS}"));
+    }
+    let mut child = command
         .arg(&bwrap)
         .args(&args)
         .stdin(Stdio::null())

@@ -274,6 +274,7 @@ for name, path in (("outside", args["outside"]), ("bundle", "/job/in/x"), ("usr"
         report[name] = type(e).__name__
 report["home"] = os.environ["HOME"]
 report["host_home"] = os.path.exists("/root/.cargo")
+report["niceness"] = os.nice(0)
 open("/job/out/report.json", "w").write(json.dumps(report))
 "#;
     let work = b
@@ -294,6 +295,8 @@ open("/job/out/report.json", "w").write(json.dumps(report))
     }
     assert_eq!(report["home"], "/job/home", "{report}");
     assert_eq!(report["host_home"], false, "{report}");
+    // Blender yields the CPU to the node beside it.
+    assert!(report["niceness"].as_u64() >= Some(10), "{report}");
     assert!(!marker.exists());
     assert!(listener.accept().is_err());
 }
