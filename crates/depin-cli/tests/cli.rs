@@ -769,7 +769,14 @@ fn node_survives_sigkill_with_its_committed_chain() {
         assert_eq!(v["status"], "committed", "{hash}");
         assert_eq!(v["height"].as_u64(), Some(*at), "{hash}");
     }
-    // The restarted node keeps taking transactions with the right nonce.
+    // The restarted node keeps taking transactions with the right nonce once its consensus is
+    // back (on a loaded 2-core machine that restart alone can take tens of seconds).
+    let restarted = height(&rpc);
+    wait_until(
+        Duration::from_secs(120),
+        "consensus back after the kill",
+        || (height(&rpc) > restarted).then_some(()),
+    );
     let after = json(
         &rpc,
         &[
