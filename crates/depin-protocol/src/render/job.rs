@@ -467,7 +467,7 @@ mod tests {
         assert_eq!(regions, draw_check_regions(&p, &seed, 1920, 1080));
         assert_eq!(regions.len(), 8);
         for r in &regions {
-            assert_eq!((r.x1 - r.x0, r.y1 - r.y0), (192, 108));
+            assert_eq!((r.x1 - r.x0, r.y1 - r.y0), (134, 75));
             assert!(r.x1 <= 1920 && r.y1 <= 1080);
         }
         assert_ne!(
@@ -483,7 +483,7 @@ mod tests {
                 );
                 assert_eq!(
                     r.x1 - r.x0,
-                    8.min(w).max((w as u64 * 1000 / 10_000) as u32).min(w)
+                    8.min(w).max((w as u64 * 700 / 10_000) as u32).min(w)
                 );
             }
         }
