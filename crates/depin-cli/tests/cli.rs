@@ -1628,5 +1628,22 @@ fn render_jobs_are_checked_paid_and_every_cheat_is_caught() {
     assert_eq!(done["job"]["status"], "Done", "{done}");
     assert_eq!(done["job"]["approved"], 16, "{done}");
     assert_eq!(done["job"]["escrow_dc"], 0, "{done}");
+
+    // The renders no one may fetch any more (every cheat's, all rejected) are swept from the
+    // providers' disks; the approved ones stay for the consumer.
+    let made = |node: &Value| {
+        let dir = Path::new(str_of(node, "data_dir"))
+            .join("render")
+            .join("made");
+        std::fs::read_dir(dir).map_or(0, |d| d.count())
+    };
+    for (node, fault) in nodes[1..].iter().zip(faults) {
+        wait_until(Duration::from_secs(90), "a cheat's renders swept", || {
+            (made(node) == 0).then_some(())
+        });
+        assert_eq!(made(node), 0, "{fault}");
+    }
+    let kept: usize = nodes.iter().map(made).sum();
+    assert!(kept >= 16, "{kept} renders kept");
     drop(guards);
 }

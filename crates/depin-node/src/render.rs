@@ -13,15 +13,16 @@ use axum::extract::{Path, State};
 use depin_blobs::store::BlobStore;
 use depin_blobs::transfer::{WantedBlobs, fetch_blob};
 use depin_protocol::render::{
-    Piece, PieceCommitment, PieceRef, PieceStatus, RenderAd, RenderJob, RenderParams, RenderTx,
-    RenderUsage, Verdict, frame_seed, keys, piece_area, piece_check_regions,
+    Piece, PieceCommitment, PieceRef, PieceStatus, RenderAd, RenderJob, RenderJobStatus,
+    RenderParams, RenderTx, RenderUsage, Verdict, frame_seed, keys, piece_area,
+    piece_check_regions,
 };
 use depin_render::{
     Blender, BlenderConfig, Capabilities, Device, Image, Region, RenderSpec, piece_output_key,
 };
 use depin_types::{Address, Hash};
 use serde::Serialize;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -30,6 +31,13 @@ use std::time::{Duration, Instant};
 const TICK: Duration = Duration::from_millis(300);
 /// How long a renderer waits for the consumer's push of a scene before asking other holders.
 const PUSH_WAIT: Duration = Duration::from_secs(5);
+/// How often the worker removes what no one can need any more: superseded renders, scenes.
+const SWEEP_EVERY: Duration = Duration::from_secs(20);
+/// An unpacked scene is kept this long after its last piece here (the same job often sends
+/// another soon); unpacking again from the kept bundle is cheap.
+const SCENE_KEEP: Duration = Duration::from_secs(300);
+/// Entries of each folder looked at per sweep (the rest wait for the next).
+const SWEEP_BATCH: usize = 10_000;
 
 /// Pieces listed by the job route at most (the rest are counted).
 const MAX_LISTED_PIECES: u64 = 10_000;
@@ -159,6 +167,7 @@ impl crate::services::NodeService for RenderService {
             }),
             dir,
             busy: Arc::new(Mutex::new(BTreeSet::new())),
+            scene_used: Arc::new(Mutex::new(BTreeMap::new())),
         };
         tokio::spawn(worker.run(stop));
         Ok(())
@@ -233,6 +242,8 @@ struct Worker {
     dir: std::path::PathBuf,
     /// Renders and checks in progress here.
     busy: Arc<Mutex<BTreeSet<(PieceRef, bool)>>>,
+    /// When each unpacked scene was last needed by a piece here.
+    scene_used: Arc<Mutex<BTreeMap<Hash, Instant>>>,
 }
 
 impl Worker {
@@ -269,10 +280,29 @@ impl Worker {
             self.net.clone(),
             self.store.clone(),
         ));
+        let mut swept = Instant::now();
         while !stop.load(Ordering::SeqCst) {
             tokio::time::sleep(TICK).await;
             self.advertise(&build, score_pixel_samples_per_s).await;
             let usage = my_usage(&self.node);
+            self.note_scenes_in_use(&usage);
+            if swept.elapsed() >= SWEEP_EVERY {
+                swept = Instant::now();
+                let worker = self.clone();
+                // In step with the loop: no piece is handed a scene while its folder goes.
+                match tokio::task::spawn_blocking(move || worker.sweep()).await {
+                    Ok(removed) if removed.renders + removed.scenes + removed.bundles > 0 => {
+                        tracing::info!(
+                            renders = removed.renders,
+                            scenes = removed.scenes,
+                            bundles = removed.bundles,
+                            "render files no one can need removed"
+                        );
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "the render sweep stopped"),
+                }
+            }
             for (piece, verifying) in usage
                 .rendering
                 .iter()
@@ -352,6 +382,88 @@ impl Worker {
         }
     }
 
+    /// Marks the scenes of the pieces this provider renders or checks now as in use.
+    fn note_scenes_in_use(&self, usage: &RenderUsage) {
+        let now = Instant::now();
+        let mut used = self.scene_used.lock().unwrap_or_else(|p| p.into_inner());
+        for r in usage.rendering.iter().chain(&usage.verifying) {
+            if let Some(job) = job_record(&self.node, &r.job) {
+                used.insert(job.spec.bundle, now);
+            }
+        }
+    }
+
+    /// Removes the renders no one may fetch any more, the unpacked scenes not used for
+    /// [`SCENE_KEEP`], and the bundles of finished jobs that no service wants.
+    fn sweep(&self) -> Swept {
+        let mut swept = Swept::default();
+        let made_dir = self.dir.join("made");
+        for entry in list_dir(&made_dir) {
+            let Some(key) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<Hash>().ok())
+            else {
+                continue;
+            };
+            let Some(made) = read_made(&self.node, &key) else {
+                continue;
+            };
+            let job = job_record(&self.node, &made.job);
+            let piece = job
+                .as_ref()
+                .and_then(|j| piece_record(&self.node, j, made.piece));
+            if render_is_dead(piece.as_ref(), made.attempt) {
+                self.store.remove_output(&key);
+                let _ = std::fs::remove_file(entry.path());
+                swept.renders += 1;
+            }
+        }
+        let scenes = self.dir.join("scenes");
+        let now = Instant::now();
+        let mut used = self.scene_used.lock().unwrap_or_else(|p| p.into_inner());
+        for entry in list_dir(&scenes) {
+            let path = entry.path();
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if let Some(bundle) = name
+                .strip_suffix(".job")
+                .and_then(|b| b.parse::<Hash>().ok())
+            {
+                let job = std::fs::read_to_string(&path)
+                    .ok()
+                    .and_then(|id| id.trim().parse::<Hash>().ok())
+                    .and_then(|id| job_record(&self.node, &id));
+                let open = job.is_some_and(|j| j.status == RenderJobStatus::Open);
+                if !open && !used.contains_key(&bundle) && !self.any_service_wants(&bundle) {
+                    self.store.remove(&bundle);
+                    let _ = std::fs::remove_file(&path);
+                    swept.bundles += 1;
+                }
+                continue;
+            }
+            let Ok(bundle) = name.trim_end_matches(".partial").parse::<Hash>() else {
+                continue;
+            };
+            // A scene found at start counts as used now: it gets the full keep.
+            let last = *used.entry(bundle).or_insert(now);
+            if now.duration_since(last) >= SCENE_KEEP {
+                let _ = std::fs::remove_dir_all(&path);
+                used.remove(&bundle);
+                swept.scenes += 1;
+            }
+        }
+        swept
+    }
+
+    /// Whether any service on this node still wants a blob (compute may share one).
+    fn any_service_wants(&self, blob: &Hash) -> bool {
+        crate::services::registered()
+            .iter()
+            .filter_map(|s| s.wanted_blobs(&self.node))
+            .any(|w| w.wanted(blob).is_some())
+    }
+
     fn params(&self) -> Result<RenderParams, String> {
         self.node
             .chain()
@@ -399,6 +511,10 @@ impl Worker {
             job.spec.bundle_bytes,
             folder.clone(),
         );
+        // Which job the bundle came for: it is kept while that job is open, for later
+        // renderers to fetch.
+        let job_note = self.dir.join("scenes").join(format!("{bundle}.job"));
+        std::fs::write(&job_note, job.id.to_string()).map_err(|e| e.to_string())?;
         tokio::task::spawn_blocking(move || {
             let partial = target.with_extension("partial");
             let _ = std::fs::remove_dir_all(&partial);
@@ -880,6 +996,35 @@ fn tiles_for(
     Ok(TilesResponse::Tiles(out))
 }
 
+/// What one sweep removed.
+#[derive(Debug, Default)]
+struct Swept {
+    renders: usize,
+    scenes: usize,
+    bundles: usize,
+}
+
+/// Up to [`SWEEP_BATCH`] entries of a folder (none if it cannot be read).
+fn list_dir(dir: &std::path::Path) -> Vec<std::fs::DirEntry> {
+    std::fs::read_dir(dir)
+        .map(|entries| entries.flatten().take(SWEEP_BATCH).collect())
+        .unwrap_or_default()
+}
+
+/// Whether no one may ever fetch this render of a piece again (see [`may_fetch_piece`]): its
+/// job is gone (`None`), the piece was given up, or a later attempt replaced it and no dispute is
+/// still checking it. The approved render of a piece is kept for its consumer.
+fn render_is_dead(piece: Option<&Piece>, attempt: u8) -> bool {
+    let Some(piece) = piece else {
+        return true;
+    };
+    let disputed = piece.dispute.as_ref().is_some_and(|d| d.attempt == attempt);
+    if disputed {
+        return false;
+    }
+    piece.attempt != attempt || piece.status == PieceStatus::Failed
+}
+
 /// The fault `Paint`: a grey block over the left three quarters of the middle rows.
 fn paint_region(image: &mut Image) {
     let (w, h) = (image.width as usize, image.height as usize);
@@ -951,4 +1096,53 @@ async fn render_job(
         pieces,
         job,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use depin_protocol::render::{Dispute, PieceArea};
+
+    #[test]
+    fn only_renders_no_one_may_fetch_again_are_swept() {
+        let area = PieceArea {
+            frame: 1,
+            y0: 0,
+            y1: 36,
+        };
+        let mut piece = Piece::queued(0, area);
+        piece.attempt = 2;
+        piece.status = PieceStatus::Approved;
+        assert!(render_is_dead(None, 0), "the job is gone");
+        assert!(!render_is_dead(Some(&piece), 2), "the approved render");
+        assert!(
+            render_is_dead(Some(&piece), 1),
+            "replaced by a later attempt"
+        );
+        piece.status = PieceStatus::Checking;
+        assert!(!render_is_dead(Some(&piece), 2), "still being checked");
+        piece.status = PieceStatus::Failed;
+        assert!(render_is_dead(Some(&piece), 2), "given up");
+        piece.status = PieceStatus::Rendering;
+        piece.dispute = Some(Dispute {
+            renderer: Address([7; 32]),
+            attempt: 1,
+            commitment: PieceCommitment {
+                image: Hash::of(b"image"),
+                tiles_root: Hash::of(b"tiles"),
+            },
+            check_seed: Hash::of(b"seed"),
+            slot: depin_protocol::render::VerdictSlot {
+                verifier: Address([8; 32]),
+                deadline: 10,
+                verdict: None,
+                timed_out: false,
+            },
+        });
+        assert!(
+            !render_is_dead(Some(&piece), 1),
+            "a rejection still checked"
+        );
+        assert!(render_is_dead(Some(&piece), 0));
+    }
 }
