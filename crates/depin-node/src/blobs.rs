@@ -22,6 +22,15 @@ impl NodeBlobs {
     }
 }
 
+/// Whether any service on this node still wants a blob: one service removes a blob only
+/// when none does (compute and render may hold the same bytes).
+pub(crate) fn any_service_wants(node: &Arc<Node>, blob: &Hash) -> bool {
+    crate::services::registered()
+        .iter()
+        .filter_map(|s| s.wanted_blobs(node))
+        .any(|w| w.wanted(blob).is_some())
+}
+
 /// Opens the store and serves the blob protocol on a provider node with a service network.
 pub(crate) fn start(node: &Arc<Node>) -> Result<(), NodeError> {
     if node.config.role != Role::Provider {

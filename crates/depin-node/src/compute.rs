@@ -253,17 +253,17 @@ impl Worker {
     }
 
     /// Drops a settled job's module and input unless another job here still needs them (one
-    /// it ran, or one the chain assigned to it: the same bytes may already be here for a new
-    /// job, its consumer told they arrived). Its result stays, for the consumer to fetch.
+    /// it ran, or one the chain assigned to it or to another service here: the same bytes may
+    /// already be here for a new job, its consumer told they arrived). Its result stays, for
+    /// the consumer to fetch.
     fn forget(&self, ran: &LocalJob, local: &BTreeMap<Hash, LocalJob>) {
         let _ = std::fs::remove_file(self.jobs_dir.join(ran.job.to_string()));
-        let assigned = ChainWanted(self.node.clone());
         for blob in std::iter::once(ran.module).chain(ran.input) {
             let shared = local
                 .values()
                 .filter(|other| other.job != ran.job)
                 .any(|other| other.module == blob || other.input == Some(blob))
-                || assigned.wanted(&blob).is_some();
+                || crate::blobs::any_service_wants(&self.node, &blob);
             if !shared {
                 self.store.remove(&blob);
             }

@@ -435,7 +435,10 @@ impl Worker {
                     .and_then(|id| id.trim().parse::<Hash>().ok())
                     .and_then(|id| job_record(&self.node, &id));
                 let open = job.is_some_and(|j| j.status == RenderJobStatus::Open);
-                if !open && !used.contains_key(&bundle) && !self.any_service_wants(&bundle) {
+                if !open
+                    && !used.contains_key(&bundle)
+                    && !crate::blobs::any_service_wants(&self.node, &bundle)
+                {
                     self.store.remove(&bundle);
                     let _ = std::fs::remove_file(&path);
                     swept.bundles += 1;
@@ -454,14 +457,6 @@ impl Worker {
             }
         }
         swept
-    }
-
-    /// Whether any service on this node still wants a blob (compute may share one).
-    fn any_service_wants(&self, blob: &Hash) -> bool {
-        crate::services::registered()
-            .iter()
-            .filter_map(|s| s.wanted_blobs(&self.node))
-            .any(|w| w.wanted(blob).is_some())
     }
 
     fn params(&self) -> Result<RenderParams, String> {
