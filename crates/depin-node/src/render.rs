@@ -285,8 +285,8 @@ impl Worker {
             tokio::time::sleep(TICK).await;
             self.advertise(&build, score_pixel_samples_per_s).await;
             let usage = my_usage(&self.node);
-            self.note_scenes_in_use(&usage);
             if swept.elapsed() >= SWEEP_EVERY {
+                self.note_scenes_in_use(&usage);
                 swept = Instant::now();
                 let worker = self.clone();
                 // In step with the loop: no piece is handed a scene while its folder goes.
@@ -382,15 +382,22 @@ impl Worker {
         }
     }
 
-    /// Marks the scenes of the pieces this provider renders or checks now as in use.
+    /// Marks the scenes of the pieces this provider renders or checks now as in use (a
+    /// piece's work marks its scene as it starts, in [`Worker::scene`]; this keeps the scene
+    /// of a long one).
     fn note_scenes_in_use(&self, usage: &RenderUsage) {
-        let now = Instant::now();
-        let mut used = self.scene_used.lock().unwrap_or_else(|p| p.into_inner());
         for r in usage.rendering.iter().chain(&usage.verifying) {
             if let Some(job) = job_record(&self.node, &r.job) {
-                used.insert(job.spec.bundle, now);
+                self.scene_in_use(job.spec.bundle);
             }
         }
+    }
+
+    fn scene_in_use(&self, bundle: Hash) {
+        self.scene_used
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(bundle, Instant::now());
     }
 
     /// Removes the renders no one may fetch any more, the unpacked scenes not used for
@@ -421,6 +428,7 @@ impl Worker {
         }
         let scenes = self.dir.join("scenes");
         let now = Instant::now();
+        let mut idle = Vec::new();
         let mut used = self.scene_used.lock().unwrap_or_else(|p| p.into_inner());
         for entry in list_dir(&scenes) {
             let path = entry.path();
@@ -451,10 +459,14 @@ impl Worker {
             // A scene found at start counts as used now: it gets the full keep.
             let last = *used.entry(bundle).or_insert(now);
             if now.duration_since(last) >= SCENE_KEEP {
-                let _ = std::fs::remove_dir_all(&path);
                 used.remove(&bundle);
-                swept.scenes += 1;
+                idle.push(path);
             }
+        }
+        // Removed under the lock: a piece starting meanwhile waits, then unpacks again.
+        for path in idle {
+            let _ = std::fs::remove_dir_all(&path);
+            swept.scenes += 1;
         }
         swept
     }
@@ -477,6 +489,7 @@ impl Worker {
     ) -> Result<std::path::PathBuf, String> {
         let bundle = job.spec.bundle;
         let folder = self.dir.join("scenes").join(bundle.to_string());
+        self.scene_in_use(bundle);
         if folder.join("scene.blend").is_file() {
             return Ok(folder);
         }
