@@ -219,19 +219,20 @@ pub fn run(ctx: &crate::Ctx, cmd: RenderCommand) -> anyhow::Result<()> {
         .parent()
         .ok_or_else(|| anyhow::anyhow!("{} has no folder", scene.display()))?
         .to_path_buf();
-    let capabilities = blender.probe().map_err(coded)?;
-    let info = blender.inspect(&bundle, &scene).map_err(coded)?;
+    // One Blender start, as a provider's render: the driver checks the scene and this
+    // build itself, and keeps the scene's own samples unless told.
     let spec = RenderSpec {
         frame: args.frame,
-        samples: args.samples.unwrap_or(info.samples).max(1),
+        samples: 0,
         seed: args.seed.unwrap_or(args.frame.unsigned_abs() as u32),
         resolution: args.resolution,
         region: args.region,
         denoise_off: args.no_denoise,
     };
-    let (_, rendered) = blender
-        .render_checked(&capabilities, &bundle, &scene, &spec)
+    let local = blender
+        .render_local(&bundle, &scene, &spec, args.samples.map(|n| n.max(1)))
         .map_err(coded)?;
+    let rendered = local.rendered;
     if let Some(bar) = bar.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
         bar.finish();
     }
@@ -239,10 +240,10 @@ pub fn run(ctx: &crate::Ctx, cmd: RenderCommand) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("{}: {e}", args.output.display()))?;
     let report = LocalReport {
         scene: scene.display().to_string(),
-        blender: capabilities.blender,
+        blender: local.blender_version,
         device: args.device,
         frame: spec.frame,
-        samples: spec.samples,
+        samples: local.samples,
         seed: spec.seed,
         frame_width: rendered.frame_width,
         frame_height: rendered.frame_height,

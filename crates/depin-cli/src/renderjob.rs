@@ -428,6 +428,7 @@ fn describe(view: &JobView) -> String {
                     f64::from(v.psnr_millidb) / 1e3
                 ),
                 None if s.timed_out => format!("{} silent", s.verifier),
+                None if s.stepped_aside => format!("{} stepped aside", s.verifier),
                 None => format!("{} checking", s.verifier),
             })
             .collect();

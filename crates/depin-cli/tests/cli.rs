@@ -1100,6 +1100,16 @@ fn restart_with_fault(node: &Value, fault: &str, log: &Path) -> Guard {
 }
 
 /// A provider process restarted from its devnet config with `line` added to it.
+/// A node log line saying the render sweep removed at least one bundle.
+fn sweeps_a_bundle() -> impl Fn(&str) -> bool {
+    |line: &str| {
+        line.contains("render files no one can need removed")
+            && line
+                .split_whitespace()
+                .any(|w| w.strip_prefix("bundles=").is_some_and(|n| n != "0"))
+    }
+}
+
 fn restart_with_config(node: &Value, line: &str, log: &Path) -> Guard {
     let pid = node["pid"].as_i64().expect("pid") as i32;
     kill(Pid::from_raw(pid), Signal::SIGTERM).expect("SIGTERM");
@@ -1483,9 +1493,10 @@ fn render_jobs_are_checked_paid_and_every_cheat_is_caught() {
     let mut guards = Vec::new();
     for (node, fault) in nodes[1..].iter().zip(faults) {
         let log = tmp.path().join(format!("{fault}.log"));
+        // A short scene keep, so the sweep of a done job's scene and bundle shows below.
         guards.push(restart_with_config(
             node,
-            &format!("render_fault = \"{fault}\""),
+            &format!("render_fault = \"{fault}\"\nrender_scene_keep_s = 5"),
             &log,
         ));
         cheats.push((str_of(node, "address").to_string(), fault));
@@ -1645,5 +1656,24 @@ fn render_jobs_are_checked_paid_and_every_cheat_is_caught() {
     }
     let kept: usize = nodes.iter().map(made).sum();
     assert!(kept >= 16, "{kept} renders kept");
+    // The job done, each cheat's unpacked scene goes after its keep, then the bundle with the
+    // note of its job (the killed one keeps what it had).
+    let scenes = |node: &Value| {
+        let dir = Path::new(str_of(node, "data_dir"))
+            .join("render")
+            .join("scenes");
+        std::fs::read_dir(dir).map_or(0, |d| d.count())
+    };
+    let bundle_swept = sweeps_a_bundle();
+    for (node, fault) in nodes[1..].iter().zip(faults) {
+        if fault == "exit_mid_render" {
+            continue;
+        }
+        let log = tmp.path().join(format!("{fault}.log"));
+        wait_until(Duration::from_secs(90), "a done job's scene swept", || {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            (scenes(node) == 0 && text.lines().any(&bundle_swept)).then_some(())
+        });
+    }
     drop(guards);
 }

@@ -102,6 +102,10 @@ pub struct NodeConfig {
     /// Cycles device: `CPU`, `CUDA`, `OPTIX` or `HIP`.
     #[serde(default = "default_render_device")]
     pub render_device: String,
+    /// How long an unpacked scene stays after its last piece here, in seconds (the same job
+    /// often sends another soon; the bundle it came from stays while its job is open).
+    #[serde(default = "default_render_scene_keep_s")]
+    pub render_scene_keep_s: u64,
     /// Misbehaviour for fault tests of the render service; never set it on a real node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub render_fault: Option<RenderFault>,
@@ -120,6 +124,10 @@ pub struct NodeConfig {
 /// Our logs at info; the consensus engine's chatter only when it matters.
 pub const DEFAULT_LOG: &str =
     "info,commonware_consensus=warn,commonware_storage=warn,commonware_p2p=warn";
+
+fn default_render_scene_keep_s() -> u64 {
+    300
+}
 
 fn default_render_device() -> String {
     "CPU".into()

@@ -33,9 +33,6 @@ const TICK: Duration = Duration::from_millis(300);
 const PUSH_WAIT: Duration = Duration::from_secs(5);
 /// How often the worker removes what no one can need any more: superseded renders, scenes.
 const SWEEP_EVERY: Duration = Duration::from_secs(20);
-/// An unpacked scene is kept this long after its last piece here (the same job often sends
-/// another soon); unpacking again from the kept bundle is cheap.
-const SCENE_KEEP: Duration = Duration::from_secs(300);
 /// Entries of each folder looked at per sweep (the rest wait for the next).
 const SWEEP_BATCH: usize = 10_000;
 
@@ -168,6 +165,8 @@ impl crate::services::NodeService for RenderService {
             dir,
             busy: Arc::new(Mutex::new(BTreeSet::new())),
             scene_used: Arc::new(Mutex::new(BTreeMap::new())),
+            // Unpacking again from the kept bundle is cheap; the config says how long.
+            scene_keep: Duration::from_secs(node.config.render_scene_keep_s),
         };
         tokio::spawn(worker.run(stop));
         Ok(())
@@ -244,6 +243,8 @@ struct Worker {
     busy: Arc<Mutex<BTreeSet<(PieceRef, bool)>>>,
     /// When each unpacked scene was last needed by a piece here.
     scene_used: Arc<Mutex<BTreeMap<Hash, Instant>>>,
+    /// How long an unpacked scene stays after its last piece here.
+    scene_keep: Duration,
 }
 
 impl Worker {
@@ -401,7 +402,7 @@ impl Worker {
     }
 
     /// Removes the renders no one may fetch any more, the unpacked scenes not used for
-    /// [`SCENE_KEEP`], and the bundles of finished jobs that no service wants.
+    /// `scene_keep`, and the bundles of finished jobs that no service wants.
     fn sweep(&self) -> Swept {
         let mut swept = Swept::default();
         let made_dir = self.dir.join("made");
@@ -458,7 +459,7 @@ impl Worker {
             };
             // A scene found at start counts as used now: it gets the full keep.
             let last = *used.entry(bundle).or_insert(now);
-            if now.duration_since(last) >= SCENE_KEEP {
+            if now.duration_since(last) >= self.scene_keep {
                 used.remove(&bundle);
                 idle.push(path);
             }
@@ -646,45 +647,116 @@ impl Worker {
         let job = job_record(&self.node, &r.job).ok_or("the job is gone")?;
         let piece = piece_record(&self.node, &job, r.piece).ok_or("the piece is gone")?;
         // The render to check: the current one, or a disputed earlier one.
-        let (renderer, commitment, seed) = match &piece.dispute {
+        let (renderer, commitment, seed, deadline) = match &piece.dispute {
             Some(d)
                 if d.attempt == r.attempt && d.slot.verifier == me && d.slot.verdict.is_none() =>
             {
-                (d.renderer, d.commitment, d.check_seed)
+                (d.renderer, d.commitment, d.check_seed, d.slot.deadline)
             }
             _ => {
-                let pending = piece.attempt == r.attempt
-                    && piece.status == PieceStatus::Checking
-                    && piece
-                        .verdicts
-                        .iter()
-                        .any(|s| s.verifier == me && s.verdict.is_none() && !s.timed_out);
-                let (Some(renderer), Some(commitment), Some(seed)) =
-                    (piece.renderer, piece.commitment, piece.check_seed)
+                let pending = piece.verdicts.iter().find(|s| {
+                    piece.attempt == r.attempt
+                        && piece.status == PieceStatus::Checking
+                        && s.verifier == me
+                        && s.is_open()
+                });
+                let (Some(renderer), Some(commitment), Some(seed), Some(slot)) =
+                    (piece.renderer, piece.commitment, piece.check_seed, pending)
                 else {
                     return Ok(());
                 };
-                if !pending {
-                    return Ok(());
-                }
-                (renderer, commitment, seed)
+                (renderer, commitment, seed, slot.deadline)
             }
         };
-        let params = self.params()?;
         let started = Instant::now();
-        let mut holders = vec![renderer];
-        holders.extend(self.holders(&job));
-        let folder = self.scene(&job, &holders).await?;
-        let mut blender_ms = 0u64;
-        let verdict = match self
-            .committed_tiles(
+        let checked = self
+            .check(
                 &job,
                 &piece,
                 r.attempt,
                 &renderer,
                 &commitment,
-                &params,
                 &seed,
+                deadline,
+                capabilities,
+            )
+            .await;
+        let (tx, blender_ms) = match checked {
+            Ok((verdict, blender_ms)) => (
+                RenderTx::Verdict {
+                    job: job.id,
+                    piece: piece.index,
+                    attempt: r.attempt,
+                    verdict,
+                },
+                blender_ms,
+            ),
+            // Our own failure (no scene, Blender failed here): give the check back rather
+            // than fall silent and be slashed for it.
+            Err(why) => {
+                tracing::warn!(job = %job.id, piece = piece.index, why, "stepping aside from a render check");
+                let mut reason = why;
+                while reason.len() > 200 {
+                    reason.pop();
+                }
+                (
+                    RenderTx::StepAside {
+                        job: job.id,
+                        piece: piece.index,
+                        attempt: r.attempt,
+                        reason,
+                    },
+                    0,
+                )
+            }
+        };
+        let sent = crate::own_tx::submit_and_wait(
+            &self.node,
+            depin_protocol::render::SERVICE,
+            depin_types::encode(&tx),
+        )
+        .await;
+        let (ssim_ppm, psnr_millidb) = match &tx {
+            RenderTx::Verdict { verdict, .. } => (verdict.ssim_ppm, verdict.psnr_millidb),
+            _ => (0, 0),
+        };
+        tracing::info!(
+            job = %job.id,
+            piece = piece.index,
+            ssim_ppm,
+            psnr_millidb,
+            stepped_aside = matches!(tx, RenderTx::StepAside { .. }),
+            blender_ms,
+            ms = started.elapsed().as_millis() as u64,
+            sent,
+            "render verdict posted"
+        );
+        Ok(())
+    }
+
+    /// The check itself: the renderer's committed tiles under the regions against our own
+    /// render of them. An error is ours (no scene, Blender failed); a renderer that does not
+    /// serve its tiles, or serves others, gets a failing verdict.
+    #[allow(clippy::too_many_arguments)]
+    async fn check(
+        &self,
+        job: &RenderJob,
+        piece: &Piece,
+        attempt: u8,
+        renderer: &Address,
+        commitment: &PieceCommitment,
+        seed: &Hash,
+        deadline: u64,
+        capabilities: &Capabilities,
+    ) -> Result<(Verdict, u64), String> {
+        let params = self.params()?;
+        let mut holders = vec![*renderer];
+        holders.extend(self.holders(job));
+        let folder = self.scene(job, &holders).await?;
+        let mut blender_ms = 0u64;
+        let verdict = match self
+            .committed_tiles(
+                job, piece, attempt, renderer, commitment, &params, seed, deadline,
             )
             .await
         {
@@ -696,7 +768,7 @@ impl Worker {
                 }
             }
             Ok(image) => {
-                let regions = piece_check_regions(&params, &piece.area, job.spec.width, &seed);
+                let regions = piece_check_regions(&params, &piece.area, job.spec.width, seed);
                 let spec = RenderSpec {
                     frame: i64::from(piece.area.frame),
                     samples: job.spec.samples,
@@ -748,29 +820,7 @@ impl Worker {
                 worst
             }
         };
-        let tx = RenderTx::Verdict {
-            job: job.id,
-            piece: piece.index,
-            attempt: r.attempt,
-            verdict,
-        };
-        let sent = crate::own_tx::submit_and_wait(
-            &self.node,
-            depin_protocol::render::SERVICE,
-            depin_types::encode(&tx),
-        )
-        .await;
-        tracing::info!(
-            job = %job.id,
-            piece = piece.index,
-            ssim_ppm = verdict.ssim_ppm,
-            psnr_millidb = verdict.psnr_millidb,
-            blender_ms,
-            ms = started.elapsed().as_millis() as u64,
-            sent,
-            "render verdict posted"
-        );
-        Ok(())
+        Ok((verdict, blender_ms))
     }
 
     /// The renderer's committed pixels under the check regions: the tiles covering them,
@@ -786,6 +836,7 @@ impl Worker {
         commitment: &PieceCommitment,
         params: &RenderParams,
         seed: &Hash,
+        verdict_deadline: u64,
     ) -> Result<Image, String> {
         let (width, rows, tile_px) = (job.spec.width, piece.area.rows(), params.tile_px);
         let mut wanted = BTreeSet::new();
@@ -815,8 +866,9 @@ impl Worker {
                 tiles: chunk.to_vec(),
             };
             // The renderer's view of the chain may lag behind ours (it has not seen this
-            // verifier drawn yet): a refusal is asked again within the window, like silence.
-            let started = Instant::now();
+            // verifier drawn yet): a refusal is asked again within the window, like silence,
+            // until only the blocks kept for the re-render and the verdict are left.
+            let ask_until = verdict_deadline.saturating_sub(verdict_reserve_blocks(params));
             let tiles = loop {
                 let asked = self
                     .net
@@ -835,7 +887,7 @@ impl Worker {
                     },
                     Err(e) => e.to_string(),
                 };
-                if started.elapsed() > TILES_PATIENCE {
+                if self.node.chain().head().height >= ask_until {
                     return Err(format!("the renderer did not serve its tiles: {why}"));
                 }
                 tokio::time::sleep(Duration::from_millis(500)).await;
@@ -878,8 +930,11 @@ impl Worker {
 
 /// Request-response protocol for a piece's committed tiles (depin-net adds the chain id).
 const TILES_PROTOCOL: &str = "render/tiles/1";
-/// How long a verifier asks a renderer for its tiles before it calls the render unserved.
-const TILES_PATIENCE: Duration = Duration::from_secs(30);
+/// Blocks of a verdict's window (genesis `verify_blocks`) a verifier keeps for its re-render
+/// and its verdict to reach the chain: it asks a silent renderer for tiles until then.
+fn verdict_reserve_blocks(params: &RenderParams) -> u64 {
+    (params.verify_blocks / 4).max(3)
+}
 /// Tiles one request may ask for: 512 KiB of pixels at 32-pixel tiles.
 const MAX_TILES_PER_REQUEST: usize = 128;
 const MAX_TILES_REQUEST_BYTES: usize = 4096;
@@ -1140,12 +1195,7 @@ mod tests {
                 tiles_root: Hash::of(b"tiles"),
             },
             check_seed: Hash::of(b"seed"),
-            slot: depin_protocol::render::VerdictSlot {
-                verifier: Address([8; 32]),
-                deadline: 10,
-                verdict: None,
-                timed_out: false,
-            },
+            slot: depin_protocol::render::VerdictSlot::new(Address([8; 32]), 10),
         });
         assert!(
             !render_is_dead(Some(&piece), 1),

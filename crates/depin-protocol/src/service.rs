@@ -423,6 +423,25 @@ impl<'s, 'a> ServiceContext<'s, 'a> {
         })
     }
 
+    /// Records a fault the provider owned up to (it gave back work it could not do): its
+    /// reputation drops as for a slash and the reason is on its record, but no stake is taken.
+    pub fn record_fault(&mut self, provider: Address, reason: &str) -> Result<(), TxError> {
+        if let Some(mut p) = self.provider(&provider)? {
+            p.reputation_beta = p.reputation_beta.saturating_add(1);
+            p.failures.push(ProofFailure {
+                height: self.block.height,
+                service: self.service,
+                reason: reason.chars().take(200).collect(),
+                slashed: Amount(0),
+            });
+            if p.failures.len() > MAX_PROOF_FAILURES_KEPT {
+                p.failures.remove(0);
+            }
+            self.state.put(&StateKey::Provider(provider), &p);
+        }
+        Ok(())
+    }
+
     /// Burns `data_credits` from the consumer and mints the provider tokens of the same USD
     /// value at the current oracle price (burn-and-mint equilibrium).
     pub fn pay_with_data_credits(

@@ -288,6 +288,28 @@ struct DriverResult {
     height: u32,
     #[serde(default)]
     missing_files: Vec<String>,
+    #[serde(default)]
+    samples: u32,
+    #[serde(default)]
+    blender: String,
+}
+
+/// What one driver run is told beyond the render spec: `None` leaves the sample count to
+/// the scene, and the denoiser's presence to the driver's own look at the build.
+struct Drive<'a> {
+    samples: Option<u32>,
+    denoise: Option<bool>,
+    regions: &'a [Region],
+}
+
+/// `depin render local`'s result: the render, the scene as the driver read it, and what
+/// the one Blender start used.
+#[derive(Debug, Clone)]
+pub struct LocalRender {
+    pub rendered: Rendered,
+    pub scene: SceneInfo,
+    pub samples: u32,
+    pub blender_version: String,
 }
 
 /// Called with (samples done, samples in all) while a frame renders.
@@ -411,18 +433,71 @@ impl Blender {
         spec: &RenderSpec,
         regions: &[Region],
     ) -> Result<RegionRenders, RenderError> {
+        let drive = Drive {
+            samples: Some(spec.samples),
+            denoise: Some(capabilities.denoise),
+            regions,
+        };
+        self.drive(bundle, scene, spec, &drive)
+            .map(|(renders, _)| renders)
+    }
+
+    /// What `depin render local` runs: the provider's sandboxed checks and render in one
+    /// Blender start. The scene keeps its own sample count when `samples` is absent, and the
+    /// driver looks up this build's devices and denoiser itself (no probe or inspect run
+    /// first); `spec.samples` is ignored.
+    pub fn render_local(
+        &self,
+        bundle: &Path,
+        scene: &Path,
+        spec: &RenderSpec,
+        samples: Option<u32>,
+    ) -> Result<LocalRender, RenderError> {
+        let regions: Vec<Region> = spec.region.into_iter().collect();
+        let drive = Drive {
+            samples,
+            denoise: None,
+            regions: &regions,
+        };
+        let (mut run, result) = self.drive(bundle, scene, spec, &drive)?;
+        let image = run.images.pop().ok_or_else(|| RenderError::Blender {
+            status: "driver".into(),
+            log_tail: "no image written".into(),
+        })?;
+        Ok(LocalRender {
+            rendered: Rendered {
+                image,
+                png: run.pngs.pop().unwrap_or_default(),
+                frame_width: run.frame_width,
+                frame_height: run.frame_height,
+                seconds: run.seconds,
+            },
+            scene: run.scene,
+            samples: result.samples,
+            blender_version: result.blender,
+        })
+    }
+
+    fn drive(
+        &self,
+        bundle: &Path,
+        scene: &Path,
+        spec: &RenderSpec,
+        drive: &Drive<'_>,
+    ) -> Result<(RegionRenders, DriverResult), RenderError> {
         let started = Instant::now();
+        let regions = drive.regions;
         let threads = match self.config.threads {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
             n => n,
         };
         let args = serde_json::json!({
             "frame": spec.frame,
-            "samples": spec.samples,
+            "samples": drive.samples,
             "seed": spec.seed,
             "threads": threads,
             "device": self.config.device.as_str(),
-            "denoise": capabilities.denoise,
+            "denoise": drive.denoise,
             "denoise_off": spec.denoise_off,
             "resolution": spec.resolution.map(|(w, h)| [w, h]),
             "regions": regions.iter().map(|r| [r.x0, r.y0, r.x1, r.y1]).collect::<Vec<_>>(),
@@ -466,14 +541,15 @@ impl Blender {
             pngs.push(png);
         }
         let scene = read_json(&work.path().join("out/inspect.json"))?;
-        Ok(RegionRenders {
+        let renders = RegionRenders {
             scene,
             images,
             pngs,
             frame_width: result.width,
             frame_height: result.height,
             seconds: started.elapsed().as_secs_f64(),
-        })
+        };
+        Ok((renders, result))
     }
 
     /// Runs `script` on `scene` (or on no file) and returns the JSON file it wrote.

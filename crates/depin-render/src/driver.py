@@ -3,6 +3,7 @@
 # every setting that changes pixels so that any provider on the same Blender build renders
 # the same image, then renders one frame (or one region of it) and reports in result.json.
 import bpy, json, os, sys, traceback
+import _cycles
 sys.path.insert(0, os.path.dirname(__file__))
 import scene_report
 
@@ -57,7 +58,9 @@ try:
         c.device = "GPU"
     c.seed = args["seed"]
     c.use_animated_seed = False
-    c.samples = args["samples"]
+    # `depin render local` may keep the scene's own sample count (no separate inspect run).
+    if args.get("samples") is not None:
+        c.samples = args["samples"]
     c.use_adaptive_sampling = False
     c.use_auto_tile = True
     c.tile_size = 2048
@@ -88,7 +91,11 @@ try:
                  % (x0, y0, x1, y1, width, height))
     if args["denoise_off"]:
         c.use_denoising = False
-    if c.use_denoising and not args["denoise"]:
+    # The node passes what its probe found; `render local` lets the driver look (one start).
+    has_denoise = args.get("denoise")
+    if has_denoise is None:
+        has_denoise = bool(getattr(_cycles, "with_openimagedenoise", False))
+    if c.use_denoising and not has_denoise:
         fail("denoise_unavailable", "the scene denoises and this Blender has no OpenImageDenoise")
     r.image_settings.file_format = "PNG"
     r.image_settings.color_mode = "RGBA"
@@ -112,7 +119,8 @@ try:
         r.border_max_y = edge(height - y0, height)
         r.filepath = out_dir + "/region-%d.png" % i
         bpy.ops.render.render(write_still=True)
-    finish({"ok": True, "width": width, "height": height})
+    finish({"ok": True, "width": width, "height": height, "samples": c.samples,
+            "blender": bpy.app.version_string})
 except SystemExit:
     raise
 except Exception as e:  # noqa: BLE001 - every failure must reach the node as a result

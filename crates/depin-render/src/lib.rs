@@ -16,8 +16,8 @@ pub mod scenes;
 pub mod tiles;
 
 pub use blender::{
-    Blender, BlenderConfig, Capabilities, Device, Region, RegionRenders, RenderError, RenderSpec,
-    Rendered, SampleProgress, SceneInfo,
+    Blender, BlenderConfig, Capabilities, Device, LocalRender, Region, RegionRenders, RenderError,
+    RenderSpec, Rendered, SampleProgress, SceneInfo,
 };
 pub use compare::{IDENTICAL_PSNR_DB, Similarity, compare};
 pub use image::{Image, ImageError};

@@ -83,6 +83,41 @@ fn a_fixed_seed_renders_the_same_pixels_on_any_thread_count_and_a_region_is_its_
     assert_eq!((part.frame_width, part.frame_height), (160, 120));
     assert_eq!(part.image, a.image.crop(region).expect("inside"));
 
+    // `depin render local` in one Blender start: the same pixels as the provider's path, and
+    // the scene's own samples when none are asked for.
+    let local = b
+        .render_local(
+            dir.path(),
+            &scene,
+            &RenderSpec {
+                region: Some(region),
+                ..spec(1, 0)
+            },
+            Some(8),
+        )
+        .expect("renders locally");
+    assert_eq!(local.rendered.image, part.image);
+    assert_eq!(local.samples, 8);
+    assert_eq!(local.blender_version, caps.blender);
+    let corner = Region {
+        x0: 0,
+        y0: 0,
+        x1: 8,
+        y1: 8,
+    };
+    let own = b
+        .render_local(
+            dir.path(),
+            &scene,
+            &RenderSpec {
+                region: Some(corner),
+                ..spec(1, 0)
+            },
+            None,
+        )
+        .expect("renders locally");
+    assert_eq!(own.samples, info.samples);
+
     // The renderer's commitment: the verifier fetches the tiles under the region, checks each
     // against the root, and finds its re-render in them.
     let tree = crate::tiles::TileTree::new(&a.image, 32).expect("tiles");

@@ -86,6 +86,12 @@ impl ServiceModule for RenderModule {
             } => post_verdict(ctx, sender, &job, piece, attempt, verdict),
             RenderTx::Approve { job, pieces } => approve(ctx, sender, &job, &pieces),
             RenderTx::Reject { job, piece } => consumer_reject(ctx, sender, &job, piece),
+            RenderTx::StepAside {
+                job,
+                piece,
+                attempt,
+                reason,
+            } => step_aside(ctx, sender, &job, piece, attempt, &reason),
         }
     }
 
@@ -502,7 +508,7 @@ fn post_verdict(
     let Some(slot) = piece
         .verdicts
         .iter_mut()
-        .find(|s| s.verifier == sender && s.verdict.is_none() && !s.timed_out)
+        .find(|s| s.verifier == sender && s.is_open())
     else {
         return Err(reject(
             "not_a_verifier",
@@ -524,6 +530,111 @@ fn post_verdict(
         false,
     )?;
     events.extend(decide(ctx, &mut job, &mut piece)?);
+    save(ctx, &job, &piece);
+    Ok(events)
+}
+
+/// Step-asides one render of a piece takes at most: its other verdict slots are kept for
+/// verdicts, so stepping aside (which costs no stake) cannot use them all up and leave the
+/// honest renderer's work unchecked and unpaid.
+const MAX_STEP_ASIDES: usize = 2;
+const MAX_STEP_ASIDE_REASON_BYTES: usize = 200;
+
+/// A drawn verifier gives back a check it cannot make: its slot closes with a fault on its
+/// record (no stake taken, unlike silence), and another verifier is drawn. A dispute's
+/// verifier stepping aside ends the dispute, as its silence would.
+fn step_aside(
+    ctx: &mut ServiceContext<'_, '_>,
+    sender: Address,
+    id: &Hash,
+    index: u64,
+    attempt: u8,
+    reason: &str,
+) -> Result<Vec<Event>, TxError> {
+    if reason.len() > MAX_STEP_ASIDE_REASON_BYTES {
+        return Err(reject(
+            "reason_too_long",
+            format!("a step-aside's reason is at most {MAX_STEP_ASIDE_REASON_BYTES} bytes"),
+        ));
+    }
+    let mut job = load_job(ctx, id)?;
+    let mut piece = load_piece(ctx, &job, index)?;
+    let height = ctx.block.height;
+    let fault = format!("stepped aside from checking job {id} piece {index}: {reason}");
+    let mut events = vec![
+        RenderEvent::VerifierSteppedAside {
+            job: *id,
+            piece: index,
+            verifier: sender,
+            reason: reason.to_string(),
+        }
+        .to_event(),
+    ];
+    let disputed = piece
+        .dispute
+        .as_ref()
+        .is_some_and(|d| d.attempt == attempt && d.slot.verifier == sender && d.slot.is_open());
+    if disputed {
+        let Some(dispute) = piece.dispute.take() else {
+            return Err(reject("no_check_open", "no dispute"));
+        };
+        if height > dispute.slot.deadline {
+            return Err(reject(
+                "verdict_closed",
+                "the dispute's verdict was due earlier",
+            ));
+        }
+        let disputed_ref = PieceRef {
+            job: *id,
+            piece: index,
+            attempt: dispute.attempt,
+        };
+        change_usage(ctx, &sender, UsageList::Verifying, disputed_ref, false)?;
+        ctx.record_fault(sender, &fault)?;
+        save(ctx, &job, &piece);
+        return Ok(events);
+    }
+    if piece.status != PieceStatus::Checking || piece.attempt != attempt {
+        return Err(reject(
+            "no_check_open",
+            format!("piece {index} of job {id} (attempt {attempt}) is not being checked"),
+        ));
+    }
+    let stepped = piece.verdicts.iter().filter(|s| s.stepped_aside).count();
+    let Some(slot) = piece
+        .verdicts
+        .iter_mut()
+        .find(|s| s.verifier == sender && s.is_open())
+    else {
+        return Err(reject(
+            "not_a_verifier",
+            format!("{sender} was not drawn to check piece {index} of job {id}"),
+        ));
+    };
+    if height > slot.deadline {
+        return Err(reject(
+            "verdict_closed",
+            format!("the verdict was due by height {}", slot.deadline),
+        ));
+    }
+    if stepped >= MAX_STEP_ASIDES {
+        return Err(reject(
+            "step_asides_used",
+            format!(
+                "{stepped} verifiers of this render already stepped aside: post a verdict or be slashed as silent"
+            ),
+        ));
+    }
+    slot.stepped_aside = true;
+    change_usage(
+        ctx,
+        &sender,
+        UsageList::Verifying,
+        piece_ref(&job, &piece),
+        false,
+    )?;
+    ctx.record_fault(sender, &fault)?;
+    events.extend(draw_verifier(ctx, &mut job, &mut piece)?);
     save(ctx, &job, &piece);
     Ok(events)
 }
@@ -666,12 +777,7 @@ fn draw_verifier(
     });
     if let Some(verifier) = draw.first().map(|i| candidates[*i].address) {
         let deadline = height + p.verify_blocks;
-        piece.verdicts.push(VerdictSlot {
-            verifier,
-            deadline,
-            verdict: None,
-            timed_out: false,
-        });
+        piece.verdicts.push(VerdictSlot::new(verifier, deadline));
         schedule(ctx, deadline, due(job, piece, DueKind::VerdictTimeout))?;
         change_usage(
             ctx,
@@ -969,12 +1075,7 @@ fn consumer_reject(
             attempt: piece.attempt,
             commitment,
             check_seed,
-            slot: VerdictSlot {
-                verifier,
-                deadline,
-                verdict: None,
-                timed_out: false,
-            },
+            slot: VerdictSlot::new(verifier, deadline),
         });
         schedule(ctx, deadline, due(&job, &piece, DueKind::DisputeTimeout))?;
         change_usage(
@@ -1077,11 +1178,7 @@ fn come_due(
                     ));
                     piece.status = PieceStatus::Checking;
                 }
-                PieceStatus::Checking
-                    if piece
-                        .verdicts
-                        .iter()
-                        .all(|s| s.verdict.is_some() || s.timed_out) => {}
+                PieceStatus::Checking if piece.verdicts.iter().all(|s| !s.is_open()) => {}
                 _ => return Ok(false),
             }
             draw_verifier(ctx, job, piece)?;
@@ -1093,7 +1190,7 @@ fn come_due(
             let Some(slot) = piece
                 .verdicts
                 .iter_mut()
-                .find(|s| s.deadline == height && s.verdict.is_none() && !s.timed_out)
+                .find(|s| s.deadline == height && s.is_open())
             else {
                 return Ok(false);
             };

@@ -51,6 +51,26 @@ pub struct VerdictSlot {
     pub verdict: Option<Verdict>,
     /// It said nothing by its deadline (slashed, and another drawn).
     pub timed_out: bool,
+    /// It said it could not check (`RenderTx::StepAside`): a fault on its record, no stake
+    /// taken, and another drawn.
+    pub stepped_aside: bool,
+}
+
+impl VerdictSlot {
+    pub fn new(verifier: Address, deadline: u64) -> VerdictSlot {
+        VerdictSlot {
+            verifier,
+            deadline,
+            verdict: None,
+            timed_out: false,
+            stepped_aside: false,
+        }
+    }
+
+    /// Still waiting for this verifier's verdict.
+    pub fn is_open(&self) -> bool {
+        self.verdict.is_none() && !self.timed_out && !self.stepped_aside
+    }
 }
 
 #[derive(
@@ -219,6 +239,15 @@ pub enum RenderTx {
     /// The consumer rejects an offered piece: it is rendered again elsewhere, unpaid, and a
     /// verifier checks the rejected render.
     Reject { job: Hash, piece: u64 },
+    /// A drawn verifier that cannot check (its Blender failed on the scene, the scene never
+    /// came) gives its check back before the deadline: a fault on its record instead of the
+    /// silent verifier's slash, and another verifier is drawn.
+    StepAside {
+        job: Hash,
+        piece: u64,
+        attempt: u8,
+        reason: String,
+    },
 }
 
 /// What the chain must look at in a later block: one entry per piece and stage, checked
@@ -278,6 +307,12 @@ pub enum RenderEvent {
         piece: u64,
         verifier: Address,
         passed: bool,
+    },
+    VerifierSteppedAside {
+        job: Hash,
+        piece: u64,
+        verifier: Address,
+        reason: String,
     },
     PieceOffered {
         job: Hash,

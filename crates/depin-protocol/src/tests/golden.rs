@@ -7,6 +7,7 @@ use crate::block::{BlockHeader, Finality, Receipt};
 use crate::compute::{ComputeEvent, ComputeTx, ExitKind, JobOutcome, JobSpec};
 use crate::coverage::verify::{BeaconReport, Region, WitnessReport};
 use crate::coverage::{CoverageEvent, CoverageTx, HotspotAssertion, PacketReceipt};
+use crate::render::{PieceCommitment, RenderJobSpec, RenderTx, Verdict};
 use crate::service::ServiceEvent;
 use crate::storage::merkle::ChunkProof;
 use crate::storage::{PieceProof, PieceRef, SegmentSpec, StorageEvent, StorageTx};
@@ -122,6 +123,79 @@ fn compute_txs() -> Vec<(&'static str, ComputeTx)> {
             },
         ),
         ("compute finalize", ComputeTx::Finalize { job: hash("job") }),
+    ]
+}
+
+fn render_txs() -> Vec<(&'static str, RenderTx)> {
+    vec![
+        (
+            "render advertise",
+            RenderTx::Advertise {
+                device: "CPU".into(),
+                build: "Blender 3.4.1 x86_64 CPU".into(),
+                score_pixel_samples_per_s: 12_345_678,
+            },
+        ),
+        (
+            "render submit_job",
+            RenderTx::SubmitJob(RenderJobSpec {
+                bundle: hash("bundle"),
+                bundle_bytes: 4096,
+                frame_start: 1,
+                frame_end: 48,
+                width: 1280,
+                height: 720,
+                samples: 64,
+                max_price_dc_per_gigapixel_sample: 200,
+            }),
+        ),
+        (
+            "render commit",
+            RenderTx::Commit {
+                job: hash("job"),
+                piece: 3,
+                attempt: 1,
+                commitment: PieceCommitment {
+                    image: hash("image"),
+                    tiles_root: hash("tiles"),
+                },
+            },
+        ),
+        (
+            "render verdict",
+            RenderTx::Verdict {
+                job: hash("job"),
+                piece: 3,
+                attempt: 1,
+                verdict: Verdict {
+                    ssim_ppm: 999_000,
+                    psnr_millidb: 51_000,
+                },
+            },
+        ),
+        (
+            "render approve",
+            RenderTx::Approve {
+                job: hash("job"),
+                pieces: vec![0, 1, 2],
+            },
+        ),
+        (
+            "render reject",
+            RenderTx::Reject {
+                job: hash("job"),
+                piece: 2,
+            },
+        ),
+        (
+            "render step_aside",
+            RenderTx::StepAside {
+                job: hash("job"),
+                piece: 3,
+                attempt: 1,
+                reason: "out of memory".into(),
+            },
+        ),
     ]
 }
 
@@ -308,6 +382,12 @@ fn encodings() -> Vec<(String, Vec<u8>)> {
             service(crate::coverage::SERVICE, depin_types::encode(&tx)),
         ));
     }
+    for (name, tx) in render_txs() {
+        out.push((
+            name.into(),
+            service(crate::render::SERVICE, depin_types::encode(&tx)),
+        ));
+    }
     out
 }
 
@@ -398,6 +478,34 @@ const FIXTURES: &[(&str, &str)] = &[
         "coverage commit_receipts",
         "0908000000636f7665726167652100000005128724a9ed14c079db448fdf57694fad59449b4710c9f08e9870075fae94ff28",
     ),
+    (
+        "render advertise",
+        "090600000072656e6465722c000000000300000043505518000000426c656e64657220332e342e31207838365f3634204350554e61bc0000000000",
+    ),
+    (
+        "render submit_job",
+        "090600000072656e646572450000000141ee67d2cddda00309b8e6e72cac36f81439d04ad95077aeaf8dc159578bf2860010000000000000010000003000000000050000d002000040000000c800000000000000",
+    ),
+    (
+        "render commit",
+        "090600000072656e6465726a0000000263a2265e5c677a2d89fceda7adffcf95a8597d0927d2c1a27c00d89af997f9e60300000000000000010229ff7dec8a365f7300835d175494866d46e56fec330dad33cd3dc93df3c16d89dad8fcfd1633f810bf9e054c41fac78d484fd06e4e787772af1728fe9e7851",
+    ),
+    (
+        "render verdict",
+        "090600000072656e646572320000000363a2265e5c677a2d89fceda7adffcf95a8597d0927d2c1a27c00d89af997f9e6030000000000000001583e0f0038c70000",
+    ),
+    (
+        "render approve",
+        "090600000072656e6465723d0000000463a2265e5c677a2d89fceda7adffcf95a8597d0927d2c1a27c00d89af997f9e603000000000000000000000001000000000000000200000000000000",
+    ),
+    (
+        "render reject",
+        "090600000072656e646572290000000563a2265e5c677a2d89fceda7adffcf95a8597d0927d2c1a27c00d89af997f9e60200000000000000",
+    ),
+    (
+        "render step_aside",
+        "090600000072656e6465723b0000000663a2265e5c677a2d89fceda7adffcf95a8597d0927d2c1a27c00d89af997f9e60300000000000000010d0000006f7574206f66206d656d6f7279",
+    ),
 ];
 
 #[test]
@@ -447,6 +555,13 @@ fn pinned_encodings_decode_back_to_their_values() {
         let bytes = depin_types::encode(&tx);
         assert_eq!(
             depin_types::decode_bounded::<CoverageTx>(&bytes, 1 << 16),
+            Ok(tx)
+        );
+    }
+    for (_, tx) in render_txs() {
+        let bytes = depin_types::encode(&tx);
+        assert_eq!(
+            depin_types::decode_bounded::<RenderTx>(&bytes, 1 << 16),
             Ok(tx)
         );
     }

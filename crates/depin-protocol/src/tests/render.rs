@@ -173,7 +173,7 @@ impl Fixture {
         let slot = piece
             .verdicts
             .iter()
-            .find(|s| s.verdict.is_none() && !s.timed_out)
+            .find(|s| s.is_open())
             .unwrap_or_else(|| panic!("a verifier is drawn: {piece:?}"));
         self.render_key_of(&slot.verifier)
     }
@@ -832,4 +832,69 @@ fn a_renderer_takes_no_more_pieces_than_its_capacity() {
     f.commit_piece(&id, 0, true);
     f.end_block();
     assert_eq!(f.render_piece(&id, 4).status, PieceStatus::Rendering);
+}
+
+#[test]
+fn a_verifier_that_cannot_check_steps_aside_unslashed_and_step_asides_cannot_use_up_the_check() {
+    let mut f = render_setup(6);
+    let id = f.submit_render(spec(1));
+    f.end_block();
+    let renderer = f.commit_piece(&id, 0, true);
+    f.draw_checks();
+    let step = |f: &mut Fixture, who: &Keypair, reason: &str| {
+        f.tx(
+            who,
+            render(RenderTx::StepAside {
+                job: id,
+                piece: 0,
+                attempt: 0,
+                reason: reason.into(),
+            }),
+        )
+    };
+
+    // Only the drawn verifier may step aside, with a short reason.
+    let tx = step(&mut f, &renderer, "not mine");
+    assert_eq!(code(f.reject(&tx)), "not_a_verifier");
+    let first = f.pending_verifier(&id, 0);
+    let tx = step(&mut f, &first, &"x".repeat(201));
+    assert_eq!(code(f.reject(&tx)), "reason_too_long");
+
+    // Stepping aside costs no stake, puts the fault on the record, frees the verifier and
+    // draws another one at once.
+    let stake_before = f.stake(&first).bonded;
+    let tx = step(&mut f, &first, "blender: out of memory");
+    f.apply(&tx).expect("steps aside");
+    assert_eq!(f.stake(&first).bonded, stake_before, "no stake taken");
+    assert!(
+        f.failures(&first)
+            .iter()
+            .any(|r| r.contains("stepped aside") && r.contains("out of memory")),
+        "{:?}",
+        f.failures(&first)
+    );
+    assert!(f.render_usage(&first.address()).verifying.is_empty());
+    let slot = &f.render_piece(&id, 0).verdicts[0];
+    assert!(slot.stepped_aside && !slot.timed_out && slot.verdict.is_none());
+    let second = f.pending_verifier(&id, 0);
+    assert_ne!(second.address(), first.address());
+    let tx = step(&mut f, &first, "again");
+    assert_eq!(code(f.reject(&tx)), "not_a_verifier");
+
+    // Its deadline passing later slashes nobody: the slot is closed.
+    let first_deadline = f.render_piece(&id, 0).verdicts[0].deadline;
+    let tx = step(&mut f, &second, "no scene");
+    f.apply(&tx).expect("steps aside");
+    let third = f.pending_verifier(&id, 0);
+    // A third step-aside of the same render is refused: the remaining slots are for verdicts,
+    // so no ring of verifiers can leave an honest render unchecked for free.
+    let tx = step(&mut f, &third, "busy");
+    assert_eq!(code(f.reject(&tx)), "step_asides_used");
+    f.end_blocks_through(first_deadline);
+    assert_eq!(f.stake(&first).bonded, stake_before);
+    assert_eq!(f.pending_verifier(&id, 0).address(), third.address());
+    f.verdict(&id, 0, PASS);
+    assert_eq!(f.render_piece(&id, 0).status, PieceStatus::Offered);
+    assert!(f.failures(&renderer).is_empty());
+    f.check_supply();
 }
