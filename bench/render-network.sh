@@ -16,6 +16,9 @@ FRAMES=${FRAMES:-48}
 SIZE=${SIZE:-640x360}
 SAMPLES=${SAMPLES:-64}
 PORT=${PORT:-17300}
+# Render slots and Blender threads of each provider (the devnet's defaults: 2 and every core).
+SLOTS=${SLOTS:-2}
+THREADS=${THREADS:-0}
 W=${SIZE%x*}
 H=${SIZE#*x}
 [ -x "$DEPIN" ] || { echo "build depin first (cargo build --release), or set DEPIN" >&2; exit 1; }
@@ -42,7 +45,7 @@ plain_s=$(echo "$(now) - $start" | bc)
 
 # The same frames through the network.
 "$DEPIN" devnet --dir "$work/devnet" --providers 4 --render-providers 4 --base-port "$PORT" \
-  --block-interval-ms 500 >"$work/devnet.log" 2>&1 &
+  --render-slots "$SLOTS" --render-threads "$THREADS" --block-interval-ms 500 >"$work/devnet.log" 2>&1 &
 devnet_pid=$!
 rpc="http://127.0.0.1:$PORT"
 for _ in $(seq 1 600); do
@@ -66,8 +69,8 @@ render_ms=$(grep -h "render piece committed" "$work"/devnet/node-*/node.log | gr
 verify_ms=$(grep -h "render verdict posted" "$work"/devnet/node-*/node.log | grep -o 'blender_ms=[0-9]*' | cut -d= -f2 | paste -sd+ | bc)
 
 cpu=$(grep -m1 "model name" /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
-printf '\nmachine: %s, %s cores; %s frames of camera_flight at %s, %s samples\n\n' \
-  "$cpu" "$(nproc)" "$FRAMES" "$SIZE" "$SAMPLES"
+printf '\nmachine: %s, %s cores; %s frames of camera_flight at %s, %s samples; providers: %s slots, %s Blender threads (0: all)\n\n' \
+  "$cpu" "$(nproc)" "$FRAMES" "$SIZE" "$SAMPLES" "$SLOTS" "$THREADS"
 printf '| | seconds | frames/hour | compared with |\n|---|---:|---:|---|\n'
 printf '| plain `blender -b SCENE -f N` | %.1f | %.0f | - |\n' "$plain_s" "$(echo "$FRAMES*3600/$plain_s" | bc -l)"
 printf '| depin, 4 providers, submit to every frame checked | %.1f | %.0f | %.2fx plain |\n' \

@@ -82,6 +82,13 @@ pub struct DevnetArgs {
     /// The Blender binary the render providers use.
     #[arg(long, default_value = "blender")]
     pub blender: PathBuf,
+    /// Pieces each render provider renders at once (its render offer's capacity).
+    #[arg(long, default_value_t = DEVNET_RENDER_SLOTS)]
+    pub render_slots: u64,
+    /// Threads each render provider's Blender uses (0: every core). Several providers on one
+    /// machine share its cores better with fewer each.
+    #[arg(long, default_value_t = 0)]
+    pub render_threads: u32,
 }
 
 /// devnet.json: what runs where, for people and scripts.
@@ -377,6 +384,7 @@ fn create(dir: &Path, args: &DevnetArgs) -> anyhow::Result<DevnetFile> {
             config.storage_capacity_bytes = DEVNET_STORAGE_BYTES;
             if i - validators < args.render_providers as usize {
                 config.render_blender = Some(args.blender.clone());
+                config.render_threads = args.render_threads;
             }
         }
         if role == Role::Validator {
@@ -411,7 +419,11 @@ fn create(dir: &Path, args: &DevnetArgs) -> anyhow::Result<DevnetFile> {
 
 /// Bonds the storage and compute minimum for each provider node and registers it, signing
 /// with the node's key and submitting through the validator's API.
-fn register_providers(state: &DevnetFile, stop: &StopFlag) -> anyhow::Result<()> {
+fn register_providers(
+    state: &DevnetFile,
+    stop: &StopFlag,
+    render_slots: u64,
+) -> anyhow::Result<()> {
     let Some(validator) = state.nodes.first() else {
         return Ok(());
     };
@@ -427,7 +439,11 @@ fn register_providers(state: &DevnetFile, stop: &StopFlag) -> anyhow::Result<()>
         .iter()
         .map(|(service, capacity)| ServiceOffer {
             service: *service,
-            capacity: *capacity,
+            capacity: if *service == depin_protocol::render::SERVICE {
+                render_slots
+            } else {
+                *capacity
+            },
             price_dc_per_unit: 1,
         })
         .collect();
@@ -574,7 +590,7 @@ pub fn run(out: Printer, args: DevnetArgs) -> anyhow::Result<()> {
     };
     start_all(&mut fleet, &mut state, &stop)?;
     if !resumed {
-        register_providers(&state, &stop)?;
+        register_providers(&state, &stop, args.render_slots.max(1))?;
     }
     write_state(&dir, &state)?;
     out.emit(&state, || Ok(summary(&state, &dir)))?;

@@ -22,6 +22,7 @@ mod services;
 mod simcmd;
 mod storagecmd;
 mod txcmd;
+mod videocmd;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use client::{Client, CodedError};

@@ -71,6 +71,11 @@ pub fn registered() -> Vec<ServiceGroup> {
             "Render Blender scenes on providers, checked by re-rendering before they are paid",
             crate::rendercmd::run,
         ),
+        ServiceGroup::new(
+            depin_protocol::video::SERVICE,
+            "Pay orchestrators for live transcoding with probabilistic tickets",
+            crate::videocmd::run,
+        ),
     ]
 }
 

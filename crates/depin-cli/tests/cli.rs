@@ -566,6 +566,38 @@ fn devnet_runs_transactions_and_resumes() {
     assert_eq!(account["data_credits"], "200000");
     assert_eq!(units(&json(&rpc0, &["supply"])["burned"]), 2_000_000);
 
+    // A broadcaster locks some of them for transcoding tickets; the deposit only comes back
+    // after an unlock period longer than any ticket lives.
+    let funded = json(
+        &rpc0,
+        &[
+            "video",
+            "fund",
+            "--deposit",
+            "50000",
+            "--reserve",
+            "20000",
+            "--key",
+            &user_key,
+        ],
+    );
+    assert_eq!(funded["deposit_dc"], "50000", "{funded}");
+    assert_eq!(funded["reserve_dc"], "20000", "{funded}");
+    assert_eq!(funded["barred"], false, "{funded}");
+    let account = json(&rpc0, &["account", "show", &user]);
+    assert_eq!(account["data_credits"], "130000");
+    let shown = ok(&["--rpc", &rpc0, "video", "broadcaster", &user]);
+    assert!(shown.contains("50000 DC"), "{shown}");
+    assert!(shown.contains("locked (no unlock started)"), "{shown}");
+    let early = fails(&["--rpc", &rpc0, "video", "withdraw", "--key", &user_key]);
+    assert!(early.contains("not_unlocked"), "{early}");
+    let unlocked = json(&rpc0, &["video", "unlock", "--key", &user_key]);
+    assert!(unlocked["withdraw_from"].as_u64().is_some(), "{unlocked}");
+    let early = fails(&["--rpc", &rpc0, "video", "withdraw", "--key", &user_key]);
+    assert!(early.contains("still_locked"), "{early}");
+    let bad = fails(&["--rpc", &rpc0, "video", "broadcaster", "nobody"]);
+    assert!(bad.contains("not an address"), "{bad}");
+
     let priced = json(
         &rpc0,
         &[
@@ -1117,7 +1149,20 @@ fn restart_with_config(node: &Value, line: &str, log: &Path) -> Guard {
         (!pid_alive(pid)).then_some(())
     });
     let config = str_of(node, "config_file");
-    let mut text = std::fs::read_to_string(config).expect("config");
+    let text = std::fs::read_to_string(config).expect("config");
+    // Each `key = value` given replaces the key's line if the file has one.
+    let keys: Vec<&str> = line
+        .lines()
+        .filter_map(|l| l.split('=').next().map(str::trim))
+        .collect();
+    let mut text: String = text
+        .lines()
+        .filter(|l| {
+            let key = l.split('=').next().map(str::trim).unwrap_or_default();
+            !keys.contains(&key)
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
     text.push_str(&format!("{line}\n"));
     std::fs::write(config, text).expect("config");
     start_node(

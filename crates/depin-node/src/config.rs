@@ -102,6 +102,9 @@ pub struct NodeConfig {
     /// Cycles device: `CPU`, `CUDA`, `OPTIX` or `HIP`.
     #[serde(default = "default_render_device")]
     pub render_device: String,
+    /// Threads Blender renders with (0: every core of the machine).
+    #[serde(default)]
+    pub render_threads: u32,
     /// How long an unpacked scene stays after its last piece here, in seconds (the same job
     /// often sends another soon; the bundle it came from stays while its job is open).
     #[serde(default = "default_render_scene_keep_s")]

@@ -21,6 +21,7 @@ mod own_tx;
 mod render;
 mod services;
 mod storage;
+mod video;
 
 pub use api::router;
 pub use config::{ConfigError, NodeConfig, Role};

@@ -160,6 +160,7 @@ impl crate::services::NodeService for RenderService {
             blender: Blender::new(BlenderConfig {
                 binary,
                 device,
+                threads: node.config.render_threads,
                 ..BlenderConfig::default()
             }),
             dir,

@@ -41,6 +41,7 @@ pub(crate) fn registered() -> Vec<Box<dyn NodeService>> {
         Box::new(crate::compute::ComputeService),
         Box::new(crate::coverage::CoverageService),
         Box::new(crate::render::RenderService),
+        Box::new(crate::video::VideoService),
     ]
 }
 

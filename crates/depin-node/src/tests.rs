@@ -48,6 +48,7 @@ fn node_config(
         compute_fault: None,
         render_blender: None,
         render_device: "CPU".into(),
+        render_threads: 0,
         render_scene_keep_s: 300,
         render_fault: None,
         gateway_listen: None,

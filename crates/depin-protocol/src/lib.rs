@@ -21,6 +21,7 @@ pub mod services;
 pub mod state;
 pub mod storage;
 pub mod tx;
+pub mod video;
 
 pub use block::{Block, BlockHeader, Event, Finality, Receipt};
 pub use error::TxError;

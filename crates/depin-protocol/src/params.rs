@@ -497,13 +497,13 @@ mod tests {
             })
         );
         let mut g = good.clone();
-        let video = ServiceKind::new("video");
-        g.staking.min_stake.insert(video, Amount(1));
+        let weather = ServiceKind::new("weather");
+        g.staking.min_stake.insert(weather, Amount(1));
         assert_eq!(
             g.validate(),
             Err(GenesisError::UnknownService {
                 section: "staking.min_stake",
-                service: video
+                service: weather
             })
         );
     }

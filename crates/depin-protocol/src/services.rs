@@ -17,6 +17,7 @@ pub fn builtin() -> Vec<Arc<dyn ServiceModule>> {
         Arc::new(crate::compute::ComputeModule),
         Arc::new(crate::coverage::CoverageModule),
         Arc::new(crate::render::RenderModule),
+        Arc::new(crate::video::VideoModule),
     ]
 }
 

@@ -22,8 +22,8 @@ const FEE: Amount = Amount(10_000);
 const EPOCH_BLOCKS: u64 = 4;
 const UNBONDING_BLOCKS: u64 = 3;
 const MAX_UNBONDING_ENTRIES: u16 = 2;
-/// Devnet genesis: 1000 tokens per epoch, 20% validators, 30% storage, 20% compute,
-/// 20% coverage, 10% video.
+/// Devnet genesis: 1000 tokens per epoch, 20% validators, 25% storage, 20% compute,
+/// 20% coverage, 10% render, 5% video.
 const EMISSION: u128 = 1_000 * UNIT;
 /// Index into `Fixture::users` of the oracle authority.
 const ORACLE: usize = 0;
@@ -418,6 +418,12 @@ impl Fixture {
                     let job: crate::render::RenderJob =
                         borsh::from_slice(value).expect("render job decodes");
                     data_credits += job.escrow_dc + job.verify_pool_dc;
+                    Vec::new()
+                }
+                StateKey::Service(crate::video::SERVICE, k) if k.starts_with(b"b/") => {
+                    let b: crate::video::Broadcaster =
+                        borsh::from_slice(value).expect("broadcaster decodes");
+                    data_credits += b.deposit_dc + b.reserve_dc;
                     Vec::new()
                 }
                 StateKey::Stake(_) => {
@@ -945,7 +951,7 @@ fn rejections_have_specific_codes_and_leave_state_untouched() {
         ),
         (
             "service with no module",
-            f.tx(&alice, service(ServiceKind::new("video"), Vec::new())),
+            f.tx(&alice, service(ServiceKind::new("weather"), Vec::new())),
             "service_not_enabled",
         ),
         (
@@ -1561,6 +1567,7 @@ mod golden;
 mod render;
 mod services;
 mod storage;
+mod video;
 
 /// A service no genesis knows, registered by tests only.
 const VIDEO: ServiceKind = ServiceKind::new("video");

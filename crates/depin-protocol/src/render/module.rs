@@ -50,7 +50,7 @@ impl ServiceModule for RenderModule {
     }
 
     fn devnet(&self) -> crate::services::DevnetDefaults {
-        crate::services::DevnetDefaults::new(1500, 100, &RenderParams::devnet())
+        crate::services::DevnetDefaults::new(1000, 100, &RenderParams::devnet())
     }
 
     fn max_payload_bytes(&self) -> usize {

@@ -1,0 +1,130 @@
+//! `depin video …`: a broadcaster's ticket funds. `fund` locks Data Credits as the deposit
+//! that pays winning tickets and the reserve that backs them once the deposit is spent;
+//! `unlock` starts the period after which `withdraw` takes them back; `broadcaster` shows
+//! what an address has locked and whether orchestrators should work for it.
+
+use crate::Ctx;
+use crate::keycmd::read_key;
+use crate::output;
+use crate::txcmd::{Network, TxOpts, send};
+use clap::Subcommand;
+use depin_protocol::Action;
+use depin_protocol::video::{Broadcaster, VideoTx};
+use depin_types::Address;
+
+#[derive(Subcommand)]
+pub enum VideoCommand {
+    /// Lock Data Credits as the deposit that pays winning tickets and the reserve behind it
+    /// (cancels an unlock in progress, lifts a bar once the deposit grows).
+    Fund {
+        /// Data Credits added to the deposit.
+        #[arg(long, default_value_t = 0)]
+        deposit: u128,
+        /// Data Credits added to the reserve.
+        #[arg(long, default_value_t = 0)]
+        reserve: u128,
+        #[command(flatten)]
+        tx: TxOpts,
+    },
+    /// Start the unlock period; after it, `withdraw` returns the deposit and reserve.
+    Unlock {
+        #[command(flatten)]
+        tx: TxOpts,
+    },
+    /// Take back the deposit and reserve once the unlock period is over.
+    Withdraw {
+        #[command(flatten)]
+        tx: TxOpts,
+    },
+    /// A broadcaster's deposit, reserve, unlock, reserve claims and standing.
+    Broadcaster {
+        /// Its address (`depin1...`).
+        address: String,
+    },
+}
+
+pub fn run(ctx: &Ctx, cmd: VideoCommand) -> anyhow::Result<()> {
+    let (tx, action) = match cmd {
+        VideoCommand::Broadcaster { address } => {
+            let address: Address = address
+                .parse()
+                .map_err(|e| anyhow::anyhow!("{address} is not an address: {e}"))?;
+            return show(ctx, &address);
+        }
+        VideoCommand::Fund {
+            deposit,
+            reserve,
+            tx,
+        } => (
+            tx,
+            VideoTx::FundDeposit {
+                deposit_dc: deposit,
+                reserve_dc: reserve,
+            },
+        ),
+        VideoCommand::Unlock { tx } => (tx, VideoTx::Unlock),
+        VideoCommand::Withdraw { tx } => (tx, VideoTx::Withdraw),
+    };
+    let key = read_key(&tx.key)?;
+    let network = Network::fetch(&ctx.client)?;
+    send(
+        &ctx.client,
+        &network,
+        &key,
+        tx.nonce,
+        Action::Service {
+            service: depin_protocol::video::SERVICE,
+            payload: depin_types::encode(&action),
+        },
+        !tx.no_wait,
+    )?;
+    show(ctx, &key.address())
+}
+
+fn show(ctx: &Ctx, address: &Address) -> anyhow::Result<()> {
+    let b: Broadcaster = ctx
+        .client
+        .get(&format!("/v1/video/broadcasters/{address}"))?;
+    ctx.out.emit(&b, || {
+        let mut rows = vec![
+            ("broadcaster", address.to_string()),
+            ("deposit", format!("{} DC", b.deposit_dc)),
+            ("reserve", format!("{} DC", b.reserve_dc)),
+            (
+                "withdrawal",
+                b.withdraw_from
+                    .map_or("locked (no unlock started)".into(), |h| {
+                        format!("from height {h}")
+                    }),
+            ),
+            (
+                "standing",
+                if b.barred {
+                    "barred: a winning ticket found its deposit spent; fund the deposit again"
+                        .into()
+                } else {
+                    "good".into()
+                },
+            ),
+            (
+                "paid",
+                format!(
+                    "{} DC over {} winning tickets",
+                    b.paid_dc, b.tickets_redeemed
+                ),
+            ),
+        ];
+        if let Some(freeze) = &b.freeze {
+            rows.push((
+                "reserve claims",
+                format!(
+                    "{} orchestrator(s), {} DC owed, paid at height {}",
+                    freeze.claims.len(),
+                    freeze.claims.iter().map(|c| c.owed_dc).sum::<u128>(),
+                    freeze.until
+                ),
+            ));
+        }
+        Ok(output::rows(&rows))
+    })
+}

@@ -1,0 +1,25 @@
+//! The video service's consensus rules, Livepeer's way of paying for transcoding: a
+//! broadcaster locks a deposit and a reserve of Data Credits; each segment it sends an
+//! orchestrator travels with probabilistic tickets whose expected value pays the segment's
+//! output pixels at the orchestrator's price; the orchestrator redeems the winners on chain,
+//! paid from the deposit, or, once the deposit is spent, from the reserve shared among the
+//! orchestrators it owes. Replayed, expired and forged tickets are refused, the deposit can
+//! be withdrawn only after an unlock period longer than any ticket lives, and a broadcaster
+//! whose winners went uncovered is barred until it tops up.
+//! Pure: ffmpeg, segments and playlists are `depin-video`'s job.
+
+/// The name this service is registered under.
+pub const SERVICE: depin_types::ServiceKind = depin_types::ServiceKind::new("video");
+
+mod module;
+mod params;
+mod ticket;
+mod types;
+
+pub use module::VideoModule;
+pub use params::VideoParams;
+pub use ticket::{
+    Ticket, WIN_PROB_ALWAYS, expected_value_dc, ticket_id, ticket_message, ticket_wins, win_hash,
+    win_prob_for,
+};
+pub use types::{Broadcaster, Freeze, VideoEvent, VideoTx, keys};

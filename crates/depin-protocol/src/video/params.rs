@@ -1,0 +1,77 @@
+//! The video service's genesis section (`[services.video]`).
+
+use crate::params::ServiceParams;
+use depin_types::ServiceKind;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VideoParams {
+    /// The lowest price work counts at: Data Credits per 10⁹ output pixels. A winning
+    /// ticket counts its face value's pixels at this floor as work (emission is split by
+    /// paid work and capped at what the payments burned).
+    pub min_price_dc_per_gigapixel: u64,
+    /// Blocks a ticket may live: a ticket whose expiry is further than this from the block
+    /// redeeming it is refused, so the record of redeemed tickets can be dropped at expiry.
+    pub max_ticket_validity_blocks: u64,
+    /// Blocks between `Unlock` and the moment deposit and reserve can be withdrawn; longer
+    /// than any ticket lives, so every ticket sent before the unlock can still be redeemed.
+    pub unlock_blocks: u64,
+    /// Blocks the reserve waits, once a winner found the deposit spent, for the other
+    /// orchestrators the broadcaster owes to claim their share.
+    pub reserve_claim_blocks: u64,
+    /// Orchestrators that may claim from one frozen reserve (bounds the record).
+    pub max_reserve_claimants: u32,
+    /// Largest face value of one ticket, in DC.
+    pub max_face_value_dc: u64,
+    /// Share of every payment burned rather than paid (basis points): a provider's emission
+    /// is capped at the value it burned, so self-dealt tickets cannot farm it.
+    pub payment_burn_bps: u16,
+}
+
+impl VideoParams {
+    pub fn devnet() -> VideoParams {
+        VideoParams {
+            min_price_dc_per_gigapixel: 100,
+            max_ticket_validity_blocks: 120,
+            unlock_blocks: 200,
+            reserve_claim_blocks: 20,
+            max_reserve_claimants: 64,
+            max_face_value_dc: 1_000_000,
+            payment_burn_bps: 1000,
+        }
+    }
+}
+
+impl ServiceParams for VideoParams {
+    const SERVICE: ServiceKind = super::SERVICE;
+
+    fn validate(&self) -> Result<(), String> {
+        if self.min_price_dc_per_gigapixel == 0 {
+            return Err(
+                "min_price_dc_per_gigapixel must be positive: free transcoding cannot count as work"
+                    .into(),
+            );
+        }
+        if self.max_ticket_validity_blocks == 0
+            || self.reserve_claim_blocks == 0
+            || self.max_reserve_claimants == 0
+            || self.max_face_value_dc == 0
+        {
+            return Err(
+                "ticket validity, reserve claim window, claimants and face value must be positive"
+                    .into(),
+            );
+        }
+        if self.unlock_blocks <= self.max_ticket_validity_blocks {
+            return Err(
+                "unlock_blocks must exceed max_ticket_validity_blocks: a deposit withdrawn while its tickets live pays nobody"
+                    .into(),
+            );
+        }
+        if self.payment_burn_bps == 0 || self.payment_burn_bps > 10_000 {
+            return Err("payment_burn_bps must be 1..=10000: without a burn, self-dealt tickets earn emission for free".into());
+        }
+        Ok(())
+    }
+}
