@@ -157,7 +157,7 @@ fn unlock(ctx: &mut ServiceContext<'_, '_>, sender: Address) -> Result<Vec<Event
             format!("the deposit can be withdrawn from height {from}"),
         ));
     }
-    let withdraw_from = ctx.block.height + p.unlock_blocks;
+    let withdraw_from = ctx.block.height.saturating_add(p.unlock_blocks);
     b.withdraw_from = Some(withdraw_from);
     ctx.put_encoded(&keys::broadcaster(&sender), &b);
     Ok(vec![
@@ -256,7 +256,7 @@ fn redeem(
             format!("the ticket expired at height {}", ticket.expiry_height),
         ));
     }
-    if ticket.expiry_height > height + p.max_ticket_validity_blocks {
+    if ticket.expiry_height > height.saturating_add(p.max_ticket_validity_blocks) {
         return Err(reject(
             "ticket_too_long",
             format!(
