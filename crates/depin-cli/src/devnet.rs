@@ -43,11 +43,19 @@ const DEVNET_RENDER_SLOTS: u64 = 2;
 /// What each devnet provider offers, each at 1 DC per unit of the service (for compute, per
 /// million fuel; for render, per 10⁹ pixel-samples). Only providers with a Blender
 /// (`--render-providers`) advertise render and get render work.
-const PROVIDER_OFFERS: [(ServiceKind, u64); 3] = [
+/// Video is priced per gigapixel of output instead, and only providers with an ffmpeg
+/// (`--video-providers`) advertise and get segments.
+const PROVIDER_OFFERS: [(ServiceKind, u64); 4] = [
     (depin_protocol::storage::SERVICE, DEVNET_STORAGE_BYTES),
     (depin_protocol::compute::SERVICE, DEVNET_COMPUTE_SLOTS),
     (depin_protocol::render::SERVICE, DEVNET_RENDER_SLOTS),
+    (depin_protocol::video::SERVICE, DEVNET_VIDEO_SESSIONS),
 ];
+/// Segments each devnet orchestrator transcodes at once.
+const DEVNET_VIDEO_SESSIONS: u64 = 2;
+/// What devnet orchestrators charge, in DC per gigapixel of output (Livepeer's usual price
+/// is of this order).
+const DEVNET_VIDEO_PRICE_DC_PER_GIGAPIXEL: u64 = 300;
 /// Environment overrides of NodeConfig::load that would make every devnet node share one
 /// port, folder or upstream; the children must read their own config files.
 const CHILD_ENV_REMOVED: [&str; 3] = ["DEPIN_API_LISTEN", "DEPIN_DATA_DIR", "DEPIN_UPSTREAM"];
@@ -89,6 +97,12 @@ pub struct DevnetArgs {
     /// machine share its cores better with fewer each.
     #[arg(long, default_value_t = 0)]
     pub render_threads: u32,
+    /// How many of the providers transcode video (the first ones).
+    #[arg(long, default_value_t = 2)]
+    pub video_providers: u32,
+    /// The ffmpeg the orchestrators use (ffprobe beside it).
+    #[arg(long, default_value = "ffmpeg")]
+    pub ffmpeg: PathBuf,
 }
 
 /// devnet.json: what runs where, for people and scripts.
@@ -249,6 +263,20 @@ fn watch_signals(runtime: &tokio::runtime::Runtime) -> anyhow::Result<StopFlag> 
     Ok(flag)
 }
 
+/// A bare program name found on the PATH (ffprobe is looked for beside it), else as given.
+fn resolve_program(program: &Path) -> PathBuf {
+    if program.components().count() > 1 {
+        return program.to_path_buf();
+    }
+    std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| program.to_path_buf())
+}
+
 fn port(base: u16, index: usize, offset: u16) -> anyhow::Result<u16> {
     u16::try_from(index)
         .ok()
@@ -386,6 +414,9 @@ fn create(dir: &Path, args: &DevnetArgs) -> anyhow::Result<DevnetFile> {
                 config.render_blender = Some(args.blender.clone());
                 config.render_threads = args.render_threads;
             }
+            if i - validators < args.video_providers as usize {
+                config.video_ffmpeg = Some(resolve_program(&args.ffmpeg));
+            }
         }
         if role == Role::Validator {
             config.validator_peers = validator_peers
@@ -444,7 +475,11 @@ fn register_providers(
             } else {
                 *capacity
             },
-            price_dc_per_unit: 1,
+            price_dc_per_unit: if *service == depin_protocol::video::SERVICE {
+                DEVNET_VIDEO_PRICE_DC_PER_GIGAPIXEL
+            } else {
+                1
+            },
         })
         .collect();
     for node in state

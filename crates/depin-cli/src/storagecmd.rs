@@ -136,8 +136,10 @@ pub(crate) async fn join_network(
     let mut config = NetConfig::new(key, chain_id);
     config.listen_tcp = "/ip4/127.0.0.1/tcp/0".parse().context("listen address")?;
     config.listen_quic = None;
-    config.max_request_bytes = depin_storage::protocol::MAX_MESSAGE_BYTES;
-    config.max_response_bytes = depin_storage::protocol::MAX_MESSAGE_BYTES;
+    // Storage pieces travel in 1 MiB parts; a video segment whole, its renditions back.
+    config.max_request_bytes =
+        depin_storage::protocol::MAX_MESSAGE_BYTES.max(depin_node::video::wire::MAX_REQUEST_BYTES);
+    config.max_response_bytes = depin_storage::protocol::MAX_MESSAGE_BYTES.max(16 << 20);
     config.discovery_interval = Duration::from_secs(1);
     config.request_timeout = Duration::from_secs(30);
     config.bootstrap = status

@@ -1,7 +1,9 @@
 //! `depin video …`: a broadcaster's ticket funds. `fund` locks Data Credits as the deposit
 //! that pays winning tickets and the reserve that backs them once the deposit is spent;
 //! `unlock` starts the period after which `withdraw` takes them back; `broadcaster` shows
-//! what an address has locked and whether orchestrators should work for it.
+//! what an address has locked and whether orchestrators should work for it. `publish` runs
+//! a live stream through the network (`videopublish`); `streams` and `status` read what
+//! this machine's streams did.
 
 use crate::Ctx;
 use crate::keycmd::read_key;
@@ -36,6 +38,21 @@ pub enum VideoCommand {
         #[command(flatten)]
         tx: TxOpts,
     },
+    /// Stream a file, a URL or an RTMP push through paid orchestrators and serve it as HLS.
+    Publish(crate::videopublish::PublishArgs),
+    /// The streams published from this machine.
+    Streams {
+        /// Where `publish` keeps streams.
+        #[arg(long, default_value = "./video-streams")]
+        dir: std::path::PathBuf,
+    },
+    /// One stream, segment by segment: orchestrator, check, latency and price paid.
+    Status {
+        /// The stream id `publish` printed.
+        id: String,
+        #[arg(long, default_value = "./video-streams")]
+        dir: std::path::PathBuf,
+    },
     /// A broadcaster's deposit, reserve, unlock, reserve claims and standing.
     Broadcaster {
         /// Its address (`depin1...`).
@@ -45,6 +62,9 @@ pub enum VideoCommand {
 
 pub fn run(ctx: &Ctx, cmd: VideoCommand) -> anyhow::Result<()> {
     let (tx, action) = match cmd {
+        VideoCommand::Publish(args) => return crate::videopublish::publish(ctx, args),
+        VideoCommand::Streams { dir } => return streams(ctx, &dir),
+        VideoCommand::Status { id, dir } => return status(ctx, &dir, &id),
         VideoCommand::Broadcaster { address } => {
             let address: Address = address
                 .parse()
@@ -126,5 +146,71 @@ fn show(ctx: &Ctx, address: &Address) -> anyhow::Result<()> {
             ));
         }
         Ok(output::rows(&rows))
+    })
+}
+
+fn streams(ctx: &Ctx, dir: &std::path::Path) -> anyhow::Result<()> {
+    let list = crate::videopublish::list_streams(dir)?;
+    ctx.out.emit(&list, || {
+        if list.is_empty() {
+            return Ok(format!("no streams under {}", dir.display()));
+        }
+        let mut text = format!(
+            "{:<16}  {:<7}  {:>8}  {:>6}  {:<23}  {}\n",
+            "stream", "state", "segments", "failed", "started", "ladder"
+        );
+        for s in &list {
+            let failed = s.segments.iter().filter(|g| g.check != "ok").count();
+            text.push_str(&format!(
+                "{:<16}  {:<7}  {:>8}  {:>6}  {:<23}  {}\n",
+                s.id,
+                s.state,
+                s.segments.len(),
+                failed,
+                output::timestamp(s.started_ms),
+                s.ladder
+            ));
+        }
+        Ok(text)
+    })
+}
+
+fn status(ctx: &Ctx, dir: &std::path::Path, id: &str) -> anyhow::Result<()> {
+    let Some(record) = crate::videopublish::list_streams(dir)?
+        .into_iter()
+        .find(|s| s.id == id)
+    else {
+        anyhow::bail!("no stream {id} under {}", dir.display());
+    };
+    ctx.out.emit(&record, || {
+        let mut text = output::rows(&[
+            ("stream", record.id.clone()),
+            ("state", record.state.clone()),
+            ("source", record.source.clone()),
+            ("ladder", record.ladder.clone()),
+            ("playback", record.playback_url.clone()),
+            ("error", output::or_dash(record.error.as_ref())),
+        ]);
+        text.push_str(&format!(
+            "\n{:>5}  {:<64}  {:>8}  {:>12}  {}\n",
+            "seq", "orchestrator", "latency", "paid (DC)", "check"
+        ));
+        for s in &record.segments {
+            text.push_str(&format!(
+                "{:>5}  {:<64}  {:>6} ms  {:>12.6}  {}\n",
+                s.seq,
+                output::or_dash(s.orchestrator.as_ref()),
+                s.latency_ms,
+                s.paid_nano_dc as f64 / 1e9,
+                s.check
+            ));
+            for t in &s.failed_tries {
+                text.push_str(&format!("       tried {}: {}\n", t.orchestrator, t.reason));
+            }
+        }
+        for d in &record.dropped {
+            text.push_str(&format!("dropped {}: {}\n", d.orchestrator, d.reason));
+        }
+        Ok(text)
     })
 }

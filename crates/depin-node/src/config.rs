@@ -48,6 +48,22 @@ pub enum RenderFault {
     ExitMidRender,
 }
 
+/// How a video orchestrator cheats in a fault test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VideoFault {
+    /// Returns random bytes as renditions (committed to as they are).
+    Garbage,
+    /// Scales every rendition to half the rung's size.
+    WrongResolution,
+    /// Drops the last frames of every rendition.
+    FewerFrames,
+    /// Returns the renditions of the segment it transcoded before.
+    OtherSegment,
+    /// Stops the node process when its third segment arrives.
+    ExitMidStream,
+}
+
 /// How a compute provider misbehaves in a fault test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -112,6 +128,17 @@ pub struct NodeConfig {
     /// Misbehaviour for fault tests of the render service; never set it on a real node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub render_fault: Option<RenderFault>,
+    /// The ffmpeg this orchestrator transcodes with (ffprobe beside it). Absent: the node
+    /// transcodes no video.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub video_ffmpeg: Option<PathBuf>,
+    /// Threads libx264 encodes with: orchestrators of one thread count make byte-identical
+    /// renditions, so a stream pins it (1 by default).
+    #[serde(default = "default_video_threads")]
+    pub video_threads: u32,
+    /// Misbehaviour for fault tests of the video service; never set it on a real node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub video_fault: Option<VideoFault>,
     /// Where this hotspot's LoRa packet forwarder sends its UDP datagrams (Semtech GWMP,
     /// usually port 1700). Absent: the node is no hotspot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -134,6 +161,10 @@ fn default_render_scene_keep_s() -> u64 {
 
 fn default_render_device() -> String {
     "CPU".into()
+}
+
+fn default_video_threads() -> u32 {
+    1
 }
 
 fn default_log() -> String {

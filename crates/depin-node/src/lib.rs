@@ -21,7 +21,7 @@ mod own_tx;
 mod render;
 mod services;
 mod storage;
-mod video;
+pub mod video;
 
 pub use api::router;
 pub use config::{ConfigError, NodeConfig, Role};
@@ -345,8 +345,9 @@ async fn start_service_network(node: &Arc<Node>) -> Result<(), NodeError> {
         .collect::<Result<_, _>>()?;
     config.max_message_bytes = genesis.chain.max_tx_bytes as usize;
     config.max_response_bytes = node.net_max_response;
-    // Storage pieces travel in 1 MiB parts.
-    config.max_request_bytes = depin_storage::protocol::MAX_MESSAGE_BYTES;
+    // Storage pieces travel in 1 MiB parts; video segments whole.
+    config.max_request_bytes =
+        depin_storage::protocol::MAX_MESSAGE_BYTES.max(video::wire::MAX_REQUEST_BYTES);
     let (handle, mut events) = depin_net::Network::start(config).await?;
     tracing::info!(peer_id = %handle.local_peer_id(), listen = %listen, "service network started");
     tokio::spawn(follow::serve_blocks(

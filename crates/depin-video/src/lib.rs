@@ -12,13 +12,15 @@
 //! `depin_protocol::video`.
 
 mod ffmpeg;
+mod ingest;
 mod ladder;
 mod probe;
 mod transcode;
 mod verify;
 
 pub use ffmpeg::{Ffmpeg, VideoError};
-pub use ladder::{Ladder, Rung};
+pub use ingest::{CutSegment, Cutter, Source};
+pub use ladder::{Ladder, RUNGS, Rung};
 pub use probe::SegmentFacts;
 pub use transcode::{Encoder, EncoderSettings, Rendition};
 pub use verify::{Mismatch, check_rendition};

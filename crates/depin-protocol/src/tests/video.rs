@@ -498,3 +498,40 @@ fn genesis_keeps_the_unlock_longer_than_a_ticket_lives_and_a_burn_on_every_payme
         );
     }
 }
+
+#[test]
+fn only_a_video_provider_advertises_and_only_known_encoders() {
+    let mut f = video_setup();
+    let (orchestrator, outsider) = (f.user(1), f.user(3));
+    let ad = |encoders: &[&str], build: &str| {
+        video(VideoTx::Advertise {
+            encoders: encoders.iter().map(|e| e.to_string()).collect(),
+            build: build.into(),
+        })
+    };
+    let key = StateKey::Service(crate::video::SERVICE, keys::ad(&orchestrator.address()));
+    for (who, action, expected) in [
+        (&outsider, ad(&["libx264"], "5.1"), "not_a_video_provider"),
+        (&orchestrator, ad(&[], "5.1"), "bad_ad"),
+        (&orchestrator, ad(&["libx265"], "5.1"), "bad_ad"),
+        (&orchestrator, ad(&["libx264", "libx264"], "5.1"), "bad_ad"),
+        (&orchestrator, ad(&["libx264"], ""), "bad_ad"),
+        (&orchestrator, ad(&["libx264"], &"9".repeat(65)), "bad_ad"),
+        (&orchestrator, ad(&["libx264"], "5.1\n"), "bad_ad"),
+    ] {
+        let tx = f.tx(who, action);
+        assert_eq!(code(f.reject(&tx)), expected);
+    }
+    assert!(
+        f.get::<crate::video::VideoAd>(&key).is_none(),
+        "nothing stored"
+    );
+    f.ok(
+        &orchestrator,
+        ad(&["libx264", "h264_nvenc"], "5.1.6-0+deb12u1"),
+    );
+    let stored: crate::video::VideoAd = f.get(&key).expect("the ad is stored");
+    assert_eq!(stored.encoders, ["libx264", "h264_nvenc"]);
+    assert_eq!(stored.build, "5.1.6-0+deb12u1");
+    f.check_supply();
+}

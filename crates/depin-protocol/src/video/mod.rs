@@ -11,15 +11,17 @@
 /// The name this service is registered under.
 pub const SERVICE: depin_types::ServiceKind = depin_types::ServiceKind::new("video");
 
+mod commitment;
 mod module;
 mod params;
 mod ticket;
 mod types;
 
-pub use module::VideoModule;
+pub use commitment::{RenditionCommit, SegmentCommitment, commitment_message};
+pub use module::{KNOWN_ENCODERS, VideoModule};
 pub use params::VideoParams;
 pub use ticket::{
     Ticket, WIN_PROB_ALWAYS, expected_value_dc, ticket_id, ticket_message, ticket_wins, win_hash,
     win_prob_for,
 };
-pub use types::{Broadcaster, Freeze, VideoEvent, VideoTx, keys};
+pub use types::{Broadcaster, Freeze, VideoAd, VideoEvent, VideoTx, keys};

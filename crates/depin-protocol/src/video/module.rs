@@ -66,6 +66,7 @@ impl ServiceModule for VideoModule {
                 signature,
                 recipient_rand,
             } => redeem(ctx, sender, &ticket, &signature, &recipient_rand),
+            VideoTx::Advertise { encoders, build } => advertise(ctx, sender, encoders, build),
         }
     }
 
@@ -93,6 +94,66 @@ fn load(ctx: &ServiceContext<'_, '_>, who: &Address) -> Result<Broadcaster, TxEr
     Ok(ctx
         .get_decoded::<Broadcaster>(&keys::broadcaster(who))?
         .unwrap_or_default())
+}
+
+/// Encoders an orchestrator may name: the two the runtime drives.
+pub const KNOWN_ENCODERS: [&str; 2] = ["libx264", "h264_nvenc"];
+
+fn advertise(
+    ctx: &mut ServiceContext<'_, '_>,
+    sender: Address,
+    encoders: Vec<String>,
+    build: String,
+) -> Result<Vec<Event>, TxError> {
+    let p = params(ctx)?;
+    let offers_video = ctx
+        .provider(&sender)?
+        .is_some_and(|provider| provider.services.iter().any(|o| o.service == SERVICE));
+    if !offers_video {
+        return Err(reject(
+            "not_a_video_provider",
+            format!("{sender} is not registered as a video provider"),
+        ));
+    }
+    if encoders.is_empty() || encoders.len() > KNOWN_ENCODERS.len() {
+        return Err(reject(
+            "bad_ad",
+            format!("name 1 to {} encoders", KNOWN_ENCODERS.len()),
+        ));
+    }
+    for (i, encoder) in encoders.iter().enumerate() {
+        if !KNOWN_ENCODERS.contains(&encoder.as_str()) || encoders[..i].contains(encoder) {
+            return Err(reject(
+                "bad_ad",
+                format!(
+                    "encoders are named once each, out of {}",
+                    KNOWN_ENCODERS.join(", ")
+                ),
+            ));
+        }
+    }
+    let limit = p.max_ad_name_bytes as usize;
+    let printable = build.chars().all(|c| c.is_ascii_graphic() || c == ' ');
+    if build.is_empty() || build.len() > limit || !printable {
+        return Err(reject(
+            "bad_ad",
+            format!("the build name is 1 to {limit} printable ASCII characters"),
+        ));
+    }
+    let ad = VideoAd {
+        encoders: encoders.clone(),
+        build: build.clone(),
+        height: ctx.block.height,
+    };
+    ctx.put_encoded(&keys::ad(&sender), &ad);
+    Ok(vec![
+        VideoEvent::Advertised {
+            orchestrator: sender,
+            encoders,
+            build,
+        }
+        .to_event(),
+    ])
 }
 
 fn schedule(ctx: &mut ServiceContext<'_, '_>, height: u64, due: Due) -> Result<(), TxError> {

@@ -27,6 +27,13 @@ pub struct VideoParams {
     /// Share of every payment burned rather than paid (basis points): a provider's emission
     /// is capped at the value it burned, so self-dealt tickets cannot farm it.
     pub payment_burn_bps: u16,
+    /// Longest encoder or build name an orchestrator may advertise, in bytes.
+    #[serde(default = "default_max_ad_name_bytes")]
+    pub max_ad_name_bytes: u32,
+}
+
+fn default_max_ad_name_bytes() -> u32 {
+    64
 }
 
 impl VideoParams {
@@ -39,6 +46,7 @@ impl VideoParams {
             max_reserve_claimants: 64,
             max_face_value_dc: 1_000_000,
             payment_burn_bps: 1000,
+            max_ad_name_bytes: default_max_ad_name_bytes(),
         }
     }
 }

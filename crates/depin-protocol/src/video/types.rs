@@ -59,6 +59,24 @@ pub enum VideoTx {
         signature: Signature,
         recipient_rand: Hash,
     },
+    /// A registered video provider says which encoders it runs and its ffmpeg build:
+    /// broadcasters pick orchestrators of the encoder their stream pins, and compare two
+    /// libx264 orchestrators of one build by exact hash.
+    Advertise {
+        encoders: Vec<String>,
+        build: String,
+    },
+}
+
+/// What a video orchestrator advertised.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct VideoAd {
+    /// `libx264`, `h264_nvenc`.
+    pub encoders: Vec<String>,
+    /// The ffmpeg build, e.g. `5.1.6-0+deb12u1`.
+    pub build: String,
+    /// Where it was advertised.
+    pub height: u64,
 }
 
 /// What a video transaction or block did, carried in receipts (`Event::Service`).
@@ -96,6 +114,11 @@ pub enum VideoEvent {
         broadcaster: Address,
         until: u64,
     },
+    Advertised {
+        orchestrator: Address,
+        encoders: Vec<String>,
+        build: String,
+    },
 }
 
 impl crate::service::ServiceEvent for VideoEvent {
@@ -117,6 +140,11 @@ pub mod keys {
 
     pub fn broadcaster(address: &Address) -> Vec<u8> {
         [b"b/".as_slice(), address.as_bytes()].concat()
+    }
+
+    /// An orchestrator's advertisement.
+    pub fn ad(address: &Address) -> Vec<u8> {
+        [b"a/".as_slice(), address.as_bytes()].concat()
     }
 
     /// A redeemed ticket, kept until it expires.

@@ -1,0 +1,857 @@
+//! `depin video publish`: this process is the broadcaster node of a live stream. It cuts the
+//! source into MPEG-TS segments as they arrive, hands each to an orchestrator over the
+//! service network with a ticket that pays its output pixels at the orchestrator's price,
+//! checks every rendition that comes back against the ladder, the source and the
+//! orchestrator's signed commitment, replaces a failing, dead or slow orchestrator by its
+//! standby and sends the segment again, and serves the HLS playlists and segments as they
+//! land. What happened to every segment is kept in `<dir>/<stream>/stream.json`, which
+//! `depin video streams` and `depin video status` read.
+
+use crate::Ctx;
+use crate::keycmd::read_key;
+use crate::storagecmd::{join_network, runtime};
+use crate::txcmd::Network;
+use anyhow::{Context, bail};
+use depin_net::NetHandle;
+use depin_node::api_types::StatusResponse;
+use depin_node::video::OrchestratorView;
+use depin_node::video::wire::*;
+use depin_protocol::video::{
+    Broadcaster, SegmentCommitment, Ticket, VideoParams, commitment_message, expected_value_dc,
+    ticket_message, win_prob_for,
+};
+use depin_types::{Address, Hash, Keypair};
+use depin_video::{CutSegment, Cutter, Ffmpeg, Ladder, SegmentFacts, Source, check_rendition};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(clap::Args, Debug)]
+pub struct PublishArgs {
+    /// A file or any URL ffmpeg reads (omit with --rtmp-listen).
+    pub source: Option<String>,
+    /// Listen for an RTMP push (OBS, `ffmpeg -re -i clip.mp4 -f flv rtmp://ADDR/live/x`).
+    #[arg(long, value_name = "ADDR")]
+    pub rtmp_listen: Option<String>,
+    /// The renditions, largest first or in any order.
+    #[arg(long, default_value = "1080p,720p,480p,360p")]
+    pub ladder: String,
+    /// Segment length in seconds (a segment starts at the first keyframe after it).
+    #[arg(long, default_value_t = 2.0)]
+    pub segment_seconds: f64,
+    /// Highest price paid, in Data Credits per gigapixel of output.
+    #[arg(long)]
+    pub max_price: Option<u64>,
+    /// The broadcaster's key: its deposit pays the tickets.
+    #[arg(long)]
+    pub key: PathBuf,
+    /// Where the playlists and segments are served over HTTP.
+    #[arg(long, default_value = "127.0.0.1:7380")]
+    pub http_listen: SocketAddr,
+    /// Where streams are kept.
+    #[arg(long, default_value = "./video-streams")]
+    pub dir: PathBuf,
+    /// Read a file at its own pace, as a live source arrives.
+    #[arg(long)]
+    pub realtime: bool,
+    /// libx264 threads the stream pins (orchestrators of another count refuse it).
+    #[arg(long, default_value_t = 1)]
+    pub threads: u32,
+    /// Seconds an orchestrator has for a segment before it is replaced (default: twice the
+    /// segment length plus 5).
+    #[arg(long)]
+    pub orchestrator_timeout_s: Option<f64>,
+    /// Stop serving when the source ends (otherwise serve until Ctrl-C).
+    #[arg(long)]
+    pub exit_when_done: bool,
+}
+
+/// What a stream did, kept beside its segments.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StreamRecord {
+    pub id: String,
+    pub broadcaster: Address,
+    pub source: String,
+    pub ladder: String,
+    pub segment_seconds: f64,
+    pub started_ms: u64,
+    /// `live`, `ended` or `failed`.
+    pub state: String,
+    pub error: Option<String>,
+    pub playback_url: String,
+    pub segments: Vec<SegmentRecord>,
+    /// Orchestrators dropped for this stream, and why.
+    pub dropped: Vec<Dropped>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SegmentRecord {
+    pub seq: u64,
+    pub duration_ms: u64,
+    pub source_bytes: u64,
+    /// Who made the renditions served (none if every try failed).
+    pub orchestrator: Option<Address>,
+    /// `ok`, or why no rendition of it is served.
+    pub check: String,
+    /// From the cut to every rendition stored.
+    pub latency_ms: u64,
+    /// Expected value of the ticket that paid for it, in billionths of a DC.
+    pub paid_nano_dc: u64,
+    pub output_pixels: u64,
+    /// The tries that failed before, each with the orchestrator and the reason.
+    pub failed_tries: Vec<Dropped>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Dropped {
+    pub orchestrator: Address,
+    pub reason: String,
+}
+
+/// A candidate orchestrator with its terms as last heard.
+struct Candidate {
+    view: OrchestratorView,
+    offer: Offer,
+    latency_ms: u64,
+    /// Our next sender nonce against `offer.recipient_rand_hash`.
+    next_nonce: u32,
+}
+
+struct Publisher {
+    ctx_client: crate::client::Client,
+    net: NetHandle,
+    rt: tokio::runtime::Runtime,
+    key: Keypair,
+    chain_id: String,
+    params: VideoParams,
+    ffmpeg: Ffmpeg,
+    ladder: Ladder,
+    settings: StreamSettings,
+    stream: Hash,
+    dir: PathBuf,
+    timeout: Duration,
+    /// Primary first, then the standby, then the rest in rank order.
+    ranked: Vec<Candidate>,
+    dropped: Vec<Dropped>,
+}
+
+pub fn publish(ctx: &Ctx, args: PublishArgs) -> anyhow::Result<()> {
+    let source = match (&args.source, &args.rtmp_listen) {
+        (Some(s), None) => Source::Input(s.clone()),
+        (None, Some(addr)) => Source::RtmpListen(addr.clone()),
+        _ => bail!("give a SOURCE (a file or URL) or --rtmp-listen ADDR, not both"),
+    };
+    if !(0.5..=10.0).contains(&args.segment_seconds) {
+        bail!("--segment-seconds is 0.5 to 10");
+    }
+    let ladder: Ladder = args
+        .ladder
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!(e))?;
+    if ladder.rungs().len() > MAX_RUNGS {
+        bail!("a ladder has at most {MAX_RUNGS} rungs");
+    }
+    let key = read_key(&args.key)?;
+    let network = Network::fetch(&ctx.client)?;
+    let params: VideoParams = network
+        .genesis
+        .service_params()
+        .context("the network has no video service")?;
+    let me = key.address();
+    let funds: Broadcaster = ctx.client.get(&format!("/v1/video/broadcasters/{me}"))?;
+    if funds.deposit_dc == 0 {
+        bail!(
+            "{me} has no ticket deposit: lock one first with `depin video fund --deposit DC --reserve DC --key ...`"
+        );
+    }
+    if funds.barred {
+        bail!("{me} is barred (a winning ticket found its deposit spent): fund the deposit again");
+    }
+    let views: Vec<OrchestratorView> = ctx.client.get("/v1/video/orchestrators")?;
+    let views: Vec<OrchestratorView> = views
+        .into_iter()
+        .filter(|v| v.address != me)
+        .filter(|v| {
+            args.max_price
+                .is_none_or(|cap| v.price_dc_per_gigapixel <= cap)
+        })
+        .filter(|v| v.encoders.iter().any(|e| e == "libx264"))
+        .collect();
+    if views.is_empty() {
+        bail!(
+            "no orchestrator offers libx264{}: see /v1/video/orchestrators",
+            args.max_price
+                .map(|p| format!(" at {p} DC per gigapixel or less"))
+                .unwrap_or_default()
+        );
+    }
+    let rt = runtime()?;
+    let net = rt.block_on(join_network(ctx, &network.chain_id, None))?;
+    let started_ms = depin_node::now_ms();
+    let stream = Hash::tagged(
+        "depin video stream",
+        &[me.as_bytes(), &started_ms.to_le_bytes(), &rand_bytes()?],
+    );
+    let id = stream.to_hex()[..16].to_string();
+    let dir = args.dir.join(&id);
+    std::fs::create_dir_all(dir.join("cut"))
+        .with_context(|| format!("cannot make {}", dir.display()))?;
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind(args.http_listen))
+        .with_context(|| format!("cannot listen on {}", args.http_listen))?;
+    let http = listener.local_addr()?;
+    let playback_url = format!("http://{http}/v1/video/streams/{id}/master.m3u8");
+    let server_dir = args.dir.clone();
+    rt.spawn(async move {
+        let _ = axum::serve(listener, hls_routes(server_dir)).await;
+    });
+    let mut record = StreamRecord {
+        id: id.clone(),
+        broadcaster: me,
+        source: match &source {
+            Source::Input(s) => s.clone(),
+            Source::RtmpListen(a) => format!("rtmp://{a}/live/stream"),
+        },
+        ladder: ladder.to_string(),
+        segment_seconds: args.segment_seconds,
+        started_ms,
+        state: "live".into(),
+        error: None,
+        playback_url: playback_url.clone(),
+        segments: Vec::new(),
+        dropped: Vec::new(),
+    };
+    save(&dir, &record)?;
+    eprintln!("stream {id}\nplayback {playback_url}");
+    if !ctx.out.json {
+        crate::output::print_stdout(&format!("stream    {id}\nplayback  {playback_url}"));
+    }
+    let ffmpeg = Ffmpeg::default();
+    let mut publisher = Publisher {
+        ctx_client: crate::client::Client::new(ctx.client.base()),
+        net,
+        rt,
+        key,
+        chain_id: network.chain_id.clone(),
+        params,
+        ffmpeg: ffmpeg.clone(),
+        settings: StreamSettings {
+            ladder: ladder.to_string(),
+            encoder: "libx264".into(),
+            preset: "veryfast".into(),
+            threads: args.threads,
+            gop_frames: gop_frames(args.segment_seconds),
+        },
+        ladder,
+        stream,
+        dir: dir.clone(),
+        timeout: Duration::from_secs_f64(
+            args.orchestrator_timeout_s
+                .unwrap_or(args.segment_seconds * 2.0 + 5.0)
+                .clamp(1.0, 600.0),
+        ),
+        ranked: Vec::new(),
+        dropped: Vec::new(),
+    };
+    publisher.rank(views);
+    if publisher.ranked.is_empty() {
+        record.state = "failed".into();
+        let reasons: Vec<String> = publisher
+            .dropped
+            .iter()
+            .map(|d| format!("{}: {}", d.orchestrator, d.reason))
+            .collect();
+        record.error = Some(format!(
+            "no orchestrator can take the stream: {}",
+            reasons.join("; ")
+        ));
+        record.dropped = publisher.dropped.clone();
+        save(&dir, &record)?;
+        bail!(
+            "no orchestrator can take the stream:\n  {}",
+            reasons.join("\n  ")
+        );
+    }
+    let outcome = publisher.run(&source, args.segment_seconds, args.realtime, &mut record);
+    record.dropped = publisher.dropped.clone();
+    match &outcome {
+        Ok(()) => record.state = "ended".into(),
+        Err(e) => {
+            record.state = "failed".into();
+            record.error = Some(format!("{e:#}"));
+        }
+    }
+    save(&dir, &record)?;
+    write_playlists(&dir, &record, true)?;
+    let served = record.segments.iter().filter(|s| s.check == "ok").count();
+    ctx.out.emit(&record, || {
+        Ok(format!(
+            "{} of {} segments transcoded and checked; {} orchestrator(s) dropped\nplaylist  {playback_url}",
+            served,
+            record.segments.len(),
+            record.dropped.len()
+        ))
+    })?;
+    outcome?;
+    if !args.exit_when_done {
+        eprintln!("the source ended; serving {playback_url} until Ctrl-C");
+        publisher.rt.block_on(async {
+            let _ = tokio::signal::ctrl_c().await;
+        });
+    }
+    Ok(())
+}
+
+/// Fresh bytes from the OS (through a throwaway key), so two streams never share an id.
+fn rand_bytes() -> anyhow::Result<Vec<u8>> {
+    Ok(Keypair::generate()?.address().as_bytes().to_vec())
+}
+
+/// One keyframe per segment at 30 fps (the orchestrators' GOP), so each plays alone.
+fn gop_frames(segment_seconds: f64) -> u32 {
+    ((segment_seconds * 30.0).round() as u32).clamp(1, 600)
+}
+
+impl Publisher {
+    fn ask(&self, orchestrator: &Address, request: &VideoRequest) -> Result<VideoResponse, String> {
+        let peer = depin_net::peer_id_of(orchestrator).map_err(|e| e.to_string())?;
+        let bytes = depin_types::encode(request);
+        let answer = self
+            .rt
+            .block_on(self.net.request(peer, VIDEO_PROTOCOL, bytes))
+            .map_err(|e| format!("no answer: {e}"))?;
+        depin_types::decode_bounded::<VideoResponse>(&answer, 64 << 20)
+            .map_err(|e| format!("malformed answer: {e}"))
+    }
+
+    /// Asks every orchestrator for its terms, measuring the round trip, and ranks those that
+    /// answer with a free session: stake over latency, then price.
+    fn rank(&mut self, views: Vec<OrchestratorView>) {
+        let mut ranked = Vec::new();
+        for view in views {
+            let started = Instant::now();
+            let ask = VideoRequest::Offer {
+                broadcaster: self.key.address(),
+            };
+            // The first request may race the discovery of a peer just dialed: ask twice.
+            let answer = self.ask(&view.address, &ask).or_else(|_| {
+                std::thread::sleep(Duration::from_millis(500));
+                self.ask(&view.address, &ask)
+            });
+            match answer {
+                Ok(VideoResponse::Offer(offer))
+                    if offer.free_sessions > 0 && offer.threads == self.settings.threads =>
+                {
+                    let latency_ms = started.elapsed().as_millis() as u64;
+                    ranked.push(Candidate {
+                        next_nonce: offer.last_nonce.map_or(0, |n| n.saturating_add(1)),
+                        view,
+                        offer,
+                        latency_ms,
+                    });
+                }
+                Ok(VideoResponse::Offer(offer)) => self.dropped.push(Dropped {
+                    orchestrator: view.address,
+                    reason: if offer.free_sessions == 0 {
+                        "no free session".into()
+                    } else {
+                        format!(
+                            "encodes with {} threads, the stream pins {}",
+                            offer.threads, self.settings.threads
+                        )
+                    },
+                }),
+                Ok(_) => self.dropped.push(Dropped {
+                    orchestrator: view.address,
+                    reason: "answered the offer request with something else".into(),
+                }),
+                Err(reason) => self.dropped.push(Dropped {
+                    orchestrator: view.address,
+                    reason,
+                }),
+            }
+        }
+        ranked.sort_by(|a, b| {
+            let score =
+                |c: &Candidate| c.view.stake_weight * 1_000_000 / u128::from(c.latency_ms + 1);
+            score(b)
+                .cmp(&score(a))
+                .then(
+                    a.offer
+                        .price_dc_per_gigapixel
+                        .cmp(&b.offer.price_dc_per_gigapixel),
+                )
+                .then(a.view.address.cmp(&b.view.address))
+        });
+        self.ranked = ranked;
+    }
+
+    fn run(
+        &mut self,
+        source: &Source,
+        segment_seconds: f64,
+        realtime: bool,
+        record: &mut StreamRecord,
+    ) -> anyhow::Result<()> {
+        let cut_dir = self.dir.join("cut");
+        let mut cutter = Cutter::start(&self.ffmpeg, source, segment_seconds, realtime, &cut_dir)?;
+        while let Some(segment) = cutter.next_segment()? {
+            let cut_at = Instant::now();
+            let outcome = self.segment(&segment, cut_at);
+            let _ = std::fs::remove_file(&segment.path);
+            record.segments.push(outcome);
+            record.dropped = self.dropped.clone();
+            save(&self.dir, record)?;
+            write_playlists(&self.dir, record, false)?;
+            if self.ranked.is_empty() {
+                bail!("every orchestrator failed or left; the stream stops");
+            }
+        }
+        Ok(())
+    }
+
+    fn head_height(&self) -> Result<u64, String> {
+        self.ctx_client
+            .get::<StatusResponse>("/v1/status")
+            .map(|s| s.height)
+            .map_err(|e| format!("{e:#}"))
+    }
+
+    /// One segment: sent to the primary, and on any failure to the next in rank, until one
+    /// returns renditions that pass every check.
+    fn segment(&mut self, segment: &CutSegment, cut_at: Instant) -> SegmentRecord {
+        let mut out = SegmentRecord {
+            seq: segment.seq,
+            duration_ms: ((segment.end_s - segment.start_s).max(0.0) * 1000.0) as u64,
+            source_bytes: 0,
+            orchestrator: None,
+            check: String::new(),
+            latency_ms: 0,
+            paid_nano_dc: 0,
+            output_pixels: 0,
+            failed_tries: Vec::new(),
+        };
+        let bytes = match std::fs::read(&segment.path) {
+            Ok(b) => b,
+            Err(e) => {
+                out.check = format!("cannot read the cut segment: {e}");
+                return out;
+            }
+        };
+        out.source_bytes = bytes.len() as u64;
+        if bytes.len() > MAX_SEGMENT_BYTES {
+            out.check = format!(
+                "segment_too_large: {} bytes, over the {MAX_SEGMENT_BYTES}-byte limit (lower the source's bitrate or the segment length)",
+                bytes.len()
+            );
+            return out;
+        }
+        let facts = match self.ffmpeg.probe(&segment.path) {
+            Ok(f) => f,
+            Err(e) => {
+                out.check = format!("{}: {e}", e.code());
+                return out;
+            }
+        };
+        let pixels = facts.frames.saturating_mul(self.ladder.pixels_per_frame());
+        out.output_pixels = pixels;
+        // A stale random hash or nonce is answered with fresh terms: a try or two more.
+        let mut retries_here = 0;
+        while !self.ranked.is_empty() {
+            let orchestrator = self.ranked[0].view.address;
+            match self.try_segment(segment.seq, &bytes, &facts, pixels) {
+                Ok(paid_nano_dc) => {
+                    out.orchestrator = Some(orchestrator);
+                    out.check = "ok".into();
+                    out.paid_nano_dc = paid_nano_dc;
+                    out.latency_ms = cut_at.elapsed().as_millis() as u64;
+                    return out;
+                }
+                Err(Failure::Retry(reason)) if retries_here < 2 => {
+                    retries_here += 1;
+                    tracing::debug!(%orchestrator, reason, "trying again with fresh terms");
+                }
+                Err(Failure::Retry(reason) | Failure::Drop(reason)) => {
+                    retries_here = 0;
+                    eprintln!(
+                        "segment {}: orchestrator {orchestrator} dropped: {reason}",
+                        segment.seq
+                    );
+                    let dropped = Dropped {
+                        orchestrator,
+                        reason,
+                    };
+                    out.failed_tries.push(dropped.clone());
+                    self.dropped.push(dropped);
+                    self.ranked.remove(0);
+                }
+            }
+        }
+        out.check = "no orchestrator left".into();
+        out.latency_ms = cut_at.elapsed().as_millis() as u64;
+        out
+    }
+
+    fn try_segment(
+        &mut self,
+        seq: u64,
+        source: &[u8],
+        facts: &SegmentFacts,
+        pixels: u64,
+    ) -> Result<u64, Failure> {
+        let head = self.head_height().map_err(Failure::Retry)?;
+        let lifetime = self.params.max_ticket_validity_blocks.min(60);
+        let me = self.key.address();
+        let candidate = &mut self.ranked[0];
+        let offer = candidate.offer.clone();
+        let orchestrator = candidate.view.address;
+        let win_prob = win_prob_for(pixels, offer.price_dc_per_gigapixel, offer.face_value_dc)
+            .ok_or_else(|| {
+                Failure::Drop(format!(
+                    "its {} DC tickets cannot pay a segment of {pixels} pixels",
+                    offer.face_value_dc
+                ))
+            })?;
+        let ticket = Ticket {
+            recipient: orchestrator,
+            sender: me,
+            face_value_dc: offer.face_value_dc,
+            win_prob,
+            sender_nonce: candidate.next_nonce,
+            recipient_rand_hash: offer.recipient_rand_hash,
+            expiry_height: head.saturating_add(lifetime),
+        };
+        candidate.next_nonce = candidate.next_nonce.saturating_add(1);
+        let ticket_signature = self.key.sign(&ticket_message(&self.chain_id, &ticket));
+        let request = VideoRequest::Transcode(Box::new(TranscodeRequest {
+            stream: self.stream,
+            seq,
+            settings: self.settings.clone(),
+            source: source.to_vec(),
+            ticket,
+            ticket_signature,
+        }));
+        let deadline = Instant::now() + self.timeout;
+        match self.ask(&orchestrator, &request).map_err(Failure::Drop)? {
+            VideoResponse::Accepted(next) => self.new_terms(next),
+            VideoResponse::Refused {
+                code,
+                reason,
+                offer,
+            } => {
+                let retry = matches!(code.as_str(), "stale_rand" | "replayed_ticket");
+                if let Some(next) = offer {
+                    self.new_terms(next);
+                }
+                let reason = format!("refused ({code}): {reason}");
+                return Err(if retry {
+                    Failure::Retry(reason)
+                } else {
+                    Failure::Drop(reason)
+                });
+            }
+            _ => {
+                return Err(Failure::Drop(
+                    "answered a segment with something else".into(),
+                ));
+            }
+        }
+        let transcoded = loop {
+            if Instant::now() > deadline {
+                return Err(Failure::Drop(format!(
+                    "no renditions within {} s",
+                    self.timeout.as_secs_f64()
+                )));
+            }
+            match self.ask(
+                &orchestrator,
+                &VideoRequest::Result {
+                    stream: self.stream,
+                    seq,
+                },
+            ) {
+                Ok(VideoResponse::Pending) => std::thread::sleep(Duration::from_millis(50)),
+                Ok(VideoResponse::Transcoded(t)) => break t,
+                Ok(VideoResponse::Refused { code, reason, .. }) => {
+                    return Err(Failure::Drop(format!("failed ({code}): {reason}")));
+                }
+                Ok(_) => {
+                    return Err(Failure::Drop(
+                        "answered a result request with something else".into(),
+                    ));
+                }
+                Err(e) => return Err(Failure::Drop(e)),
+            }
+        };
+        self.new_terms(transcoded.offer.clone());
+        self.check(seq, source, facts, &transcoded)
+            .map_err(Failure::Drop)?;
+        Ok(u64::try_from(expected_value_dc(ticket.face_value_dc, win_prob)).unwrap_or(u64::MAX))
+    }
+
+    fn new_terms(&mut self, offer: Offer) {
+        if let Some(c) = self
+            .ranked
+            .iter_mut()
+            .find(|c| c.view.address == offer.orchestrator)
+        {
+            let above_seen = offer.last_nonce.map_or(0, |n| n.saturating_add(1));
+            c.next_nonce = if offer.recipient_rand_hash != c.offer.recipient_rand_hash {
+                above_seen
+            } else {
+                c.next_nonce.max(above_seen)
+            };
+            c.offer = offer;
+        }
+    }
+
+    /// Every check a rendition passes before it is served: the orchestrator's signature on a
+    /// commitment to this stream, segment and source; each rendition's bytes against their
+    /// committed hash; and the decoded rendition against its rung, the source's frames and
+    /// duration, and its committed pixels.
+    fn check(
+        &self,
+        seq: u64,
+        source: &[u8],
+        source_facts: &SegmentFacts,
+        t: &Transcoded,
+    ) -> Result<(), String> {
+        let c: &SegmentCommitment = &t.commitment;
+        let orchestrator = self.ranked[0].view.address;
+        if c.orchestrator != orchestrator
+            || depin_types::verify(
+                &orchestrator,
+                &commitment_message(&self.chain_id, c),
+                &t.signature,
+            )
+            .is_err()
+        {
+            return Err("the commitment is not signed by the orchestrator".into());
+        }
+        if c.stream != self.stream || c.seq != seq || c.broadcaster != self.key.address() {
+            return Err(format!(
+                "the commitment is for segment {} of another stream or broadcaster",
+                c.seq
+            ));
+        }
+        if c.source_hash != Hash::of(source) {
+            return Err("the commitment names another source segment".into());
+        }
+        let rungs = self.ladder.rungs();
+        if c.renditions.len() != rungs.len() || t.renditions.len() != rungs.len() {
+            return Err(format!(
+                "{} renditions came back for a {}-rung ladder",
+                t.renditions.len(),
+                rungs.len()
+            ));
+        }
+        let mut staged = Vec::new();
+        for ((rung, commit), bytes) in rungs.iter().zip(&c.renditions).zip(&t.renditions) {
+            if commit.rung != rung.name {
+                return Err(format!(
+                    "rendition {} came where {} was due",
+                    commit.rung, rung.name
+                ));
+            }
+            if Hash::of(bytes) != commit.hash || bytes.len() as u64 != commit.bytes {
+                return Err(format!(
+                    "the {} rendition is not the one committed to",
+                    rung.name
+                ));
+            }
+            let rung_dir = self.dir.join(rung.name);
+            std::fs::create_dir_all(&rung_dir).map_err(|e| e.to_string())?;
+            let staging = rung_dir.join(format!("{seq}.ts.part"));
+            std::fs::write(&staging, bytes).map_err(|e| e.to_string())?;
+            let facts = match self.ffmpeg.probe(&staging) {
+                Ok(f) => f,
+                Err(e) => {
+                    let _ = std::fs::remove_file(&staging);
+                    return Err(format!("the {} rendition does not decode: {e}", rung.name));
+                }
+            };
+            if let Err(m) = check_rendition(rung, source_facts, &facts) {
+                let _ = std::fs::remove_file(&staging);
+                return Err(format!("the {} rendition is wrong: {m}", rung.name));
+            }
+            if facts.pixels() != commit.pixels {
+                let _ = std::fs::remove_file(&staging);
+                return Err(format!(
+                    "the {} rendition decodes to {} pixels, {} were committed",
+                    rung.name,
+                    facts.pixels(),
+                    commit.pixels
+                ));
+            }
+            staged.push((staging, rung_dir.join(format!("{seq}.ts"))));
+        }
+        for (staging, done) in staged {
+            std::fs::rename(&staging, &done).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+enum Failure {
+    /// Fresh terms came back: the same orchestrator may be asked again.
+    Retry(String),
+    /// The orchestrator is dropped for the stream.
+    Drop(String),
+}
+
+fn save(dir: &Path, record: &StreamRecord) -> anyhow::Result<()> {
+    let path = dir.join("stream.json");
+    let staging = dir.join("stream.json.part");
+    std::fs::write(&staging, serde_json::to_vec_pretty(record)?)
+        .with_context(|| format!("cannot write {}", staging.display()))?;
+    std::fs::rename(&staging, &path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// The master playlist and one media playlist per rung, over the segments checked so far;
+/// `ended` closes them (`#EXT-X-ENDLIST`).
+fn write_playlists(dir: &Path, record: &StreamRecord, ended: bool) -> anyhow::Result<()> {
+    let ladder: Ladder = record
+        .ladder
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!(e))?;
+    let served: Vec<&SegmentRecord> = record.segments.iter().filter(|s| s.check == "ok").collect();
+    let target = served
+        .iter()
+        .map(|s| s.duration_ms.div_ceil(1000))
+        .max()
+        .unwrap_or(record.segment_seconds.ceil() as u64)
+        .max(1);
+    let mut master = String::from("#EXTM3U\n#EXT-X-VERSION:3\n");
+    for rung in ladder.rungs() {
+        master.push_str(&format!(
+            "#EXT-X-STREAM-INF:BANDWIDTH={},RESOLUTION={}x{},NAME=\"{}\"\n{}/index.m3u8\n",
+            u64::from(rung.bitrate_kbps) * 1000 + 128_000,
+            rung.width,
+            rung.height,
+            rung.name,
+            rung.name
+        ));
+        let mut media = format!(
+            "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:{target}\n#EXT-X-MEDIA-SEQUENCE:0\n"
+        );
+        let mut previous: Option<u64> = None;
+        for s in &served {
+            if previous.is_some_and(|p| s.seq != p + 1) {
+                media.push_str("#EXT-X-DISCONTINUITY\n");
+            }
+            media.push_str(&format!(
+                "#EXTINF:{:.3},\n{}.ts\n",
+                s.duration_ms as f64 / 1000.0,
+                s.seq
+            ));
+            previous = Some(s.seq);
+        }
+        if ended {
+            media.push_str("#EXT-X-ENDLIST\n");
+        }
+        let rung_dir = dir.join(rung.name);
+        std::fs::create_dir_all(&rung_dir)?;
+        atomic_write(&rung_dir.join("index.m3u8"), media.as_bytes())?;
+    }
+    atomic_write(&dir.join("master.m3u8"), master.as_bytes())
+}
+
+fn atomic_write(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let staging = path.with_extension("part");
+    std::fs::write(&staging, bytes)
+        .with_context(|| format!("cannot write {}", staging.display()))?;
+    std::fs::rename(&staging, path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// The broadcaster's HTTP routes: the stream records and the HLS files.
+fn hls_routes(dir: PathBuf) -> axum::Router {
+    use axum::extract::{Path as UrlPath, State};
+    use axum::http::{StatusCode, header};
+    use axum::response::{IntoResponse, Response};
+    use axum::routing::get;
+
+    fn file(path: PathBuf, content_type: &'static str) -> Response {
+        match std::fs::read(&path) {
+            Ok(bytes) => ([(header::CONTENT_TYPE, content_type)], bytes).into_response(),
+            Err(_) => (StatusCode::NOT_FOUND, "not found").into_response(),
+        }
+    }
+    fn safe_id(id: &str) -> bool {
+        !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_hexdigit())
+    }
+    let dir = Arc::new(dir);
+    axum::Router::new()
+        .route(
+            "/v1/video/streams",
+            get(|State(dir): State<Arc<PathBuf>>| async move {
+                axum::Json(list_streams(&dir).unwrap_or_default()).into_response()
+            }),
+        )
+        .route(
+            "/v1/video/streams/{id}",
+            get(
+                |State(dir): State<Arc<PathBuf>>, UrlPath(id): UrlPath<String>| async move {
+                    if !safe_id(&id) {
+                        return (StatusCode::BAD_REQUEST, "bad stream id").into_response();
+                    }
+                    file(dir.join(&id).join("stream.json"), "application/json")
+                },
+            ),
+        )
+        .route(
+            "/v1/video/streams/{id}/master.m3u8",
+            get(
+                |State(dir): State<Arc<PathBuf>>, UrlPath(id): UrlPath<String>| async move {
+                    if !safe_id(&id) {
+                        return (StatusCode::BAD_REQUEST, "bad stream id").into_response();
+                    }
+                    file(
+                        dir.join(&id).join("master.m3u8"),
+                        "application/vnd.apple.mpegurl",
+                    )
+                },
+            ),
+        )
+        .route(
+            "/v1/video/streams/{id}/{rung}/{name}",
+            get(
+                |State(dir): State<Arc<PathBuf>>,
+                 UrlPath((id, rung, name)): UrlPath<(String, String, String)>| async move {
+                    let known_rung = depin_video::RUNGS.iter().any(|r| r.name == rung);
+                    if !safe_id(&id) || !known_rung {
+                        return (StatusCode::BAD_REQUEST, "bad stream or rung").into_response();
+                    }
+                    let base = dir.join(&id).join(&rung);
+                    if name == "index.m3u8" {
+                        return file(base.join(name), "application/vnd.apple.mpegurl");
+                    }
+                    match name.strip_suffix(".ts").map(str::parse::<u64>) {
+                        Some(Ok(seq)) => file(base.join(format!("{seq}.ts")), "video/mp2t"),
+                        _ => (StatusCode::NOT_FOUND, "not found").into_response(),
+                    }
+                },
+            ),
+        )
+        .with_state(dir)
+}
+
+/// The streams kept under `dir`, newest first.
+pub fn list_streams(dir: &Path) -> anyhow::Result<Vec<StreamRecord>> {
+    let mut out = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
+    };
+    for entry in entries.flatten() {
+        if let Ok(bytes) = std::fs::read(entry.path().join("stream.json"))
+            && let Ok(record) = serde_json::from_slice::<StreamRecord>(&bytes)
+        {
+            out.push(record);
+        }
+    }
+    out.sort_by(|a, b| b.started_ms.cmp(&a.started_ms));
+    Ok(out)
+}
