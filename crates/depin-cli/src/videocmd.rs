@@ -40,6 +40,8 @@ pub enum VideoCommand {
     },
     /// Stream a file, a URL or an RTMP push through paid orchestrators and serve it as HLS.
     Publish(crate::videopublish::PublishArgs),
+    /// The orchestrators a stream may be sent to: price, sessions, stake, encoders, build.
+    Orchestrators,
     /// The streams published from this machine.
     Streams {
         /// Where `publish` keeps streams.
@@ -64,6 +66,7 @@ pub fn run(ctx: &Ctx, cmd: VideoCommand) -> anyhow::Result<()> {
     let (tx, action) = match cmd {
         VideoCommand::Publish(args) => return crate::videopublish::publish(ctx, args),
         VideoCommand::Streams { dir } => return streams(ctx, &dir),
+        VideoCommand::Orchestrators => return orchestrators(ctx),
         VideoCommand::Status { id, dir } => return status(ctx, &dir, &id),
         VideoCommand::Broadcaster { address } => {
             let address: Address = address
@@ -210,6 +213,32 @@ fn status(ctx: &Ctx, dir: &std::path::Path, id: &str) -> anyhow::Result<()> {
         }
         for d in &record.dropped {
             text.push_str(&format!("dropped {}: {}\n", d.orchestrator, d.reason));
+        }
+        Ok(text)
+    })
+}
+
+fn orchestrators(ctx: &Ctx) -> anyhow::Result<()> {
+    let list: Vec<depin_node::video::OrchestratorView> =
+        ctx.client.get("/v1/video/orchestrators")?;
+    ctx.out.emit(&list, || {
+        if list.is_empty() {
+            return Ok("no orchestrator has advertised".into());
+        }
+        let mut text = format!(
+            "{:<64}  {:>10}  {:>8}  {:>5}  {:<20}  {}\n",
+            "orchestrator", "DC/Gpixel", "sessions", "stake", "encoders", "ffmpeg"
+        );
+        for o in &list {
+            text.push_str(&format!(
+                "{:<64}  {:>10}  {:>8}  {:>5}  {:<20}  {}\n",
+                o.address,
+                o.price_dc_per_gigapixel,
+                o.sessions,
+                o.stake_weight,
+                o.encoders.join(","),
+                o.build
+            ));
         }
         Ok(text)
     })

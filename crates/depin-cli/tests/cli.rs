@@ -1148,6 +1148,11 @@ fn restart_with_config(node: &Value, line: &str, log: &Path) -> Guard {
     wait_until(Duration::from_secs(30), "the provider to stop", || {
         (!pid_alive(pid)).then_some(())
     });
+    start_with_config(node, line, log)
+}
+
+/// A stopped provider started from its devnet config with `line` added to it.
+fn start_with_config(node: &Value, line: &str, log: &Path) -> Guard {
     let config = str_of(node, "config_file");
     let text = std::fs::read_to_string(config).expect("config");
     // Each `key = value` given replaces the key's line if the file has one.
@@ -1721,4 +1726,251 @@ fn render_jobs_are_checked_paid_and_every_cheat_is_caught() {
         });
     }
     drop(guards);
+}
+
+/// A short clip with audio, made by ffmpeg: `seconds` of a moving test picture, one
+/// keyframe every 2 s so it cuts into 2 s segments.
+fn test_clip(path: &Path, seconds: u32) {
+    let status = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+        ])
+        .arg("testsrc2=size=640x360:rate=30")
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+            "-t",
+        ])
+        .arg(seconds.to_string())
+        .args([
+            "-c:v", "libx264", "-preset", "veryfast", "-g", "60", "-c:a", "aac",
+        ])
+        .arg(path)
+        .status()
+        .expect("ffmpeg (scripts/setup.sh installs it)");
+    assert!(status.success());
+}
+
+/// The video service across processes: a clip streamed through two orchestrators is cut,
+/// paid with tickets, transcoded, checked and served as HLS that ffprobe reads; an
+/// orchestrator that returns garbage, the wrong resolution, fewer frames or another
+/// segment's output is caught (the reason on the stream's record) and replaced, and one
+/// killed mid-stream is replaced without losing a segment; bad sources are refused.
+#[test]
+fn video_streams_are_transcoded_checked_and_every_cheat_is_replaced() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let clip = tmp.path().join("clip.mp4");
+    test_clip(&clip, 6);
+    let clip = clip.to_string_lossy().into_owned();
+    let dir = tmp.path().join("devnet");
+    let dir_s = dir.to_string_lossy().into_owned();
+    let streams = tmp.path().join("streams").to_string_lossy().into_owned();
+    let base = free_base_port(3).to_string();
+    let args = [
+        "devnet",
+        "--dir",
+        &dir_s,
+        "--providers",
+        "2",
+        "--render-providers",
+        "0",
+        "--video-providers",
+        "2",
+        "--base-port",
+        &base,
+        "--block-interval-ms",
+        "300",
+    ];
+    let mut devnet = Guard::spawn(&args, &tmp.path().join("devnet.log"), Some(&dir));
+    let state = wait_devnet(&mut devnet, &dir, &[]);
+    let nodes = state["nodes"].as_array().expect("nodes").clone();
+    let rpc = str_of(&nodes[0], "api_url").to_string();
+    let user_key = str_of(&state, "user_key_file").to_string();
+    let (cheat, honest) = (
+        str_of(&nodes[1], "address").to_string(),
+        str_of(&nodes[2], "address").to_string(),
+    );
+    wait_until(Duration::from_secs(60), "two orchestrators", || {
+        let listed = json(&rpc, &["video", "orchestrators"]);
+        (listed.as_array().map_or(0, Vec::len) == 2).then_some(())
+    });
+    let publish = |source: &str, pinned: &[&str]| -> Output {
+        let mut all = vec![
+            "--rpc",
+            &rpc,
+            "--json",
+            "video",
+            "publish",
+            source,
+            "--ladder",
+            "360p,240p",
+            "--key",
+            &user_key,
+            "--dir",
+            &streams,
+            "--http-listen",
+            "127.0.0.1:0",
+            "--exit-when-done",
+        ];
+        for p in pinned {
+            all.extend(["--orchestrator", p]);
+        }
+        depin(&all)
+    };
+
+    // No deposit yet: nothing is sent.
+    let out = publish(&clip, &[]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no ticket deposit"),
+        "{}",
+        describe(&["video", "publish"], &out)
+    );
+    json(&rpc, &["dc", "buy", "--amount", "10", "--key", &user_key]);
+    json(
+        &rpc,
+        &[
+            "video",
+            "fund",
+            "--deposit",
+            "50000",
+            "--reserve",
+            "5000",
+            "--key",
+            &user_key,
+        ],
+    );
+
+    // A file that is not video is refused with ffmpeg's reason.
+    let junk = tmp.path().join("junk.mp4");
+    std::fs::write(&junk, vec![7u8; 50_000]).expect("junk");
+    let out = publish(&junk.to_string_lossy(), &[]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no video"),
+        "{}",
+        describe(&["video", "publish", "junk"], &out)
+    );
+
+    // An honest stream, served as HLS while the broadcaster runs.
+    let log = tmp.path().join("publish.log");
+    let mut live = Guard::spawn(
+        &[
+            "--rpc",
+            &rpc,
+            "video",
+            "publish",
+            &clip,
+            "--ladder",
+            "360p,240p",
+            "--key",
+            &user_key,
+            "--dir",
+            &streams,
+            "--http-listen",
+            "127.0.0.1:0",
+        ],
+        &log,
+        None,
+    );
+    let url = wait_until(Duration::from_secs(60), "the stream to end", || {
+        live.assert_running();
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let url = text
+            .lines()
+            .find_map(|l| l.strip_prefix("playback "))?
+            .trim()
+            .to_string();
+        text.contains("until Ctrl-C").then_some(url)
+    });
+    let id = url
+        .split("/streams/")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .expect("stream id")
+        .to_string();
+    let probe = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name,width,height",
+        ])
+        .args(["-of", "csv=p=0", &url])
+        .output()
+        .expect("ffprobe");
+    let probed = String::from_utf8_lossy(&probe.stdout);
+    assert!(probe.status.success(), "{probed}");
+    for size in ["h264,640,360", "h264,426,240", "aac"] {
+        assert!(probed.contains(size), "{size} in {probed}");
+    }
+    sigterm(&live.child);
+    wait_exit(&mut live.child, Duration::from_secs(10));
+    let record = json(&rpc, &["video", "status", &id, "--dir", &streams]);
+    let segments = record["segments"].as_array().expect("segments");
+    assert_eq!(segments.len(), 3, "{record}");
+    for s in segments {
+        assert_eq!(str_of(s, "check"), "ok", "{s}");
+        assert!(s["paid_nano_dc"].as_u64().is_some_and(|p| p > 0), "{s}");
+    }
+    let listed = json(&rpc, &["video", "streams", "--dir", &streams]);
+    assert!(
+        listed
+            .as_array()
+            .is_some_and(|l| l.iter().any(|s| s["id"] == id.as_str()))
+    );
+
+    // Each cheat is caught on the first segment it cheats on, dropped with the reason, and
+    // the segment transcoded again by the honest one.
+    let mut cheating: Option<Guard> = None;
+    for (fault, reason) in [
+        ("garbage", "does not decode"),
+        ("wrong_resolution", "the rung is 640×360"),
+        ("fewer_frames", "frames"),
+        ("other_segment", "output, not this segment's"),
+        ("exit_mid_stream", "no answer"),
+    ] {
+        let line = format!("video_fault = \"{fault}\"");
+        let log = tmp.path().join(format!("{fault}.log"));
+        cheating = Some(match cheating.take() {
+            None => restart_with_config(&nodes[1], &line, &log),
+            Some(mut previous) => {
+                sigterm(&previous.child);
+                wait_exit(&mut previous.child, Duration::from_secs(30));
+                start_with_config(&nodes[1], &line, &log)
+            }
+        });
+        let out = publish(&clip, &[&cheat, &honest]);
+        assert!(
+            out.status.success(),
+            "{fault}: {}",
+            describe(&["video", "publish"], &out)
+        );
+        let record: Value = serde_json::from_slice(&out.stdout).expect("json");
+        let segments = record["segments"].as_array().expect("segments");
+        assert_eq!(segments.len(), 3, "{fault}: {record}");
+        assert!(
+            segments.iter().all(|s| str_of(s, "check") == "ok"),
+            "{fault}: every segment served: {record}"
+        );
+        let dropped = record["dropped"].as_array().expect("dropped");
+        assert!(
+            dropped.iter().any(
+                |d| d["orchestrator"] == cheat.as_str() && str_of(d, "reason").contains(reason)
+            ),
+            "{fault}: dropped for {reason:?}: {record}"
+        );
+        assert_eq!(
+            segments.last().map(|s| str_of(s, "orchestrator")),
+            Some(honest.as_str()),
+            "{fault}"
+        );
+    }
 }
