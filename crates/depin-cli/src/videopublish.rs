@@ -909,6 +909,6 @@ pub fn list_streams(dir: &Path) -> anyhow::Result<Vec<StreamRecord>> {
             out.push(record);
         }
     }
-    out.sort_by(|a, b| b.started_ms.cmp(&a.started_ms));
+    out.sort_by_key(|s| std::cmp::Reverse(s.started_ms));
     Ok(out)
 }

@@ -175,3 +175,42 @@ fn ladders_parse_strictly_largest_first() {
         assert!(bad.parse::<Ladder>().is_err(), "{bad:?}");
     }
 }
+
+#[test]
+fn a_source_is_cut_at_keyframes_into_segments_that_play_alone() {
+    let ff = Ffmpeg::default();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let source = clip(&ff, tmp.path(), "live.ts", "testsrc2", 6);
+    let cut = tmp.path().join("cut");
+    std::fs::create_dir_all(&cut).expect("mkdir");
+    let input = crate::Source::Input(source.to_string_lossy().into_owned());
+    let mut cutter = crate::Cutter::start(&ff, &input, 2.0, false, &cut).expect("starts");
+    let mut segments = Vec::new();
+    while let Some(segment) = cutter.next_segment().expect("cuts") {
+        let facts = ff.probe(&segment.path).expect("a segment decodes alone");
+        assert_eq!(facts.frames, 60, "{segment:?}");
+        assert!(facts.has_audio);
+        segments.push(segment.seq);
+    }
+    assert_eq!(segments, [0, 1, 2]);
+    assert!(
+        ff.version()
+            .expect("version")
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_digit())
+    );
+    assert!(ff.working_encoders().contains(&crate::Encoder::Libx264));
+
+    // A file that is no video ends the cut with a clear error, not an empty stream.
+    let junk = tmp.path().join("junk.mp4");
+    std::fs::write(&junk, vec![7u8; 10_000]).expect("junk");
+    let input = crate::Source::Input(junk.to_string_lossy().into_owned());
+    let junk_cut = tmp.path().join("junk-cut");
+    std::fs::create_dir_all(&junk_cut).expect("mkdir");
+    let mut cutter = crate::Cutter::start(&ff, &input, 2.0, false, &junk_cut).expect("starts");
+    assert!(matches!(
+        cutter.next_segment(),
+        Err(VideoError::NotVideo(_))
+    ));
+}
