@@ -1927,6 +1927,53 @@ fn video_streams_are_transcoded_checked_and_every_cheat_is_replaced() {
             .is_some_and(|l| l.iter().any(|s| s["id"] == id.as_str()))
     );
 
+    // A live push: ffmpeg sends the clip over RTMP at its own pace, as OBS would.
+    let rtmp = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .to_string();
+    let rtmp_log = tmp.path().join("rtmp.log");
+    let mut receiver = Guard::spawn(
+        &[
+            "--rpc",
+            &rpc,
+            "--json",
+            "video",
+            "publish",
+            "--rtmp-listen",
+            &rtmp,
+            "--ladder",
+            "360p,240p",
+            "--key",
+            &user_key,
+            "--dir",
+            &streams,
+            "--http-listen",
+            "127.0.0.1:0",
+            "--exit-when-done",
+        ],
+        &rtmp_log,
+        None,
+    );
+    let push = wait_until(Duration::from_secs(30), "the RTMP push to connect", || {
+        receiver.assert_running();
+        std::thread::sleep(Duration::from_millis(500));
+        let status = Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-re", "-i", &clip])
+            .args(["-c", "copy", "-f", "flv"])
+            .arg(format!("rtmp://{rtmp}/live/stream"))
+            .status()
+            .expect("ffmpeg");
+        status.success().then_some(status)
+    });
+    assert!(push.success());
+    assert!(wait_exit(&mut receiver.child, Duration::from_secs(60)).success());
+    let pushed = receiver.log();
+    assert!(
+        pushed.contains("\"check\": \"ok\"") && !pushed.contains("\"state\": \"failed\""),
+        "{pushed}"
+    );
+
     // Each cheat is caught on the first segment it cheats on, dropped with the reason, and
     // the segment transcoded again by the honest one.
     let mut cheating: Option<Guard> = None;
