@@ -23,6 +23,7 @@ use depin_protocol::video::{
 use depin_types::{Address, Hash, Keypair};
 use depin_video::{CutSegment, Cutter, Ffmpeg, Ladder, SegmentFacts, Source, check_rendition};
 use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -419,19 +420,108 @@ impl Publisher {
     ) -> anyhow::Result<()> {
         let cut_dir = self.dir.join("cut");
         let mut cutter = Cutter::start(&self.ffmpeg, source, segment_seconds, realtime, &cut_dir)?;
-        while let Some(segment) = cutter.next_segment()? {
-            let cut_at = Instant::now();
-            let outcome = self.segment(&segment, cut_at);
-            let _ = std::fs::remove_file(&segment.path);
-            record.segments.push(outcome);
-            record.dropped = self.dropped.clone();
-            save(&self.dir, record)?;
-            write_playlists(&self.dir, record, false)?;
+        // The cut runs on its own thread, so segments keep arriving while others transcode.
+        let (cuts, cut) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            loop {
+                let next = cutter.next_segment();
+                let end = !matches!(next, Ok(Some(_)));
+                if cuts
+                    .send(next.map(|s| s.map(|s| (s, Instant::now()))))
+                    .is_err()
+                    || end
+                {
+                    return;
+                }
+            }
+        });
+        let mut queue: VecDeque<Prepared> = VecDeque::new();
+        let mut flying: VecDeque<InFlight> = VecDeque::new();
+        let mut finished: BTreeMap<u64, SegmentRecord> = BTreeMap::new();
+        let mut next_seq = 0u64;
+        let mut source_done = false;
+        loop {
+            // Take what the cut has: wait only when nothing else is to be done.
+            while !source_done && queue.len() + flying.len() < self.depth() {
+                let idle = queue.is_empty() && flying.is_empty();
+                let message = if idle {
+                    cut.recv().ok()
+                } else {
+                    match cut.try_recv() {
+                        Ok(m) => Some(m),
+                        Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                        Err(std::sync::mpsc::TryRecvError::Disconnected) => None,
+                    }
+                };
+                match message {
+                    Some(Ok(Some((segment, cut_at)))) => match self.prepare(segment, cut_at) {
+                        Ok(p) => queue.push_back(p),
+                        Err(done) => {
+                            finished.insert(done.seq, done);
+                        }
+                    },
+                    Some(Ok(None)) | None => source_done = true,
+                    Some(Err(e)) => return Err(e.into()),
+                }
+            }
+            while flying.len() < self.depth() {
+                let Some(p) = queue.pop_front() else { break };
+                match self.dispatch(p) {
+                    Ok(f) => flying.push_back(f),
+                    Err(done) => {
+                        finished.insert(done.seq, done);
+                    }
+                }
+            }
+            if let Some(f) = flying.pop_front() {
+                let orchestrator = f.orchestrator;
+                match self.collect(f) {
+                    Ok(done) => {
+                        finished.insert(done.seq, done);
+                    }
+                    Err(p) => {
+                        // Whatever else was handed to the dropped one goes to the next.
+                        let mut again: VecDeque<Prepared> = VecDeque::from([p]);
+                        for other in std::mem::take(&mut flying) {
+                            if other.orchestrator == orchestrator {
+                                again.push_back(other.prepared);
+                            } else {
+                                flying.push_back(other);
+                            }
+                        }
+                        again.extend(queue.drain(..));
+                        queue = again;
+                    }
+                }
+            }
+            let mut changed = false;
+            while let Some(done) = finished.remove(&next_seq) {
+                let _ =
+                    std::fs::remove_file(self.dir.join("cut").join(format!("seg-{next_seq}.ts")));
+                record.segments.push(done);
+                next_seq += 1;
+                changed = true;
+            }
+            if changed {
+                record.dropped = self.dropped.clone();
+                save(&self.dir, record)?;
+                write_playlists(&self.dir, record, false)?;
+            }
             if self.ranked.is_empty() {
                 bail!("every orchestrator failed or left; the stream stops");
             }
+            if source_done && queue.is_empty() && flying.is_empty() {
+                return Ok(());
+            }
         }
-        Ok(())
+    }
+
+    /// Segments handed to the primary at once: up to its free sessions, at most 2, so the
+    /// next transcodes while one is checked.
+    fn depth(&self) -> usize {
+        self.ranked.first().map_or(1, |c| {
+            (c.offer.free_sessions as usize).clamp(1, PIPELINE_DEPTH)
+        })
     }
 
     fn head_height(&self) -> Result<u64, String> {
@@ -441,9 +531,8 @@ impl Publisher {
             .map_err(|e| format!("{e:#}"))
     }
 
-    /// One segment: sent to the primary, and on any failure to the next in rank, until one
-    /// returns renditions that pass every check.
-    fn segment(&mut self, segment: &CutSegment, cut_at: Instant) -> SegmentRecord {
+    /// Reads and probes a cut segment; one that cannot be sent is finished here.
+    fn prepare(&self, segment: CutSegment, cut_at: Instant) -> Result<Prepared, SegmentRecord> {
         let mut out = SegmentRecord {
             seq: segment.seq,
             duration_ms: ((segment.end_s - segment.start_s).max(0.0) * 1000.0) as u64,
@@ -459,7 +548,7 @@ impl Publisher {
             Ok(b) => b,
             Err(e) => {
                 out.check = format!("cannot read the cut segment: {e}");
-                return out;
+                return Err(out);
             }
         };
         out.source_bytes = bytes.len() as u64;
@@ -468,28 +557,57 @@ impl Publisher {
                 "segment_too_large: {} bytes, over the {MAX_SEGMENT_BYTES}-byte limit (lower the source's bitrate or the segment length)",
                 bytes.len()
             );
-            return out;
+            return Err(out);
         }
         let facts = match self.ffmpeg.probe(&segment.path) {
             Ok(f) => f,
             Err(e) => {
                 out.check = format!("{}: {e}", e.code());
-                return out;
+                return Err(out);
             }
         };
         let pixels = facts.frames.saturating_mul(self.ladder.pixels_per_frame());
         out.output_pixels = pixels;
-        // A stale random hash or nonce is answered with fresh terms: a try or two more.
+        Ok(Prepared {
+            segment,
+            bytes,
+            facts,
+            pixels,
+            cut_at,
+            record: out,
+        })
+    }
+
+    /// Drops the orchestrator for the stream, noting why on the segment and the stream.
+    fn drop_orchestrator(&mut self, p: &mut Prepared, orchestrator: Address, reason: String) {
+        eprintln!(
+            "segment {}: orchestrator {orchestrator} dropped: {reason}",
+            p.segment.seq
+        );
+        let dropped = Dropped {
+            orchestrator,
+            reason,
+        };
+        p.record.failed_tries.push(dropped.clone());
+        if !self.dropped.iter().any(|d| d.orchestrator == orchestrator) {
+            self.dropped.push(dropped);
+        }
+        self.ranked.retain(|c| c.view.address != orchestrator);
+    }
+
+    /// Hands a segment to the primary (the next in rank after every failure); fresh terms
+    /// after a stale random hash or nonce are tried twice. With nobody left it is finished.
+    fn dispatch(&mut self, mut p: Prepared) -> Result<InFlight, SegmentRecord> {
         let mut retries_here = 0;
-        while !self.ranked.is_empty() {
-            let orchestrator = self.ranked[0].view.address;
-            match self.try_segment(segment.seq, &bytes, &segment.path, &facts, pixels) {
-                Ok(paid_nano_dc) => {
-                    out.orchestrator = Some(orchestrator);
-                    out.check = "ok".into();
-                    out.paid_nano_dc = paid_nano_dc;
-                    out.latency_ms = cut_at.elapsed().as_millis() as u64;
-                    return out;
+        while let Some(orchestrator) = self.ranked.first().map(|c| c.view.address) {
+            match self.send(&p, orchestrator) {
+                Ok(ticket_value) => {
+                    return Ok(InFlight {
+                        prepared: p,
+                        orchestrator,
+                        ticket_value,
+                        deadline: Instant::now() + self.timeout,
+                    });
                 }
                 Err(Failure::Retry(reason)) if retries_here < 2 => {
                     retries_here += 1;
@@ -497,39 +615,55 @@ impl Publisher {
                 }
                 Err(Failure::Retry(reason) | Failure::Drop(reason)) => {
                     retries_here = 0;
-                    eprintln!(
-                        "segment {}: orchestrator {orchestrator} dropped: {reason}",
-                        segment.seq
-                    );
-                    let dropped = Dropped {
-                        orchestrator,
-                        reason,
-                    };
-                    out.failed_tries.push(dropped.clone());
-                    self.dropped.push(dropped);
-                    self.ranked.remove(0);
+                    self.drop_orchestrator(&mut p, orchestrator, reason);
                 }
             }
         }
-        out.check = "no orchestrator left".into();
-        out.latency_ms = cut_at.elapsed().as_millis() as u64;
-        out
+        p.record.check = "no orchestrator left".into();
+        p.record.latency_ms = p.cut_at.elapsed().as_millis() as u64;
+        Err(p.record)
     }
 
-    fn try_segment(
-        &mut self,
-        seq: u64,
-        source: &[u8],
-        source_path: &Path,
-        facts: &SegmentFacts,
-        pixels: u64,
-    ) -> Result<u64, Failure> {
+    /// Waits for a handed-over segment's renditions and checks them; a failure drops the
+    /// orchestrator and gives the segment back to be sent again.
+    fn collect(&mut self, f: InFlight) -> Result<SegmentRecord, Prepared> {
+        let InFlight {
+            mut prepared,
+            orchestrator,
+            ticket_value,
+            deadline,
+        } = f;
+        match self.fetch(&prepared, orchestrator, deadline) {
+            Ok(()) => {
+                let mut out = prepared.record;
+                out.orchestrator = Some(orchestrator);
+                out.check = "ok".into();
+                out.paid_nano_dc = ticket_value;
+                out.latency_ms = prepared.cut_at.elapsed().as_millis() as u64;
+                Ok(out)
+            }
+            Err(reason) => {
+                self.drop_orchestrator(&mut prepared, orchestrator, reason);
+                Err(prepared)
+            }
+        }
+    }
+
+    /// Signs a ticket at the orchestrator's current terms and hands it the segment; the
+    /// ticket's expected value in billionths of a DC.
+    fn send(&mut self, p: &Prepared, orchestrator: Address) -> Result<u64, Failure> {
         let head = self.head_height().map_err(Failure::Retry)?;
         let lifetime = self.params.max_ticket_validity_blocks.min(60);
         let me = self.key.address();
-        let candidate = &mut self.ranked[0];
+        let pixels = p.pixels;
+        let Some(candidate) = self
+            .ranked
+            .iter_mut()
+            .find(|c| c.view.address == orchestrator)
+        else {
+            return Err(Failure::Drop("no longer a candidate".into()));
+        };
         let offer = candidate.offer.clone();
-        let orchestrator = candidate.view.address;
         let win_prob = win_prob_for(pixels, offer.price_dc_per_gigapixel, offer.face_value_dc)
             .ok_or_else(|| {
                 Failure::Drop(format!(
@@ -550,68 +684,79 @@ impl Publisher {
         let ticket_signature = self.key.sign(&ticket_message(&self.chain_id, &ticket));
         let request = VideoRequest::Transcode(Box::new(TranscodeRequest {
             stream: self.stream,
-            seq,
+            seq: p.segment.seq,
             settings: self.settings.clone(),
-            source: source.to_vec(),
+            source: p.bytes.clone(),
             ticket,
             ticket_signature,
         }));
-        let deadline = Instant::now() + self.timeout;
         match self.ask(&orchestrator, &request).map_err(Failure::Drop)? {
-            VideoResponse::Accepted(next) => self.new_terms(next),
+            VideoResponse::Accepted(next) => {
+                self.new_terms(next);
+                Ok(
+                    u64::try_from(expected_value_dc(ticket.face_value_dc, win_prob))
+                        .unwrap_or(u64::MAX),
+                )
+            }
             VideoResponse::Refused {
                 code,
                 reason,
                 offer,
             } => {
-                let retry = matches!(code.as_str(), "stale_rand" | "replayed_ticket");
+                let retry = matches!(code.as_str(), "stale_rand" | "replayed_ticket" | "busy");
                 if let Some(next) = offer {
                     self.new_terms(next);
                 }
                 let reason = format!("refused ({code}): {reason}");
-                return Err(if retry {
+                Err(if retry {
                     Failure::Retry(reason)
                 } else {
                     Failure::Drop(reason)
-                });
+                })
             }
-            _ => {
-                return Err(Failure::Drop(
-                    "answered a segment with something else".into(),
-                ));
-            }
+            _ => Err(Failure::Drop(
+                "answered a segment with something else".into(),
+            )),
         }
+    }
+
+    /// Polls for the renditions until the deadline, then checks them.
+    fn fetch(
+        &mut self,
+        p: &Prepared,
+        orchestrator: Address,
+        deadline: Instant,
+    ) -> Result<(), String> {
+        let seq = p.segment.seq;
         let transcoded = loop {
             if Instant::now() > deadline {
-                return Err(Failure::Drop(format!(
+                return Err(format!(
                     "no renditions within {} s",
                     self.timeout.as_secs_f64()
-                )));
+                ));
             }
-            match self.ask(
-                &orchestrator,
-                &VideoRequest::Result {
-                    stream: self.stream,
-                    seq,
-                },
-            ) {
-                Ok(VideoResponse::Pending) => std::thread::sleep(Duration::from_millis(50)),
-                Ok(VideoResponse::Transcoded(t)) => break t,
-                Ok(VideoResponse::Refused { code, reason, .. }) => {
-                    return Err(Failure::Drop(format!("failed ({code}): {reason}")));
+            let asked = VideoRequest::Result {
+                stream: self.stream,
+                seq,
+            };
+            match self.ask(&orchestrator, &asked)? {
+                VideoResponse::Pending => std::thread::sleep(Duration::from_millis(50)),
+                VideoResponse::Transcoded(t) => break t,
+                VideoResponse::Refused { code, reason, .. } => {
+                    return Err(format!("failed ({code}): {reason}"));
                 }
-                Ok(_) => {
-                    return Err(Failure::Drop(
-                        "answered a result request with something else".into(),
-                    ));
-                }
-                Err(e) => return Err(Failure::Drop(e)),
+                _ => return Err("answered a result request with something else".into()),
             }
         };
         self.new_terms(transcoded.offer.clone());
-        self.check(seq, source, source_path, facts, &transcoded)
-            .map_err(Failure::Drop)?;
-        Ok(u64::try_from(expected_value_dc(ticket.face_value_dc, win_prob)).unwrap_or(u64::MAX))
+        self.check(
+            seq,
+            orchestrator,
+            &p.bytes,
+            &p.segment.path,
+            &p.facts,
+            &transcoded,
+        )
     }
 
     fn new_terms(&mut self, offer: Offer) {
@@ -634,16 +779,17 @@ impl Publisher {
     /// commitment to this stream, segment and source; each rendition's bytes against their
     /// committed hash; and the decoded rendition against its rung, the source's frames and
     /// duration, and its committed pixels.
+    #[allow(clippy::too_many_arguments)]
     fn check(
         &mut self,
         seq: u64,
+        orchestrator: Address,
         source: &[u8],
         source_path: &Path,
         source_facts: &SegmentFacts,
         t: &Transcoded,
     ) -> Result<(), String> {
         let c: &SegmentCommitment = &t.commitment;
-        let orchestrator = self.ranked[0].view.address;
         if c.orchestrator != orchestrator
             || depin_types::verify(
                 &orchestrator,
@@ -750,6 +896,27 @@ impl Publisher {
 /// ffmpeg 5.1 at 240p and 400 kbit/s: honest renditions of `testsrc2` score 0.87 to 0.93,
 /// the neighbouring segment's 0.84, an unrelated clip's 0.39.
 const MIN_SOURCE_SSIM: f64 = 0.7;
+
+/// Segments handed to one orchestrator at once, at most.
+const PIPELINE_DEPTH: usize = 2;
+
+/// A cut segment read and probed, ready to send.
+struct Prepared {
+    segment: CutSegment,
+    bytes: Vec<u8>,
+    facts: SegmentFacts,
+    pixels: u64,
+    cut_at: Instant,
+    record: SegmentRecord,
+}
+
+/// A segment an orchestrator accepted, whose renditions are awaited.
+struct InFlight {
+    prepared: Prepared,
+    orchestrator: Address,
+    ticket_value: u64,
+    deadline: Instant,
+}
 
 enum Failure {
     /// Fresh terms came back: the same orchestrator may be asked again.

