@@ -516,11 +516,13 @@ impl Publisher {
         }
     }
 
-    /// Segments handed to the primary at once: up to its free sessions, at most 2, so the
-    /// next transcodes while one is checked.
+    /// Segments handed to the primary at once: up to its sessions, at most 2, so the next
+    /// transcodes while one is checked (its live free count drops with our own segments).
     fn depth(&self) -> usize {
         self.ranked.first().map_or(1, |c| {
-            (c.offer.free_sessions as usize).clamp(1, PIPELINE_DEPTH)
+            usize::try_from(c.view.sessions)
+                .unwrap_or(1)
+                .clamp(1, PIPELINE_DEPTH)
         })
     }
 
@@ -559,7 +561,7 @@ impl Publisher {
             );
             return Err(out);
         }
-        let facts = match self.ffmpeg.probe(&segment.path) {
+        let facts = match self.ffmpeg.probe_packets(&segment.path) {
             Ok(f) => f,
             Err(e) => {
                 out.check = format!("{}: {e}", e.code());

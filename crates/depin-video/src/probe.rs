@@ -44,6 +44,8 @@ struct ProbeStream {
     #[serde(default)]
     nb_read_frames: Option<String>,
     #[serde(default)]
+    nb_read_packets: Option<String>,
+    #[serde(default)]
     duration: Option<String>,
 }
 
@@ -51,12 +53,27 @@ impl Ffmpeg {
     /// Decodes `path` and reports its first video stream; a file with none (or one ffmpeg
     /// cannot read) is [`VideoError::NotVideo`].
     pub fn probe(&self, path: &Path) -> Result<SegmentFacts, VideoError> {
+        self.probe_counting(path, true)
+    }
+
+    /// As [`Ffmpeg::probe`], counting the frames by their packets without decoding them:
+    /// for a source whose frames set the price, not for a rendition being checked.
+    pub fn probe_packets(&self, path: &Path) -> Result<SegmentFacts, VideoError> {
+        self.probe_counting(path, false)
+    }
+
+    fn probe_counting(&self, path: &Path, decode: bool) -> Result<SegmentFacts, VideoError> {
+        let (count, entry) = if decode {
+            ("-count_frames", "nb_read_frames")
+        } else {
+            ("-count_packets", "nb_read_packets")
+        };
         let args: Vec<std::ffi::OsString> = vec![
             "-v".into(),
             "error".into(),
-            "-count_frames".into(),
+            count.into(),
             "-show_entries".into(),
-            "stream=codec_type,codec_name,width,height,nb_read_frames,duration".into(),
+            format!("stream=codec_type,codec_name,width,height,{entry},duration").into(),
             "-of".into(),
             "json".into(),
             path.into(),
@@ -80,11 +97,12 @@ impl Ffmpeg {
             .into_iter()
             .find(|s| s.codec_type == "video" && s.width > 0 && s.height > 0)
             .ok_or_else(|| VideoError::NotVideo(path.display().to_string()))?;
-        let frames = video
-            .nb_read_frames
-            .as_deref()
-            .and_then(|n| n.parse::<u64>().ok())
-            .unwrap_or(0);
+        let frames = if decode {
+            video.nb_read_frames.as_deref()
+        } else {
+            video.nb_read_packets.as_deref()
+        };
+        let frames = frames.and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
         if frames == 0 {
             return Err(VideoError::NotVideo(path.display().to_string()));
         }

@@ -356,7 +356,7 @@ impl Orchestrator {
             .map_err(|e| refuse("internal", e.to_string()))
             .and_then(|()| {
                 self.ffmpeg
-                    .probe(&source_path)
+                    .probe_packets(&source_path)
                     .map_err(|e| refuse(e.code(), e.to_string()))
             });
         let facts = match prepared {
