@@ -77,7 +77,7 @@ import json, sys
 r = json.load(open(sys.argv[1]))
 for s in sorted(x["latency_ms"] for x in r["segments"] if x["check"] == "ok"):
     print(s)' "$work/live.json")
-served_fast=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(sum(1 for s in r["segments"] if s["check"]=="ok"), len(r["segments"]))' "$work/fast.json")
+served_fast=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(sum(1 for s in r["segments"] if s["check"]=="ok"), "of", len(r["segments"]))' "$work/fast.json")
 pct() { local n=${#lat[@]}; local i=$(( ($1 * n + 99) / 100 - 1 )); [ "$i" -lt 0 ] && i=0; echo "${lat[$i]}"; }
 
 cpu=$(grep -m1 "model name" /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
