@@ -457,7 +457,7 @@ impl Publisher {
                     Some(Ok(Some((segment, cut_at)))) => match self.prepare(segment, cut_at) {
                         Ok(p) => queue.push_back(p),
                         Err(done) => {
-                            finished.insert(done.seq, done);
+                            finished.insert(done.seq, *done);
                         }
                     },
                     Some(Ok(None)) | None => source_done = true,
@@ -469,7 +469,7 @@ impl Publisher {
                 match self.dispatch(p) {
                     Ok(f) => flying.push_back(f),
                     Err(done) => {
-                        finished.insert(done.seq, done);
+                        finished.insert(done.seq, *done);
                     }
                 }
             }
@@ -481,7 +481,7 @@ impl Publisher {
                     }
                     Err(p) => {
                         // Whatever else was handed to the dropped one goes to the next.
-                        let mut again: VecDeque<Prepared> = VecDeque::from([p]);
+                        let mut again: VecDeque<Prepared> = VecDeque::from([*p]);
                         for other in std::mem::take(&mut flying) {
                             if other.orchestrator == orchestrator {
                                 again.push_back(other.prepared);
@@ -534,7 +534,11 @@ impl Publisher {
     }
 
     /// Reads and probes a cut segment; one that cannot be sent is finished here.
-    fn prepare(&self, segment: CutSegment, cut_at: Instant) -> Result<Prepared, SegmentRecord> {
+    fn prepare(
+        &self,
+        segment: CutSegment,
+        cut_at: Instant,
+    ) -> Result<Prepared, Box<SegmentRecord>> {
         let mut out = SegmentRecord {
             seq: segment.seq,
             duration_ms: ((segment.end_s - segment.start_s).max(0.0) * 1000.0) as u64,
@@ -550,7 +554,7 @@ impl Publisher {
             Ok(b) => b,
             Err(e) => {
                 out.check = format!("cannot read the cut segment: {e}");
-                return Err(out);
+                return Err(Box::new(out));
             }
         };
         out.source_bytes = bytes.len() as u64;
@@ -559,13 +563,13 @@ impl Publisher {
                 "segment_too_large: {} bytes, over the {MAX_SEGMENT_BYTES}-byte limit (lower the source's bitrate or the segment length)",
                 bytes.len()
             );
-            return Err(out);
+            return Err(Box::new(out));
         }
         let facts = match self.ffmpeg.probe_packets(&segment.path) {
             Ok(f) => f,
             Err(e) => {
                 out.check = format!("{}: {e}", e.code());
-                return Err(out);
+                return Err(Box::new(out));
             }
         };
         let pixels = facts.frames.saturating_mul(self.ladder.pixels_per_frame());
@@ -599,7 +603,7 @@ impl Publisher {
 
     /// Hands a segment to the primary (the next in rank after every failure); fresh terms
     /// after a stale random hash or nonce are tried twice. With nobody left it is finished.
-    fn dispatch(&mut self, mut p: Prepared) -> Result<InFlight, SegmentRecord> {
+    fn dispatch(&mut self, mut p: Prepared) -> Result<InFlight, Box<SegmentRecord>> {
         let mut retries_here = 0;
         while let Some(orchestrator) = self.ranked.first().map(|c| c.view.address) {
             match self.send(&p, orchestrator) {
@@ -623,12 +627,12 @@ impl Publisher {
         }
         p.record.check = "no orchestrator left".into();
         p.record.latency_ms = p.cut_at.elapsed().as_millis() as u64;
-        Err(p.record)
+        Err(Box::new(p.record))
     }
 
     /// Waits for a handed-over segment's renditions and checks them; a failure drops the
     /// orchestrator and gives the segment back to be sent again.
-    fn collect(&mut self, f: InFlight) -> Result<SegmentRecord, Prepared> {
+    fn collect(&mut self, f: InFlight) -> Result<SegmentRecord, Box<Prepared>> {
         let InFlight {
             mut prepared,
             orchestrator,
@@ -646,7 +650,7 @@ impl Publisher {
             }
             Err(reason) => {
                 self.drop_orchestrator(&mut prepared, orchestrator, reason);
-                Err(prepared)
+                Err(Box::new(prepared))
             }
         }
     }
