@@ -550,21 +550,35 @@ impl Publisher {
             output_pixels: 0,
             failed_tries: Vec::new(),
         };
-        let bytes = match std::fs::read(&segment.path) {
-            Ok(b) => b,
+        // The size first: an oversized segment is never read into memory.
+        let size = match std::fs::metadata(&segment.path) {
+            Ok(m) => m.len(),
             Err(e) => {
                 out.check = format!("cannot read the cut segment: {e}");
                 return Err(Box::new(out));
             }
         };
-        out.source_bytes = bytes.len() as u64;
-        if bytes.len() > MAX_SEGMENT_BYTES {
+        out.source_bytes = size;
+        if size > MAX_SEGMENT_BYTES as u64 {
             out.check = format!(
-                "segment_too_large: {} bytes, over the {MAX_SEGMENT_BYTES}-byte limit (lower the source's bitrate or the segment length)",
-                bytes.len()
+                "segment_too_large: {size} bytes, over the {MAX_SEGMENT_BYTES}-byte limit (lower the source's bitrate or the segment length)"
             );
             return Err(Box::new(out));
         }
+        let bytes = match std::fs::read(&segment.path) {
+            Ok(b) if b.len() as u64 <= MAX_SEGMENT_BYTES as u64 => b,
+            Ok(b) => {
+                out.check = format!(
+                    "segment_too_large: {} bytes, over the {MAX_SEGMENT_BYTES}-byte limit",
+                    b.len()
+                );
+                return Err(Box::new(out));
+            }
+            Err(e) => {
+                out.check = format!("cannot read the cut segment: {e}");
+                return Err(Box::new(out));
+            }
+        };
         let facts = match self.ffmpeg.probe_packets(&segment.path) {
             Ok(f) => f,
             Err(e) => {

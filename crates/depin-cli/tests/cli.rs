@@ -554,8 +554,8 @@ fn devnet_runs_transactions_and_resumes() {
         .iter()
         .filter_map(|s| s["service"].as_str())
         .collect();
-    assert_eq!(services, ["storage", "compute", "render"]);
-    assert_eq!(units(&entry["bonded"]), 300_000_000);
+    assert_eq!(services, ["storage", "compute", "render", "video"]);
+    assert_eq!(units(&entry["bonded"]), 400_000_000);
     let one = json(&rpc0, &["provider", "show", &provider]);
     assert_eq!(one["address"], provider.as_str());
 
@@ -1857,6 +1857,46 @@ fn video_streams_are_transcoded_checked_and_every_cheat_is_replaced() {
         String::from_utf8_lossy(&out.stderr).contains("no video"),
         "{}",
         describe(&["video", "publish", "junk"], &out)
+    );
+
+    // A segment over the 4 MiB limit is never sent: the stream records why and goes on.
+    let big = tmp.path().join("big.mp4");
+    let status = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+        ])
+        .args([
+            "testsrc2=size=1920x1080:rate=30",
+            "-t",
+            "2",
+            "-c:v",
+            "libx264",
+        ])
+        .args(["-preset", "ultrafast", "-qp", "0", "-g", "60"])
+        .arg(&big)
+        .status()
+        .expect("ffmpeg");
+    assert!(status.success());
+    let out = publish(&big.to_string_lossy(), &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        describe(&["video", "publish", "big"], &out)
+    );
+    let record: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let segments = record["segments"].as_array().expect("segments");
+    assert!(
+        !segments.is_empty()
+            && segments
+                .iter()
+                .all(|s| str_of(s, "check").starts_with("segment_too_large")),
+        "{record}"
     );
 
     // An honest stream, served as HLS while the broadcaster runs.

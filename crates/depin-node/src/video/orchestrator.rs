@@ -45,8 +45,9 @@ struct State {
     order: VecDeque<(Hash, u64)>,
     running: u32,
     segments_seen: u64,
-    /// The renditions of the segment done before (for the `other_segment` fault).
-    previous: Option<(Vec<RenditionCommit>, Vec<Vec<u8>>)>,
+    /// The renditions made, by segment (for the `other_segment` fault only).
+    #[allow(clippy::type_complexity)]
+    previous: HashMap<u64, (Vec<RenditionCommit>, Vec<Vec<u8>>)>,
 }
 
 pub(crate) struct Orchestrator {
@@ -100,7 +101,7 @@ impl Orchestrator {
                 order: VecDeque::new(),
                 running: 0,
                 segments_seen: 0,
-                previous: None,
+                previous: HashMap::new(),
             }),
         })
     }
@@ -475,16 +476,30 @@ impl Orchestrator {
             let job = match outcome {
                 Ok((renditions, bytes)) => {
                     let renditions = match me.node.config.video_fault {
-                        Some(VideoFault::OtherSegment) => match state.previous.clone() {
-                            Some(previous) => {
-                                state.previous = Some((renditions, bytes));
-                                previous
+                        // The segment before's output, by sequence number (waited for when
+                        // both are in flight), so the cheat shows on segment 1.
+                        Some(VideoFault::OtherSegment) if seq > 0 => {
+                            state.previous.insert(seq, (renditions, bytes));
+                            let deadline =
+                                std::time::Instant::now() + std::time::Duration::from_secs(30);
+                            loop {
+                                if let Some(before) = state.previous.get(&(seq - 1)) {
+                                    break before.clone();
+                                }
+                                if std::time::Instant::now() > deadline {
+                                    break state.previous.get(&seq).cloned().unwrap_or_default();
+                                }
+                                drop(state);
+                                std::thread::sleep(std::time::Duration::from_millis(20));
+                                state = me.lock();
                             }
-                            None => {
-                                state.previous = Some((renditions.clone(), bytes.clone()));
-                                (renditions, bytes)
-                            }
-                        },
+                        }
+                        Some(VideoFault::OtherSegment) => {
+                            state
+                                .previous
+                                .insert(seq, (renditions.clone(), bytes.clone()));
+                            (renditions, bytes)
+                        }
                         _ => (renditions, bytes),
                     };
                     let commitment = SegmentCommitment {
