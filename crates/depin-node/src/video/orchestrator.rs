@@ -210,8 +210,7 @@ impl Orchestrator {
             let me = self.clone();
             tokio::spawn(async move {
                 let bytes = std::mem::take(&mut request.bytes);
-                let requester = depin_net::address_of(&request.peer);
-                let answer = tokio::task::spawn_blocking(move || me.handle(&bytes, requester))
+                let answer = tokio::task::spawn_blocking(move || me.handle(&bytes))
                     .await
                     .unwrap_or_else(|e| VideoResponse::Refused {
                         code: "internal".into(),
@@ -223,7 +222,7 @@ impl Orchestrator {
         }
     }
 
-    fn handle(self: &Arc<Self>, bytes: &[u8], requester: Option<Address>) -> VideoResponse {
+    fn handle(self: &Arc<Self>, bytes: &[u8]) -> VideoResponse {
         let request: VideoRequest = match depin_types::decode_bounded(bytes, MAX_REQUEST_BYTES) {
             Ok(r) => r,
             Err(e) => {
@@ -259,7 +258,7 @@ impl Orchestrator {
             },
             VideoRequest::Transcode(job) => {
                 let sender = job.ticket.sender;
-                match self.accept(*job, requester) {
+                match self.accept(*job) {
                     Ok(()) => match self.offer_for(&sender) {
                         Some(offer) => VideoResponse::Accepted(offer),
                         None => VideoResponse::Pending,
@@ -275,11 +274,7 @@ impl Orchestrator {
     }
 
     /// Checks a segment and its ticket, then starts transcoding it on its own thread.
-    fn accept(
-        self: &Arc<Self>,
-        job: TranscodeRequest,
-        _requester: Option<Address>,
-    ) -> Result<(), (String, String)> {
+    fn accept(self: &Arc<Self>, job: TranscodeRequest) -> Result<(), (String, String)> {
         let me = self.node.key.address();
         let Some((price, sessions)) = self.terms() else {
             return Err(refuse(
@@ -440,10 +435,7 @@ impl Orchestrator {
                     )
                     .await
                     {
-                        tracing::info!(
-                            face_value_dc = redeem_face(&redeem),
-                            "winning ticket redeemed"
-                        );
+                        tracing::info!(face_value_dc = t.face_value_dc, "winning ticket redeemed");
                     }
                 });
             }
@@ -691,12 +683,5 @@ impl Orchestrator {
             all.push(bytes);
         }
         Ok((commits, all))
-    }
-}
-
-fn redeem_face(tx: &VideoTx) -> u64 {
-    match tx {
-        VideoTx::RedeemTicket { ticket, .. } => ticket.face_value_dc,
-        _ => 0,
     }
 }
