@@ -21,7 +21,9 @@ use depin_protocol::video::{
     ticket_message, win_prob_for,
 };
 use depin_types::{Address, Hash, Keypair};
-use depin_video::{CutSegment, Cutter, Ffmpeg, Ladder, SegmentFacts, Source, check_rendition};
+use depin_video::{
+    CutSegment, Cutter, Ffmpeg, Ladder, Opinion, SegmentFacts, Source, check_rendition,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -71,6 +73,10 @@ pub struct PublishArgs {
     /// Stop serving when the source ends (otherwise serve until Ctrl-C).
     #[arg(long)]
     pub exit_when_done: bool,
+    /// Percent of segments also sent to the standby and compared (default, and least: the
+    /// network's share).
+    #[arg(long, value_name = "PERCENT")]
+    pub second_opinion_percent: Option<f64>,
 }
 
 /// What a stream did, kept beside its segments.
@@ -107,6 +113,17 @@ pub struct SegmentRecord {
     pub output_pixels: u64,
     /// The tries that failed before, each with the orchestrator and the reason.
     pub failed_tries: Vec<Dropped>,
+    /// For a segment also sent to a second orchestrator: who, and what the comparison found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub second_opinion: Option<SecondOpinion>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SecondOpinion {
+    pub orchestrator: Address,
+    /// `agree`, `primary_dropped`, `second_dropped` or `undecided`.
+    pub verdict: String,
+    pub detail: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -142,6 +159,10 @@ struct Publisher {
     dropped: Vec<Dropped>,
     /// Every rendition served so far, by hash: a segment's output handed back for another.
     served: std::collections::HashMap<Hash, u64>,
+    /// Share of segments (basis points) also sent to the standby.
+    second_opinion_bps: u16,
+    /// Picks those segments; unknown to every orchestrator, so none knows which are compared.
+    sample_secret: Vec<u8>,
 }
 
 pub fn publish(ctx: &Ctx, args: PublishArgs) -> anyhow::Result<()> {
@@ -166,6 +187,18 @@ pub fn publish(ctx: &Ctx, args: PublishArgs) -> anyhow::Result<()> {
         .genesis
         .service_params()
         .context("the network has no video service")?;
+    let second_opinion_bps = match args.second_opinion_percent {
+        None => params.second_opinion_bps,
+        Some(p)
+            if (0.0..=100.0).contains(&p) && p * 100.0 >= f64::from(params.second_opinion_bps) =>
+        {
+            (p * 100.0).round() as u16
+        }
+        Some(p) => bail!(
+            "--second-opinion-percent {p} is out of range: the network asks at least {}%, at most 100",
+            f64::from(params.second_opinion_bps) / 100.0
+        ),
+    };
     let me = key.address();
     let funds: Broadcaster = ctx.client.get(&format!("/v1/video/broadcasters/{me}"))?;
     if funds.deposit_dc == 0 {
@@ -273,6 +306,8 @@ pub fn publish(ctx: &Ctx, args: PublishArgs) -> anyhow::Result<()> {
         ranked: Vec::new(),
         dropped: Vec::new(),
         served: std::collections::HashMap::new(),
+        second_opinion_bps,
+        sample_secret: rand_bytes()?,
     };
     publisher.rank(views, !pinned.is_empty());
     if publisher.ranked.is_empty() {
@@ -482,8 +517,9 @@ impl Publisher {
                     Err(p) => {
                         // Whatever else was handed to the dropped one goes to the next.
                         let mut again: VecDeque<Prepared> = VecDeque::from([*p]);
+                        // (One the standby also has stays: its renditions are awaited there.)
                         for other in std::mem::take(&mut flying) {
-                            if other.orchestrator == orchestrator {
+                            if other.orchestrator == orchestrator && other.second.is_none() {
                                 again.push_back(other.prepared);
                             } else {
                                 flying.push_back(other);
@@ -549,6 +585,7 @@ impl Publisher {
             paid_nano_dc: 0,
             output_pixels: 0,
             failed_tries: Vec::new(),
+            second_opinion: None,
         };
         // The size first: an oversized segment is never read into memory.
         let size = match std::fs::metadata(&segment.path) {
@@ -617,15 +654,18 @@ impl Publisher {
 
     /// Hands a segment to the primary (the next in rank after every failure); fresh terms
     /// after a stale random hash or nonce are tried twice. With nobody left it is finished.
+    /// A sampled segment also goes to the standby, for a second opinion.
     fn dispatch(&mut self, mut p: Prepared) -> Result<InFlight, Box<SegmentRecord>> {
         let mut retries_here = 0;
         while let Some(orchestrator) = self.ranked.first().map(|c| c.view.address) {
             match self.send(&p, orchestrator) {
                 Ok(ticket_value) => {
+                    let second = self.send_second(&mut p, orchestrator);
                     return Ok(InFlight {
                         prepared: p,
                         orchestrator,
                         ticket_value,
+                        second,
                         deadline: Instant::now() + self.timeout,
                     });
                 }
@@ -644,29 +684,223 @@ impl Publisher {
         Err(Box::new(p.record))
     }
 
-    /// Waits for a handed-over segment's renditions and checks them; a failure drops the
-    /// orchestrator and gives the segment back to be sent again.
+    /// Whether this segment is one of the share compared with a second orchestrator: drawn
+    /// from a secret only this broadcaster knows, so an orchestrator cannot tell.
+    fn sampled(&self, seq: u64) -> bool {
+        let draw = Hash::tagged(
+            "depin video second opinion",
+            &[
+                &self.sample_secret,
+                self.stream.as_bytes(),
+                &seq.to_le_bytes(),
+            ],
+        );
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&draw.as_bytes()[..8]);
+        u64::from_le_bytes(first) % 10_000 < u64::from(self.second_opinion_bps)
+    }
+
+    /// Sends a sampled segment to the standby as well; a standby that refuses it for good is
+    /// dropped, one that is busy is skipped this time.
+    fn send_second(&mut self, p: &mut Prepared, primary: Address) -> Option<(Address, u64)> {
+        if !self.sampled(p.segment.seq) {
+            return None;
+        }
+        let standby = self
+            .ranked
+            .iter()
+            .map(|c| c.view.address)
+            .find(|a| *a != primary)?;
+        match self.send(p, standby) {
+            Ok(value) => Some((standby, value)),
+            Err(Failure::Retry(reason)) => {
+                tracing::debug!(%standby, reason, "no second opinion on this segment");
+                None
+            }
+            Err(Failure::Drop(reason)) => {
+                self.drop_orchestrator(p, standby, reason);
+                None
+            }
+        }
+    }
+
+    /// Waits for a handed-over segment's renditions and checks them (against the second
+    /// orchestrator's too, for a sampled one); a failure drops the orchestrator and gives the
+    /// segment back to be sent again.
     fn collect(&mut self, f: InFlight) -> Result<SegmentRecord, Box<Prepared>> {
         let InFlight {
             mut prepared,
             orchestrator,
             ticket_value,
+            second,
             deadline,
         } = f;
-        match self.fetch(&prepared, orchestrator, deadline) {
-            Ok(()) => {
-                let mut out = prepared.record;
-                out.orchestrator = Some(orchestrator);
-                out.check = "ok".into();
-                out.paid_nano_dc = ticket_value;
-                out.latency_ms = prepared.cut_at.elapsed().as_millis() as u64;
-                Ok(out)
-            }
+        let primary_dir = self.dir.clone();
+        let fetched = if self.ranked.iter().any(|c| c.view.address == orchestrator) {
+            self.fetch(&prepared, orchestrator, deadline, &primary_dir)
+        } else {
+            // Dropped (for another segment) while this one was in flight.
+            Err("dropped for the stream before this segment came back".into())
+        };
+        let staged = match fetched {
+            Ok(staged) => staged,
             Err(reason) => {
                 self.drop_orchestrator(&mut prepared, orchestrator, reason);
-                Err(Box::new(prepared))
+                // The standby already has this segment: its renditions are the ones awaited.
+                let Some((standby, value)) = second else {
+                    return Err(Box::new(prepared));
+                };
+                let paid = ticket_value.saturating_add(value);
+                return match self.fetch(&prepared, standby, deadline, &primary_dir) {
+                    Ok(theirs) => self.finish(prepared, standby, paid, theirs),
+                    Err(reason) => {
+                        self.drop_orchestrator(&mut prepared, standby, reason);
+                        Err(Box::new(prepared))
+                    }
+                };
+            }
+        };
+        let mut paid = ticket_value;
+        let mut served_by = orchestrator;
+        let mut serve = staged;
+        if let Some((standby, value)) = second {
+            paid = paid.saturating_add(value);
+            let second_dir = self.dir.join("second");
+            let opinion = match self.fetch(&prepared, standby, deadline, &second_dir) {
+                Err(reason) => {
+                    self.drop_orchestrator(&mut prepared, standby, reason.clone());
+                    SecondOpinion {
+                        orchestrator: standby,
+                        verdict: "second_dropped".into(),
+                        detail: reason,
+                    }
+                }
+                Ok(theirs) => {
+                    let (opinion, use_theirs) =
+                        self.compare(&mut prepared, orchestrator, standby, &serve, &theirs);
+                    let unused = if use_theirs {
+                        served_by = standby;
+                        std::mem::replace(&mut serve, theirs)
+                    } else {
+                        theirs
+                    };
+                    for s in unused {
+                        let _ = std::fs::remove_file(&s.part);
+                    }
+                    opinion
+                }
+            };
+            prepared.record.second_opinion = Some(opinion);
+        }
+        self.finish(prepared, served_by, paid, serve)
+    }
+
+    /// Serves a segment's checked renditions and closes its record.
+    fn finish(
+        &mut self,
+        mut prepared: Prepared,
+        served_by: Address,
+        paid: u64,
+        serve: Vec<Staged>,
+    ) -> Result<SegmentRecord, Box<Prepared>> {
+        if let Err(e) = self.publish_staged(prepared.segment.seq, &serve) {
+            prepared.record.failed_tries.push(Dropped {
+                orchestrator: served_by,
+                reason: format!("cannot store the renditions: {e}"),
+            });
+            return Err(Box::new(prepared));
+        }
+        let mut out = prepared.record;
+        out.orchestrator = Some(served_by);
+        out.check = "ok".into();
+        out.paid_nano_dc = paid;
+        out.latency_ms = prepared.cut_at.elapsed().as_millis() as u64;
+        Ok(out)
+    }
+
+    /// Compares the primary's renditions with the standby's rung by rung; drops the worse
+    /// orchestrator. Whether the standby's renditions are the ones to serve.
+    fn compare(
+        &mut self,
+        p: &mut Prepared,
+        primary: Address,
+        standby: Address,
+        ours: &[Staged],
+        theirs: &[Staged],
+    ) -> (SecondOpinion, bool) {
+        let build = |a: Address| {
+            self.ranked
+                .iter()
+                .find(|c| c.view.address == a)
+                .map(|c| c.view.build.clone())
+        };
+        let exact = build(primary).is_some_and(|b| Some(b) == build(standby));
+        let mut notes = Vec::new();
+        for ((rung, first), second) in self.ladder.rungs().iter().zip(ours).zip(theirs) {
+            match self.ffmpeg.second_opinion(
+                rung,
+                &p.segment.path,
+                &first.part,
+                &second.part,
+                exact,
+            ) {
+                Ok(Opinion::Agree) if first.hash == second.hash => {
+                    notes.push(format!("{}: same bytes", rung.name));
+                }
+                Ok(Opinion::Agree) => notes.push(format!("{}: same picture", rung.name)),
+                Ok(Opinion::FirstWorse {
+                    ssim_first,
+                    ssim_second,
+                }) => {
+                    let reason = format!(
+                        "second opinion: its {} rendition scores SSIM {ssim_first:.4} against the source, {standby}'s {ssim_second:.4}{}",
+                        rung.name,
+                        if exact {
+                            " (same build and settings: the bytes should match)"
+                        } else {
+                            ""
+                        }
+                    );
+                    self.drop_orchestrator(p, primary, reason.clone());
+                    let opinion = SecondOpinion {
+                        orchestrator: standby,
+                        verdict: "primary_dropped".into(),
+                        detail: reason,
+                    };
+                    return (opinion, true);
+                }
+                Ok(Opinion::SecondWorse {
+                    ssim_first,
+                    ssim_second,
+                }) => {
+                    let reason = format!(
+                        "second opinion: its {} rendition scores SSIM {ssim_second:.4} against the source, {primary}'s {ssim_first:.4}",
+                        rung.name
+                    );
+                    self.drop_orchestrator(p, standby, reason.clone());
+                    let opinion = SecondOpinion {
+                        orchestrator: standby,
+                        verdict: "second_dropped".into(),
+                        detail: reason,
+                    };
+                    return (opinion, false);
+                }
+                Err(e) => {
+                    let opinion = SecondOpinion {
+                        orchestrator: standby,
+                        verdict: "undecided".into(),
+                        detail: format!("cannot compare the {} renditions: {e}", rung.name),
+                    };
+                    return (opinion, false);
+                }
             }
         }
+        let opinion = SecondOpinion {
+            orchestrator: standby,
+            verdict: "agree".into(),
+            detail: notes.join(", "),
+        };
+        (opinion, false)
     }
 
     /// Signs a ticket at the orchestrator's current terms and hands it the segment; the
@@ -746,7 +980,8 @@ impl Publisher {
         p: &Prepared,
         orchestrator: Address,
         deadline: Instant,
-    ) -> Result<(), String> {
+        stage_root: &Path,
+    ) -> Result<Vec<Staged>, String> {
         let seq = p.segment.seq;
         let transcoded = loop {
             if Instant::now() > deadline {
@@ -776,6 +1011,7 @@ impl Publisher {
             &p.segment.path,
             &p.facts,
             &transcoded,
+            stage_root,
         )
     }
 
@@ -808,7 +1044,8 @@ impl Publisher {
         source_path: &Path,
         source_facts: &SegmentFacts,
         t: &Transcoded,
-    ) -> Result<(), String> {
+        stage_root: &Path,
+    ) -> Result<Vec<Staged>, String> {
         let c: &SegmentCommitment = &t.commitment;
         if c.orchestrator != orchestrator
             || depin_types::verify(
@@ -857,7 +1094,7 @@ impl Publisher {
                     rung.name
                 ));
             }
-            let rung_dir = self.dir.join(rung.name);
+            let rung_dir = stage_root.join(rung.name);
             std::fs::create_dir_all(&rung_dir).map_err(|e| e.to_string())?;
             let staging = rung_dir.join(format!("{seq}.ts.part"));
             std::fs::write(&staging, bytes).map_err(|e| e.to_string())?;
@@ -881,18 +1118,22 @@ impl Publisher {
                     commit.pixels
                 ));
             }
-            staged.push((staging, rung_dir.join(format!("{seq}.ts"))));
+            staged.push(Staged {
+                rung: rung.name,
+                part: staging,
+                hash: commit.hash,
+            });
         }
         // Right size, frames and length can still be another segment's picture: the smallest
         // rendition (the cheapest to compare) must look like this source.
-        if let (Some(rung), Some((staging, _))) = (rungs.last(), staged.last()) {
+        if let (Some(rung), Some(smallest)) = (rungs.last(), staged.last()) {
             let ssim = self
                 .ffmpeg
-                .ssim(staging, source_path, rung.width, rung.height)
+                .ssim(&smallest.part, source_path, rung.width, rung.height)
                 .map_err(|e| format!("cannot compare the {} rendition: {e}", rung.name))?;
             if ssim < MIN_SOURCE_SSIM {
-                for (staging, _) in &staged {
-                    let _ = std::fs::remove_file(staging);
+                for s in &staged {
+                    let _ = std::fs::remove_file(&s.part);
                 }
                 return Err(format!(
                     "the {} rendition does not show this segment (SSIM {ssim:.3} against the source, under {MIN_SOURCE_SSIM})",
@@ -900,11 +1141,16 @@ impl Publisher {
                 ));
             }
         }
-        for (staging, done) in staged {
-            std::fs::rename(&staging, &done).map_err(|e| e.to_string())?;
-        }
-        for commit in &c.renditions {
-            self.served.insert(commit.hash, seq);
+        Ok(staged)
+    }
+
+    /// Moves checked renditions to where the playlists point; their hashes are served.
+    fn publish_staged(&mut self, seq: u64, staged: &[Staged]) -> std::io::Result<()> {
+        for s in staged {
+            let rung_dir = self.dir.join(s.rung);
+            std::fs::create_dir_all(&rung_dir)?;
+            std::fs::rename(&s.part, rung_dir.join(format!("{seq}.ts")))?;
+            self.served.insert(s.hash, seq);
         }
         Ok(())
     }
@@ -935,7 +1181,16 @@ struct InFlight {
     prepared: Prepared,
     orchestrator: Address,
     ticket_value: u64,
+    /// The standby asked for a second opinion, and its ticket's value.
+    second: Option<(Address, u64)>,
     deadline: Instant,
+}
+
+/// A checked rendition, written beside where it will be served.
+struct Staged {
+    rung: &'static str,
+    part: PathBuf,
+    hash: Hash,
 }
 
 enum Failure {

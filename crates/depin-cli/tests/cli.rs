@@ -1819,6 +1819,8 @@ fn video_streams_are_transcoded_checked_and_every_cheat_is_replaced() {
             "--http-listen",
             "127.0.0.1:0",
             "--exit-when-done",
+            "--second-opinion-percent",
+            "100",
         ];
         for p in pinned {
             all.extend(["--orchestrator", p]);
@@ -1916,6 +1918,8 @@ fn video_streams_are_transcoded_checked_and_every_cheat_is_replaced() {
             &streams,
             "--http-listen",
             "127.0.0.1:0",
+            "--second-opinion-percent",
+            "100",
         ],
         &log,
         None,
@@ -1959,6 +1963,13 @@ fn video_streams_are_transcoded_checked_and_every_cheat_is_replaced() {
     for s in segments {
         assert_eq!(str_of(s, "check"), "ok", "{s}");
         assert!(s["paid_nano_dc"].as_u64().is_some_and(|p| p > 0), "{s}");
+        // Both run this build with the stream's settings: the standby's bytes are the same.
+        let opinion = &s["second_opinion"];
+        assert_eq!(str_of(opinion, "verdict"), "agree", "{s}");
+        assert!(
+            str_of(opinion, "detail").contains("360p: same bytes"),
+            "{s}"
+        );
     }
     let listed = json(&rpc, &["video", "streams", "--dir", &streams]);
     assert!(
@@ -2022,6 +2033,10 @@ fn video_streams_are_transcoded_checked_and_every_cheat_is_replaced() {
         ("wrong_resolution", "the rung is 640×360"),
         ("fewer_frames", "frames"),
         ("other_segment", "output, not this segment's"),
+        (
+            "low_bitrate",
+            "second opinion: its 360p rendition scores SSIM",
+        ),
         ("exit_mid_stream", "no answer"),
     ] {
         let line = format!("video_fault = \"{fault}\"");

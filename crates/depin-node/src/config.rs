@@ -60,6 +60,9 @@ pub enum VideoFault {
     FewerFrames,
     /// Returns the renditions of the segment it transcoded before.
     OtherSegment,
+    /// Encodes every rung at a twentieth of its bitrate: right size, frames and length, a
+    /// picture only a second orchestrator's rendition shows to be poor.
+    LowBitrate,
     /// Stops the node process when its third segment arrives.
     ExitMidStream,
 }

@@ -24,7 +24,7 @@ pub use ingest::{CutSegment, Cutter, Source};
 pub use ladder::{Ladder, RUNGS, Rung};
 pub use probe::SegmentFacts;
 pub use transcode::{Encoder, EncoderSettings, Rendition};
-pub use verify::{Mismatch, check_rendition};
+pub use verify::{Mismatch, Opinion, SSIM_MARGIN, check_rendition, judge};
 
 #[cfg(test)]
 mod tests;

@@ -1,6 +1,6 @@
 //! Against Debian's ffmpeg (installed by scripts/setup.sh), on generated clips.
 
-use crate::{Ffmpeg, Ladder, Mismatch, SegmentFacts, VideoError, check_rendition};
+use crate::{Ffmpeg, Ladder, Mismatch, Opinion, SegmentFacts, VideoError, check_rendition, judge};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
@@ -212,5 +212,72 @@ fn a_source_is_cut_at_keyframes_into_segments_that_play_alone() {
     assert!(matches!(
         cutter.next_segment(),
         Err(VideoError::NotVideo(_))
+    ));
+}
+
+#[test]
+fn a_second_opinion_agrees_with_the_same_bytes_and_catches_a_starved_encode() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ff = Ffmpeg::default();
+    let source = clip(&ff, dir.path(), "source.ts", "testsrc2", 2);
+    let encode = |name: &str, ladder: &Ladder| {
+        let out = dir.path().join(name);
+        std::fs::create_dir(&out).expect("mkdir");
+        ff.transcode(&source, ladder, &Default::default(), &out)
+            .expect("transcodes")
+    };
+    let first = encode("first", &ladder());
+    let second = encode("second", &ladder());
+    // A cheat that keeps size, frames and length but spends a twentieth of the bits.
+    let starved = Ladder(
+        ladder()
+            .rungs()
+            .iter()
+            .map(|r| crate::Rung {
+                bitrate_kbps: r.bitrate_kbps / 20,
+                ..*r
+            })
+            .collect(),
+    );
+    let starved = encode("starved", &starved);
+    for i in 0..2 {
+        let rung = first[i].rung;
+        assert_eq!(
+            ff.second_opinion(&rung, &source, &first[i].path, &second[i].path, true)
+                .expect("compares"),
+            Opinion::Agree,
+            "{}: same build and settings, same bytes",
+            rung.name
+        );
+        let starved_facts = ff.probe(&starved[i].path).expect("probes");
+        check_rendition(&rung, &ff.probe(&source).expect("probes"), &starved_facts)
+            .expect("a starved encode passes the local checks");
+        for exact in [true, false] {
+            let opinion = ff
+                .second_opinion(&rung, &source, &starved[i].path, &first[i].path, exact)
+                .expect("compares");
+            assert!(
+                matches!(opinion, Opinion::FirstWorse { .. }),
+                "{} (exact {exact}): {opinion:?}",
+                rung.name
+            );
+        }
+    }
+}
+
+#[test]
+fn the_judge_keeps_a_margin_only_between_different_encoders_of_the_same_video() {
+    assert_eq!(judge(false, true, 0.990, 0.998), Opinion::Agree);
+    assert!(matches!(
+        judge(true, true, 0.990, 0.998),
+        Opinion::FirstWorse { .. }
+    ));
+    assert!(matches!(
+        judge(false, false, 0.990, 0.998),
+        Opinion::FirstWorse { .. }
+    ));
+    assert!(matches!(
+        judge(false, true, 0.998, 0.95),
+        Opinion::SecondWorse { .. }
     ));
 }

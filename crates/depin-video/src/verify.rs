@@ -123,3 +123,75 @@ impl Ffmpeg {
         })
     }
 }
+
+/// What a second orchestrator's rendition of the same rung says about the first's.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Opinion {
+    /// Same bytes, or the same picture at quality within the margin.
+    Agree,
+    /// The first rendition is the worse one, by this much SSIM against the source.
+    FirstWorse { ssim_first: f64, ssim_second: f64 },
+    /// The second rendition is the worse one.
+    SecondWorse { ssim_first: f64, ssim_second: f64 },
+}
+
+/// Most two honest encoders' renditions of one rung differ in SSIM against the source.
+/// Measured with Debian's ffmpeg 5.1 on `testsrc2` (2 s, 1080p source) at the ladder's
+/// bitrates: libx264 `ultrafast` to `medium` and 1 or 2 threads lie within 0.0035 of each
+/// other at 360p and 1080p; a quarter of the bitrate costs 0.009 to 0.011, a twentieth 0.04
+/// (1080p) to 0.11 (360p). 0.02 lets different encoders pass and catches a starved encode.
+pub const SSIM_MARGIN: f64 = 0.02;
+
+/// Judges two renditions of one rung that are not byte-identical. `exact_expected`: both
+/// orchestrators run the same build with the stream's pinned settings and threads, so an
+/// honest pair would have matched byte for byte and one of them deviated: the one further
+/// from the source is wrong. Otherwise different encoders may differ: they must show the
+/// same video (MPEG-7 signatures), and neither may be worse than the other by more than
+/// [`SSIM_MARGIN`].
+pub fn judge(
+    exact_expected: bool,
+    signatures_match: bool,
+    ssim_first: f64,
+    ssim_second: f64,
+) -> Opinion {
+    let margin = if exact_expected || !signatures_match {
+        0.0
+    } else {
+        SSIM_MARGIN
+    };
+    if ssim_first + margin < ssim_second {
+        Opinion::FirstWorse {
+            ssim_first,
+            ssim_second,
+        }
+    } else if ssim_second + margin < ssim_first {
+        Opinion::SecondWorse {
+            ssim_first,
+            ssim_second,
+        }
+    } else {
+        Opinion::Agree
+    }
+}
+
+impl Ffmpeg {
+    /// Compares two renditions of `rung` made from `source` by two orchestrators (see
+    /// [`judge`]); byte-identical renditions agree without decoding either.
+    pub fn second_opinion(
+        &self,
+        rung: &Rung,
+        source: &Path,
+        first: &Path,
+        second: &Path,
+        exact_expected: bool,
+    ) -> Result<Opinion, VideoError> {
+        let bytes = |p: &Path| std::fs::read(p).map_err(|e| VideoError::io(p, e));
+        if bytes(first)? == bytes(second)? {
+            return Ok(Opinion::Agree);
+        }
+        let signatures = self.signatures_match(first, second)?;
+        let ssim_first = self.ssim(first, source, rung.width, rung.height)?;
+        let ssim_second = self.ssim(second, source, rung.width, rung.height)?;
+        Ok(judge(exact_expected, signatures, ssim_first, ssim_second))
+    }
+}

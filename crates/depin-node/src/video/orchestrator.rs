@@ -643,6 +643,16 @@ impl Orchestrator {
                     })
                     .collect(),
             ),
+            Some(VideoFault::LowBitrate) => Ladder(
+                ladder
+                    .rungs()
+                    .iter()
+                    .map(|r| Rung {
+                        bitrate_kbps: (r.bitrate_kbps / 20).max(1),
+                        ..*r
+                    })
+                    .collect(),
+            ),
             _ => ladder.clone(),
         };
         let out = work.join("out");

@@ -491,6 +491,10 @@ fn genesis_keeps_the_unlock_longer_than_a_ticket_lives_and_a_burn_on_every_payme
             max_reserve_claimants: 0,
             ..good.clone()
         },
+        VideoParams {
+            second_opinion_bps: 10_001,
+            ..good.clone()
+        },
     ] {
         assert!(
             crate::params::ServiceParams::validate(&bad).is_err(),

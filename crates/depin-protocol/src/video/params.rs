@@ -30,6 +30,15 @@ pub struct VideoParams {
     /// Longest encoder or build name an orchestrator may advertise, in bytes.
     #[serde(default = "default_max_ad_name_bytes")]
     pub max_ad_name_bytes: u32,
+    /// Share of a stream's segments (basis points) a broadcaster also sends to a second
+    /// orchestrator, comparing the renditions (fast verification); a broadcaster may ask
+    /// for more, never less.
+    #[serde(default = "default_second_opinion_bps")]
+    pub second_opinion_bps: u16,
+}
+
+fn default_second_opinion_bps() -> u16 {
+    1000
 }
 
 fn default_max_ad_name_bytes() -> u32 {
@@ -47,6 +56,7 @@ impl VideoParams {
             max_face_value_dc: 1_000_000,
             payment_burn_bps: 1000,
             max_ad_name_bytes: default_max_ad_name_bytes(),
+            second_opinion_bps: default_second_opinion_bps(),
         }
     }
 }
@@ -76,6 +86,9 @@ impl ServiceParams for VideoParams {
                 "unlock_blocks must exceed max_ticket_validity_blocks: a deposit withdrawn while its tickets live pays nobody"
                     .into(),
             );
+        }
+        if self.second_opinion_bps > 10_000 {
+            return Err("second_opinion_bps is at most 10000 (every segment)".into());
         }
         if self.payment_burn_bps == 0 || self.payment_burn_bps > 10_000 {
             return Err("payment_burn_bps must be 1..=10000: without a burn, self-dealt tickets earn emission for free".into());
