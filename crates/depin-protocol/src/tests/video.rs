@@ -5,8 +5,8 @@
 
 use super::*;
 use crate::video::{
-    Broadcaster, Ticket, VideoEvent, VideoParams, VideoTx, WIN_PROB_ALWAYS, keys, ticket_id,
-    ticket_message,
+    Broadcaster, Dispute, RenditionCommit, SegmentCommitment, Ticket, VideoEvent, VideoParams,
+    VideoTx, WIN_PROB_ALWAYS, commitment_message, dispute_id, keys, ticket_id, ticket_message,
 };
 use depin_types::{Hash, Signature};
 
@@ -537,5 +537,227 @@ fn only_a_video_provider_advertises_and_only_known_encoders() {
     let stored: crate::video::VideoAd = f.get(&key).expect("the ad is stored");
     assert_eq!(stored.encoders, ["libx264", "h264_nvenc"]);
     assert_eq!(stored.build, "5.1.6-0+deb12u1");
+    f.check_supply();
+}
+
+/// Users 0 (the orchestrator) to 3 are video providers; the verifiers need an ad.
+fn dispute_setup() -> (Fixture, Keypair, Keypair, Vec<Keypair>) {
+    let mut f = setup_with(|g| {
+        g.update_service_params::<VideoParams>(|p| {
+            p.dispute_blocks = 5;
+            p.dispute_bond_dc = 2_000;
+        })
+        .expect("video params");
+    });
+    let broadcaster = f.validator.clone();
+    f.ok(&broadcaster, buy_credits(100 * UNIT));
+    for i in [0, 1, 2, 3] {
+        let u = f.user(i);
+        f.make_provider(&u, 200 * UNIT, &[crate::video::SERVICE]);
+    }
+    let verifiers: Vec<Keypair> = [1, 2, 3].iter().map(|i| f.user(*i)).collect();
+    let orchestrator = f.user(0);
+    (f, broadcaster, orchestrator, verifiers)
+}
+
+fn commitment_of(orchestrator: &Keypair, broadcaster: &Keypair, seq: u64) -> SegmentCommitment {
+    SegmentCommitment {
+        orchestrator: orchestrator.address(),
+        broadcaster: broadcaster.address(),
+        stream: Hash::of(b"a stream"),
+        seq,
+        source_hash: Hash::of(&seq.to_le_bytes()),
+        renditions: ["360p", "240p"]
+            .iter()
+            .map(|rung| RenditionCommit {
+                rung: rung.to_string(),
+                hash: Hash::of(rung.as_bytes()),
+                bytes: 1000,
+                pixels: 60 * 640 * 360,
+            })
+            .collect(),
+    }
+}
+
+fn dispute_tx(c: &SegmentCommitment, signer: &Keypair, rung: &str, url: &str) -> Action {
+    video(VideoTx::Dispute {
+        commitment: c.clone(),
+        signature: signer.sign(&commitment_message(CHAIN_ID, c)),
+        rung: rung.into(),
+        evidence_url: url.into(),
+    })
+}
+
+impl Fixture {
+    fn dispute(&self, id: &Hash) -> Option<Dispute> {
+        self.get(&StateKey::Service(crate::video::SERVICE, keys::dispute(id)))
+    }
+}
+
+#[test]
+fn a_dispute_draws_verifiers_and_two_alike_slash_the_orchestrator_or_pay_it_the_bond() {
+    let (mut f, broadcaster, orchestrator, verifiers) = dispute_setup();
+    let url = "http://127.0.0.1:7380/v1/video/streams/x/evidence/0";
+    let c = commitment_of(&orchestrator, &broadcaster, 0);
+
+    // No verifier has ffmpeg yet: nothing is opened, no bond taken.
+    let before = f.account(&broadcaster).data_credits;
+    let tx = f.tx(&broadcaster, dispute_tx(&c, &orchestrator, "360p", url));
+    assert_eq!(code(f.reject(&tx)), "no_verifiers");
+    for v in &verifiers {
+        f.ok(
+            v,
+            video(VideoTx::Advertise {
+                encoders: vec!["libx264".into()],
+                build: "5.1".into(),
+            }),
+        );
+    }
+    // Every bad dispute is refused with the state untouched.
+    // (The orchestrator stands for anyone but the broadcaster.)
+    let outsider = orchestrator.clone();
+    let forged = commitment_of(&orchestrator, &broadcaster, 1);
+    for (who, action, expected) in [
+        (
+            &outsider,
+            dispute_tx(&c, &orchestrator, "360p", url),
+            "not_your_commitment",
+        ),
+        (
+            &broadcaster,
+            dispute_tx(&c, &orchestrator, "1080p", url),
+            "unknown_rung",
+        ),
+        (
+            &broadcaster,
+            dispute_tx(&c, &orchestrator, "360p", "file:///etc/passwd"),
+            "bad_evidence_url",
+        ),
+        (
+            &broadcaster,
+            dispute_tx(
+                &c,
+                &orchestrator,
+                "360p",
+                &format!("http://{}", "a".repeat(300)),
+            ),
+            "bad_evidence_url",
+        ),
+        (
+            &broadcaster,
+            dispute_tx(&forged, &verifiers[0], "360p", url),
+            "bad_signature",
+        ),
+    ] {
+        let tx = f.tx(who, action);
+        assert_eq!(code(f.reject(&tx)), expected);
+    }
+    assert_eq!(f.account(&broadcaster).data_credits, before);
+
+    // Opened: the bond is locked and three verifiers drawn, neither party among them.
+    let receipt = f.ok(&broadcaster, dispute_tx(&c, &orchestrator, "360p", url));
+    let id = dispute_id(CHAIN_ID, &c, "360p");
+    assert!(receipt.events.iter().any(|e| matches!(
+        e.service_event::<VideoEvent>(),
+        Some(VideoEvent::DisputeOpened { dispute, .. }) if dispute == id
+    )));
+    assert_eq!(f.account(&broadcaster).data_credits, before - 2_000);
+    let drawn: Vec<Address> = f
+        .dispute(&id)
+        .expect("stored")
+        .verifiers
+        .iter()
+        .map(|v| v.verifier)
+        .collect();
+    assert_eq!(drawn.len(), 3);
+    assert!(!drawn.contains(&orchestrator.address()) && !drawn.contains(&broadcaster.address()));
+    let tx = f.tx(&broadcaster, dispute_tx(&c, &orchestrator, "360p", url));
+    assert_eq!(code(f.reject(&tx)), "duplicate_dispute");
+    let tx = f.tx(
+        &broadcaster,
+        video(VideoTx::Attest {
+            dispute: id,
+            guilty: true,
+        }),
+    );
+    assert_eq!(code(f.reject(&tx)), "not_drawn");
+    let key_of = |a: &Address| {
+        verifiers
+            .iter()
+            .find(|v| v.address() == *a)
+            .cloned()
+            .expect("a verifier")
+    };
+    let (v1, v2, v3) = (key_of(&drawn[0]), key_of(&drawn[1]), key_of(&drawn[2]));
+
+    // Two say the rendition is wrong: the orchestrator is slashed, the bond comes back.
+    let stake_before = f.stake(&orchestrator).bonded;
+    let attest = |guilty| {
+        video(VideoTx::Attest {
+            dispute: id,
+            guilty,
+        })
+    };
+    f.ok(&v1, attest(true));
+    let tx = f.tx(&v1, attest(true));
+    assert_eq!(code(f.reject(&tx)), "already_attested");
+    f.ok(&v2, attest(true));
+    assert!(f.stake(&orchestrator).bonded < stake_before, "slashed");
+    assert_eq!(f.account(&broadcaster).data_credits, before);
+    assert_eq!(f.dispute(&id).expect("kept").outcome, "upheld");
+    let tx = f.tx(&v3, attest(false));
+    assert_eq!(code(f.reject(&tx)), "dispute_decided");
+
+    // A false accusation: two find the rendition faithful; the bond is the orchestrator's,
+    // and the verifier they outvoted is slashed.
+    let c2 = commitment_of(&orchestrator, &broadcaster, 2);
+    f.ok(&broadcaster, dispute_tx(&c2, &orchestrator, "240p", url));
+    let id2 = dispute_id(CHAIN_ID, &c2, "240p");
+    let drawn2: Vec<Keypair> = f
+        .dispute(&id2)
+        .expect("stored")
+        .verifiers
+        .iter()
+        .map(|v| key_of(&v.verifier))
+        .collect();
+    let orchestrator_tokens = f.balance(&orchestrator);
+    let liar_stake = f.stake(&drawn2[0]).bonded;
+    let attest2 = |guilty| {
+        video(VideoTx::Attest {
+            dispute: id2,
+            guilty,
+        })
+    };
+    f.ok(&drawn2[0], attest2(true));
+    f.ok(&drawn2[1], attest2(false));
+    f.ok(&drawn2[2], attest2(false));
+    assert_eq!(f.dispute(&id2).expect("kept").outcome, "rejected");
+    assert_eq!(
+        f.account(&broadcaster).data_credits,
+        before - 2_000,
+        "the bond is lost"
+    );
+    assert!(
+        f.balance(&orchestrator) > orchestrator_tokens,
+        "paid the bond"
+    );
+    assert!(
+        f.stake(&drawn2[0]).bonded < liar_stake,
+        "outvoted and slashed"
+    );
+
+    // Nobody attests: at the deadline the bond comes back and the silent are slashed.
+    let c3 = commitment_of(&orchestrator, &broadcaster, 3);
+    f.ok(&broadcaster, dispute_tx(&c3, &orchestrator, "360p", url));
+    let id3 = dispute_id(CHAIN_ID, &c3, "360p");
+    let d3 = f.dispute(&id3).expect("stored");
+    let silent_stake = f.stake(&key_of(&d3.verifiers[0].verifier)).bonded;
+    f.end_blocks_through(d3.deadline);
+    assert_eq!(f.dispute(&id3).expect("kept a while").outcome, "expired");
+    assert_eq!(f.account(&broadcaster).data_credits, before - 2_000);
+    assert!(f.stake(&key_of(&d3.verifiers[0].verifier)).bonded < silent_stake);
+    // Decided and expired records go in time.
+    f.end_blocks_through(d3.deadline + 5);
+    assert!(f.dispute(&id).is_none() && f.dispute(&id3).is_none());
     f.check_supply();
 }

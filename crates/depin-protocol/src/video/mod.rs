@@ -5,7 +5,10 @@
 //! paid from the deposit, or, once the deposit is spent, from the reserve shared among the
 //! orchestrators it owes. Replayed, expired and forged tickets are refused, the deposit can
 //! be withdrawn only after an unlock period longer than any ticket lives, and a broadcaster
-//! whose winners went uncovered is barred until it tops up.
+//! whose winners went uncovered is barred until it tops up. A broadcaster disputes a
+//! rendition with the orchestrator's signed commitment and a bond; drawn verifiers
+//! re-transcode and attest, and two alike decide: the orchestrator slashed, or the bond
+//! paid to it.
 //! Pure: ffmpeg, segments and playlists are `depin-video`'s job.
 
 /// The name this service is registered under.
@@ -18,10 +21,12 @@ mod ticket;
 mod types;
 
 pub use commitment::{RenditionCommit, SegmentCommitment, commitment_message};
-pub use module::{KNOWN_ENCODERS, VideoModule};
+pub use module::{KNOWN_ENCODERS, MAX_EVIDENCE_URL_BYTES, VideoModule, dispute_id};
 pub use params::VideoParams;
 pub use ticket::{
     Ticket, WIN_PROB_ALWAYS, expected_value_dc, ticket_id, ticket_message, ticket_wins, win_hash,
     win_prob_for,
 };
-pub use types::{Broadcaster, Freeze, VideoAd, VideoEvent, VideoTx, keys};
+pub use types::{
+    Broadcaster, Dispute, DisputeVerifier, Freeze, VideoAd, VideoEvent, VideoTx, keys,
+};

@@ -2,6 +2,7 @@
 //! redemption (replay, expiry, forgery and self-dealing refused), the reserve's claim window
 //! and its pro-rata payout, and the expiry of redeemed-ticket records.
 
+use super::commitment::{SegmentCommitment, commitment_message};
 use super::ticket::{Ticket, ticket_id, ticket_message, ticket_wins};
 use super::types::*;
 use super::{SERVICE, VideoParams};
@@ -28,7 +29,8 @@ impl ServiceModule for VideoModule {
     }
 
     fn max_payload_bytes(&self) -> usize {
-        1024
+        // A dispute carries a commitment of up to 5 renditions and an evidence URL.
+        2048
     }
 
     fn event_json(&self, data: &[u8]) -> Option<serde_json::Value> {
@@ -67,6 +69,13 @@ impl ServiceModule for VideoModule {
                 recipient_rand,
             } => redeem(ctx, sender, &ticket, &signature, &recipient_rand),
             VideoTx::Advertise { encoders, build } => advertise(ctx, sender, encoders, build),
+            VideoTx::Dispute {
+                commitment,
+                signature,
+                rung,
+                evidence_url,
+            } => open_dispute(ctx, sender, commitment, &signature, rung, evidence_url),
+            VideoTx::Attest { dispute, guilty } => attest(ctx, sender, &dispute, guilty),
         }
     }
 
@@ -489,9 +498,265 @@ fn process_due(ctx: &mut ServiceContext<'_, '_>) -> Result<(), TxError> {
         match entry {
             Some(Due::ForgetTicket(id)) => ctx.delete_record(&keys::redeemed(&id)),
             Some(Due::SettleReserve(broadcaster)) => settle_reserve(ctx, broadcaster)?,
+            Some(Due::DisputeDeadline(id)) => dispute_deadline(ctx, &id)?,
             None => {}
         }
     }
     ctx.delete_record(&keys::due_count(height));
+    Ok(())
+}
+
+/// Longest evidence URL a dispute may name, in bytes.
+pub const MAX_EVIDENCE_URL_BYTES: usize = 256;
+
+/// Most renditions a disputed commitment may list (the longest ladder).
+const MAX_DISPUTED_RENDITIONS: usize = 5;
+
+/// The id of a dispute over `rung` of a commitment: one dispute per rendition.
+pub fn dispute_id(chain_id: &str, commitment: &SegmentCommitment, rung: &str) -> Hash {
+    Hash::tagged(
+        "depin video dispute",
+        &[&commitment_message(chain_id, commitment), rung.as_bytes()],
+    )
+}
+
+fn open_dispute(
+    ctx: &mut ServiceContext<'_, '_>,
+    sender: Address,
+    commitment: SegmentCommitment,
+    signature: &Signature,
+    rung: String,
+    evidence_url: String,
+) -> Result<Vec<Event>, TxError> {
+    let p = params(ctx)?;
+    if commitment.broadcaster != sender {
+        return Err(reject(
+            "not_your_commitment",
+            "only the broadcaster a commitment was made to may dispute it",
+        ));
+    }
+    if commitment.renditions.len() > MAX_DISPUTED_RENDITIONS
+        || !commitment.renditions.iter().any(|r| r.rung == rung)
+    {
+        return Err(reject(
+            "unknown_rung",
+            format!("the commitment lists no {rung:?} rendition"),
+        ));
+    }
+    if evidence_url.len() > MAX_EVIDENCE_URL_BYTES
+        || !(evidence_url.starts_with("http://") || evidence_url.starts_with("https://"))
+    {
+        return Err(reject(
+            "bad_evidence_url",
+            format!("the evidence URL is http(s), at most {MAX_EVIDENCE_URL_BYTES} bytes"),
+        ));
+    }
+    let orchestrator = commitment.orchestrator;
+    let message = commitment_message(&ctx.genesis.chain_id, &commitment);
+    if depin_types::verify(&orchestrator, &message, signature).is_err() {
+        return Err(reject(
+            "bad_signature",
+            format!("the commitment is not signed by {orchestrator}"),
+        ));
+    }
+    let is_video_provider = ctx
+        .provider(&orchestrator)?
+        .is_some_and(|provider| provider.services.iter().any(|o| o.service == SERVICE));
+    if !is_video_provider {
+        return Err(reject(
+            "not_a_video_provider",
+            format!("{orchestrator} is not a registered video provider"),
+        ));
+    }
+    let id = dispute_id(&ctx.genesis.chain_id, &commitment, &rung);
+    if ctx.get_record(&keys::dispute(&id))?.is_some() {
+        return Err(reject(
+            "duplicate_dispute",
+            format!("rendition {rung} of that segment is already disputed ({id})"),
+        ));
+    }
+    // Verifiers: providers that run ffmpeg (advertised), neither party, by stake and record.
+    let mut candidates = Vec::new();
+    for provider in ctx.eligible_providers(&[sender, orchestrator])? {
+        if ctx.get_record(&keys::ad(&provider.address))?.is_some() {
+            let weight =
+                provider.stake_weight * u128::from((provider.reputation_ppm / 1000).max(1));
+            candidates.push((provider.address, weight));
+        }
+    }
+    let weights: Vec<u128> = candidates.iter().map(|(_, w)| *w).collect();
+    let parent = ctx.block.parent;
+    let drawn = crate::service::weighted_distinct(&weights, p.dispute_verifiers as usize, |n| {
+        Hash::tagged(
+            "depin video dispute verifier",
+            &[id.as_bytes(), parent.as_bytes(), &n.to_be_bytes()],
+        )
+    });
+    if drawn.len() < 2 {
+        return Err(reject(
+            "no_verifiers",
+            format!(
+                "{} video provider(s) besides the two parties: a dispute needs two to decide it",
+                drawn.len()
+            ),
+        ));
+    }
+    ctx.lock_data_credits(sender, u128::from(p.dispute_bond_dc))?;
+    let height = ctx.block.height;
+    let verifiers: Vec<DisputeVerifier> = drawn
+        .iter()
+        .map(|i| DisputeVerifier {
+            verifier: candidates[*i].0,
+            guilty: None,
+        })
+        .collect();
+    let dispute = Dispute {
+        id,
+        commitment,
+        rung,
+        evidence_url,
+        bond_dc: u128::from(p.dispute_bond_dc),
+        opened: height,
+        deadline: height.saturating_add(p.dispute_blocks),
+        verifiers,
+        outcome: "open".into(),
+    };
+    schedule(ctx, dispute.deadline, Due::DisputeDeadline(id))?;
+    ctx.put_encoded(&keys::dispute(&id), &dispute);
+    Ok(vec![
+        VideoEvent::DisputeOpened {
+            dispute: id,
+            broadcaster: sender,
+            orchestrator,
+            seq: dispute.commitment.seq,
+            rung: dispute.rung.clone(),
+            verifiers: dispute.verifiers.iter().map(|v| v.verifier).collect(),
+        }
+        .to_event(),
+    ])
+}
+
+fn load_dispute(ctx: &ServiceContext<'_, '_>, id: &Hash) -> Result<Dispute, TxError> {
+    ctx.get_decoded::<Dispute>(&keys::dispute(id))?
+        .ok_or_else(|| reject("unknown_dispute", format!("no dispute {id} is open")))
+}
+
+/// A drawn verifier attests; two alike decide: guilty slashes the orchestrator and refunds
+/// the bond, faithful pays the bond to the orchestrator. A verifier outvoted by two is
+/// slashed as for a false proof.
+fn attest(
+    ctx: &mut ServiceContext<'_, '_>,
+    sender: Address,
+    id: &Hash,
+    guilty: bool,
+) -> Result<Vec<Event>, TxError> {
+    let mut dispute = load_dispute(ctx, id)?;
+    if dispute.outcome != "open" {
+        return Err(reject(
+            "dispute_decided",
+            format!("dispute {id} is already {}", dispute.outcome),
+        ));
+    }
+    let Some(slot) = dispute.verifiers.iter_mut().find(|v| v.verifier == sender) else {
+        return Err(reject(
+            "not_drawn",
+            format!("{sender} was not drawn to verify dispute {id}"),
+        ));
+    };
+    if slot.guilty.is_some() {
+        return Err(reject("already_attested", "a verifier attests once"));
+    }
+    slot.guilty = Some(guilty);
+    let mut events = vec![
+        VideoEvent::DisputeAttested {
+            dispute: *id,
+            verifier: sender,
+            guilty,
+        }
+        .to_event(),
+    ];
+    let said = |g: bool| {
+        dispute
+            .verifiers
+            .iter()
+            .filter(|v| v.guilty == Some(g))
+            .map(|v| v.verifier)
+            .collect::<Vec<_>>()
+    };
+    let (guilty_votes, faithful_votes) = (said(true), said(false));
+    let orchestrator = dispute.commitment.orchestrator;
+    let broadcaster = dispute.commitment.broadcaster;
+    let slashing = ctx.genesis.slashing.clone();
+    let outvoted = if guilty_votes.len() >= 2 {
+        events.push(ctx.slash(
+            orchestrator,
+            slashing.invalid_proof_bps,
+            &format!(
+                "video rendition {} of segment {} disputed and found wrong by two verifiers",
+                dispute.rung, dispute.commitment.seq
+            ),
+        )?);
+        ctx.refund_data_credits(broadcaster, dispute.bond_dc)?;
+        dispute.outcome = "upheld".into();
+        events.push(
+            VideoEvent::DisputeUpheld {
+                dispute: *id,
+                orchestrator,
+            }
+            .to_event(),
+        );
+        faithful_votes
+    } else if faithful_votes.len() >= 2 {
+        events.push(ctx.pay_from_escrow(broadcaster, orchestrator, dispute.bond_dc)?);
+        dispute.outcome = "rejected".into();
+        events.push(
+            VideoEvent::DisputeRejected {
+                dispute: *id,
+                orchestrator,
+                bond_dc: dispute.bond_dc,
+            }
+            .to_event(),
+        );
+        guilty_votes
+    } else {
+        Vec::new()
+    };
+    for verifier in outvoted {
+        events.push(ctx.slash(
+            verifier,
+            slashing.invalid_proof_bps,
+            &format!("video dispute attestation outvoted by two: {id}"),
+        )?);
+    }
+    ctx.put_encoded(&keys::dispute(id), &dispute);
+    Ok(events)
+}
+
+/// At its deadline an undecided dispute refunds the bond (nobody proved anything), slashes
+/// the verifiers that stayed silent and is kept as `expired` for another dispute period; a
+/// decided one's record goes.
+fn dispute_deadline(ctx: &mut ServiceContext<'_, '_>, id: &Hash) -> Result<(), TxError> {
+    let Some(mut dispute) = ctx.get_decoded::<Dispute>(&keys::dispute(id))? else {
+        return Ok(());
+    };
+    if dispute.outcome != "open" {
+        ctx.delete_record(&keys::dispute(id));
+        return Ok(());
+    }
+    ctx.refund_data_credits(dispute.commitment.broadcaster, dispute.bond_dc)?;
+    let slashing = ctx.genesis.slashing.clone();
+    for v in &dispute.verifiers {
+        if v.guilty.is_none() {
+            ctx.slash(
+                v.verifier,
+                slashing.missed_proof_bps,
+                &format!("silent on video dispute {id}"),
+            )?;
+        }
+    }
+    dispute.outcome = "expired".into();
+    let keep_until = ctx.block.height.saturating_add(params(ctx)?.dispute_blocks);
+    schedule(ctx, keep_until, Due::DisputeDeadline(*id))?;
+    ctx.put_encoded(&keys::dispute(id), &dispute);
     Ok(())
 }

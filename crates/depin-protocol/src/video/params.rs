@@ -35,6 +35,28 @@ pub struct VideoParams {
     /// for more, never less.
     #[serde(default = "default_second_opinion_bps")]
     pub second_opinion_bps: u16,
+    /// Data Credits a broadcaster locks to dispute a rendition: back if upheld, paid to the
+    /// accused orchestrator if two verifiers find the rendition faithful.
+    #[serde(default = "default_dispute_bond_dc")]
+    pub dispute_bond_dc: u64,
+    /// Blocks the drawn verifiers have to attest.
+    #[serde(default = "default_dispute_blocks")]
+    pub dispute_blocks: u64,
+    /// Verifiers drawn per dispute (two attesting alike decide it).
+    #[serde(default = "default_dispute_verifiers")]
+    pub dispute_verifiers: u32,
+}
+
+fn default_dispute_bond_dc() -> u64 {
+    1000
+}
+
+fn default_dispute_blocks() -> u64 {
+    100
+}
+
+fn default_dispute_verifiers() -> u32 {
+    3
 }
 
 fn default_second_opinion_bps() -> u16 {
@@ -57,6 +79,9 @@ impl VideoParams {
             payment_burn_bps: 1000,
             max_ad_name_bytes: default_max_ad_name_bytes(),
             second_opinion_bps: default_second_opinion_bps(),
+            dispute_bond_dc: default_dispute_bond_dc(),
+            dispute_blocks: default_dispute_blocks(),
+            dispute_verifiers: default_dispute_verifiers(),
         }
     }
 }
@@ -86,6 +111,12 @@ impl ServiceParams for VideoParams {
                 "unlock_blocks must exceed max_ticket_validity_blocks: a deposit withdrawn while its tickets live pays nobody"
                     .into(),
             );
+        }
+        if self.dispute_bond_dc == 0 || self.dispute_blocks == 0 {
+            return Err("dispute_bond_dc and dispute_blocks must be positive: a free accusation costs an honest orchestrator its time".into());
+        }
+        if !(2..=7).contains(&self.dispute_verifiers) {
+            return Err("dispute_verifiers is 2 to 7: two attesting alike decide a dispute".into());
         }
         if self.second_opinion_bps > 10_000 {
             return Err("second_opinion_bps is at most 10000 (every segment)".into());

@@ -1,6 +1,7 @@
 //! Video payments on chain: a broadcaster's deposit and reserve, the transactions, events
 //! and the state keys under the video service's namespace.
 
+use super::commitment::SegmentCommitment;
 use super::ticket::Ticket;
 use borsh::{BorshDeserialize, BorshSerialize};
 use depin_types::{Address, Hash, Signature};
@@ -66,6 +67,42 @@ pub enum VideoTx {
         encoders: Vec<String>,
         build: String,
     },
+    /// A broadcaster disputes one rendition of a segment, posting the orchestrator's signed
+    /// commitment as evidence and a dispute bond; verifiers are drawn to re-transcode the
+    /// source (fetched, with the rendition, from `evidence_url`, each checked against the
+    /// committed hashes) and attest.
+    Dispute {
+        commitment: SegmentCommitment,
+        signature: Signature,
+        rung: String,
+        evidence_url: String,
+    },
+    /// A drawn verifier's word on a dispute: whether the rendition is a faithful transcode.
+    Attest { dispute: Hash, guilty: bool },
+}
+
+/// A dispute over one rendition, open until its deadline.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct Dispute {
+    pub id: Hash,
+    pub commitment: SegmentCommitment,
+    pub rung: String,
+    pub evidence_url: String,
+    #[serde(with = "depin_types::u128_string")]
+    pub bond_dc: u128,
+    pub opened: u64,
+    pub deadline: u64,
+    pub verifiers: Vec<DisputeVerifier>,
+    /// `open`, `upheld` (the orchestrator slashed), `rejected` (the bond paid to it) or
+    /// `expired` (too few attested: the bond refunded, the silent slashed).
+    pub outcome: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct DisputeVerifier {
+    pub verifier: Address,
+    /// None until it attests.
+    pub guilty: Option<bool>,
 }
 
 /// What a video orchestrator advertised.
@@ -119,6 +156,31 @@ pub enum VideoEvent {
         encoders: Vec<String>,
         build: String,
     },
+    DisputeOpened {
+        dispute: Hash,
+        broadcaster: Address,
+        orchestrator: Address,
+        seq: u64,
+        rung: String,
+        verifiers: Vec<Address>,
+    },
+    DisputeAttested {
+        dispute: Hash,
+        verifier: Address,
+        guilty: bool,
+    },
+    /// Two verifiers found the rendition wrong: the orchestrator is slashed, the bond back.
+    DisputeUpheld {
+        dispute: Hash,
+        orchestrator: Address,
+    },
+    /// Two verifiers found it faithful: the bond is paid to the orchestrator.
+    DisputeRejected {
+        dispute: Hash,
+        orchestrator: Address,
+        #[serde(with = "depin_types::u128_string")]
+        bond_dc: u128,
+    },
 }
 
 impl crate::service::ServiceEvent for VideoEvent {
@@ -132,6 +194,8 @@ pub enum Due {
     ForgetTicket(Hash),
     /// A broadcaster's reserve claim window closes: pay the claims.
     SettleReserve(Address),
+    /// A dispute's deadline: settled if undecided, its record dropped.
+    DisputeDeadline(Hash),
 }
 
 /// Keys under the video service's namespace.
@@ -145,6 +209,11 @@ pub mod keys {
     /// An orchestrator's advertisement.
     pub fn ad(address: &Address) -> Vec<u8> {
         [b"a/".as_slice(), address.as_bytes()].concat()
+    }
+
+    /// A dispute, kept until its deadline.
+    pub fn dispute(id: &Hash) -> Vec<u8> {
+        [b"x/".as_slice(), id.as_bytes()].concat()
     }
 
     /// A redeemed ticket, kept until it expires.
