@@ -23,6 +23,7 @@ mod simcmd;
 mod storagecmd;
 mod txcmd;
 mod videocmd;
+mod videodispute;
 mod videopublish;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};

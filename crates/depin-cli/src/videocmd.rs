@@ -40,6 +40,9 @@ pub enum VideoCommand {
     },
     /// Stream a file, a URL or an RTMP push through paid orchestrators and serve it as HLS.
     Publish(crate::videopublish::PublishArgs),
+    /// Dispute a rendition a stream's checks found wrong: posts the orchestrator's signed
+    /// commitment with a bond and serves the evidence until drawn verifiers decide.
+    Dispute(crate::videodispute::DisputeArgs),
     /// The orchestrators a stream may be sent to: price, sessions, stake, encoders, build.
     Orchestrators,
     /// The streams published from this machine.
@@ -65,6 +68,7 @@ pub enum VideoCommand {
 pub fn run(ctx: &Ctx, cmd: VideoCommand) -> anyhow::Result<()> {
     let (tx, action) = match cmd {
         VideoCommand::Publish(args) => return crate::videopublish::publish(ctx, args),
+        VideoCommand::Dispute(args) => return crate::videodispute::dispute(ctx, args),
         VideoCommand::Streams { dir } => return streams(ctx, &dir),
         VideoCommand::Orchestrators => return orchestrators(ctx),
         VideoCommand::Status { id, dir } => return status(ctx, &dir, &id),

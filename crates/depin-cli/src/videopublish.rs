@@ -118,6 +118,17 @@ pub struct SegmentRecord {
     pub second_opinion: Option<SecondOpinion>,
 }
 
+/// What `depin video dispute` posts: kept beside the source and renditions it names.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Evidence {
+    pub commitment: SegmentCommitment,
+    /// The orchestrator's signature over the commitment, hex.
+    pub signature: String,
+    /// The rendition found wrong.
+    pub rung: String,
+    pub reason: String,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SecondOpinion {
     pub orchestrator: Address,
@@ -159,6 +170,9 @@ struct Publisher {
     dropped: Vec<Dropped>,
     /// Every rendition served so far, by hash: a segment's output handed back for another.
     served: std::collections::HashMap<Hash, u64>,
+    /// Checked results of segments not finished yet, by orchestrator and segment: the
+    /// evidence should a second opinion find them worse.
+    results: std::collections::HashMap<(Address, u64), Box<Transcoded>>,
     /// Share of segments (basis points) also sent to the standby.
     second_opinion_bps: u16,
     /// Picks those segments; unknown to every orchestrator, so none knows which are compared.
@@ -308,6 +322,7 @@ pub fn publish(ctx: &Ctx, args: PublishArgs) -> anyhow::Result<()> {
         served: std::collections::HashMap::new(),
         second_opinion_bps,
         sample_secret: rand_bytes()?,
+        results: std::collections::HashMap::new(),
     };
     publisher.rank(views, !pinned.is_empty());
     if publisher.ranked.is_empty() {
@@ -803,6 +818,8 @@ impl Publisher {
         paid: u64,
         serve: Vec<Staged>,
     ) -> Result<SegmentRecord, Box<Prepared>> {
+        let seq = prepared.segment.seq;
+        self.results.retain(|(_, s), _| *s != seq);
         if let Err(e) = self.publish_staged(prepared.segment.seq, &serve) {
             prepared.record.failed_tries.push(Dropped {
                 orchestrator: served_by,
@@ -861,6 +878,9 @@ impl Publisher {
                             ""
                         }
                     );
+                    if let Some(t) = self.results.remove(&(primary, p.segment.seq)) {
+                        self.keep_evidence(&p.bytes, &t, &reason);
+                    }
                     self.drop_orchestrator(p, primary, reason.clone());
                     let opinion = SecondOpinion {
                         orchestrator: standby,
@@ -1004,7 +1024,7 @@ impl Publisher {
             }
         };
         self.new_terms(transcoded.offer.clone());
-        self.check(
+        let checked = self.check(
             seq,
             orchestrator,
             &p.bytes,
@@ -1012,7 +1032,68 @@ impl Publisher {
             &p.facts,
             &transcoded,
             stage_root,
+        );
+        match &checked {
+            Err(reason) => self.keep_evidence(&p.bytes, &transcoded, reason),
+            Ok(_) => {
+                self.results.insert((orchestrator, seq), transcoded);
+            }
+        }
+        checked
+    }
+
+    /// Keeps what a dispute needs when a signed commitment to this stream's segment came
+    /// with renditions that failed: the commitment, the source and the renditions, under
+    /// `<dir>/evidence/<seq>-<orchestrator>/` for `depin video dispute`.
+    fn keep_evidence(&self, source: &[u8], t: &Transcoded, reason: &str) {
+        let c = &t.commitment;
+        let signed = depin_types::verify(
+            &c.orchestrator,
+            &commitment_message(&self.chain_id, c),
+            &t.signature,
         )
+        .is_ok();
+        if !signed
+            || c.stream != self.stream
+            || c.broadcaster != self.key.address()
+            || c.source_hash != Hash::of(source)
+            || c.renditions.len() != t.renditions.len()
+        {
+            return;
+        }
+        // The rung a failure names (checks say "the 360p rendition ..."), else the largest.
+        let rung = c
+            .renditions
+            .iter()
+            .find(|r| reason.contains(&format!("{} rendition", r.rung)))
+            .or(c.renditions.first())
+            .map(|r| r.rung.clone())
+            .unwrap_or_default();
+        let dir = self
+            .dir
+            .join("evidence")
+            .join(format!("{}-{}", c.seq, c.orchestrator));
+        let evidence = Evidence {
+            commitment: c.clone(),
+            signature: hex::encode(t.signature.0),
+            rung,
+            reason: reason.to_string(),
+        };
+        let written = std::fs::create_dir_all(&dir)
+            .and_then(|()| std::fs::write(dir.join("source.ts"), source))
+            .and_then(|()| {
+                for (commit, bytes) in c.renditions.iter().zip(&t.renditions) {
+                    std::fs::write(dir.join(format!("{}.ts", commit.rung)), bytes)?;
+                }
+                Ok(())
+            })
+            .and_then(|()| {
+                let json = serde_json::to_vec_pretty(&evidence).map_err(std::io::Error::other)?;
+                std::fs::write(dir.join("evidence.json"), json)
+            });
+        if let Err(e) = written {
+            eprintln!("cannot keep the evidence in {}: {e}", dir.display());
+        }
     }
 
     fn new_terms(&mut self, offer: Offer) {

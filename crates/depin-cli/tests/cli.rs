@@ -1779,11 +1779,11 @@ fn video_streams_are_transcoded_checked_and_every_cheat_is_replaced() {
         "--dir",
         &dir_s,
         "--providers",
-        "2",
+        "3",
         "--render-providers",
         "0",
         "--video-providers",
-        "2",
+        "3",
         "--base-port",
         &base,
         "--block-interval-ms",
@@ -1798,9 +1798,9 @@ fn video_streams_are_transcoded_checked_and_every_cheat_is_replaced() {
         str_of(&nodes[1], "address").to_string(),
         str_of(&nodes[2], "address").to_string(),
     );
-    wait_until(Duration::from_secs(60), "two orchestrators", || {
+    wait_until(Duration::from_secs(60), "three orchestrators", || {
         let listed = json(&rpc, &["video", "orchestrators"]);
-        (listed.as_array().map_or(0, Vec::len) == 2).then_some(())
+        (listed.as_array().map_or(0, Vec::len) == 3).then_some(())
     });
     let publish = |source: &str, pinned: &[&str]| -> Output {
         let mut all = vec![
@@ -2074,5 +2074,43 @@ fn video_streams_are_transcoded_checked_and_every_cheat_is_replaced() {
             Some(honest.as_str()),
             "{fault}"
         );
+        if fault != "low_bitrate" {
+            continue;
+        }
+        // Only the second opinion saw it: the broadcaster disputes the segment on chain, the
+        // two other video providers are drawn, re-transcode, and both find it wrong.
+        let seq = segments
+            .iter()
+            .find(|s| s["second_opinion"]["verdict"] == "primary_dropped")
+            .and_then(|s| s["seq"].as_u64())
+            .expect("a segment the second opinion decided")
+            .to_string();
+        let decided = json(
+            &rpc,
+            &[
+                "video",
+                "dispute",
+                str_of(&record, "id"),
+                &seq,
+                "--orchestrator",
+                &cheat,
+                "--dir",
+                &streams,
+                "--evidence-listen",
+                "127.0.0.1:0",
+                "--wait-s",
+                "90",
+                "--key",
+                &user_key,
+            ],
+        );
+        assert_eq!(str_of(&decided, "outcome"), "upheld", "{decided}");
+        assert_eq!(str_of(&decided, "rung"), "360p", "{decided}");
+        let votes = decided["verifiers"].as_array().expect("verifiers");
+        assert!(
+            votes.len() >= 2 && votes.iter().filter(|v| v["guilty"] == true).count() >= 2,
+            "{decided}"
+        );
+        assert!(votes.iter().all(|v| v["verifier"] != cheat.as_str()));
     }
 }

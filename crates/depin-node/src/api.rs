@@ -210,7 +210,7 @@ fn parse_number(text: &str) -> ApiResult<u64> {
         .map_err(|_| ApiError::bad_request("invalid_number", format!("{text:?} is not a number")))
 }
 
-fn parse_hash(text: &str) -> ApiResult<Hash> {
+pub(crate) fn parse_hash(text: &str) -> ApiResult<Hash> {
     text.parse().map_err(|e: depin_types::HashParseError| {
         ApiError::bad_request("invalid_hash", e.to_string())
     })

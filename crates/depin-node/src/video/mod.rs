@@ -3,6 +3,7 @@
 //! orchestrator itself (`orchestrator`), speaking the video protocol (`wire`).
 
 mod orchestrator;
+mod verifier;
 pub mod wire;
 
 use crate::Node;
@@ -25,10 +26,17 @@ impl crate::services::NodeService for VideoService {
         routes
             .get("/broadcasters/{address}", video_broadcaster)
             .get("/orchestrators", video_orchestrators)
+            .get("/disputes/{id}", video_dispute)
     }
 
     fn openapi_paths(&self) -> Vec<(&'static str, serde_json::Value)> {
         vec![
+            (
+                "/disputes/{id}",
+                serde_json::json!({"get": operation("A dispute over a rendition: the signed commitment, the rung, the evidence URL, the bond (DC), the drawn verifiers and what each attested, the deadline and the outcome (open, upheld, rejected, expired)",
+            vec![path_param("id", "the dispute id, hex")],
+            ok_response("Dispute", serde_json::json!({"type": "object"})), &[BAD_REQUEST])}),
+            ),
             (
                 "/orchestrators",
                 serde_json::json!({"get": operation("The orchestrators a broadcaster may choose from: registered for video, staked, above the reputation bar and advertised; each with its price (DC per gigapixel), sessions, stake weight, reputation, encoders and ffmpeg build",
@@ -62,6 +70,7 @@ impl crate::services::NodeService for VideoService {
             ffprobe,
             ..depin_video::Ffmpeg::default()
         };
+        let ffmpeg_for_disputes = ffmpeg.clone();
         let orchestrator = orchestrator::Orchestrator::new(node.clone(), ffmpeg).map_err(|e| {
             crate::NodeError::Io {
                 what: "video_ffmpeg",
@@ -70,14 +79,31 @@ impl crate::services::NodeService for VideoService {
         })?;
         let orchestrator = Arc::new(orchestrator);
         tokio::spawn(orchestrator.clone().serve(net));
+        let verifier = (node.clone(), ffmpeg_for_disputes);
         tokio::spawn(async move {
+            let mut tried = std::collections::HashSet::new();
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 orchestrator.advertise().await;
+                verifier::attest_duties(&verifier.0, &verifier.1, &mut tried).await;
                 tokio::time::sleep(std::time::Duration::from_secs(2)).await;
             }
         });
         Ok(())
     }
+}
+
+/// A dispute, while the chain keeps it (until a dispute period after its deadline).
+async fn video_dispute(
+    State(node): NodeState,
+    Path(id): Path<String>,
+) -> ApiResult<Json<depin_protocol::video::Dispute>> {
+    let id = crate::api::parse_hash(&id)?;
+    node.chain()
+        .service_record(depin_protocol::video::SERVICE, &keys::dispute(&id))?
+        .map(Json)
+        .ok_or_else(|| {
+            crate::api::ApiError::not_found("unknown_dispute", format!("no dispute {id} is kept"))
+        })
 }
 
 /// Every address is a broadcaster with nothing locked until it funds a deposit.

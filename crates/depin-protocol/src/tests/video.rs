@@ -699,12 +699,31 @@ fn a_dispute_draws_verifiers_and_two_alike_slash_the_orchestrator_or_pay_it_the_
         })
     };
     f.ok(&v1, attest(true));
+    assert!(
+        f.get::<Vec<Hash>>(&StateKey::Service(
+            crate::video::SERVICE,
+            keys::duties(&v2.address()),
+        ))
+        .is_some_and(|d| d == [id]),
+        "a drawn verifier finds its duty"
+    );
     let tx = f.tx(&v1, attest(true));
     assert_eq!(code(f.reject(&tx)), "already_attested");
     f.ok(&v2, attest(true));
     assert!(f.stake(&orchestrator).bonded < stake_before, "slashed");
     assert_eq!(f.account(&broadcaster).data_credits, before);
     assert_eq!(f.dispute(&id).expect("kept").outcome, "upheld");
+    let duties = |f: &Fixture, v: &Keypair| {
+        f.get::<Vec<Hash>>(&StateKey::Service(
+            crate::video::SERVICE,
+            keys::duties(&v.address()),
+        ))
+        .unwrap_or_default()
+    };
+    assert!(
+        duties(&f, &v3).is_empty(),
+        "a decided dispute is nobody's duty"
+    );
     let tx = f.tx(&v3, attest(false));
     assert_eq!(code(f.reject(&tx)), "dispute_decided");
 

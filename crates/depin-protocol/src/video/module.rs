@@ -622,6 +622,9 @@ fn open_dispute(
         outcome: "open".into(),
     };
     schedule(ctx, dispute.deadline, Due::DisputeDeadline(id))?;
+    for v in &dispute.verifiers {
+        set_duty(ctx, &v.verifier, &id, true)?;
+    }
     ctx.put_encoded(&keys::dispute(&id), &dispute);
     Ok(vec![
         VideoEvent::DisputeOpened {
@@ -667,6 +670,7 @@ fn attest(
         return Err(reject("already_attested", "a verifier attests once"));
     }
     slot.guilty = Some(guilty);
+    set_duty(ctx, &sender, id, false)?;
     let mut events = vec![
         VideoEvent::DisputeAttested {
             dispute: *id,
@@ -721,6 +725,11 @@ fn attest(
     } else {
         Vec::new()
     };
+    if dispute.outcome != "open" {
+        for v in &dispute.verifiers {
+            set_duty(ctx, &v.verifier, id, false)?;
+        }
+    }
     for verifier in outvoted {
         events.push(ctx.slash(
             verifier,
@@ -746,6 +755,7 @@ fn dispute_deadline(ctx: &mut ServiceContext<'_, '_>, id: &Hash) -> Result<(), T
     ctx.refund_data_credits(dispute.commitment.broadcaster, dispute.bond_dc)?;
     let slashing = ctx.genesis.slashing.clone();
     for v in &dispute.verifiers {
+        set_duty(ctx, &v.verifier, id, false)?;
         if v.guilty.is_none() {
             ctx.slash(
                 v.verifier,
@@ -758,5 +768,26 @@ fn dispute_deadline(ctx: &mut ServiceContext<'_, '_>, id: &Hash) -> Result<(), T
     let keep_until = ctx.block.height.saturating_add(params(ctx)?.dispute_blocks);
     schedule(ctx, keep_until, Due::DisputeDeadline(*id))?;
     ctx.put_encoded(&keys::dispute(id), &dispute);
+    Ok(())
+}
+
+/// Adds or removes a dispute from a verifier's list of disputes to attest.
+fn set_duty(
+    ctx: &mut ServiceContext<'_, '_>,
+    verifier: &Address,
+    id: &Hash,
+    on: bool,
+) -> Result<(), TxError> {
+    let key = keys::duties(verifier);
+    let mut duties: Vec<Hash> = ctx.get_decoded(&key)?.unwrap_or_default();
+    duties.retain(|d| d != id);
+    if on {
+        duties.push(*id);
+    }
+    if duties.is_empty() {
+        ctx.delete_record(&key);
+    } else {
+        ctx.put_encoded(&key, &duties);
+    }
     Ok(())
 }

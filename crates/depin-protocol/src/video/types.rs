@@ -211,6 +211,11 @@ pub mod keys {
         [b"a/".as_slice(), address.as_bytes()].concat()
     }
 
+    /// The open disputes a verifier was drawn for and has not attested (`Vec<Hash>`).
+    pub fn duties(verifier: &Address) -> Vec<u8> {
+        [b"v/".as_slice(), verifier.as_bytes()].concat()
+    }
+
     /// A dispute, kept until its deadline.
     pub fn dispute(id: &Hash) -> Vec<u8> {
         [b"x/".as_slice(), id.as_bytes()].concat()
