@@ -97,8 +97,9 @@ pub struct DevnetArgs {
     /// machine share its cores better with fewer each.
     #[arg(long, default_value_t = 0)]
     pub render_threads: u32,
-    /// How many of the providers transcode video (the first ones).
-    #[arg(long, default_value_t = 2)]
+    /// How many of the providers transcode video (the first ones). A dispute needs two
+    /// video providers besides the orchestrator to verify it.
+    #[arg(long, default_value_t = 3)]
     pub video_providers: u32,
     /// The ffmpeg the orchestrators use (ffprobe beside it).
     #[arg(long, default_value = "ffmpeg")]
