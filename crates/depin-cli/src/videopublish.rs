@@ -77,6 +77,15 @@ pub struct PublishArgs {
     /// network's share).
     #[arg(long, value_name = "PERCENT")]
     pub second_opinion_percent: Option<f64>,
+    /// Fault tests only: sign tickets wrongly (`forged`) or reuse the last nonce (`replayed`).
+    #[arg(long, hide = true)]
+    pub ticket_fault: Option<TicketFault>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TicketFault {
+    Forged,
+    Replayed,
 }
 
 /// What a stream did, kept beside its segments.
@@ -175,6 +184,7 @@ struct Publisher {
     results: std::collections::HashMap<(Address, u64), Box<Transcoded>>,
     /// Share of segments (basis points) also sent to the standby.
     second_opinion_bps: u16,
+    ticket_fault: Option<TicketFault>,
     /// Picks those segments; unknown to every orchestrator, so none knows which are compared.
     sample_secret: Vec<u8>,
 }
@@ -323,6 +333,7 @@ pub fn publish(ctx: &Ctx, args: PublishArgs) -> anyhow::Result<()> {
         second_opinion_bps,
         sample_secret: rand_bytes()?,
         results: std::collections::HashMap::new(),
+        ticket_fault: args.ticket_fault,
     };
     publisher.rank(views, !pinned.is_empty());
     if publisher.ranked.is_empty() {
@@ -945,17 +956,29 @@ impl Publisher {
                     offer.face_value_dc
                 ))
             })?;
+        let sender_nonce = match self.ticket_fault {
+            Some(TicketFault::Replayed) => offer.last_nonce.unwrap_or(0),
+            _ => candidate.next_nonce,
+        };
         let ticket = Ticket {
             recipient: orchestrator,
             sender: me,
             face_value_dc: offer.face_value_dc,
             win_prob,
-            sender_nonce: candidate.next_nonce,
+            sender_nonce,
             recipient_rand_hash: offer.recipient_rand_hash,
             expiry_height: head.saturating_add(lifetime),
         };
         candidate.next_nonce = candidate.next_nonce.saturating_add(1);
-        let ticket_signature = self.key.sign(&ticket_message(&self.chain_id, &ticket));
+        let signed = match self.ticket_fault {
+            // A signature over other terms than those sent.
+            Some(TicketFault::Forged) => Ticket {
+                face_value_dc: ticket.face_value_dc.saturating_add(1),
+                ..ticket
+            },
+            _ => ticket,
+        };
+        let ticket_signature = self.key.sign(&ticket_message(&self.chain_id, &signed));
         let request = VideoRequest::Transcode(Box::new(TranscodeRequest {
             stream: self.stream,
             seq: p.segment.seq,

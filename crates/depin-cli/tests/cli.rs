@@ -2113,4 +2113,39 @@ fn video_streams_are_transcoded_checked_and_every_cheat_is_replaced() {
         );
         assert!(votes.iter().all(|v| v["verifier"] != cheat.as_str()));
     }
+
+    // A broadcaster that forges or replays its tickets gets nothing transcoded: the honest
+    // orchestrator refuses each before any work, with the code on the stream's record.
+    for (fault, code) in [
+        ("forged", "bad_ticket_signature"),
+        ("replayed", "replayed_ticket"),
+    ] {
+        let out = depin(&[
+            "--rpc",
+            &rpc,
+            "--json",
+            "video",
+            "publish",
+            &clip,
+            "--ladder",
+            "360p,240p",
+            "--key",
+            &user_key,
+            "--dir",
+            &streams,
+            "--http-listen",
+            "127.0.0.1:0",
+            "--exit-when-done",
+            "--orchestrator",
+            &honest,
+            "--ticket-fault",
+            fault,
+        ]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            !out.status.success() && stdout.contains(&format!("refused ({code})")),
+            "{fault}: {}",
+            describe(&["video", "publish", "--ticket-fault", fault], &out)
+        );
+    }
 }
