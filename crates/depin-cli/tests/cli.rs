@@ -2148,4 +2148,52 @@ fn video_streams_are_transcoded_checked_and_every_cheat_is_replaced() {
             describe(&["video", "publish", "--ticket-fault", fault], &out)
         );
     }
+
+    // A broadcaster whose deposit and reserve cannot cover one winning ticket is refused by
+    // every orchestrator before any work.
+    let poor_key = tmp.path().join("poor.key").to_string_lossy().into_owned();
+    let poor = ok(&["key", "new", "--out", &poor_key]).trim().to_string();
+    json(
+        &rpc,
+        &[
+            "transfer", "--to", &poor, "--amount", "5", "--key", &user_key,
+        ],
+    );
+    json(&rpc, &["dc", "buy", "--amount", "1", "--key", &poor_key]);
+    json(
+        &rpc,
+        &[
+            "video",
+            "fund",
+            "--deposit",
+            "500",
+            "--reserve",
+            "500",
+            "--key",
+            &poor_key,
+        ],
+    );
+    let out = depin(&[
+        "--rpc",
+        &rpc,
+        "--json",
+        "video",
+        "publish",
+        &clip,
+        "--ladder",
+        "360p,240p",
+        "--key",
+        &poor_key,
+        "--dir",
+        &streams,
+        "--http-listen",
+        "127.0.0.1:0",
+        "--exit-when-done",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success() && stdout.contains("refused (broadcaster_underfunded)"),
+        "{}",
+        describe(&["video", "publish", "underfunded"], &out)
+    );
 }
