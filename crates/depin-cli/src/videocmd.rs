@@ -214,6 +214,18 @@ fn status(ctx: &Ctx, dir: &std::path::Path, id: &str) -> anyhow::Result<()> {
             for t in &s.failed_tries {
                 text.push_str(&format!("       tried {}: {}\n", t.orchestrator, t.reason));
             }
+            if let Some(o) = &s.second_opinion {
+                let verdict = match o.verdict.as_str() {
+                    "agree" => "agrees",
+                    "primary_dropped" => "found the primary worse",
+                    "second_dropped" => "was found worse",
+                    _ => "could not decide",
+                };
+                text.push_str(&format!(
+                    "       second opinion {} {verdict}: {}\n",
+                    o.orchestrator, o.detail
+                ));
+            }
         }
         for d in &record.dropped {
             text.push_str(&format!("dropped {}: {}\n", d.orchestrator, d.reason));

@@ -179,12 +179,13 @@ fn words(d: &Dispute) -> String {
             )
         })
         .collect();
-    format!(
-        "dispute   {}\nsegment   {} ({})\norchestr. {}\noutcome   {outcome}\nverifiers\n{}",
-        d.id,
-        d.commitment.seq,
-        d.rung,
-        d.commitment.orchestrator,
-        votes.join("\n")
-    )
+    let mut text = crate::output::rows(&[
+        ("dispute", d.id.to_string()),
+        ("segment", format!("{} ({})", d.commitment.seq, d.rung)),
+        ("orchestrator", d.commitment.orchestrator.to_string()),
+        ("outcome", outcome.to_string()),
+        ("verifiers", String::new()),
+    ]);
+    text.push_str(&votes.join("\n"));
+    text
 }

@@ -1802,7 +1802,7 @@ fn video_streams_are_transcoded_checked_and_every_cheat_is_replaced() {
         let listed = json(&rpc, &["video", "orchestrators"]);
         (listed.as_array().map_or(0, Vec::len) == 3).then_some(())
     });
-    let publish = |source: &str, pinned: &[&str]| -> Output {
+    let publish_as = |key: &str, source: &str, pinned: &[&str], extra: &[&str]| -> Output {
         let mut all = vec![
             "--rpc",
             &rpc,
@@ -1813,19 +1813,26 @@ fn video_streams_are_transcoded_checked_and_every_cheat_is_replaced() {
             "--ladder",
             "360p,240p",
             "--key",
-            &user_key,
+            key,
             "--dir",
             &streams,
             "--http-listen",
             "127.0.0.1:0",
             "--exit-when-done",
-            "--second-opinion-percent",
-            "100",
         ];
         for p in pinned {
             all.extend(["--orchestrator", p]);
         }
+        all.extend_from_slice(extra);
         depin(&all)
+    };
+    let publish = |source: &str, pinned: &[&str]| -> Output {
+        publish_as(
+            &user_key,
+            source,
+            pinned,
+            &["--second-opinion-percent", "100"],
+        )
     };
 
     // No deposit yet: nothing is sent.
@@ -2120,27 +2127,7 @@ fn video_streams_are_transcoded_checked_and_every_cheat_is_replaced() {
         ("forged", "bad_ticket_signature"),
         ("replayed", "replayed_ticket"),
     ] {
-        let out = depin(&[
-            "--rpc",
-            &rpc,
-            "--json",
-            "video",
-            "publish",
-            &clip,
-            "--ladder",
-            "360p,240p",
-            "--key",
-            &user_key,
-            "--dir",
-            &streams,
-            "--http-listen",
-            "127.0.0.1:0",
-            "--exit-when-done",
-            "--orchestrator",
-            &honest,
-            "--ticket-fault",
-            fault,
-        ]);
+        let out = publish_as(&user_key, &clip, &[&honest], &["--ticket-fault", fault]);
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
             !out.status.success() && stdout.contains(&format!("refused ({code})")),
@@ -2173,23 +2160,7 @@ fn video_streams_are_transcoded_checked_and_every_cheat_is_replaced() {
             &poor_key,
         ],
     );
-    let out = depin(&[
-        "--rpc",
-        &rpc,
-        "--json",
-        "video",
-        "publish",
-        &clip,
-        "--ladder",
-        "360p,240p",
-        "--key",
-        &poor_key,
-        "--dir",
-        &streams,
-        "--http-listen",
-        "127.0.0.1:0",
-        "--exit-when-done",
-    ]);
+    let out = publish_as(&poor_key, &clip, &[], &[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         !out.status.success() && stdout.contains("refused (broadcaster_underfunded)"),
